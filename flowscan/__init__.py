@@ -1,0 +1,8 @@
+"""flowscan: what a VTC capture shows about media encryption and where data goes."""
+
+__version__ = "0.1.0"
+
+from flowscan.api import scan  # noqa: E402
+from flowscan.errors import CaptureError, FlowscanError  # noqa: E402
+
+__all__ = ["CaptureError", "FlowscanError", "__version__", "scan"]

@@ -1,0 +1,182 @@
+"""The public Python API: flowscan.scan(path, ...) -> Report. The CLI is a thin layer on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flowscan import __version__
+from flowscan.capture import CaptureSource, open_reader
+from flowscan.capture.decode import LINK_NAMES, SUPPORTED_LINKS, Decoder
+from flowscan.errors import UsageError
+from flowscan.flows import FlowState, FlowTable, split_key
+from flowscan.report.model import (
+    CaptureInfo,
+    DirectionStats,
+    Endpoint,
+    Flow,
+    Report,
+    SecretsInfo,
+    TcpHandshake,
+    ToolInfo,
+)
+
+ENGINES = ("native", "tshark")
+PROGRESS_EVERY = 0x3FFF  # call the progress callback once per 16384 packets
+
+# progress(bytes of the file consumed, file size or None)
+ProgressCallback = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    engine: str = "native"
+    idle_timeout: float = 300.0
+    sample_packets: int = 8
+    sample_bytes: int = 2048
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise UsageError(f"unknown engine {self.engine!r}; choose one of {', '.join(ENGINES)}")
+        if self.idle_timeout <= 0:
+            raise UsageError("idle timeout must be positive")
+
+
+def _ms(a: float, b: float) -> float | None:
+    return round((b - a) * 1000.0, 3) if a and b and b >= a else None
+
+
+def _ts(value: float) -> float:
+    return round(value, 6)
+
+
+def flow_record(state: FlowState) -> Flow:
+    """The report's view of a closed flow."""
+    key = split_key(state.proto, state.key)
+    handshake = None
+    if state.proto == 6 and any(state.handshake):
+        syn, synack, ack = state.handshake
+        handshake = TcpHandshake(_ms(syn, synack), _ms(synack, ack))
+    directions = [
+        DirectionStats(
+            state.pkts[d], state.octets[d],
+            _ts(state.first[d]) if state.pkts[d] else None,
+            _ts(state.last[d]) if state.pkts[d] else None,
+        )
+        for d in (0, 1)
+    ]
+    return Flow(
+        id=state.flow_id,
+        transport=key.transport,
+        client=Endpoint(key.client_ip, key.client_port),
+        server=Endpoint(key.server_ip, key.server_port),
+        client_basis=state.client_basis,
+        to_server=directions[0],
+        to_client=directions[1],
+        encapsulation=list(state.encap or ()),
+        tcp_handshake=handshake,
+    )
+
+
+def scan(
+    path: str,
+    *,
+    engine: str = "native",
+    idle_timeout: float = 300.0,
+    progress: ProgressCallback | None = None,
+) -> Report:
+    """Analyse one capture file (or "-" for stdin) and return its report.
+
+    Raises flowscan.errors.CaptureError for input that cannot be read at all; a capture that
+    is merely cut short yields a report whose capture.warnings say where it stopped.
+    """
+    options = ScanOptions(engine=engine, idle_timeout=idle_timeout)
+    if options.engine == "tshark":
+        from flowscan.capture.tshark import scan_with_tshark
+
+        return scan_with_tshark(path, options)
+    return _scan_native(path, options, progress)
+
+
+def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | None) -> Report:
+    flows: list[Flow] = []
+    with CaptureSource(path) as source:
+        reader = open_reader(source)
+        decoder = Decoder()
+        table = FlowTable(
+            on_close=lambda state: flows.append(flow_record(state)),
+            idle_timeout=options.idle_timeout,
+            sample_packets=options.sample_packets,
+            sample_bytes=options.sample_bytes,
+        )
+        decode = decoder.decode
+        add = table.add
+        total_bytes = 0
+        ip_packets = 0
+        malformed = 0
+        unsupported: dict[int, int] = {}
+        first = float("inf")
+        last = float("-inf")
+        count = 0
+        for ts, link, data, wirelen in reader.packets():
+            count += 1
+            total_bytes += wirelen
+            if ts < first:
+                first = ts
+            if ts > last:
+                last = ts
+            if not count & PROGRESS_EVERY and progress is not None:
+                progress(source.consumed, source.size)
+            try:
+                decoded = decode(link, data)
+            except (IndexError, ValueError):
+                malformed += 1
+                continue
+            if decoded is None:
+                if link not in SUPPORTED_LINKS:
+                    unsupported[link] = unsupported.get(link, 0) + 1
+                continue
+            ip_packets += 1
+            add(ts, wirelen, decoded, data)
+        table.close_all()
+        flows.sort(key=lambda f: f.id)
+        facts = reader.facts
+        warnings = list(facts.warnings)
+        if malformed:
+            warnings.append(
+                f"{malformed} packets were too short or inconsistent to decode; they are "
+                "counted in the capture totals but belong to no flow"
+            )
+        for link, n in sorted(unsupported.items()):
+            warnings.append(f"{n} packets of unsupported link type {link} were not decoded")
+        if decoder.fragments_unmatched:
+            warnings.append(
+                f"{decoder.fragments_unmatched} IP fragments arrived without their first "
+                "fragment; they are accounted to address-only flows"
+            )
+        if progress is not None:
+            progress(source.consumed, source.size)
+        sha = source.sha256()
+        capture = CaptureInfo(
+            path=source.display,
+            sha256=sha,
+            size_bytes=source.consumed,
+            compressed=source.compressed,
+            format=facts.format + ("+gzip" if source.compressed else ""),
+            link_types=sorted({LINK_NAMES.get(lt, f"linktype-{lt}") for lt in facts.link_types}),
+            sections=facts.sections,
+            interfaces=facts.interfaces,
+            packets=facts.packets,
+            bytes=total_bytes,
+            first_timestamp=_ts(first) if count else None,
+            last_timestamp=_ts(last) if count else None,
+            ip_packets=ip_packets,
+            non_ip_packets=decoder.non_ip,
+            undecoded_packets=malformed + sum(unsupported.values()),
+            ip_fragments=decoder.fragments_seen,
+            decryption_secrets=SecretsInfo(
+                blocks=len(facts.secrets), kinds=sorted({s.kind for s in facts.secrets})
+            ),
+            warnings=warnings,
+        )
+    return Report(tool=ToolInfo("flowscan", __version__), capture=capture, flows=flows)

@@ -1,0 +1,237 @@
+"""pcapng files (draft-ietf-opsawg-pcapng): sections, interfaces, packet and secrets blocks.
+
+Every block is: type (4), total length (4), body, total length again (4), in the byte order
+of the section, which the Section Header Block's byte-order magic sets (section 4.1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from flowscan.capture.records import MAX_RECORD, ChunkedReader, DecryptionSecrets, Packet
+from flowscan.capture.source import CaptureSource
+
+SHB = 0x0A0D0D0A
+IDB = 0x00000001
+OPB = 0x00000002  # obsolete packet block (appendix A)
+SPB = 0x00000003
+NRB = 0x00000004
+ISB = 0x00000005
+EPB = 0x00000006
+DSB = 0x0000000A
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+
+OPT_ENDOFOPT = 0
+OPT_IF_TSRESOL = 9
+OPT_IF_TSOFFSET = 14
+
+SHB_MAGIC_BYTES = b"\x0a\x0d\x0d\x0a"
+
+
+@dataclass
+class Interface:
+    link_type: int
+    snaplen: int
+    units_per_second: float = 1e6
+    offset_seconds: int = 0
+
+
+def iter_options(body: bytes, start: int, order: str) -> Iterator[tuple[int, bytes]]:
+    """Options are (code 2, length 2, value padded to 4); a cut option ends the list."""
+    head = struct.Struct(order + "HH")
+    off = start
+    end = len(body)
+    while off + 4 <= end:
+        code, length = head.unpack_from(body, off)
+        if code == OPT_ENDOFOPT:
+            return
+        value = body[off + 4:off + 4 + length]
+        if len(value) < length:
+            return
+        yield code, value
+        off += 4 + ((length + 3) & ~3)
+
+
+def parse_tsresol(value: bytes) -> float:
+    """if_tsresol (section 4.2): high bit clear means 10^-n, set means 2^-n seconds."""
+    if not value:
+        return 1e6
+    v = value[0]
+    exponent = v & 0x7F
+    if v & 0x80:
+        return float(2**exponent) if exponent < 64 else 1e6
+    return float(10**exponent) if exponent <= 18 else 1e6
+
+
+NRB_IPV4 = 1
+NRB_IPV6 = 2
+
+
+class PcapngReader(ChunkedReader):
+    format_name = "pcapng"
+
+    def __init__(self, source: CaptureSource, head: bytes) -> None:
+        super().__init__(source, head)
+        self.interfaces: list[Interface] = []
+        self._order = "<"
+        self._tail_start = 0
+
+    def _need(self, off: int, size: int) -> int:
+        """Make sure size bytes from off are buffered; returns the (possibly moved) offset,
+        or -1 at the end of the stream (then self._tail_start is where the block began)."""
+        while len(self._buf) - off < size:
+            if not self._refill(off):
+                self._tail_start = off
+                return -1
+            off = 0
+        return off
+
+    def packets(self) -> Iterator[Packet]:
+        facts = self.facts
+        off = 0
+        count = 0
+        order = self._order
+        blk = struct.Struct(order + "II")
+        epb = struct.Struct(order + "IIIII")
+        ifaces = self.interfaces
+        try:
+            while True:
+                off = self._need(off, 8)
+                if off < 0:
+                    if len(self._buf) > self._tail_start:
+                        self._cut_tail(self._tail_start, "last block header incomplete")
+                    return
+                buf = self._buf
+                if buf[off:off + 4] == SHB_MAGIC_BYTES:
+                    off = self._need(off, 12)
+                    if off < 0:
+                        self._cut_tail(self._tail_start, "section header incomplete")
+                        return
+                    buf = self._buf
+                    magic = buf[off + 8:off + 12]
+                    if magic == b"\x4d\x3c\x2b\x1a":
+                        order = "<"
+                    elif magic == b"\x1a\x2b\x3c\x4d":
+                        order = ">"
+                    else:
+                        raise self._fail(off, "section header has no valid byte-order magic")
+                    self._order = order
+                    blk = struct.Struct(order + "II")
+                    epb = struct.Struct(order + "IIIII")
+                btype, blen = blk.unpack_from(buf, off)
+                if blen < 12 or blen % 4 or blen > MAX_RECORD:
+                    facts.packets = count
+                    raise self._fail(off, f"block of type 0x{btype:08x} has bad length {blen}")
+                if facts.sections == 0 and btype != SHB:
+                    raise self._fail(off, "pcapng does not start with a section header")
+                start = self._need(off, blen)
+                if start < 0:
+                    facts.packets = count
+                    self._cut_tail(self._tail_start, f"block of {blen} bytes incomplete")
+                    return
+                off = start
+                buf = self._buf
+                (trailer,) = blk.unpack_from(buf, off + blen - 8)[1:]
+                if trailer != blen:
+                    facts.packets = count
+                    raise self._fail(
+                        off, f"block of type 0x{btype:08x} is corrupt (trailing length {trailer} "
+                        f"differs from {blen})"
+                    )
+                end = off + blen
+                if btype == EPB:
+                    if blen < 32:
+                        raise self._fail(off, "enhanced packet block too short")
+                    if_id, ts_hi, ts_lo, incl, orig = epb.unpack_from(buf, off + 8)
+                    if 28 + incl > blen - 4 or if_id >= len(ifaces):
+                        raise self._fail(
+                            off, "enhanced packet block is corrupt (captured length or "
+                            f"interface {if_id} out of range)"
+                        )
+                    iface = ifaces[if_id]
+                    count += 1
+                    yield (
+                        ((ts_hi << 32) | ts_lo) / iface.units_per_second + iface.offset_seconds,
+                        iface.link_type, buf[off + 28:off + 28 + incl], orig,
+                    )
+                elif btype == SPB:
+                    if not ifaces:
+                        raise self._fail(off, "simple packet block before any interface")
+                    (orig,) = struct.unpack_from(order + "I", buf, off + 8)
+                    iface = ifaces[0]
+                    incl = min(orig, blen - 16)
+                    if iface.snaplen:
+                        incl = min(incl, iface.snaplen)
+                    count += 1
+                    # Simple packet blocks carry no timestamp (section 4.4).
+                    yield 0.0, iface.link_type, buf[off + 12:off + 12 + incl], orig
+                elif btype == OPB:
+                    if blen < 32:
+                        raise self._fail(off, "packet block too short")
+                    if_id, _drops, ts_hi, ts_lo, incl, orig = struct.unpack_from(
+                        order + "HHIIII", buf, off + 8)
+                    if 28 + incl > blen - 4 or if_id >= len(ifaces):
+                        raise self._fail(off, "packet block is corrupt")
+                    iface = ifaces[if_id]
+                    count += 1
+                    yield (
+                        ((ts_hi << 32) | ts_lo) / iface.units_per_second + iface.offset_seconds,
+                        iface.link_type, buf[off + 28:off + 28 + incl], orig,
+                    )
+                else:
+                    self._other_block(btype, bytes(buf[off:end]), order, off)
+                facts.packets = count
+                off = end
+        finally:
+            facts.packets = count
+
+    def _other_block(self, btype: int, block: bytes, order: str, off: int) -> None:
+        body = block[8:-4]
+        if btype == SHB:
+            if len(body) < 16:
+                raise self._fail(off, "section header too short")
+            self.facts.sections += 1
+            self.interfaces.clear()
+        elif btype == IDB:
+            if len(body) < 8:
+                raise self._fail(off, "interface description too short")
+            link, _reserved, snaplen = struct.unpack_from(order + "HHI", body, 0)
+            iface = Interface(link_type=link, snaplen=snaplen)
+            for code, value in iter_options(body, 8, order):
+                if code == OPT_IF_TSRESOL:
+                    iface.units_per_second = parse_tsresol(value)
+                elif code == OPT_IF_TSOFFSET and len(value) == 8:
+                    (iface.offset_seconds,) = struct.unpack(order + "q", value)
+            self.interfaces.append(iface)
+            self.facts.interfaces += 1
+            self.facts.link_types.add(link)
+        elif btype == DSB:
+            if len(body) < 8:
+                raise self._fail(off, "decryption secrets block too short")
+            stype, slen = struct.unpack_from(order + "II", body, 0)
+            if 8 + slen > len(body):
+                raise self._fail(off, "decryption secrets block is corrupt")
+            self.facts.secrets.append(DecryptionSecrets(stype, body[8:8 + slen]))
+        elif btype == NRB:
+            self._name_records(body, order)
+        # Statistics, custom (0x00000BAD, 0x40000BAD) and unknown blocks are
+        # skipped: they carry nothing the flow analysis needs (section 4.5, 4.6, 4.7).
+
+    def _name_records(self, body: bytes, order: str) -> None:
+        """Name resolution records (section 4.5): address then NUL-separated names."""
+        head = struct.Struct(order + "HH")
+        off = 0
+        while off + 4 <= len(body):
+            rtype, length = head.unpack_from(body, off)
+            if rtype == 0:
+                return
+            value = body[off + 4:off + 4 + length]
+            alen = {NRB_IPV4: 4, NRB_IPV6: 16}.get(rtype)
+            if alen and len(value) > alen:
+                addr = ipaddress.ip_address(value[:alen])
+                names = [n.decode("utf-8", "replace") for n in value[alen:].split(b"\0") if n]
+                self.facts.names.setdefault(str(addr), []).extend(names)
+            off += 4 + ((length + 3) & ~3)

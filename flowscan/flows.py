@@ -1,0 +1,221 @@
+"""Bidirectional flow table with per-direction accounting and bounded payload samples.
+
+Each flow sits in the table under both of its directional keys, so one dict lookup per
+packet finds the flow and the direction (0: client to server, 1: server to client). Flows
+idle for longer than the timeout are closed and handed to a callback, which keeps memory
+bounded by the number of concurrently active flows, not by the capture's size.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from flowscan.capture.decode import PROTO_TCP, PROTO_UDP, Decoded
+
+TCP_FIN = 0x01
+TCP_SYN = 0x02
+TCP_RST = 0x04
+TCP_ACK = 0x10
+SYN_ACK = TCP_SYN | TCP_ACK
+
+# Sweep for idle flows once per this many packets (a power of two minus one, as a mask).
+SWEEP_MASK = 0xFFFF
+
+
+@dataclass(frozen=True)
+class FlowKey:
+    """A flow's identity: transport protocol and the client and server endpoints."""
+
+    proto: int
+    client_ip: str
+    client_port: int
+    server_ip: str
+    server_port: int
+
+    @property
+    def transport(self) -> str:
+        return {PROTO_TCP: "tcp", PROTO_UDP: "udp", 1: "icmp", 58: "icmpv6", 50: "esp",
+                47: "gre", 132: "sctp"}.get(self.proto, f"ip-proto-{self.proto}")
+
+
+def split_key(proto: int, raw: bytes) -> FlowKey:
+    """Turn a raw directional key (addresses then ports) into a FlowKey."""
+    alen = (len(raw) - 4) // 2
+    return FlowKey(
+        proto,
+        str(ipaddress.ip_address(raw[:alen])),
+        int.from_bytes(raw[2 * alen:2 * alen + 2], "big"),
+        str(ipaddress.ip_address(raw[alen:2 * alen])),
+        int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big"),
+    )
+
+
+def reverse_key(raw: bytes) -> bytes:
+    alen = (len(raw) - 4) // 2
+    return raw[alen:2 * alen] + raw[:alen] + raw[2 * alen + 2:] + raw[2 * alen:2 * alen + 2]
+
+
+class FlowState:
+    """A flow while it is open; the hot path touches only its lists."""
+
+    __slots__ = (
+        "budget", "client_basis", "encap", "first", "flow_id", "handshake", "key", "last",
+        "octets", "pkts", "proto", "samples", "tracking",
+    )
+
+    def __init__(
+        self, flow_id: int, proto: int, key: bytes, ts: float, budget: int,
+        encap: tuple[str, ...] | None, client_basis: str,
+    ) -> None:
+        self.flow_id = flow_id
+        self.proto = proto
+        self.key = key  # client-to-server raw key
+        self.pkts = [0, 0]
+        self.octets = [0, 0]
+        self.first = [0.0, 0.0]
+        self.last = [ts, ts]
+        self.samples: list[tuple[float, int, bytes]] = []
+        self.budget = [budget, budget]
+        self.encap = encap
+        self.client_basis = client_basis
+        # TCP handshake times [SYN, SYN-ACK, ACK], zero where not seen.
+        self.handshake = [0.0, 0.0, 0.0]
+        self.tracking = proto == PROTO_TCP
+
+    @property
+    def flow_key(self) -> FlowKey:
+        return split_key(self.proto, self.key)
+
+    @property
+    def last_seen(self) -> float:
+        return max(self.last)
+
+
+def _client_side(proto: int, flags: int, raw: bytes) -> tuple[bool, str]:
+    """Whether the first packet's sender is the client, and on what basis."""
+    if proto == PROTO_TCP:
+        if flags & SYN_ACK == TCP_SYN:
+            return True, "tcp-syn"
+        if flags & SYN_ACK == SYN_ACK:
+            return False, "tcp-syn-ack"
+    alen = (len(raw) - 4) // 2
+    sport = int.from_bytes(raw[2 * alen:2 * alen + 2], "big")
+    dport = int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big")
+    if 0 < sport < 1024 <= dport:
+        return False, "well-known-port"
+    return True, "first-packet"
+
+
+class FlowTable:
+    def __init__(
+        self,
+        on_close: Callable[[FlowState], None],
+        idle_timeout: float = 300.0,
+        sample_packets: int = 8,
+        sample_bytes: int = 2048,
+    ) -> None:
+        self._on_close = on_close
+        self.idle_timeout = idle_timeout
+        self.sample_packets = sample_packets
+        self.sample_bytes = sample_bytes
+        self._tables: dict[int, dict[bytes, tuple[FlowState, int]]] = {
+            PROTO_TCP: {}, PROTO_UDP: {},
+        }
+        self._next_id = 1
+        self._count = 0
+        self._now = 0.0
+        self.active = 0
+        self.peak_active = 0
+        self.evicted = 0
+
+    def add(self, ts: float, wirelen: int, decoded: Decoded, data: bytes) -> None:
+        proto, key, ps, pe, flags, encap = decoded
+        table = self._tables.get(proto)
+        if table is None:
+            table = self._tables[proto] = {}
+        entry = table.get(key)
+        if entry is None:
+            entry = self._open(table, proto, key, ts, flags, encap)
+        flow, d = entry
+        if not flow.pkts[d]:
+            flow.first[d] = ts
+        flow.pkts[d] += 1
+        flow.octets[d] += wirelen
+        flow.last[d] = ts
+        if pe > ps and flow.budget[d]:
+            flow.budget[d] -= 1
+            flow.samples.append((ts, d, data[ps:min(pe, ps + self.sample_bytes)]))
+        if flow.tracking:
+            self._handshake(flow, d, flags, ts)
+        self._count += 1
+        if not self._count & SWEEP_MASK:
+            if ts > self._now:
+                self._now = ts
+            self.sweep(self._now - self.idle_timeout)
+        elif ts > self._now:
+            self._now = ts
+
+    def _open(
+        self, table: dict[bytes, tuple[FlowState, int]], proto: int, key: bytes, ts: float,
+        flags: int, encap: tuple[str, ...] | None,
+    ) -> tuple[FlowState, int]:
+        forward, basis = _client_side(proto, flags, key)
+        rkey = reverse_key(key)
+        flow = FlowState(
+            self._next_id, proto, key if forward else rkey, ts, self.sample_packets, encap,
+            basis,
+        )
+        self._next_id += 1
+        entry = (flow, 0) if forward else (flow, 1)
+        if rkey != key:
+            table[rkey] = (flow, 1) if forward else (flow, 0)
+        table[key] = entry
+        self.active += 1
+        if self.active > self.peak_active:
+            self.peak_active = self.active
+        return entry
+
+    @staticmethod
+    def _handshake(flow: FlowState, d: int, flags: int, ts: float) -> None:
+        """Times of SYN, SYN-ACK and the client's ACK (RFC 9293 section 3.5)."""
+        hs = flow.handshake
+        if flags & SYN_ACK == TCP_SYN and d == 0:
+            hs[0] = ts
+        elif flags & SYN_ACK == SYN_ACK and d == 1:
+            if not hs[1]:
+                hs[1] = ts
+        elif flags & TCP_ACK and d == 0 and hs[1]:
+            hs[2] = ts
+            flow.tracking = False
+        if flow.pkts[0] + flow.pkts[1] > 16:
+            flow.tracking = False
+
+    def sweep(self, cutoff: float) -> None:
+        """Close every flow whose last packet is older than cutoff."""
+        for table in self._tables.values():
+            stale = [
+                k for k, (flow, _d) in table.items() if flow.last_seen < cutoff
+            ]
+            closing: dict[int, FlowState] = {}
+            for k in stale:
+                flow, _d = table.pop(k)
+                closing[flow.flow_id] = flow
+            for flow_id in sorted(closing):
+                self.active -= 1
+                self.evicted += 1
+                self._on_close(closing[flow_id])
+
+    def close_all(self) -> None:
+        """Close every open flow in the order the flows began."""
+        remaining: dict[int, FlowState] = {}
+        for table in self._tables.values():
+            for flow, _d in table.values():
+                remaining[flow.flow_id] = flow
+            table.clear()
+        for flow_id in sorted(remaining):
+            self.active -= 1
+            self._on_close(remaining[flow_id])
+
+

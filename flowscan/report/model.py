@@ -1,0 +1,106 @@
+"""The report model: typed dataclasses that serialise to the JSON schema flowscan.report/1.
+
+Fields that later stages fill (protocols, app, encryption, remote, jurisdiction, findings)
+exist from the start so the schema stays stable as the analysis grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = "flowscan.report/1"
+
+
+@dataclass
+class ToolInfo:
+    name: str
+    version: str
+
+
+@dataclass
+class SecretsInfo:
+    """What decryption secrets the capture carries: kinds and counts, never the content."""
+
+    blocks: int = 0
+    kinds: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CaptureInfo:
+    path: str
+    sha256: str
+    size_bytes: int
+    compressed: bool
+    format: str
+    link_types: list[str]
+    sections: int
+    interfaces: int
+    packets: int
+    bytes: int
+    first_timestamp: float | None
+    last_timestamp: float | None
+    ip_packets: int = 0
+    non_ip_packets: int = 0
+    undecoded_packets: int = 0
+    ip_fragments: int = 0
+    decryption_secrets: SecretsInfo = field(default_factory=SecretsInfo)
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Endpoint:
+    ip: str
+    port: int
+
+
+@dataclass
+class DirectionStats:
+    packets: int
+    bytes: int
+    first_timestamp: float | None
+    last_timestamp: float | None
+
+
+@dataclass
+class TcpHandshake:
+    """Round trips seen from the capture point, in milliseconds (None where not seen)."""
+
+    syn_to_synack_ms: float | None
+    synack_to_ack_ms: float | None
+
+
+@dataclass
+class Flow:
+    id: int
+    transport: str
+    client: Endpoint
+    server: Endpoint
+    # How the client side was decided: tcp-syn, tcp-syn-ack, well-known-port, first-packet.
+    client_basis: str
+    to_server: DirectionStats
+    to_client: DirectionStats
+    encapsulation: list[str] = field(default_factory=list)
+    tcp_handshake: TcpHandshake | None = None
+    protocols: list[str] = field(default_factory=list)
+    app: dict[str, Any] | None = None
+    encryption: dict[str, Any] | None = None
+    remote: dict[str, Any] | None = None
+    jurisdiction: dict[str, Any] | None = None
+
+    @property
+    def packets(self) -> int:
+        return self.to_server.packets + self.to_client.packets
+
+    @property
+    def bytes(self) -> int:
+        return self.to_server.bytes + self.to_client.bytes
+
+
+@dataclass
+class Report:
+    tool: ToolInfo
+    capture: CaptureInfo
+    flows: list[Flow] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+    schema: str = SCHEMA

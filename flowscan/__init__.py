@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from flowscan.api import scan  # noqa: E402
-from flowscan.errors import CaptureError, FlowscanError  # noqa: E402
+from flowscan.api import scan
+from flowscan.errors import CaptureError, FlowscanError
 
 __all__ = ["CaptureError", "FlowscanError", "__version__", "scan"]

@@ -225,7 +225,7 @@ class Decoder:
             sport = (data[l4] << 8) | data[l4 + 1]
             dport = (data[l4 + 2] << 8) | data[l4 + 3]
             ulen = (data[l4 + 4] << 8) | data[l4 + 5]
-            pend = l4 + ulen if 8 <= ulen and l4 + ulen < end else end
+            pend = l4 + ulen if ulen >= 8 and l4 + ulen < end else end
             if depth < MAX_TUNNEL_DEPTH:
                 if sport == UDP_GTPU or dport == UDP_GTPU:
                     inner = self._gtpu(data, l4 + 8, pend, encap, depth)

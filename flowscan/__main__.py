@@ -1,0 +1,3 @@
+from flowscan.cli import main
+
+main()

@@ -1,0 +1,146 @@
+"""The second engine: Wireshark's dissectors (through pyshark) feeding the same flow table.
+
+It exists as a cross-check of the native reader: if both agree on flows, packets and bytes,
+neither has silently dropped or misattributed traffic. It is slow (tshark dissects every
+layer), so it is for verification, not for large captures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from flowscan import __version__
+from flowscan.capture import CaptureSource, open_reader
+from flowscan.capture.decode import NO_PORTS, PROTO_TCP, PROTO_UDP, Decoded
+from flowscan.errors import CaptureError
+from flowscan.flows import FlowTable
+
+TUNNEL_LAYERS = {"gtp": "gtp-u", "gre": "gre", "vxlan": "vxlan", "pppoes": "pppoe",
+                 "mpls": "mpls"}
+
+
+def packet_to_decoded(packet: Any) -> tuple[float, int, Decoded] | None:
+    """Innermost IP and transport of a pyshark packet, as the native decoder would give them.
+
+    ICMP ends the walk: the IP and UDP headers quoted inside an ICMP error belong to the
+    ICMP message, not to a flow of their own.
+    """
+    ip_layer = None
+    transport = None
+    encap: list[str] = []
+    for layer in packet.layers:
+        name = layer.layer_name
+        if name in ("ip", "ipv6"):
+            if ip_layer is not None and not encap:
+                encap.append("ip-in-ip")
+            ip_layer, transport = layer, None
+        elif name in ("udp", "tcp") and ip_layer is not None:
+            transport = layer
+        elif name in ("icmp", "icmpv6"):
+            transport = None
+            break
+        elif name == "vlan":
+            encap.append(f"vlan:{int(layer.id)}")
+        elif name in TUNNEL_LAYERS and ip_layer is not None:
+            encap.append(TUNNEL_LAYERS[name])
+    if ip_layer is None:
+        return None
+    src = ipaddress.ip_address(ip_layer.src).packed
+    dst = ipaddress.ip_address(ip_layer.dst).packed
+    ts = float(packet.sniff_timestamp)
+    wirelen = int(packet.length)
+    if transport is not None:
+        proto = PROTO_UDP if transport.layer_name == "udp" else PROTO_TCP
+        ports = int(transport.srcport).to_bytes(2, "big") + int(transport.dstport).to_bytes(
+            2, "big")
+        flags = int(transport.flags, 16) if proto == PROTO_TCP else 0
+        key = src + dst + ports
+    else:
+        proto = int(ip_layer.proto if ip_layer.layer_name == "ip" else ip_layer.nxt)
+        flags = 0
+        key = src + dst + NO_PORTS
+    return ts, wirelen, (proto, key, 0, 0, flags, tuple(encap) or None)
+
+
+def _sha256(path: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def scan_with_tshark(path: str, options: Any) -> Any:
+    """Build the report's flow table from tshark's dissection of the capture."""
+    import pyshark  # imported here: the native engine must not need tshark
+
+    from flowscan.api import flow_record
+    from flowscan.report.model import CaptureInfo, Report, ToolInfo
+
+    if shutil.which("tshark") is None:
+        raise CaptureError(path, "the tshark engine needs tshark installed (apt install tshark)")
+    spool = None
+    if path == "-":
+        spool = tempfile.NamedTemporaryFile(prefix="flowscan-", suffix=".pcap", delete=False)
+        shutil.copyfileobj(sys.stdin.buffer, spool)
+        spool.close()
+        real_path = spool.name
+    else:
+        real_path = path
+    try:
+        # The native reader validates the file and names its format; tshark does the rest.
+        with CaptureSource(real_path) as source:
+            facts = open_reader(source).facts
+            compressed = source.compressed
+        sha, size = _sha256(real_path)
+        flows: list[Any] = []
+        table = FlowTable(on_close=lambda s: flows.append(flow_record(s)),
+                          idle_timeout=options.idle_timeout, sample_packets=0)
+        packets = 0
+        total = 0
+        ip_packets = 0
+        first = float("inf")
+        last = float("-inf")
+        warnings: list[str] = []
+        capture = pyshark.FileCapture(
+            real_path, keep_packets=False, custom_parameters=["-o", "ip.defragment:FALSE"]
+        )
+        try:
+            for packet in capture:
+                packets += 1
+                ts = float(packet.sniff_timestamp)
+                total += int(packet.length)
+                first, last = min(first, ts), max(last, ts)
+                decoded = packet_to_decoded(packet)
+                if decoded is None:
+                    continue
+                ip_packets += 1
+                table.add(decoded[0], decoded[1], decoded[2], b"")
+        except Exception as exc:
+            warnings.append(f"tshark stopped after packet {packets}: {exc}".strip())
+        finally:
+            capture.close()
+        table.close_all()
+        flows.sort(key=lambda f: f.id)
+        info = CaptureInfo(
+            path="<stdin>" if path == "-" else path, sha256=sha, size_bytes=size,
+            compressed=compressed, format=facts.format + ("+gzip" if compressed else ""),
+            link_types=[], sections=facts.sections, interfaces=facts.interfaces,
+            packets=packets, bytes=total,
+            first_timestamp=round(first, 6) if packets else None,
+            last_timestamp=round(last, 6) if packets else None,
+            ip_packets=ip_packets, non_ip_packets=packets - ip_packets, warnings=warnings,
+        )
+        return Report(tool=ToolInfo("flowscan", __version__ + "+tshark"), capture=info,
+                      flows=flows)
+    finally:
+        if spool is not None:
+            os.unlink(spool.name)

@@ -1,0 +1,150 @@
+"""Command line: a thin layer over flowscan.api.
+
+click gives subcommands, option parsing and help text; rich draws the tables and the
+progress bar. Exit codes: 0 analysed, 1 a policy was violated (claims check), 2 bad input
+or usage.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import nullcontext
+from typing import TextIO
+
+import click
+
+from flowscan import __version__
+from flowscan.api import ENGINES, scan
+from flowscan.errors import FlowscanError
+from flowscan.report import json as json_report
+from flowscan.report import text as text_report
+from flowscan.report.model import Report
+
+EXIT_OK = 0
+EXIT_POLICY = 1
+EXIT_BAD_INPUT = 2
+PROGRESS_MIN_BYTES = 8 << 20
+
+
+def _error(message: str) -> None:
+    click.echo(f"flowscan: error: {message}", err=True)
+
+
+class _Progress:
+    """A progress bar on stderr, only when stderr is a terminal and the file is large."""
+
+    def __init__(self, label: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+        self._progress = Progress(
+            "[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+            TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        )
+        self._label = label
+        self._task: int | None = None
+
+    def __enter__(self) -> _Progress:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def __call__(self, done: int, total: int | None) -> None:
+        if self._task is None:
+            self._task = self._progress.add_task(self._label, total=total)
+        self._progress.update(self._task, completed=done)
+
+
+def _wants_progress(path: str) -> bool:
+    if not sys.stderr.isatty() or path == "-":
+        return False
+    try:
+        import os
+
+        return os.path.getsize(path) >= PROGRESS_MIN_BYTES
+    except OSError:
+        return False
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="flowscan")
+def cli() -> None:
+    """Read VTC packet captures; report media encryption and where data goes."""
+
+
+@cli.command("scan")
+@click.argument("captures", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Report format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
+              help="Write the report to this file instead of standard output.")
+@click.option("--engine", type=click.Choice(ENGINES), default="native", show_default=True,
+              help="native: flowscan's own reader; tshark: Wireshark's dissectors via pyshark.")
+@click.option("--idle-timeout", type=click.FloatRange(min=0.001), default=300.0,
+              show_default=True, help="Seconds of silence after which a flow is closed.")
+@click.option("--top", type=click.IntRange(min=0), default=40, show_default=True,
+              help="Flows shown in the text report (0: all).")
+def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine: str,
+                 idle_timeout: float, top: int) -> None:
+    """Analyse CAPTURE files (pcap, pcapng, optionally gzip-compressed; '-' for stdin)."""
+    reports: list[Report] = []
+    failed = False
+    for path in captures:
+        use_bar = engine == "native" and _wants_progress(path)
+        bar = _Progress(path) if use_bar else None
+        try:
+            with bar or nullcontext():
+                reports.append(scan(path, engine=engine, idle_timeout=idle_timeout,
+                                    progress=bar))
+        except FlowscanError as exc:
+            _error(str(exc))
+            failed = True
+    if reports:
+        _write(reports, fmt, output, top)
+    sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
+
+
+def _write(reports: list[Report], fmt: str, output: str | None, top: int) -> None:
+    def emit(out: TextIO, color: bool) -> None:
+        if fmt == "json":
+            out.write(json_report.dumps(reports))
+        else:
+            text_report.render(reports, out, top=top, color=color)
+
+    if output:
+        try:
+            with open(output, "w", encoding="utf-8") as out:
+                emit(out, False)
+        except OSError as exc:
+            raise FlowscanError(f"{output}: cannot write report: {exc.strerror}") from None
+    else:
+        emit(sys.stdout, sys.stdout.isatty())
+
+
+def main() -> None:
+    """Entry point: every failure is one line on stderr, never a traceback."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except FlowscanError as exc:
+        _error(str(exc))
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(EXIT_OK)
+    except Exception as exc:
+        _error(f"unexpected failure ({type(exc).__name__}: {exc}); please report this")
+        sys.exit(EXIT_BAD_INPUT)
+
+
+if __name__ == "__main__":
+    main()

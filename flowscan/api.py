@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flowscan import __version__
+from flowscan.accounting import FlowAccounting
 from flowscan.capture import CaptureSource, open_reader
-from flowscan.capture.decode import LINK_NAMES, SUPPORTED_LINKS, Decoder
+from flowscan.capture.decode import LINK_NAMES, Decoder
 from flowscan.errors import UsageError
 from flowscan.flows import FlowState, FlowTable, split_key
 from flowscan.report.model import (
@@ -22,7 +25,6 @@ from flowscan.report.model import (
 )
 
 ENGINES = ("native", "tshark")
-PROGRESS_EVERY = 0x3FFF  # call the progress callback once per 16384 packets
 
 # progress(bytes of the file consumed, file size or None)
 ProgressCallback = Callable[[int, int | None], None]
@@ -34,6 +36,8 @@ class ScanOptions:
     idle_timeout: float = 300.0
     sample_packets: int = 8
     sample_bytes: int = 2048
+    # False feeds every packet through the per-packet reference path (for tests).
+    columnar: bool = True
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -84,13 +88,14 @@ def scan(
     engine: str = "native",
     idle_timeout: float = 300.0,
     progress: ProgressCallback | None = None,
+    columnar: bool = True,
 ) -> Report:
     """Analyse one capture file (or "-" for stdin) and return its report.
 
     Raises flowscan.errors.CaptureError for input that cannot be read at all; a capture that
     is merely cut short yields a report whose capture.warnings say where it stopped.
     """
-    options = ScanOptions(engine=engine, idle_timeout=idle_timeout)
+    options = ScanOptions(engine=engine, idle_timeout=idle_timeout, columnar=columnar)
     if options.engine == "tshark":
         from flowscan.capture.tshark import scan_with_tshark
 
@@ -98,9 +103,22 @@ def scan(
     return _scan_native(path, options, progress)
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """The flow structures hold no reference cycles, so reference counting frees them; the
+    cyclic collector would only rescan the growing set of live flows, again and again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | None) -> Report:
     flows: list[Flow] = []
-    with CaptureSource(path) as source:
+    with _cyclic_gc_paused(), CaptureSource(path) as source:
         reader = open_reader(source)
         decoder = Decoder()
         table = FlowTable(
@@ -109,39 +127,17 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             sample_packets=options.sample_packets,
             sample_bytes=options.sample_bytes,
         )
-        decode = decoder.decode
-        add = table.add
-        total_bytes = 0
-        ip_packets = 0
-        malformed = 0
-        unsupported: dict[int, int] = {}
-        first = float("inf")
-        last = float("-inf")
-        count = 0
-        for ts, link, data, wirelen in reader.packets():
-            count += 1
-            total_bytes += wirelen
-            if ts < first:
-                first = ts
-            if ts > last:
-                last = ts
-            if not count & PROGRESS_EVERY and progress is not None:
+        accounting = FlowAccounting(table, decoder, columnar=options.columnar)
+        for batch in reader.batches():
+            accounting.add_batch(batch)
+            if progress is not None:
                 progress(source.consumed, source.size)
-            try:
-                decoded = decode(link, data)
-            except (IndexError, ValueError):
-                malformed += 1
-                continue
-            if decoded is None:
-                if link not in SUPPORTED_LINKS:
-                    unsupported[link] = unsupported.get(link, 0) + 1
-                continue
-            ip_packets += 1
-            add(ts, wirelen, decoded, data)
         table.close_all()
         flows.sort(key=lambda f: f.id)
         facts = reader.facts
         warnings = list(facts.warnings)
+        malformed, unsupported = accounting.malformed, accounting.unsupported
+        count = facts.packets
         if malformed:
             warnings.append(
                 f"{malformed} packets were too short or inconsistent to decode; they are "
@@ -154,8 +150,6 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
                 f"{decoder.fragments_unmatched} IP fragments arrived without their first "
                 "fragment; they are accounted to address-only flows"
             )
-        if progress is not None:
-            progress(source.consumed, source.size)
         sha = source.sha256()
         capture = CaptureInfo(
             path=source.display,
@@ -167,10 +161,10 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             sections=facts.sections,
             interfaces=facts.interfaces,
             packets=facts.packets,
-            bytes=total_bytes,
-            first_timestamp=_ts(first) if count else None,
-            last_timestamp=_ts(last) if count else None,
-            ip_packets=ip_packets,
+            bytes=accounting.bytes,
+            first_timestamp=_ts(accounting.first_ts) if count else None,
+            last_timestamp=_ts(accounting.last_ts) if count else None,
+            ip_packets=accounting.ip_packets,
             non_ip_packets=decoder.non_ip,
             undecoded_packets=malformed + sum(unsupported.values()),
             ip_fragments=decoder.fragments_seen,

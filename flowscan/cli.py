@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from typing import TextIO
 
 import click
 
@@ -107,20 +106,26 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
 
 
 def _write(reports: list[Report], fmt: str, output: str | None, top: int) -> None:
-    def emit(out: TextIO, color: bool) -> None:
-        if fmt == "json":
-            out.write(json_report.dumps(reports))
+    if fmt == "json":
+        data = json_report.dumps_bytes(reports)
+        if output:
+            try:
+                with open(output, "wb") as out:
+                    out.write(data)
+            except OSError as exc:
+                raise FlowscanError(f"{output}: cannot write report: {exc.strerror}") from None
         else:
-            text_report.render(reports, out, top=top, color=color)
-
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        return
     if output:
         try:
             with open(output, "w", encoding="utf-8") as out:
-                emit(out, False)
+                text_report.render(reports, out, top=top, color=False)
         except OSError as exc:
             raise FlowscanError(f"{output}: cannot write report: {exc.strerror}") from None
     else:
-        emit(sys.stdout, sys.stdout.isatty())
+        text_report.render(reports, sys.stdout, top=top, color=sys.stdout.isatty())
 
 
 def main() -> None:

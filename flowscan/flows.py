@@ -8,9 +8,9 @@ bounded by the number of concurrently active flows, not by the capture's size.
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from flowscan.capture.decode import PROTO_TCP, PROTO_UDP, Decoded
 
@@ -20,12 +20,14 @@ TCP_RST = 0x04
 TCP_ACK = 0x10
 SYN_ACK = TCP_SYN | TCP_ACK
 
-# Sweep for idle flows once per this many packets (a power of two minus one, as a mask).
-SWEEP_MASK = 0xFFFF
+# The TCP handshake is watched over a flow's first packets only (room for retransmitted SYNs).
+HANDSHAKE_WINDOW = 8
+
+# Consider a sweep for idle flows once per this many packets (a power of two minus one).
+SWEEP_MASK = 0xFFF
 
 
-@dataclass(frozen=True)
-class FlowKey:
+class FlowKey(NamedTuple):
     """A flow's identity: transport protocol and the client and server endpoints."""
 
     proto: int
@@ -43,11 +45,12 @@ class FlowKey:
 def split_key(proto: int, raw: bytes) -> FlowKey:
     """Turn a raw directional key (addresses then ports) into a FlowKey."""
     alen = (len(raw) - 4) // 2
+    family = socket.AF_INET if alen == 4 else socket.AF_INET6
     return FlowKey(
         proto,
-        str(ipaddress.ip_address(raw[:alen])),
+        socket.inet_ntop(family, raw[:alen]),
         int.from_bytes(raw[2 * alen:2 * alen + 2], "big"),
-        str(ipaddress.ip_address(raw[alen:2 * alen])),
+        socket.inet_ntop(family, raw[alen:2 * alen]),
         int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big"),
     )
 
@@ -126,6 +129,10 @@ class FlowTable:
         self._next_id = 1
         self._count = 0
         self._now = 0.0
+        self._last_sweep = 0.0
+        self._sweep_every = min(idle_timeout, 60.0) / 2
+        # Off while a batch is folded in: its flows' times are updated only at its end.
+        self.autosweep = True
         self.active = 0
         self.peak_active = 0
         self.evicted = 0
@@ -138,6 +145,10 @@ class FlowTable:
         entry = table.get(key)
         if entry is None:
             entry = self._open(table, proto, key, ts, flags, encap)
+        elif ts - entry[0].last[0] > self.idle_timeout < ts - entry[0].last[1]:
+            # Silent for longer than the timeout in both directions: a new flow begins.
+            self._close(entry[0])
+            entry = self._open(table, proto, key, ts, flags, encap)
         flow, d = entry
         if not flow.pkts[d]:
             flow.first[d] = ts
@@ -149,13 +160,11 @@ class FlowTable:
             flow.samples.append((ts, d, data[ps:min(pe, ps + self.sample_bytes)]))
         if flow.tracking:
             self._handshake(flow, d, flags, ts)
-        self._count += 1
-        if not self._count & SWEEP_MASK:
-            if ts > self._now:
-                self._now = ts
-            self.sweep(self._now - self.idle_timeout)
-        elif ts > self._now:
+        if ts > self._now:
             self._now = ts
+        self._count += 1
+        if not self._count & SWEEP_MASK and self.autosweep:
+            self.sweep_if_due()
 
     def _open(
         self, table: dict[bytes, tuple[FlowState, int]], proto: int, key: bytes, ts: float,
@@ -163,6 +172,8 @@ class FlowTable:
     ) -> tuple[FlowState, int]:
         forward, basis = _client_side(proto, flags, key)
         rkey = reverse_key(key)
+        if rkey == key:  # both ends share address and port: one entry, direction 0
+            forward = True
         flow = FlowState(
             self._next_id, proto, key if forward else rkey, ts, self.sample_packets, encap,
             basis,
@@ -189,23 +200,42 @@ class FlowTable:
         elif flags & TCP_ACK and d == 0 and hs[1]:
             hs[2] = ts
             flow.tracking = False
-        if flow.pkts[0] + flow.pkts[1] > 16:
+        if flow.pkts[0] + flow.pkts[1] >= HANDSHAKE_WINDOW:
             flow.tracking = False
 
+    def lookup(self, proto: int, key: bytes) -> tuple[FlowState, int] | None:
+        """The open flow for a directional raw key, and the key's direction in it."""
+        table = self._tables.get(proto)
+        return None if table is None else table.get(key)
+
+    def note_time(self, ts: float) -> None:
+        if ts > self._now:
+            self._now = ts
+
+    def sweep_if_due(self) -> None:
+        if self._now - self._last_sweep >= self._sweep_every:
+            self._last_sweep = self._now
+            self.sweep(self._now - self.idle_timeout)
+
+    def _close(self, flow: FlowState) -> None:
+        table = self._tables[flow.proto]
+        for key in (flow.key, reverse_key(flow.key)):
+            entry = table.get(key)
+            if entry is not None and entry[0] is flow:
+                del table[key]
+        self.active -= 1
+        self.evicted += 1
+        self._on_close(flow)
+
     def sweep(self, cutoff: float) -> None:
-        """Close every flow whose last packet is older than cutoff."""
+        """Close every flow whose last packet is older than cutoff, oldest flow first."""
+        closing: dict[int, FlowState] = {}
         for table in self._tables.values():
-            stale = [
-                k for k, (flow, _d) in table.items() if flow.last_seen < cutoff
-            ]
-            closing: dict[int, FlowState] = {}
-            for k in stale:
-                flow, _d = table.pop(k)
-                closing[flow.flow_id] = flow
-            for flow_id in sorted(closing):
-                self.active -= 1
-                self.evicted += 1
-                self._on_close(closing[flow_id])
+            for flow, d in table.values():
+                if d == 0 and flow.last_seen < cutoff:
+                    closing[flow.flow_id] = flow
+        for flow_id in sorted(closing):
+            self._close(closing[flow_id])
 
     def close_all(self) -> None:
         """Close every open flow in the order the flows began."""

@@ -8,10 +8,13 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from flowscan.capture.records import MAX_RECORD, ChunkedReader, Packet
-from flowscan.capture.source import CaptureSource
+import numpy as np
 
-# magic as read little-endian -> (byte order, fraction scale, extra bytes per record header)
+from flowscan.capture.records import MAX_RECORD, Batch, ChunkedReader
+from flowscan.capture.source import CaptureSource
+from flowscan.capture.vector import Gather
+
+# magic as stored -> (byte order, fraction scale, extra bytes per record header)
 PCAP_MAGICS: dict[bytes, tuple[str, float, int]] = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6, 0),
     b"\xa1\xb2\xc3\xd4": (">", 1e-6, 0),
@@ -29,55 +32,65 @@ class PcapReader(ChunkedReader):
 
     def __init__(self, source: CaptureSource, head: bytes) -> None:
         super().__init__(source, head)
-        while len(self._buf) < GLOBAL_HEADER and self._refill(0):
+        while self._len < GLOBAL_HEADER and self._refill(0):
             pass
-        if len(self._buf) < GLOBAL_HEADER:
-            raise self._fail(len(self._buf), "pcap global header is cut short")
-        order, self._scale, self._extra = PCAP_MAGICS[self._buf[:4]]
+        if self._len < GLOBAL_HEADER:
+            raise self._fail(self._len, "pcap global header is cut short")
+        self._order, self._scale, self._extra = PCAP_MAGICS[bytes(self._buf[:4])]
         if self._scale == 1e-9:
             self.facts.format = "pcap-ns"
         major, _minor, _zone, _sigfigs, snaplen, network = struct.unpack_from(
-            order + "HHiIII", self._buf, 4
+            self._order + "HHiIII", self._buf, 4
         )
         if major != 2:
             self.facts.warnings.append(f"pcap version {major} is unusual; read as version 2")
         # The link type is the low 16 bits; the top bits may carry FCS length (draft section 4).
         self.link_type = network & 0xFFFF
         self.snaplen = snaplen
-        self._rec = struct.Struct(order + "IIII")
         self.facts.link_types.add(self.link_type)
         self.facts.sections = 1
         self.facts.interfaces = 1
 
-    def packets(self) -> Iterator[Packet]:
-        unpack = self._rec.unpack_from
-        scale = self._scale
+    def batches(self) -> Iterator[Batch]:
+        incl_at = struct.Struct(self._order + "I").unpack_from
         hdr = 16 + self._extra
-        link = self.link_type
-        facts = self.facts
         off = GLOBAL_HEADER
-        buf = self._buf
-        count = 0
-        try:
+        while True:
+            buf = self._buf
+            n = self._len
+            starts: list[int] = []
+            append = starts.append
+            # The one per-packet loop in Python: find where each record begins. Past the
+            # data the buffer holds zeros, so a header read there gives an end beyond n.
             while True:
-                n = len(buf)
-                while off + hdr <= n:
-                    sec, frac, incl, orig = unpack(buf, off)
-                    if incl > MAX_RECORD:
-                        facts.packets = count
-                        raise self._fail(off, f"record length {incl} is absurd; file is corrupt")
-                    end = off + hdr + incl
-                    if end > n:
-                        break
-                    count += 1
-                    yield sec + frac * scale, link, buf[off + hdr:end], orig
-                    off = end
-                facts.packets = count
-                if not self._refill(off):
-                    if off < len(self._buf):
-                        self._cut_tail(off, "last record incomplete")
-                    return
-                buf = self._buf
-                off = 0
-        finally:
-            facts.packets = count
+                end = off + hdr + incl_at(buf, off + 8)[0]
+                if end > n:
+                    break
+                append(off)
+                off = end
+            if starts:
+                self.facts.packets += len(starts)
+                yield self._batch(buf, np.array(starts, dtype=np.int64))
+            if off + hdr <= n:
+                (incl,) = incl_at(buf, off + 8)
+                if incl > MAX_RECORD:
+                    raise self._fail(off, f"record length {incl} is absurd; file is corrupt")
+            if not self._refill(off):
+                if off < self._len:
+                    self._cut_tail(off, "last record incomplete")
+                return
+            off = 0
+
+    def _batch(self, buf: bytearray, starts: np.ndarray) -> Batch:
+        g = Gather(buf)
+        u32 = g.u32(self._order)
+        incl = u32[starts + 8].astype(np.int64)
+        too_long = incl > MAX_RECORD
+        if too_long.any():
+            i = int(np.argmax(too_long))
+            raise self._fail(int(starts[i]), f"record length {int(incl[i])} is absurd; file "
+                             "is corrupt", self.facts.packets - len(starts) + i)
+        ts = u32[starts].astype(np.float64) + u32[starts + 4].astype(np.float64) * self._scale
+        link = np.full(len(starts), self.link_type, dtype=np.int64)
+        return Batch(buf, starts + 16 + self._extra, incl, u32[starts + 12].astype(np.int64),
+                     ts, link)

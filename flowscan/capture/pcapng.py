@@ -11,8 +11,17 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from flowscan.capture.records import MAX_RECORD, ChunkedReader, DecryptionSecrets, Packet
+import numpy as np
+
+from flowscan.capture.records import (
+    MAX_RECORD,
+    Batch,
+    ChunkedReader,
+    DecryptionSecrets,
+    single_batch,
+)
 from flowscan.capture.source import CaptureSource
+from flowscan.capture.vector import Gather
 
 SHB = 0x0A0D0D0A
 IDB = 0x00000001
@@ -66,6 +75,7 @@ def parse_tsresol(value: bytes) -> float:
     return float(10**exponent) if exponent <= 18 else 1e6
 
 
+BYTE_ORDERS = {b"\x4d\x3c\x2b\x1a": "<", b"\x1a\x2b\x3c\x4d": ">"}
 NRB_IPV4 = 1
 NRB_IPV6 = 2
 
@@ -82,111 +92,126 @@ class PcapngReader(ChunkedReader):
     def _need(self, off: int, size: int) -> int:
         """Make sure size bytes from off are buffered; returns the (possibly moved) offset,
         or -1 at the end of the stream (then self._tail_start is where the block began)."""
-        while len(self._buf) - off < size:
+        while self._len - off < size:
             if not self._refill(off):
                 self._tail_start = off
                 return -1
             off = 0
         return off
 
-    def packets(self) -> Iterator[Packet]:
-        facts = self.facts
+    def batches(self) -> Iterator[Batch]:
         off = 0
-        count = 0
-        order = self._order
-        blk = struct.Struct(order + "II")
-        epb = struct.Struct(order + "IIIII")
-        ifaces = self.interfaces
-        try:
-            while True:
-                off = self._need(off, 8)
-                if off < 0:
-                    if len(self._buf) > self._tail_start:
-                        self._cut_tail(self._tail_start, "last block header incomplete")
-                    return
-                buf = self._buf
-                if buf[off:off + 4] == SHB_MAGIC_BYTES:
-                    off = self._need(off, 12)
-                    if off < 0:
-                        self._cut_tail(self._tail_start, "section header incomplete")
-                        return
-                    buf = self._buf
-                    magic = buf[off + 8:off + 12]
-                    if magic == b"\x4d\x3c\x2b\x1a":
-                        order = "<"
-                    elif magic == b"\x1a\x2b\x3c\x4d":
-                        order = ">"
-                    else:
-                        raise self._fail(off, "section header has no valid byte-order magic")
-                    self._order = order
-                    blk = struct.Struct(order + "II")
-                    epb = struct.Struct(order + "IIIII")
-                btype, blen = blk.unpack_from(buf, off)
-                if blen < 12 or blen % 4 or blen > MAX_RECORD:
-                    facts.packets = count
-                    raise self._fail(off, f"block of type 0x{btype:08x} has bad length {blen}")
-                if facts.sections == 0 and btype != SHB:
-                    raise self._fail(off, "pcapng does not start with a section header")
-                start = self._need(off, blen)
-                if start < 0:
-                    facts.packets = count
-                    self._cut_tail(self._tail_start, f"block of {blen} bytes incomplete")
-                    return
-                off = start
-                buf = self._buf
-                (trailer,) = blk.unpack_from(buf, off + blen - 8)[1:]
-                if trailer != blen:
-                    facts.packets = count
-                    raise self._fail(
-                        off, f"block of type 0x{btype:08x} is corrupt (trailing length {trailer} "
-                        f"differs from {blen})"
-                    )
-                end = off + blen
-                if btype == EPB:
-                    if blen < 32:
-                        raise self._fail(off, "enhanced packet block too short")
-                    if_id, ts_hi, ts_lo, incl, orig = epb.unpack_from(buf, off + 8)
-                    if 28 + incl > blen - 4 or if_id >= len(ifaces):
-                        raise self._fail(
-                            off, "enhanced packet block is corrupt (captured length or "
-                            f"interface {if_id} out of range)"
-                        )
-                    iface = ifaces[if_id]
-                    count += 1
-                    yield (
-                        ((ts_hi << 32) | ts_lo) / iface.units_per_second + iface.offset_seconds,
-                        iface.link_type, buf[off + 28:off + 28 + incl], orig,
-                    )
-                elif btype == SPB:
-                    if not ifaces:
-                        raise self._fail(off, "simple packet block before any interface")
-                    (orig,) = struct.unpack_from(order + "I", buf, off + 8)
-                    iface = ifaces[0]
-                    incl = min(orig, blen - 16)
-                    if iface.snaplen:
-                        incl = min(incl, iface.snaplen)
-                    count += 1
-                    # Simple packet blocks carry no timestamp (section 4.4).
-                    yield 0.0, iface.link_type, buf[off + 12:off + 12 + incl], orig
-                elif btype == OPB:
-                    if blen < 32:
-                        raise self._fail(off, "packet block too short")
-                    if_id, _drops, ts_hi, ts_lo, incl, orig = struct.unpack_from(
-                        order + "HHIIII", buf, off + 8)
-                    if 28 + incl > blen - 4 or if_id >= len(ifaces):
-                        raise self._fail(off, "packet block is corrupt")
-                    iface = ifaces[if_id]
-                    count += 1
-                    yield (
-                        ((ts_hi << 32) | ts_lo) / iface.units_per_second + iface.offset_seconds,
-                        iface.link_type, buf[off + 28:off + 28 + incl], orig,
-                    )
-                else:
-                    self._other_block(btype, bytes(buf[off:end]), order, off)
-                facts.packets = count
-                off = end
-        finally:
-            facts.packets = count
+        while True:
+            off = self._need(off, 8)
+            if off >= 0 and self._buf[off:off + 4] == SHB_MAGIC_BYTES:
+                off = self._need(off, 12)
+            if off < 0:
+                if self._len > self._tail_start:
+                    self._cut_tail(self._tail_start, "last block header incomplete")
+                return
+            buf = self._buf
+            if buf[off:off + 4] == SHB_MAGIC_BYTES:
+                magic = bytes(buf[off + 8:off + 12])
+                if magic not in BYTE_ORDERS:
+                    raise self._fail(off, "section header has no valid byte-order magic")
+                self._order = BYTE_ORDERS[magic]
+            head = struct.Struct(self._order + "II").unpack_from
+            btype, blen = head(buf, off)
+            self._check_length(off, btype, blen)
+            if self.facts.sections == 0 and btype != SHB:
+                raise self._fail(off, "pcapng does not start with a section header")
+            off = self._need(off, blen)
+            if off < 0:
+                self._cut_tail(self._tail_start, f"block of {blen} bytes incomplete")
+                return
+            buf = self._buf
+            if btype != EPB:
+                yield from self._other(buf, off, btype, blen, self._order)
+                off += blen
+                continue
+            # The one per-packet loop in Python: find where each block of a run of enhanced
+            # packet blocks begins; any other block ends the run, so changes apply in order.
+            n = self._len
+            starts: list[int] = []
+            append = starts.append
+            while off + 12 <= n:
+                btype, blen = head(buf, off)
+                if btype != EPB:
+                    break
+                self._check_length(off, btype, blen, len(starts))
+                if off + blen > n:
+                    break
+                append(off)
+                off += blen
+            yield self._epb_batch(buf, np.array(starts, dtype=np.int64))
+
+    def _check_length(self, off: int, btype: int, blen: int, pending: int = 0) -> None:
+        if blen < 12 or blen % 4 or blen > MAX_RECORD:
+            raise self._fail(off, f"block of type 0x{btype:08x} has bad length {blen}",
+                             self.facts.packets + pending)
+
+    def _epb_batch(self, buf: bytearray, starts: np.ndarray) -> Batch:
+        """Enhanced packet blocks (section 4.3) as columns, each checked as a whole."""
+        u32 = Gather(buf).u32(self._order)
+        blen = u32[starts + 4].astype(np.int64)
+        if_id = u32[starts + 8].astype(np.int64)
+        ts_hi = u32[starts + 12]
+        ts_lo = u32[starts + 16]
+        incl = u32[starts + 20].astype(np.int64)
+        orig = u32[starts + 24].astype(np.int64)
+        trailer = u32[starts + blen - 4].astype(np.int64)
+        n_if = len(self.interfaces)
+        bad = (trailer != blen) | (blen < 32) | (28 + incl > blen - 4) | (if_id >= n_if)
+        if bad.any():
+            i = int(np.argmax(bad))
+            off = int(starts[i])
+            done = self.facts.packets + i
+            if trailer[i] != blen[i]:
+                raise self._fail(off, f"block of type 0x{EPB:08x} is corrupt (trailing length "
+                                 f"{int(trailer[i])} differs from {int(blen[i])})", done)
+            raise self._fail(off, "enhanced packet block is corrupt (captured length or "
+                             f"interface {int(if_id[i])} out of range)", done)
+        self.facts.packets += len(starts)
+        units = np.array([i.units_per_second for i in self.interfaces], dtype=np.float64)
+        shift = np.array([i.offset_seconds for i in self.interfaces], dtype=np.float64)
+        links = np.array([i.link_type for i in self.interfaces], dtype=np.int64)
+        ticks = ts_hi.astype(np.float64) * 4294967296.0 + ts_lo.astype(np.float64)
+        ts = ticks / units[if_id] + shift[if_id]
+        return Batch(buf, starts + 28, incl, orig, ts, links[if_id])
+
+    def _other(self, buf: bytearray, off: int, btype: int, blen: int, order: str
+               ) -> Iterator[Batch]:
+        """Any block but an enhanced packet block, whole in buf at off."""
+        (trailer,) = struct.unpack_from(order + "I", buf, off + blen - 4)
+        if trailer != blen:
+            raise self._fail(off, f"block of type 0x{btype:08x} is corrupt (trailing length "
+                             f"{trailer} differs from {blen})")
+        if self.facts.sections == 0 and btype != SHB:
+            raise self._fail(off, "pcapng does not start with a section header")
+        if btype == SPB:
+            if not self.interfaces:
+                raise self._fail(off, "simple packet block before any interface")
+            (orig,) = struct.unpack_from(order + "I", buf, off + 8)
+            iface = self.interfaces[0]
+            incl = min(orig, blen - 16)
+            if iface.snaplen:
+                incl = min(incl, iface.snaplen)
+            self.facts.packets += 1
+            # Simple packet blocks carry no timestamp (section 4.4).
+            yield single_batch(buf, off + 12, incl, orig, 0.0, iface.link_type)
+        elif btype == OPB:
+            if blen < 32:
+                raise self._fail(off, "packet block too short")
+            if_id, _drops, ts_hi, ts_lo, incl, orig = struct.unpack_from(
+                order + "HHIIII", buf, off + 8)
+            if 28 + incl > blen - 4 or if_id >= len(self.interfaces):
+                raise self._fail(off, "packet block is corrupt")
+            iface = self.interfaces[if_id]
+            self.facts.packets += 1
+            ts = ((ts_hi << 32) | ts_lo) / iface.units_per_second + iface.offset_seconds
+            yield single_batch(buf, off + 28, incl, orig, ts, iface.link_type)
+        else:
+            self._other_block(btype, bytes(buf[off:off + blen]), order, off)
 
     def _other_block(self, btype: int, block: bytes, order: str, off: int) -> None:
         body = block[8:-4]

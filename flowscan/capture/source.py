@@ -1,59 +1,66 @@
 """Opening a capture: a path or stdin, gzip detected by magic, hashed while read.
 
 The SHA-256 is taken over the bytes as stored (compressed or not), so a report names the
-exact file a regulator holds.
+exact file a regulator holds. Reads go straight into the caller's buffer: the hot path
+copies each byte of the file once.
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import os
 import stat
 import sys
 import zlib
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
 from flowscan.errors import CaptureError
 
 GZIP_MAGIC = b"\x1f\x8b"
-READ_CHUNK = 1 << 20
+RAW_CHUNK = 1 << 20
+HASH_IN_BACKGROUND = 1 << 20
 
 
-class HashingReader(io.RawIOBase):
-    """Raw stream wrapper that hashes and counts every byte read from the file itself."""
+class GunzipStream:
+    """Streaming gunzip (RFC 1952) that keeps what it decompressed when the file is cut.
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.sha256 = hashlib.sha256()
-        self.consumed = 0
+    gzip.GzipFile drops the data of a read that runs into a truncated member; here a cut
+    stream simply ends, and `truncated` says so. Concatenated members are read in turn.
+    """
 
-    def readable(self) -> bool:
-        return True
+    def __init__(self, read_raw: Callable[[int], bytes]) -> None:
+        self._read_raw = read_raw
+        self._inflate = zlib.decompressobj(wbits=31)
+        self._pending = b""
+        self.truncated = False
+        self._done = False
 
-    def readinto(self, buffer) -> int:  # type: ignore[override]
-        data = self._raw.read(len(buffer))
-        if not data:
-            return 0
-        n = len(data)
-        buffer[:n] = data
-        self.sha256.update(data)
-        self.consumed += n
-        return n
-
-    def drain(self) -> None:
-        """Hash what the parser did not read (a cut or corrupt tail) so the digest is whole."""
-        while True:
-            data = self._raw.read(READ_CHUNK)
-            if not data:
-                return
-            self.sha256.update(data)
-            self.consumed += len(data)
+    def read(self, n: int) -> bytes:
+        out = [self._pending]
+        have = len(self._pending)
+        while have < n and not self._done:
+            chunk = self._read_raw(RAW_CHUNK)
+            if not chunk:
+                self._done = True
+                if not self._inflate.eof:
+                    self.truncated = True
+                break
+            data = self._inflate.decompress(chunk)
+            while self._inflate.eof and self._inflate.unused_data:
+                rest = self._inflate.unused_data
+                self._inflate = zlib.decompressobj(wbits=31)
+                data += self._inflate.decompress(rest)
+            out.append(data)
+            have += len(data)
+        joined = b"".join(out)
+        self._pending = joined[n:]
+        return joined[:n]
 
 
 class CaptureSource:
-    """A readable capture byte stream plus what the report needs to know about the file."""
+    """A capture's byte stream plus what the report needs to know about the file."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -77,35 +84,101 @@ class CaptureSource:
             except OSError as exc:
                 raise CaptureError(path, f"cannot open: {exc.strerror}") from None
         self._raw = raw
-        self._hasher = HashingReader(raw)
-        buffered = io.BufferedReader(self._hasher, buffer_size=READ_CHUNK)
-        head = buffered.peek(2)[:2]
-        self.compressed = head == GZIP_MAGIC
-        self.gzip_truncated = False
-        self.stream: BinaryIO = (
-            gzip.GzipFile(fileobj=buffered, mode="rb") if self.compressed else buffered
-        )
+        self._digest = hashlib.sha256()
+        # Large reads are hashed on a worker thread (hashlib releases the GIL), in order.
+        self._hasher: ThreadPoolExecutor | None = None
+        self._hashing: Future[None] | None = None
+        self.consumed = 0  # bytes of the stored file read so far (for progress)
+        # The first bytes are read to tell gzip from a capture; they are served again first.
+        self._prefix = self._read_raw(2)
+        self.compressed = self._prefix == GZIP_MAGIC
+        self._gunzip = GunzipStream(self._read_stored) if self.compressed else None
+
+    def _read_stored(self, n: int) -> bytes:
+        """The stored (possibly compressed) bytes, peeked prefix first."""
+        head, self._prefix = self._prefix, b""
+        return head + self._read_raw(n - len(head))
+
+    def _read_raw(self, n: int) -> bytes:
+        try:
+            data = self._raw.read(n) or b""
+        except OSError as exc:
+            raise CaptureError(self.display, f"read failed: {exc.strerror or exc}") from None
+        self.wait_hashed()
+        self._digest.update(data)
+        self.consumed += len(data)
+        return data
 
     @property
-    def consumed(self) -> int:
-        """Bytes of the stored file read so far (for progress)."""
-        return self._hasher.consumed
+    def gzip_truncated(self) -> bool:
+        return self._gunzip is not None and self._gunzip.truncated
+
+    def readinto(self, view: memoryview) -> int:
+        """Fill view as far as the stream allows; 0 means the end of the capture."""
+        total = 0
+        want = len(view)
+        if self._prefix and self._gunzip is None:
+            k = min(len(self._prefix), want)
+            view[:k] = self._prefix[:k]
+            self._prefix = self._prefix[k:]
+            total = k
+        while total < want:
+            if self._gunzip is not None:
+                try:
+                    data = self._gunzip.read(want - total)
+                except zlib.error as exc:
+                    raise CaptureError(self.display, f"gzip data is corrupt: {exc}") from None
+                k = len(data)
+                view[total:total + k] = data
+            else:
+                try:
+                    k = self._raw.readinto(view[total:]) or 0  # type: ignore[attr-defined]
+                except OSError as exc:
+                    raise CaptureError(self.display,
+                                       f"read failed: {exc.strerror or exc}") from None
+                self._hash_later(view[total:total + k])
+                self.consumed += k
+            if not k:
+                break
+            total += k
+        return total
+
+    def _hash_later(self, view: memoryview) -> None:
+        if len(view) < HASH_IN_BACKGROUND:
+            self.wait_hashed()
+            self._digest.update(view)
+            return
+        if self._hasher is None:
+            self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self._hashing = self._hasher.submit(self._digest.update, view)
+
+    def wait_hashed(self) -> None:
+        """Block until every byte read so far is hashed; needed before a buffer is reused."""
+        if self._hashing is not None:
+            self._hashing.result()
+            self._hashing = None
+
+    def read_hint(self, limit: int) -> int:
+        """How much to ask for next: what is left of a plain file, at most limit."""
+        if self.size is None or self._gunzip is not None:
+            return limit
+        return max(1, min(limit, self.size - self.consumed + len(self._prefix)))
 
     def read(self, n: int) -> bytes:
-        """Read up to n bytes; a gzip stream cut short reads as the end of the capture."""
-        try:
-            return self.stream.read(n)
-        except EOFError:
-            self.gzip_truncated = True
-            return b""
-        except (OSError, zlib.error) as exc:
-            raise CaptureError(self.display, f"gzip data is corrupt: {exc}") from None
+        buf = bytearray(n)
+        k = self.readinto(memoryview(buf))
+        return bytes(buf[:k])
 
     def sha256(self) -> str:
-        self._hasher.drain()
-        return self._hasher.sha256.hexdigest()
+        """Digest of the whole stored file, including any tail the parser did not read."""
+        while self._read_raw(RAW_CHUNK):
+            pass
+        return self._digest.hexdigest()
 
     def close(self) -> None:
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=True)
+            self._hasher = None
         if self.path != "-":
             self._raw.close()
 

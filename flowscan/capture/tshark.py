@@ -89,9 +89,10 @@ def scan_with_tshark(path: str, options: Any) -> Any:
         raise CaptureError(path, "the tshark engine needs tshark installed (apt install tshark)")
     spool = None
     if path == "-":
-        spool = tempfile.NamedTemporaryFile(prefix="flowscan-", suffix=".pcap", delete=False)
-        shutil.copyfileobj(sys.stdin.buffer, spool)
-        spool.close()
+        with tempfile.NamedTemporaryFile(
+            prefix="flowscan-", suffix=".pcap", delete=False
+        ) as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool)
         real_path = spool.name
     else:
         real_path = path

@@ -97,10 +97,10 @@ class Flow:
         return self.to_server.bytes + self.to_client.bytes
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Report:
+    schema: str = SCHEMA
     tool: ToolInfo
     capture: CaptureInfo
     flows: list[Flow] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)
-    schema: str = SCHEMA

@@ -71,7 +71,8 @@ def _render_one(console: Console, report: Report, top: int) -> None:
         table.add_row(*_row(flow))
     console.print(table)
     if len(shown) < len(flows):
-        console.print(f"  ... {len(flows) - len(shown)} smaller flows not shown (see --top, --format json)")
+        hidden = len(flows) - len(shown)
+        console.print(f"  ... {hidden} smaller flows not shown (see --top, --format json)")
 
 
 def _row(flow: Flow) -> list[str]:

@@ -1,0 +1,223 @@
+"""Folding batches of packets into the flow table.
+
+Most packets only add to counters; they are summed per flow with numpy. Packets that need
+judgement go one by one through the per-packet decoder and FlowTable.add, which are the
+reference: a flow's first packet (client side), TCP packets while the handshake is watched,
+any packet the columnar decoder does not handle (tunnels, fragments, other protocols,
+malformed), and every packet of a flow whose timing could end it by the idle timeout inside
+the batch. Payload samples of the other packets are copied in capture order after those.
+The result equals feeding every packet to FlowTable.add; a test holds the two to that.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flowscan.capture.columns import FastColumns, decode_columns
+from flowscan.capture.decode import PROTO_TCP, SUPPORTED_LINKS, Decoder
+from flowscan.capture.records import Batch
+from flowscan.flows import HANDSHAKE_WINDOW, FlowState, FlowTable
+
+
+class FlowAccounting:
+    def __init__(self, table: FlowTable, decoder: Decoder, columnar: bool = True) -> None:
+        self.table = table
+        self.decoder = decoder
+        self.columnar = columnar
+        self.ip_packets = 0
+        self.malformed = 0
+        self.unsupported: dict[int, int] = {}
+        self.bytes = 0
+        self.first_ts = float("inf")
+        self.last_ts = float("-inf")
+
+    def add_batch(self, batch: Batch) -> None:
+        if not len(batch):
+            return
+        self.bytes += int(batch.wirelen.sum())
+        self.first_ts = min(self.first_ts, float(batch.ts.min()))
+        self.last_ts = max(self.last_ts, float(batch.ts.max()))
+        table = self.table
+        table.autosweep = False
+        try:
+            if self.columnar:
+                cols = decode_columns(batch)
+                slow, merge = self._plan(batch, cols)
+            else:
+                slow, merge = np.ones(len(batch), dtype=bool), None
+            self._per_packet(batch, np.flatnonzero(slow))
+            if merge is not None:
+                self._merge(batch, cols, *merge)
+        finally:
+            table.autosweep = True
+        table.note_time(float(batch.ts.max()))
+        table.sweep_if_due()
+
+    def _per_packet(self, batch: Batch, indices: np.ndarray) -> None:
+        buf = memoryview(batch.buf)
+        decode = self.decoder.decode
+        add = self.table.add
+        offs = batch.data_off[indices].tolist()
+        caps = batch.caplen[indices].tolist()
+        wires = batch.wirelen[indices].tolist()
+        stamps = batch.ts[indices].tolist()
+        links = batch.link[indices].tolist()
+        for off, cap, wire, ts, link in zip(offs, caps, wires, stamps, links, strict=True):
+            data = bytes(buf[off:off + cap])
+            try:
+                decoded = decode(link, data)
+            except (IndexError, ValueError):
+                self.malformed += 1
+                continue
+            if decoded is None:
+                if link not in SUPPORTED_LINKS:
+                    self.unsupported[link] = self.unsupported.get(link, 0) + 1
+                continue
+            self.ip_packets += 1
+            add(ts, wire, decoded, data)
+
+    def _raw_key(self, batch: Batch, cols: FastColumns, i: int) -> bytes:
+        """The per-packet decoder's key for fast packet i: addresses then ports."""
+        l3, l4 = int(cols.l3[i]), int(cols.l4[i])
+        buf = batch.buf
+        if cols.is6[i]:
+            return bytes(buf[l3 + 8:l3 + 40]) + bytes(buf[l4:l4 + 4])
+        return bytes(buf[l3 + 12:l3 + 20]) + bytes(buf[l4:l4 + 4])
+
+    def _plan(self, batch: Batch, cols: FastColumns
+              ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+        """Which packets go one by one; for the rest, what the merge needs."""
+        n = len(batch)
+        slow = np.ones(n, dtype=bool)
+        m = len(cols.idx)
+        if not m:
+            return slow, None
+        table = self.table
+        group, first = cols.group, cols.first
+        groups = len(first)
+        # Per group, the flow as it stands before this batch.
+        exists = np.zeros(groups, dtype=bool)
+        last_seen = np.zeros(groups)
+        before = np.zeros((groups, 2), dtype=np.int64)  # packets per lower/upper sender
+        budget = np.zeros((groups, 2), dtype=np.int64)
+        tracking = np.zeros(groups, dtype=bool)
+        protos = cols.proto[first].tolist()
+        lower_first = cols.lower_sends[first].tolist()
+        known: dict[int, tuple[FlowState, int]] = {}
+        for g, i in enumerate(first.tolist()):
+            entry = table.lookup(protos[g], self._raw_key(batch, cols, i))
+            if entry is None:
+                budget[g] = table.sample_packets
+                tracking[g] = protos[g] == PROTO_TCP
+                continue
+            flow, d = entry
+            exists[g] = True
+            last_seen[g] = flow.last_seen
+            # Column 0 is "the lower endpoint sends"; map the flow's directions onto it.
+            d_lower = d if lower_first[g] else 1 - d
+            known[g] = flow, d_lower
+            before[g] = flow.pkts[d_lower], flow.pkts[1 - d_lower]
+            budget[g] = flow.budget[d_lower], flow.budget[1 - d_lower]
+            tracking[g] = flow.tracking
+        # A flow may end by idle timeout inside the batch only if the batch spans more than
+        # the timeout or the flow was already quiet; such flows go packet by packet.
+        newest = float(batch.ts.max())
+        span = newest - float(batch.ts.min())
+        quiet = exists & (newest - last_seen > table.idle_timeout)
+        whole = quiet | (span > table.idle_timeout)
+        # Rank of each packet within its group, and of each payload packet within its
+        # (group, sender) pair, in capture order.
+        rank = _rank(group)
+        column = np.where(cols.lower_sends, 0, 1)
+        has_payload = cols.pe > cols.ps
+        pair = group * 2 + column
+        prank = np.full(m, np.iinfo(np.int64).max)
+        pay = np.flatnonzero(has_payload)
+        prank[pay] = _rank(pair[pay])
+        window = np.where(tracking, HANDSHAKE_WINDOW - before.sum(axis=1), 0)
+        window = np.where(exists, window, np.maximum(window, 1))  # a new flow's first packet
+        one_by_one = whole[group] | (rank < window[group])
+        sampled = np.flatnonzero(~one_by_one & (prank < budget[group, column]))
+        slow[cols.idx[~one_by_one]] = False
+        fast = np.flatnonzero(~one_by_one)
+        return slow, (fast, sampled, before, whole, column, known)
+
+    def _merge(self, batch: Batch, cols: FastColumns, fast: np.ndarray, sampled: np.ndarray,
+               before: np.ndarray, whole: np.ndarray, column: np.ndarray,
+               known: dict[int, tuple[FlowState, int]]) -> None:
+        """Add the summed packets to their flows; first/last times come from all packets."""
+        self.ip_packets += len(fast)
+        if not len(fast):
+            return
+        groups = len(cols.first)
+        group = cols.group
+        ts = batch.ts[cols.idx]
+        pair = group * 2 + column
+        fast_pair = pair[fast]
+        packets = np.bincount(fast_pair, minlength=2 * groups).reshape(groups, 2)
+        octets = np.bincount(fast_pair, weights=batch.wirelen[cols.idx[fast]],
+                             minlength=2 * groups).reshape(groups, 2)
+        # First and last packet of each (group, sender) among all its packets here.
+        first_at = np.full(2 * groups, -1, dtype=np.int64)
+        last_at = np.full(2 * groups, -1, dtype=np.int64)
+        present, at = np.unique(pair, return_index=True)
+        first_at[present] = at
+        present, at = np.unique(pair[::-1], return_index=True)
+        last_at[present] = len(pair) - 1 - at
+        first_at, last_at = first_at.reshape(groups, 2), last_at.reshape(groups, 2)
+        # Existing flows were found before the per-packet pass; new ones exist since it.
+        # Plain lists: indexing numpy arrays one element at a time is slow.
+        todo = np.flatnonzero((packets.sum(axis=1) > 0) & ~whole)
+        n_pk, n_oct = packets[todo].tolist(), octets[todo].astype(np.int64).tolist()
+        firsts, lasts = first_at[todo], last_at[todo]
+        t_first = np.where(firsts >= 0, ts[firsts], 0.0).tolist()
+        t_last = np.where(lasts >= 0, ts[lasts], 0.0).tolist()
+        had, seen = before[todo].tolist(), (lasts >= 0).tolist()
+        flows = known
+        for j, g in enumerate(todo.tolist()):
+            flow, d_lower = known.get(g) or self._resolve(batch, cols, g)
+            flows[g] = flow, d_lower
+            dirs = (d_lower, 1 - d_lower)
+            for c in (0, 1):
+                if not seen[j][c]:
+                    continue
+                fd = dirs[c]
+                flow.pkts[fd] += n_pk[j][c]
+                flow.octets[fd] += n_oct[j][c]
+                flow.last[fd] = t_last[j][c]
+                if not had[j][c]:
+                    flow.first[fd] = t_first[j][c]
+        buf = memoryview(batch.buf)
+        limit = self.table.sample_bytes
+        # A sample stops at the payload's end, the sample size, or the captured length.
+        rows = cols.idx[sampled]
+        stop = np.minimum(np.minimum(cols.pe[sampled], cols.ps[sampled] + limit),
+                          batch.data_off[rows] + batch.caplen[rows])
+        for g, c, start, end, when in zip(
+            group[sampled].tolist(), column[sampled].tolist(), cols.ps[sampled].tolist(),
+            stop.tolist(), ts[sampled].tolist(), strict=True,
+        ):
+            flow, d_lower = flows[g]
+            fd = d_lower if c == 0 else 1 - d_lower
+            flow.budget[fd] -= 1
+            flow.samples.append((when, fd, bytes(buf[start:max(start, end)])))
+
+    def _resolve(self, batch: Batch, cols: FastColumns, g: int) -> tuple[FlowState, int]:
+        """A group's flow, and its direction for packets sent by the lower endpoint."""
+        i = int(cols.first[g])
+        entry = self.table.lookup(int(cols.proto[i]), self._raw_key(batch, cols, i))
+        if entry is None:  # cannot happen: the group's first packet made or found the flow
+            raise RuntimeError("flow vanished while merging a batch")
+        flow, d = entry
+        return flow, d if cols.lower_sends[i] else 1 - d
+
+
+def _rank(keys: np.ndarray) -> np.ndarray:
+    """Position of each element among the elements with the same key, in array order."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+    rank = np.empty(len(keys), dtype=np.int64)
+    rank[order] = np.arange(len(keys)) - run_start
+    return rank

@@ -31,8 +31,9 @@ def _endpoint(ip: str, port: int) -> str:
 
 
 def render(reports: list[Report], out: TextIO, *, top: int = 40, color: bool = False) -> None:
-    console = Console(file=out, force_terminal=color, no_color=not color, width=160,
-                      highlight=False, soft_wrap=False)
+    # A terminal's own width when drawing to one; a fixed width for files and pipes.
+    console = Console(file=out, force_terminal=color, no_color=not color,
+                      width=None if color else 160, highlight=False, soft_wrap=False)
     for index, report in enumerate(reports):
         if index:
             console.print()

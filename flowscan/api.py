@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from flowscan import __version__
 from flowscan.accounting import FlowAccounting
+from flowscan.analysis import FlowAnalysis
 from flowscan.capture import CaptureSource, open_reader
 from flowscan.capture.decode import LINK_NAMES, Decoder
 from flowscan.errors import UsageError
@@ -117,12 +118,12 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | None) -> Report:
-    flows: list[Flow] = []
+    analysis = FlowAnalysis(flow_record)
     with _cyclic_gc_paused(), CaptureSource(path) as source:
         reader = open_reader(source)
         decoder = Decoder()
         table = FlowTable(
-            on_close=lambda state: flows.append(flow_record(state)),
+            on_close=analysis.close,
             idle_timeout=options.idle_timeout,
             sample_packets=options.sample_packets,
             sample_bytes=options.sample_bytes,
@@ -133,8 +134,8 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             if progress is not None:
                 progress(source.consumed, source.size)
         table.close_all()
-        flows.sort(key=lambda f: f.id)
         facts = reader.facts
+        flows, apps, names = analysis.finish(facts.names)
         warnings = list(facts.warnings)
         malformed, unsupported = accounting.malformed, accounting.unsupported
         count = facts.packets
@@ -173,4 +174,5 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             ),
             warnings=warnings,
         )
-    return Report(tool=ToolInfo("flowscan", __version__), capture=capture, flows=flows)
+    return Report(tool=ToolInfo("flowscan", __version__), capture=capture, flows=flows,
+                  apps=apps, names=names)

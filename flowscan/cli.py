@@ -146,7 +146,7 @@ def main() -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(EXIT_OK)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - one line for the user, never a traceback
         _error(f"unexpected failure ({type(exc).__name__}: {exc}); please report this")
         sys.exit(EXIT_BAD_INPUT)
 

@@ -125,7 +125,7 @@ def scan_with_tshark(path: str, options: Any) -> Any:
                     continue
                 ip_packets += 1
                 table.add(decoded[0], decoded[1], decoded[2], b"")
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - tshark's complaint becomes a warning
             warnings.append(f"tshark stopped after packet {packets}: {exc}".strip())
         finally:
             capture.close()

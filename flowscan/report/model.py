@@ -71,6 +71,33 @@ class TcpHandshake:
 
 
 @dataclass
+class EvidenceItem:
+    """One signal an identification or a verdict rests on, in words a regulator reads."""
+
+    signal: str
+    detail: str
+    strength: str | None = None
+
+
+@dataclass
+class AppInfo:
+    name: str
+    confidence: str  # high / medium / low
+    evidence: list[EvidenceItem] = field(default_factory=list)
+
+
+@dataclass
+class AppGroup:
+    """All flows of one application in the capture."""
+
+    name: str
+    confidence: str
+    flows: list[int]
+    packets: int
+    bytes: int
+
+
+@dataclass
 class Flow:
     id: int
     transport: str
@@ -83,7 +110,10 @@ class Flow:
     encapsulation: list[str] = field(default_factory=list)
     tcp_handshake: TcpHandshake | None = None
     protocols: list[str] = field(default_factory=list)
-    app: dict[str, Any] | None = None
+    # Protocol facts by protocol (stun, turn, dtls, tls, quic, rtp, zoom, sip, dns): what the
+    # identification read from the flow's first packets. Never key material.
+    details: dict[str, Any] = field(default_factory=dict)
+    app: AppInfo | None = None
     encryption: dict[str, Any] | None = None
     remote: dict[str, Any] | None = None
     jurisdiction: dict[str, Any] | None = None
@@ -103,4 +133,7 @@ class Report:
     tool: ToolInfo
     capture: CaptureInfo
     flows: list[Flow] = field(default_factory=list)
+    apps: list[AppGroup] = field(default_factory=list)
+    # Address -> names, from DNS answers and pcapng name resolution blocks in the capture.
+    names: dict[str, list[str]] = field(default_factory=dict)
     findings: list[dict[str, Any]] = field(default_factory=list)

@@ -1,0 +1,238 @@
+"""Application identification: which VTC service a flow belongs to, and the evidence.
+
+Evidence is ranked: payload signatures and names seen in the capture (TLS/QUIC SNI,
+certificate names, DNS answers for the flow's server) are strong; well-known service ports
+are weak and never decide alone against stronger evidence. Flows that share a local socket
+with an identified flow (the same client address and port, as ICE and TURN do) inherit the
+label with that as the evidence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from flowscan.identify import FlowFacts
+
+APPS = ("zoom", "teams", "meet", "webex", "whatsapp", "signal", "telegram", "discord",
+        "facetime", "jitsi", "webrtc", "sip")
+
+DOMAINS: dict[str, tuple[str, ...]] = {
+    "zoom": ("zoom.us", "zoom.com", "zoomgov.com", "zoomcdn.net", "zoom.com.cn"),
+    "teams": ("teams.microsoft.com", "teams.live.com", "teams.office.com", "teams.cdn.office.net",
+              "teams.trafficmanager.net", "skype.com", "skype.net", "skypeforbusiness.com",
+              "lync.com", "trouter.io"),
+    "meet": ("meet.google.com", "meetings.googleusercontent.com", "meet.googleapis.com",
+             "hangouts.google.com"),
+    "webex": ("webex.com", "wbx2.com", "ciscospark.com", "webexcontent.com", "webex.cn"),
+    "whatsapp": ("whatsapp.net", "whatsapp.com", "wa.me"),
+    "signal": ("signal.org", "whispersystems.org", "signal.art"),
+    "telegram": ("telegram.org", "t.me", "telegram.me", "cdn-telegram.org"),
+    "discord": ("discord.com", "discord.gg", "discord.media", "discordapp.com",
+                "discordapp.net"),
+    "facetime": ("facetime.apple.com",),
+    "jitsi": ("meet.jit.si", "jitsi.net", "8x8.vc"),
+}
+
+# Host names of cloud front ends named after the service, e.g.
+# emea.ng.msg.teams-msgapi.trafficmanager.net or c-flightproxy-euno-01-teams.cloudapp.net.
+NAME_PATTERNS: dict[str, re.Pattern[str]] = {
+    "teams": re.compile(r"(^|[.-])teams([.-][^ ]*)?\.(trafficmanager|cloudapp)\.net$"),
+}
+
+# Weak evidence only: ports the services document for media or relays (3478 is every
+# STUN server's port, so it names no service).
+PORTS: dict[str, tuple[range, ...]] = {
+    "zoom": (range(8801, 8811),),
+    "teams": (range(3479, 3482),),
+    "meet": (range(19302, 19310),),
+    "webex": (range(9000, 9001), range(5004, 5005)),
+    "sip": (range(5060, 5062),),
+}
+
+# Microsoft's STUN/TURN extensions (MS-TURN, MS-ICE2), used by Teams and Skype.
+MS_STUN_ATTRIBUTES = frozenset(("0x8008", "0x8050", "0x8054", "0x8055", "0x8070"))
+# WhatsApp's STUN: extension methods 0x200-0x20f and vendor attributes 0x4000-0x4003.
+WHATSAPP_STUN_ATTRIBUTES = frozenset(("0x4000", "0x4001", "0x4002", "0x4003"))
+
+STRONG, MEDIUM, WEAK = "strong", "medium", "weak"
+RANK = {STRONG: 3, MEDIUM: 2, WEAK: 1}
+
+
+@dataclass
+class Evidence:
+    signal: str
+    detail: str
+    strength: str
+
+
+@dataclass
+class AppLabel:
+    name: str
+    confidence: str  # high / medium / low
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+@dataclass
+class FlowView:
+    """What app identification needs to know of a flow."""
+
+    flow_id: int
+    transport: str
+    client: tuple[str, int]
+    server: tuple[str, int]
+    facts: FlowFacts
+    extra: list[tuple[str, Evidence]] = field(default_factory=list)
+
+
+def domain_app(name: str) -> str | None:
+    name = name.lower().rstrip(".")
+    for app, domains in DOMAINS.items():
+        for d in domains:
+            if name == d or name.endswith("." + d):
+                return app
+    for app, pattern in NAME_PATTERNS.items():
+        if pattern.search(name):
+            return app
+    return None
+
+
+def _candidates(view: FlowView, names_for: dict[str, list[str]]
+                ) -> list[tuple[str, Evidence]]:
+    f = view.facts
+    out: list[tuple[str, Evidence]] = list(view.extra)
+
+    def named(signal: str, name: str | None, strength: str) -> None:
+        app = domain_app(name) if name else None
+        if app:
+            out.append((app, Evidence(signal, name or "", strength)))
+
+    if f.tls:
+        named("tls-sni", f.tls.sni, STRONG)
+        for cert in f.tls.certificates.get("server", [])[:1]:
+            for n in cert.get("dns_names", [])[:5]:  # type: ignore[union-attr]
+                named("tls-certificate", str(n), STRONG)
+    if f.quic:
+        named("quic-sni", f.quic.sni, STRONG)
+    if f.dtls:
+        for certs in f.dtls.certificates.values():
+            for cert in certs[:1]:
+                named("dtls-certificate", str(cert.get("subject", "")).split("CN=")[-1],
+                      STRONG)
+    for query in f.dns_queries:
+        named("dns-query", query, MEDIUM)
+    for name in names_for.get(view.server[0], []):
+        named("dns-answer", f"{name} resolved to {view.server[0]}", STRONG)
+    if f.zoom:
+        detail = f"Zoom {f.zoom.form} media encapsulation" + (
+            f" ({', '.join(f.zoom.media)})" if f.zoom.media else "")
+        out.append(("zoom", Evidence("zoom-encapsulation", detail, STRONG)))
+    if f.stun:
+        if f.stun.zoom_signature:
+            out.append(("zoom", Evidence("zoom-stun", "classic STUN with Zoom's attribute "
+                                         "0x0101", STRONG)))
+        ms = sorted(MS_STUN_ATTRIBUTES.intersection(f.stun.attributes))
+        if ms:
+            out.append(("teams", Evidence("microsoft-stun-attributes",
+                                          "MS-TURN/MS-ICE2 attributes " + ", ".join(ms),
+                                          STRONG)))
+        wa = sorted(WHATSAPP_STUN_ATTRIBUTES.intersection(f.stun.attributes))
+        wa_methods = sorted(m for m in f.stun.methods if m.startswith("method-0x20"))
+        if wa or wa_methods:
+            out.append(("whatsapp", Evidence("whatsapp-stun", ", ".join(wa + wa_methods),
+                                             STRONG)))
+        for software in f.stun.software:
+            app = _software_app(software)
+            if app:
+                out.append((app, Evidence("stun-software", software, STRONG)))
+    if f.discord_ip_discovery:
+        out.append(("discord", Evidence("discord-ip-discovery",
+                                        "Discord voice IP discovery exchange", STRONG)))
+    if f.discord_ping:
+        out.append(("discord", Evidence("discord-voice-ping",
+                                        "Discord voice server ping (0x1337cafe)", STRONG)))
+    if f.sip:
+        out.append(("sip", Evidence("sip-signalling",
+                                    f"SIP {', '.join(dict.fromkeys(f.sip.messages))}", STRONG)))
+    if f.stun and f.stun.ice == "full" and f.dtls and f.dtls.srtp_profiles_offered:
+        out.append(("webrtc", Evidence("webrtc", "ICE checks both ways and DTLS-SRTP",
+                                       MEDIUM)))
+    elif f.stun and f.stun.methods.get("binding-request") and f.dtls and (
+            f.dtls.srtp_profiles_offered):
+        out.append(("webrtc", Evidence("webrtc", "ICE checks and DTLS-SRTP", MEDIUM)))
+    for app, ranges in PORTS.items():
+        port = view.server[1]
+        if any(port in r for r in ranges):
+            out.append((app, Evidence("service-port", f"{view.transport}/{port}", WEAK)))
+    return out
+
+
+def _software_app(software: str) -> str | None:
+    s = software.lower()
+    for app, needle in (("zoom", "zoom"), ("teams", "microsoft"), ("teams", "skype"),
+                        ("whatsapp", "whatsapp"), ("signal", "signal"),
+                        ("telegram", "telegram"), ("jitsi", "jitsi"), ("webex", "webex")):
+        if needle in s:
+            return app
+    return None
+
+
+def _decide(cands: list[tuple[str, Evidence]]) -> AppLabel | None:
+    if not cands:
+        return None
+    by_app: dict[str, list[Evidence]] = defaultdict(list)
+    for app, ev in cands:
+        by_app[app].append(ev)
+    specific = [app for app in by_app if app != "webrtc"]
+    if not specific:
+        best = "webrtc"
+    else:
+        best = max(sorted(specific), key=lambda app: max(RANK[e.strength] for e in by_app[app]))
+    top = max(RANK[e.strength] for e in by_app[best])
+    confidence = {3: "high", 2: "medium", 1: "low"}[top]
+    evidence = sorted(by_app[best], key=lambda e: -RANK[e.strength])
+    if best != "webrtc" and "webrtc" in by_app:
+        evidence += by_app["webrtc"]  # the generic WebRTC evidence still says what it is
+    return AppLabel(best, confidence, evidence)
+
+
+def _inherit(views: list[FlowView], labels: dict[int, AppLabel], key_of: object,
+             signal: str, describe: object) -> None:
+    """Flows sharing a key (a local socket, a server address) with a flow labelled by
+    strong evidence take that label, unless their own evidence is as strong."""
+    donors: dict[object, AppLabel] = {}
+    for view in views:
+        label = labels.get(view.flow_id)
+        if label and RANK[label.evidence[0].strength] == RANK[STRONG] and label.name not in (
+                "webrtc", "sip"):
+            donors.setdefault(key_of(view), label)  # type: ignore[operator]
+    for view in views:
+        donor = donors.get(key_of(view))  # type: ignore[operator]
+        if donor is None:
+            continue
+        current = labels.get(view.flow_id)
+        if current is not None and RANK[current.evidence[0].strength] >= RANK[MEDIUM] and (
+                current.name != "webrtc"):
+            continue
+        ev = Evidence(signal, describe(view, donor), MEDIUM)  # type: ignore[operator]
+        keep = current.evidence if current and current.name in (donor.name, "webrtc") else []
+        labels[view.flow_id] = AppLabel(donor.name, "medium", [ev, *keep])
+
+
+def identify_apps(views: list[FlowView], names_for: dict[str, list[str]]
+                  ) -> dict[int, AppLabel]:
+    """Label every flow that has evidence; then let flows on the same local socket as a
+    strongly identified flow inherit its label (ICE and TURN reuse the socket)."""
+    labels: dict[int, AppLabel] = {}
+    for view in views:
+        label = _decide(_candidates(view, names_for))
+        if label is not None:
+            labels[view.flow_id] = label
+    _inherit(views, labels, lambda v: (v.transport, v.server), "same-server",
+             lambda v, d: f"another connection to {v.server[0]}:{v.server[1]} was identified "
+                          f"as {d.name} by {d.evidence[0].signal} ({d.evidence[0].detail})")
+    _inherit(views, labels, lambda v: (v.transport, v.client), "same-local-socket",
+             lambda v, d: f"{v.client[0]}:{v.client[1]} also carries {d.name} traffic "
+                          f"identified by {d.evidence[0].signal}")
+    return labels

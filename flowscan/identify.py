@@ -1,0 +1,467 @@
+"""Per-flow protocol identification: run the parsers over a closed flow's payload samples
+and keep what later stages and the report need (small, JSON-ready, no key material)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from contextlib import suppress
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from flowscan.flows import FlowState, split_key
+from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom
+from flowscan.protocols import hello as hs
+from flowscan.protocols.dtls import DtlsSide
+
+SIDES = ("client", "server")
+DNS_PORTS = (53, 5353, 5355)
+SIP_PORTS = (5060, 5061)
+
+
+@dataclass
+class StunFacts:
+    messages: int = 0
+    classic: bool = False
+    methods: dict[str, int] = field(default_factory=dict)  # "binding-request" -> count
+    requests_from: list[str] = field(default_factory=list)  # sides sending requests
+    software: list[str] = field(default_factory=list)
+    usernames: list[str] = field(default_factory=list)
+    ice_roles: dict[str, str] = field(default_factory=dict)  # side -> controlling/controlled
+    use_candidate: bool = False
+    mapped_addresses: list[str] = field(default_factory=list)  # as "ip:port"
+    peer_addresses: list[str] = field(default_factory=list)
+    relayed_addresses: list[str] = field(default_factory=list)
+    channels: list[int] = field(default_factory=list)
+    attributes: list[str] = field(default_factory=list)  # every attribute type seen, hex
+    zoom_signature: bool = False
+
+    @property
+    def ice(self) -> str | None:
+        """full (both sides send checks) or lite (one side only answers), RFC 8445 2.5."""
+        if not self.methods.get("binding-request"):
+            return None
+        return "full" if len(self.requests_from) == 2 else "lite-or-server"
+
+
+@dataclass
+class TurnFacts:
+    channel_data: int = 0
+    data_indications: int = 0
+    relayed: dict[str, int] = field(default_factory=dict)  # inner protocol -> packets
+
+
+@dataclass
+class HandshakeFacts:
+    """The clear part of a TLS, DTLS or QUIC handshake, per side."""
+
+    version: str | None = None
+    sni: str | None = None
+    alpn_offered: list[str] = field(default_factory=list)
+    alpn: str | None = None
+    cipher_suite: str | None = None
+    srtp_profiles_offered: list[str] = field(default_factory=list)
+    srtp_profile: str | None = None
+    client_random: str | None = None
+    server_random: str | None = None
+    certificates: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    encrypted_records: dict[str, int] = field(default_factory=dict)
+    complete: bool = False
+    dtls_client: str | None = None  # which flow side (client/server) is the DTLS client
+
+
+@dataclass
+class RtpFacts:
+    packets: dict[str, int] = field(default_factory=dict)  # side -> RTP packets parsed
+    ssrcs: dict[str, list[str]] = field(default_factory=dict)  # side -> SSRCs, hex
+    payload_types: dict[str, list[int]] = field(default_factory=dict)
+    sequence_ok: bool = False  # sequence numbers advance by small steps per SSRC
+    header_extensions: list[str] = field(default_factory=list)  # one-byte / two-byte
+    rtcp_types: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ZoomFacts:
+    form: str = ""
+    packets: int = 0
+    media: list[str] = field(default_factory=list)
+    directions: list[str] = field(default_factory=list)
+    rtp_ssrcs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SipFacts:
+    messages: list[str] = field(default_factory=list)  # "INVITE", "200", ...
+    call_ids: list[str] = field(default_factory=list)
+    media: list[dict[str, object]] = field(default_factory=list)
+
+
+@dataclass
+class FlowFacts:
+    protocols: list[str] = field(default_factory=list)
+    stun: StunFacts | None = None
+    turn: TurnFacts | None = None
+    dtls: HandshakeFacts | None = None
+    tls: HandshakeFacts | None = None
+    quic: HandshakeFacts | None = None
+    rtp: RtpFacts | None = None
+    zoom: ZoomFacts | None = None
+    sip: SipFacts | None = None
+    dns: dict[str, list[str]] | None = None  # name -> addresses / cnames answered
+    dns_queries: list[str] = field(default_factory=list)
+    discord_ip_discovery: bool = False
+    discord_ping: bool = False
+    public_addresses: list[str] = field(default_factory=list)  # the client as others see it
+    # Kept for the decryption stage, never reported: SDES keys seen in SDP bodies.
+    sdes_keys: list[sip.SdesKey] = field(default_factory=list, repr=False)
+
+    def add(self, protocol: str) -> None:
+        if protocol not in self.protocols:
+            self.protocols.append(protocol)
+
+
+def _hex(n: int) -> str:
+    return f"0x{n:08x}"
+
+
+class _Collector:
+    """Gathers facts over one flow's samples."""
+
+    def __init__(self, state: FlowState) -> None:
+        self.key = split_key(state.proto, state.key)
+        self.facts = FlowFacts()
+        self.stun_requests: set[str] = set()
+        self.dtls = (DtlsSide(), DtlsSide())
+        self.rtp_seq: dict[tuple[int, int], list[int]] = {}
+        self.quic_initials: list[quic.QuicInitial] = []
+        self.gquic: quic.GoogleQuicHello | None = None
+
+    # -- UDP ---------------------------------------------------------------------------
+    def udp(self, side: int, payload: bytes, depth: int = 0) -> None:
+        ports = (self.key.client_port, self.key.server_port)
+        if any(p in zoom.SERVER_PORTS for p in ports) and depth == 0:
+            packet = zoom.parse_server(payload)
+            if packet is not None:
+                self._zoom(packet)
+                return
+        if depth == 0 and any(p in DNS_PORTS for p in ports) and self._dns(payload):
+            return
+        kind = demux.classify(payload)
+        if kind == demux.STUN and self._stun(side, payload, exact=True):
+            return
+        if kind == demux.TURN_CHANNEL and depth == 0:
+            channel = stun.parse_channel_data(payload, exact=True)
+            if channel is not None:
+                turn = self.facts.turn = self.facts.turn or TurnFacts()
+                turn.channel_data += 1
+                self.facts.add("turn")
+                inner = demux.classify(channel.payload) or "other"
+                turn.relayed[inner] = turn.relayed.get(inner, 0) + 1
+                self.udp(side, channel.payload, depth + 1)
+                return
+        if kind == demux.DTLS and self.dtls[side].add_datagram(payload):
+            self.facts.add("dtls")
+            return
+        if kind == demux.RTP and self._rtp(side, payload):
+            return
+        if payload and payload[0] & 0xC0 == 0xC0 and side == 0 and depth == 0:
+            initials = quic.parse_client_initials(payload)
+            if initials:
+                self.quic_initials.extend(initials)
+                self.facts.add("quic")
+                return
+        if side == 0 and depth == 0 and self.gquic is None:
+            self.gquic = quic.parse_gquic_chlo(payload)
+            if self.gquic is not None:
+                self.facts.add("gquic")
+                return
+        if self._sip(payload):
+            return
+        if depth == 0 and self._discord(payload):
+            return
+        if depth == 0 and payload and payload[0] in zoom.MEDIA_TYPES:
+            packet = zoom.parse_p2p(payload)
+            if packet is not None:
+                self._zoom(packet)
+
+    def _stun(self, side: int, data: bytes, *, exact: bool) -> bool:
+        msg = stun.parse(data, exact=exact)
+        if msg is None:
+            return False
+        facts = self.facts.stun = self.facts.stun or StunFacts()
+        self.facts.add("stun")
+        facts.messages += 1
+        facts.classic = facts.classic or msg.classic
+        name = msg.method_code
+        facts.methods[name] = facts.methods.get(name, 0) + 1
+        if msg.msg_class == "request" and SIDES[side] not in facts.requests_from:
+            facts.requests_from.append(SIDES[side])
+        for value, target in ((msg.software, facts.software), (msg.username, facts.usernames)):
+            if value and value not in target:
+                target.append(value)
+        if msg.ice_role:
+            facts.ice_roles[SIDES[side]] = msg.ice_role
+        facts.use_candidate = facts.use_candidate or msg.use_candidate
+        for addr, target in ((msg.xor_mapped or msg.mapped, facts.mapped_addresses),
+                             (msg.xor_peer, facts.peer_addresses),
+                             (msg.xor_relayed, facts.relayed_addresses)):
+            if addr:
+                text = f"[{addr[0]}]:{addr[1]}" if ":" in addr[0] else f"{addr[0]}:{addr[1]}"
+                if text not in target:
+                    target.append(text)
+        if msg.channel is not None and msg.channel not in facts.channels:
+            facts.channels.append(msg.channel)
+        for attr in msg.attributes:
+            text = f"0x{attr:04x}"
+            if text not in facts.attributes:
+                facts.attributes.append(text)
+        if msg.classic and zoom.zoom_stun_signature(msg.attributes, data):
+            facts.zoom_signature = True
+        if msg.method in ("allocate", "channel-bind", "send", "data", "create-permission"):
+            self.facts.add("turn")
+            if msg.data:
+                turn = self.facts.turn = self.facts.turn or TurnFacts()
+                turn.data_indications += 1
+                inner = demux.classify(msg.data) or "other"
+                turn.relayed[inner] = turn.relayed.get(inner, 0) + 1
+        return True
+
+    def _discord(self, payload: bytes) -> bool:
+        """Discord voice IP discovery: type 1 request or 2 response, length 70, SSRC, the
+        address as NUL-padded ASCII (64 bytes) and the port; and its 8-byte server ping."""
+        if len(payload) == 8 and payload[:4] == b"\x13\x37\xca\xfe":
+            self.facts.discord_ping = True
+            self.facts.add("discord-voice")
+            return True
+        if len(payload) != 74 or payload[:2] not in (b"\x00\x01", b"\x00\x02") or (
+                payload[2:4] != b"\x00\x46"):
+            return False
+        self.facts.discord_ip_discovery = True
+        self.facts.add("discord-voice")
+        if payload[1] == 2:
+            address = payload[8:72].split(b"\0", 1)[0].decode("ascii", "replace")
+            port = int.from_bytes(payload[72:74], "big")
+            text = f"{address}:{port}"
+            if address and text not in self.facts.public_addresses:
+                self.facts.public_addresses.append(text)
+        return True
+
+    def _rtp(self, side: int, data: bytes) -> bool:
+        if rtp.is_rtcp_type(data[1] if len(data) > 1 else 0):
+            compound = rtp.parse_rtcp(data)
+            if compound is None:
+                return False
+            facts = self.facts.rtp = self.facts.rtp or RtpFacts()
+            self.facts.add("rtcp")
+            for packet in compound.packets:
+                if packet.name not in facts.rtcp_types:
+                    facts.rtcp_types.append(packet.name)
+            return True
+        header = rtp.parse_rtp(data)
+        if header is None:
+            return False
+        self._rtp_header(side, header)
+        return True
+
+    def _rtp_header(self, side: int, header: rtp.RtpHeader) -> None:
+        facts = self.facts.rtp = self.facts.rtp or RtpFacts()
+        self.facts.add("rtp")
+        name = SIDES[side]
+        facts.packets[name] = facts.packets.get(name, 0) + 1
+        ssrcs = facts.ssrcs.setdefault(name, [])
+        if _hex(header.ssrc) not in ssrcs:
+            ssrcs.append(_hex(header.ssrc))
+        pts = facts.payload_types.setdefault(name, [])
+        if header.payload_type not in pts:
+            pts.append(header.payload_type)
+        if header.extension_form and header.extension_form not in facts.header_extensions:
+            facts.header_extensions.append(header.extension_form)
+        self.rtp_seq.setdefault((side, header.ssrc), []).append(header.sequence)
+
+    def _zoom(self, packet: zoom.ZoomPacket) -> None:
+        facts = self.facts.zoom = self.facts.zoom or ZoomFacts(form=packet.form)
+        self.facts.add("zoom")
+        facts.packets += 1
+        if packet.media and packet.media not in facts.media:
+            facts.media.append(packet.media)
+        if packet.direction and packet.direction not in facts.directions:
+            facts.directions.append(packet.direction)
+        if packet.rtp is not None:
+            self.facts.add("rtp")
+            if _hex(packet.rtp.ssrc) not in facts.rtp_ssrcs:
+                facts.rtp_ssrcs.append(_hex(packet.rtp.ssrc))
+
+    def _dns(self, payload: bytes, *, tcp: bool = False) -> bool:
+        messages = dns.parse_tcp(payload) if tcp else [m for m in [dns.parse(payload)] if m]
+        if not messages:
+            return False
+        self.facts.add("dns")
+        for msg in messages:
+            for q in msg.questions:
+                if q not in self.facts.dns_queries:
+                    self.facts.dns_queries.append(q)
+            for name, _rtype, value in msg.answers:
+                if self.facts.dns is None:
+                    self.facts.dns = {}
+                answers = self.facts.dns.setdefault(name, [])
+                if value not in answers:
+                    answers.append(value)
+        return True
+
+    def _sip(self, payload: bytes) -> bool:
+        ports = (self.key.client_port, self.key.server_port)
+        if not (any(p in SIP_PORTS for p in ports) or payload[:4] in (b"INVI", b"SIP/")):
+            return False
+        pos = 0
+        found = False
+        while pos < len(payload):
+            msg = sip.parse(payload[pos:])
+            if msg is None:
+                break
+            found = True
+            self._sip_message(msg)
+            pos += max(msg.length, 1)
+        return found
+
+    def _sip_message(self, msg: sip.SipMessage) -> None:
+        facts = self.facts.sip = self.facts.sip or SipFacts()
+        self.facts.add("sip")
+        facts.messages.append(msg.method or str(msg.status))
+        if msg.call_id and msg.call_id not in facts.call_ids:
+            facts.call_ids.append(msg.call_id)
+        if msg.media:
+            self.facts.add("sdp")
+        for m in msg.media:
+            self.facts.sdes_keys.extend(m.crypto)
+            facts.media.append({
+                "media": m.media, "address": m.address, "port": m.port, "protocol": m.protocol,
+                "codecs": sorted(set(m.rtpmap.values())),
+                "sdes": [{"tag": k.tag, "suite": k.suite, "key_sha256": k.fingerprint}
+                         for k in m.crypto],
+                "dtls_fingerprint": m.fingerprint, "setup": m.setup,
+                "candidates": len(m.candidates),
+            })
+
+    # -- TCP ---------------------------------------------------------------------------
+    def tcp(self, streams: tuple[bytes, bytes]) -> None:
+        ports = (self.key.client_port, self.key.server_port)
+        sides = [tls.parse_stream(s) for s in streams]
+        if any(sides):
+            self.facts.add("tls")
+            self.facts.tls = _tls_facts(sides[0], sides[1])
+            return
+        for side, data in enumerate(streams):
+            if not data:
+                continue
+            if any(p in DNS_PORTS for p in ports) and self._dns(data, tcp=True):
+                continue
+            if self._sip(data):
+                continue
+            # ICE-TCP framing (RFC 4571) or STUN/TURN messages back to back (RFC 8489 6.2.2).
+            framed = data[2:] if len(data) > 2 and int.from_bytes(data[:2], "big") + 2 <= len(
+                data) else b""
+            if framed and demux.classify(framed) == demux.STUN and self._stun(
+                    side, framed, exact=False):
+                continue
+            self._stun(side, data, exact=False)
+
+    def finish(self) -> FlowFacts:
+        dtls_client, dtls_server = self.dtls
+        if dtls_client.records or dtls_server.records:
+            self.facts.dtls = _dtls_facts(dtls_client, dtls_server)
+            if self.facts.dtls.srtp_profile and "rtp" in self.facts.protocols:
+                self.facts.add("srtp")
+        if self.quic_initials:
+            hello = quic.client_hello(self.quic_initials)
+            qf = HandshakeFacts(version=f"QUIC 0x{self.quic_initials[0].version:08x}")
+            if hello is not None:
+                qf.sni, qf.alpn_offered = hello.sni, hello.alpn
+            self.facts.quic = qf
+        elif self.gquic is not None:
+            self.facts.quic = HandshakeFacts(version=f"gQUIC {self.gquic.version}",
+                                             sni=self.gquic.sni)
+        if self.facts.rtp is not None:
+            steps = [b - a for seqs in self.rtp_seq.values() for a, b in pairwise(seqs)]
+            self.facts.rtp.sequence_ok = bool(steps) and sum(
+                1 for s in steps if 0 < (s % 65536) < 64) >= 0.8 * len(steps)
+        return self.facts
+
+
+def _certs(certificates: list[bytes]) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = []
+    for der in certificates[:3]:
+        info = hs.describe_certificate(der)
+        if info is not None:
+            out.append({"subject": info.subject, "issuer": info.issuer, "sha256": info.sha256,
+                        "dns_names": info.dns_names[:20]})
+    return out
+
+
+def _handshake(ch: hs.ClientHello | None, sh: hs.ServerHello | None) -> HandshakeFacts:
+    facts = HandshakeFacts()
+    if ch is not None:
+        facts.sni = ch.sni
+        facts.alpn_offered = ch.alpn
+        facts.client_random = ch.random.hex()
+        facts.srtp_profiles_offered = [hs.SRTP_PROFILES.get(p, f"0x{p:04x}")
+                                       for p in ch.srtp_profiles]
+        facts.version = hs.version_name(ch.legacy_version)
+    if sh is not None:
+        facts.version = hs.version_name(sh.version)
+        facts.cipher_suite = f"0x{sh.cipher_suite:04x}"
+        facts.alpn = sh.alpn
+        facts.server_random = sh.random.hex()
+        if sh.srtp_profile is not None:
+            facts.srtp_profile = hs.SRTP_PROFILES.get(sh.srtp_profile,
+                                                      f"0x{sh.srtp_profile:04x}")
+    return facts
+
+
+def _tls_facts(client: tls.TlsSide | None, server: tls.TlsSide | None) -> HandshakeFacts:
+    facts = _handshake(client.client_hello if client else None,
+                       server.server_hello if server else None)
+    if server and server.certificates:
+        facts.certificates["server"] = _certs(server.certificates)
+    facts.complete = bool(client and client.application_data and server and
+                          server.application_data)
+    return facts
+
+
+def _dtls_facts(client: DtlsSide, server: DtlsSide) -> HandshakeFacts:
+    # Either flow side may be the DTLS client; whoever sent the ClientHello is.
+    if server.client_hello is not None and client.client_hello is None:
+        client, server = server, client
+        roles = ("server", "client")
+    else:
+        roles = ("client", "server")
+    facts = _handshake(client.client_hello, server.server_hello)
+    facts.certificates = {role: _certs(side.certificates)
+                          for role, side in zip(roles, (client, server), strict=True)
+                          if side.certificates}
+    facts.encrypted_records = {role: side.encrypted_records
+                               for role, side in zip(roles, (client, server), strict=True)}
+    facts.complete = client.encrypted_records > 0 and server.encrypted_records > 0
+    if facts.version is None and (client.version or server.version):
+        facts.version = hs.version_name(client.version or server.version or 0)
+    facts.dtls_client = roles[0]
+    return facts
+
+
+def identify(state: FlowState) -> FlowFacts:
+    """Facts of one flow from its payload samples; never raises on bad payloads."""
+    collector = _Collector(state)
+    if state.proto == 17:
+        for _ts, side, payload in state.samples:
+            try:
+                collector.udp(side, payload)
+            except Exception:  # noqa: BLE001 - a parser bug must not stop the analysis
+                continue
+    elif state.proto == 6:
+        streams = (b"".join(p for _t, d, p in state.samples if d == 0),
+                   b"".join(p for _t, d, p in state.samples if d == 1))
+        with suppress(Exception):  # as above: a parser bug must not stop the analysis
+            collector.tcp(streams)
+    return collector.finish()
+
+
+def count_protocols(all_facts: list[FlowFacts]) -> Counter[str]:
+    return Counter(p for f in all_facts for p in f.protocols)

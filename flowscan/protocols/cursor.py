@@ -1,0 +1,67 @@
+"""A bounds-checked reader over bytes, shared by every parser."""
+
+from __future__ import annotations
+
+
+class Truncated(Exception):
+    """The data ends before the structure does; parsers turn this into None or a partial."""
+
+
+class Cursor:
+    __slots__ = ("data", "end", "pos")
+
+    def __init__(self, data: bytes, pos: int = 0, end: int | None = None) -> None:
+        self.data = data
+        self.pos = pos
+        self.end = len(data) if end is None else min(end, len(data))
+
+    @property
+    def remaining(self) -> int:
+        return self.end - self.pos
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > self.end:
+            raise Truncated
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def skip(self, n: int) -> None:
+        if n < 0 or self.pos + n > self.end:
+            raise Truncated
+        self.pos += n
+
+    def uint(self, n: int) -> int:
+        return int.from_bytes(self.take(n), "big")
+
+    def u8(self) -> int:
+        p = self.pos
+        if p >= self.end:
+            raise Truncated
+        self.pos = p + 1
+        return self.data[p]
+
+    def u16(self) -> int:
+        p = self.pos
+        if p + 2 > self.end:
+            raise Truncated
+        self.pos = p + 2
+        return (self.data[p] << 8) | self.data[p + 1]
+
+    def u24(self) -> int:
+        return self.uint(3)
+
+    def u32(self) -> int:
+        return self.uint(4)
+
+    def vector(self, length_bytes: int) -> bytes:
+        """A length-prefixed opaque vector (TLS presentation language, RFC 8446 3.4)."""
+        return self.take(self.uint(length_bytes))
+
+    def sub(self, n: int) -> Cursor:
+        """A cursor over the next n bytes; this one moves past them."""
+        if n < 0 or self.pos + n > self.end:
+            raise Truncated
+        inner = Cursor(self.data, self.pos, self.pos + n)
+        self.pos += n
+        return inner

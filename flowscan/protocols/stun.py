@@ -98,7 +98,12 @@ def parse(data: bytes, *, exact: bool = True) -> StunMessage | None:
     length = int.from_bytes(data[2:4], "big")
     cookie = int.from_bytes(data[4:8], "big")
     classic = cookie != MAGIC_COOKIE
-    if length % 4 or HEADER + length > len(data) or (exact and HEADER + length != len(data)):
+    if HEADER + length > len(data) or (exact and HEADER + length != len(data)):
+        return None
+    # RFC 8489 pads attributes to four bytes, so lengths are multiples of four; Microsoft's
+    # MS-TURN does not pad, and its lengths need not be.
+    padded = length % 4 == 0
+    if not padded and not exact:
         return None
     msg_class = CLASSES[((mtype >> 7) & 0x2) | ((mtype >> 4) & 0x1)]
     method_code = (mtype & 0x000F) | ((mtype & 0x00E0) >> 1) | ((mtype & 0x3E00) >> 2)
@@ -115,7 +120,8 @@ def parse(data: bytes, *, exact: bool = True) -> StunMessage | None:
         while cur.remaining >= 4:
             atype, alen = cur.u16(), cur.u16()
             value = cur.take(alen)
-            cur.skip(min(-alen % 4, cur.remaining))
+            if padded:
+                cur.skip(min(-alen % 4, cur.remaining))
             msg.attributes.append(atype)
             _attribute(msg, atype, value, None if classic else xor_key)
     except Truncated:
@@ -129,7 +135,10 @@ def _attribute(msg: StunMessage, atype: int, value: bytes, xor_key: bytes | None
     elif atype == ATTR_MAPPED_ADDRESS:
         msg.mapped = _address(value, None)
     elif atype == ATTR_USERNAME:
-        msg.username = value.decode("utf-8", "replace")
+        try:
+            msg.username = value.decode("utf-8")
+        except UnicodeDecodeError:  # MS-TURN usernames are binary tokens
+            msg.username = "0x" + value[:32].hex()
     elif atype == ATTR_SOFTWARE:
         msg.software = value.decode("utf-8", "replace").rstrip("\0")
     elif atype == ATTR_PRIORITY and len(value) == 4:

@@ -14,7 +14,7 @@ from typing import Any
 from flowscan.apps import FlowView, identify_apps
 from flowscan.flows import FlowState
 from flowscan.identify import FlowFacts, identify
-from flowscan.report.model import AppGroup, AppInfo, EvidenceItem, Flow
+from flowscan.report.model import AppGroup, Flow
 
 DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip")
 
@@ -66,8 +66,7 @@ class FlowAnalysis:
             label = labels.get(flow.id)
             if label is None:
                 continue
-            flow.app = AppInfo(label.name, label.confidence, [
-                EvidenceItem(e.signal, e.detail, e.strength) for e in label.evidence])
+            flow.app = label
             groups[label.name].append(flow)
         apps = [
             AppGroup(name, _group_confidence(flows), [f.id for f in flows],

@@ -14,6 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from flowscan.identify import FlowFacts
+from flowscan.report.model import AppInfo as AppLabel
+from flowscan.report.model import EvidenceItem as Evidence
 
 APPS = ("zoom", "teams", "meet", "webex", "whatsapp", "signal", "telegram", "discord",
         "facetime", "jitsi", "webrtc", "sip")
@@ -57,21 +59,7 @@ MS_STUN_ATTRIBUTES = frozenset(("0x8008", "0x8050", "0x8054", "0x8055", "0x8070"
 WHATSAPP_STUN_ATTRIBUTES = frozenset(("0x4000", "0x4001", "0x4002", "0x4003"))
 
 STRONG, MEDIUM, WEAK = "strong", "medium", "weak"
-RANK = {STRONG: 3, MEDIUM: 2, WEAK: 1}
-
-
-@dataclass
-class Evidence:
-    signal: str
-    detail: str
-    strength: str
-
-
-@dataclass
-class AppLabel:
-    name: str
-    confidence: str  # high / medium / low
-    evidence: list[Evidence] = field(default_factory=list)
+RANK: dict[str | None, int] = {STRONG: 3, MEDIUM: 2, WEAK: 1, None: 0}
 
 
 @dataclass
@@ -220,11 +208,35 @@ def _inherit(views: list[FlowView], labels: dict[int, AppLabel], key_of: object,
         labels[view.flow_id] = AppLabel(donor.name, "medium", [ev, *keep])
 
 
+def sdp_endpoints(views: list[FlowView]) -> dict[tuple[str, int], str]:
+    """Media endpoints offered in SDP bodies of SIP calls: (address, port) -> description."""
+    out: dict[tuple[str, int], str] = {}
+    for view in views:
+        sip = view.facts.sip
+        if sip is None:
+            continue
+        call = sip.call_ids[0] if sip.call_ids else "?"
+        for media in sip.media:
+            address, port = media.get("address"), media.get("port")
+            if isinstance(address, str) and isinstance(port, int) and port:
+                what = f"{media.get('media')} {address}:{port} offered in SDP of SIP call {call}"
+                out.setdefault((address, port), what)
+                # RTCP on the next port unless multiplexed (RFC 3550 section 11).
+                out.setdefault((address, port + 1), "RTCP of " + what)
+    return out
+
+
 def identify_apps(views: list[FlowView], names_for: dict[str, list[str]]
                   ) -> dict[int, AppLabel]:
     """Label every flow that has evidence; then let flows on the same local socket as a
     strongly identified flow inherit its label (ICE and TURN reuse the socket)."""
     labels: dict[int, AppLabel] = {}
+    signalled = sdp_endpoints(views)
+    for view in views:
+        for endpoint in (view.server, view.client):
+            if endpoint in signalled and view.transport == "udp":
+                view.extra.append(("sip", Evidence("sdp-media", signalled[endpoint], STRONG)))
+                break
     for view in views:
         label = _decide(_candidates(view, names_for))
         if label is not None:

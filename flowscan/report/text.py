@@ -59,6 +59,15 @@ def _render_one(console: Console, report: Report, top: int) -> None:
         )
     for warning in cap.warnings:
         console.print(f"  [yellow]warning[/yellow]  {warning}")
+    by_id = {f.id: f for f in report.flows}
+    for group in report.apps:
+        largest = max((by_id[i] for i in group.flows), key=lambda f: (f.bytes, -f.id))
+        why = largest.app.evidence[0] if largest.app else None
+        console.print(
+            f"  app      [bold]{group.name}[/bold] ({group.confidence} confidence): "
+            f"{len(group.flows)} flows, {_size(group.bytes)}"
+            + (f"; e.g. {why.signal}: {why.detail}" if why else "")
+        )
     if not report.flows:
         return
     flows = sorted(report.flows, key=lambda f: (-f.bytes, f.id))
@@ -66,7 +75,8 @@ def _render_one(console: Console, report: Report, top: int) -> None:
     table = Table(box=None, pad_edge=False, header_style="bold")
     for name, justify in (("id", "right"), ("proto", "left"), ("client", "left"),
                           ("server", "left"), ("packets", "right"), ("bytes", "right"),
-                          ("duration", "right"), ("via", "left")):
+                          ("duration", "right"), ("app", "left"), ("protocols", "left"),
+                          ("via", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for flow in shown:
         table.add_row(*_row(flow))
@@ -88,5 +98,7 @@ def _row(flow: Flow) -> list[str]:
         f"{flow.to_server.packets}/{flow.to_client.packets}",
         _size(flow.bytes),
         duration,
+        flow.app.name if flow.app else "",
+        ",".join(flow.protocols),
         "+".join(flow.encapsulation) or "",
     ]

@@ -34,13 +34,9 @@ class StunFacts:
     channels: list[int] = field(default_factory=list)
     attributes: list[str] = field(default_factory=list)  # every attribute type seen, hex
     zoom_signature: bool = False
-
-    @property
-    def ice(self) -> str | None:
-        """full (both sides send checks) or lite (one side only answers), RFC 8445 2.5."""
-        if not self.methods.get("binding-request"):
-            return None
-        return "full" if len(self.requests_from) == 2 else "lite-or-server"
+    # full: both sides send connectivity checks; lite-or-server: one side only answers
+    # (ICE-lite, RFC 8445 section 2.5, as media servers do). Set when the flow is done.
+    ice: str | None = None
 
 
 @dataclass
@@ -126,8 +122,8 @@ def _hex(n: int) -> str:
 class _Collector:
     """Gathers facts over one flow's samples."""
 
-    def __init__(self, state: FlowState) -> None:
-        self.key = split_key(state.proto, state.key)
+    def __init__(self, proto: int, raw_key: bytes) -> None:
+        self.key = split_key(proto, raw_key)
         self.facts = FlowFacts()
         self.stun_requests: set[str] = set()
         self.dtls = (DtlsSide(), DtlsSide())
@@ -365,6 +361,9 @@ class _Collector:
             self._stun(side, data, exact=False)
 
     def finish(self) -> FlowFacts:
+        stun_facts = self.facts.stun
+        if stun_facts is not None and stun_facts.methods.get("binding-request"):
+            stun_facts.ice = "full" if len(stun_facts.requests_from) == 2 else "lite-or-server"
         dtls_client, dtls_server = self.dtls
         if dtls_client.records or dtls_server.records:
             self.facts.dtls = _dtls_facts(dtls_client, dtls_server)
@@ -446,21 +445,35 @@ def _dtls_facts(client: DtlsSide, server: DtlsSide) -> HandshakeFacts:
     return facts
 
 
+# What identification needs of a flow, picklable for a worker process:
+# (ip protocol, client-to-server raw key, samples).
+FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]]]
+
+
 def identify(state: FlowState) -> FlowFacts:
     """Facts of one flow from its payload samples; never raises on bad payloads."""
-    collector = _Collector(state)
-    if state.proto == 17:
-        for _ts, side, payload in state.samples:
+    return identify_samples((state.proto, state.key, state.samples))
+
+
+def identify_samples(job: FlowSamples) -> FlowFacts:
+    proto, key, samples = job
+    collector = _Collector(proto, key)
+    if proto == 17:
+        for _ts, side, payload in samples:
             try:
                 collector.udp(side, payload)
             except Exception:  # noqa: BLE001 - a parser bug must not stop the analysis
                 continue
-    elif state.proto == 6:
-        streams = (b"".join(p for _t, d, p in state.samples if d == 0),
-                   b"".join(p for _t, d, p in state.samples if d == 1))
+    elif proto == 6:
+        streams = (b"".join(p for _t, d, p in samples if d == 0),
+                   b"".join(p for _t, d, p in samples if d == 1))
         with suppress(Exception):  # as above: a parser bug must not stop the analysis
             collector.tcp(streams)
     return collector.finish()
+
+
+def identify_many(jobs: list[FlowSamples]) -> list[FlowFacts]:
+    return [identify_samples(job) for job in jobs]
 
 
 def count_protocols(all_facts: list[FlowFacts]) -> Counter[str]:

@@ -128,7 +128,7 @@ def test_dtls_handshake_fields_agree(real_path: Path) -> None:
         details = flows[key].details.get("dtls")
         assert details is not None, key
         for field, values in fields.items():
-            assert details[field] in values, (key, field, details[field], values)
+            assert getattr(details, field) in values, (key, field, values)
 
 
 def test_tls_and_quic_sni_agree(real_path: Path) -> None:
@@ -143,9 +143,9 @@ def test_tls_and_quic_sni_agree(real_path: Path) -> None:
         ports = row[4:6] if tcp else row[6:8]
         key = flow_key([*row[:4], *ports])
         details = flows[key].details
-        ours = (details.get("tls") if tcp else details.get("quic")) or {}
+        ours = details.get("tls") if tcp else details.get("quic")
         sni = row[8].split("|")[0]
-        assert ours.get("sni") == (sni or None), (key, ours.get("sni"), sni)
+        assert getattr(ours, "sni", None) == (sni or None), (key, sni)
         compared += 1
     if not compared:
         pytest.skip("no TLS or QUIC ClientHello in this capture")

@@ -7,7 +7,6 @@ application labels, which need every flow's facts.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -20,17 +19,12 @@ DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip")
 
 
 def facts_to_details(facts: FlowFacts) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name in DETAIL_FIELDS:
-        value = getattr(facts, name)
-        if value is not None:
-            out[name] = dataclasses.asdict(value)
-    if facts.stun is not None:
-        out["stun"]["ice"] = facts.stun.ice
-    if facts.dns:
-        out["dns"] = {"queries": facts.dns_queries, "answers": facts.dns}
-    elif facts.dns_queries:
-        out["dns"] = {"queries": facts.dns_queries, "answers": {}}
+    """The report's per-protocol facts; the dataclasses themselves (serialised as they are,
+    no copies), and never the SDES keys FlowFacts also holds."""
+    out: dict[str, Any] = {name: getattr(facts, name) for name in DETAIL_FIELDS
+                           if getattr(facts, name) is not None}
+    if facts.dns or facts.dns_queries:
+        out["dns"] = {"queries": facts.dns_queries, "answers": facts.dns or {}}
     if facts.discord_ip_discovery or facts.discord_ping:
         out["discord"] = {"ip_discovery": facts.discord_ip_discovery,
                           "voice_ping": facts.discord_ping}

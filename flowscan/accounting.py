@@ -16,7 +16,17 @@ import numpy as np
 from flowscan.capture.columns import FastColumns, decode_columns
 from flowscan.capture.decode import PROTO_TCP, SUPPORTED_LINKS, Decoder
 from flowscan.capture.records import Batch
-from flowscan.flows import HANDSHAKE_WINDOW, FlowState, FlowTable
+from flowscan.capture.vector import Gather
+from flowscan.flows import (
+    CLASS_OF,
+    HANDSHAKE_WINDOW,
+    OTHER_CLASS,
+    SAMPLE_CLASSES,
+    FlowState,
+    FlowTable,
+)
+
+CLASS_TABLE = np.asarray(CLASS_OF, dtype=np.int64)
 
 
 class FlowAccounting:
@@ -99,7 +109,7 @@ class FlowAccounting:
         exists = np.zeros(groups, dtype=bool)
         last_seen = np.zeros(groups)
         before = np.zeros((groups, 2), dtype=np.int64)  # packets per lower/upper sender
-        budget = np.zeros((groups, 2), dtype=np.int64)
+        budget = np.zeros((groups, 2, SAMPLE_CLASSES), dtype=np.int64)
         tracking = np.zeros(groups, dtype=bool)
         protos = cols.proto[first].tolist()
         lower_first = cols.lower_sends[first].tolist()
@@ -107,7 +117,7 @@ class FlowAccounting:
         for g, i in enumerate(first.tolist()):
             entry = table.lookup(protos[g], self._raw_key(batch, cols, i))
             if entry is None:
-                budget[g] = table.sample_packets
+                budget[g] = table.class_budget
                 tracking[g] = protos[g] == PROTO_TCP
                 continue
             flow, d = entry
@@ -117,7 +127,9 @@ class FlowAccounting:
             d_lower = d if lower_first[g] else 1 - d
             known[g] = flow, d_lower
             before[g] = flow.pkts[d_lower], flow.pkts[1 - d_lower]
-            budget[g] = flow.budget[d_lower], flow.budget[1 - d_lower]
+            budget[g, 0] = flow.budget[d_lower * SAMPLE_CLASSES:(d_lower + 1) * SAMPLE_CLASSES]
+            budget[g, 1] = flow.budget[(1 - d_lower) * SAMPLE_CLASSES:
+                                       (2 - d_lower) * SAMPLE_CLASSES]
             tracking[g] = flow.tracking
         # A flow may end by idle timeout inside the batch only if the batch spans more than
         # the timeout or the flow was already quiet; such flows go packet by packet.
@@ -130,21 +142,24 @@ class FlowAccounting:
         rank = _rank(group)
         column = np.where(cols.lower_sends, 0, 1)
         has_payload = cols.pe > cols.ps
-        pair = group * 2 + column
+        rows = cols.idx
+        captured = cols.ps < batch.data_off[rows] + batch.caplen[rows]
+        klass = np.where(captured, CLASS_TABLE[Gather(batch.buf).u8[cols.ps]], OTHER_CLASS)
+        triple = (group * 2 + column) * SAMPLE_CLASSES + klass
         prank = np.full(m, np.iinfo(np.int64).max)
         pay = np.flatnonzero(has_payload)
-        prank[pay] = _rank(pair[pay])
+        prank[pay] = _rank(triple[pay])
         window = np.where(tracking, HANDSHAKE_WINDOW - before.sum(axis=1), 0)
         window = np.where(exists, window, np.maximum(window, 1))  # a new flow's first packet
         one_by_one = whole[group] | (rank < window[group])
-        sampled = np.flatnonzero(~one_by_one & (prank < budget[group, column]))
+        sampled = np.flatnonzero(~one_by_one & (prank < budget[group, column, klass]))
         slow[cols.idx[~one_by_one]] = False
         fast = np.flatnonzero(~one_by_one)
-        return slow, (fast, sampled, before, whole, column, known)
+        return slow, (fast, sampled, before, whole, column, known, klass)
 
     def _merge(self, batch: Batch, cols: FastColumns, fast: np.ndarray, sampled: np.ndarray,
                before: np.ndarray, whole: np.ndarray, column: np.ndarray,
-               known: dict[int, tuple[FlowState, int]]) -> None:
+               known: dict[int, tuple[FlowState, int]], klass: np.ndarray) -> None:
         """Add the summed packets to their flows; first/last times come from all packets."""
         self.ip_packets += len(fast)
         if not len(fast):
@@ -188,18 +203,19 @@ class FlowAccounting:
                 if not had[j][c]:
                     flow.first[fd] = t_first[j][c]
         buf = memoryview(batch.buf)
-        limit = self.table.sample_bytes
-        # A sample stops at the payload's end, the sample size, or the captured length.
+        # A sample stops at the payload's end, its class's size, or the captured length.
         rows = cols.idx[sampled]
-        stop = np.minimum(np.minimum(cols.pe[sampled], cols.ps[sampled] + limit),
+        kinds = klass[sampled]
+        limits = np.asarray(self.table.class_bytes, dtype=np.int64)[kinds]
+        stop = np.minimum(np.minimum(cols.pe[sampled], cols.ps[sampled] + limits),
                           batch.data_off[rows] + batch.caplen[rows])
-        for g, c, start, end, when in zip(
-            group[sampled].tolist(), column[sampled].tolist(), cols.ps[sampled].tolist(),
-            stop.tolist(), ts[sampled].tolist(), strict=True,
+        for g, c, k, start, end, when in zip(
+            group[sampled].tolist(), column[sampled].tolist(), kinds.tolist(),
+            cols.ps[sampled].tolist(), stop.tolist(), ts[sampled].tolist(), strict=True,
         ):
             flow, d_lower = flows[g]
             fd = d_lower if c == 0 else 1 - d_lower
-            flow.budget[fd] -= 1
+            flow.budget[fd * SAMPLE_CLASSES + k] -= 1
             flow.samples.append((when, fd, bytes(buf[start:max(start, end)])))
 
     def _resolve(self, batch: Batch, cols: FastColumns, g: int) -> tuple[FlowState, int]:

@@ -35,8 +35,8 @@ ProgressCallback = Callable[[int, int | None], None]
 class ScanOptions:
     engine: str = "native"
     idle_timeout: float = 300.0
-    sample_packets: int = 8
-    sample_bytes: int = 2048
+    sample_packets: int | None = None  # per direction and payload class (flows.py)
+    sample_bytes: int | None = None
     # False feeds every packet through the per-packet reference path (for tests).
     columnar: bool = True
 

@@ -20,6 +20,16 @@ TCP_RST = 0x04
 TCP_ACK = 0x10
 SYN_ACK = TCP_SYN | TCP_ACK
 
+# Payload samples are budgeted per direction and per kind of payload, by the first byte as
+# RFC 7983 section 7 demultiplexes: STUN, DTLS, RTP/RTCP, anything else. ICE checks and a
+# DTLS handshake then cannot use up the room that RTP needs, nor the other way round.
+SAMPLE_CLASSES = 4
+CLASS_OF: tuple[int, ...] = tuple(
+    0 if b <= 3 else 1 if 20 <= b <= 63 else 2 if 128 <= b <= 191 else 3 for b in range(256))
+OTHER_CLASS = 3
+CLASS_BUDGET = (4, 8, 8, 8)  # packets per direction: STUN, DTLS, RTP/RTCP, other
+CLASS_BYTES = (2048, 2048, 512, 2048)  # bytes kept of each sample (RTP: headers and stats)
+
 # The TCP handshake is watched over a flow's first packets only (room for retransmitted SYNs).
 HANDSHAKE_WINDOW = 8
 
@@ -69,7 +79,7 @@ class FlowState:
     )
 
     def __init__(
-        self, flow_id: int, proto: int, key: bytes, ts: float, budget: int,
+        self, flow_id: int, proto: int, key: bytes, ts: float, budget: tuple[int, ...],
         encap: tuple[str, ...] | None, client_basis: str,
     ) -> None:
         self.flow_id = flow_id
@@ -80,7 +90,8 @@ class FlowState:
         self.first = [0.0, 0.0]
         self.last = [ts, ts]
         self.samples: list[tuple[float, int, bytes]] = []
-        self.budget = [budget, budget]
+        # Samples left per direction and class, at index direction * SAMPLE_CLASSES + class.
+        self.budget = list(budget) * 2
         self.encap = encap
         self.client_basis = client_basis
         # TCP handshake times [SYN, SYN-ACK, ACK], zero where not seen.
@@ -116,13 +127,16 @@ class FlowTable:
         self,
         on_close: Callable[[FlowState], None],
         idle_timeout: float = 300.0,
-        sample_packets: int = 8,
-        sample_bytes: int = 2048,
+        sample_packets: int | None = None,
+        sample_bytes: int | None = None,
     ) -> None:
         self._on_close = on_close
         self.idle_timeout = idle_timeout
-        self.sample_packets = sample_packets
-        self.sample_bytes = sample_bytes
+        # Per class; a single number given applies to every class (tests use that).
+        self.class_budget = CLASS_BUDGET if sample_packets is None else (
+            (sample_packets,) * SAMPLE_CLASSES)
+        self.class_bytes = CLASS_BYTES if sample_bytes is None else (
+            (sample_bytes,) * SAMPLE_CLASSES)
         self._tables: dict[int, dict[bytes, tuple[FlowState, int]]] = {
             PROTO_TCP: {}, PROTO_UDP: {},
         }
@@ -155,9 +169,12 @@ class FlowTable:
         flow.pkts[d] += 1
         flow.octets[d] += wirelen
         flow.last[d] = ts
-        if pe > ps and flow.budget[d]:
-            flow.budget[d] -= 1
-            flow.samples.append((ts, d, data[ps:min(pe, ps + self.sample_bytes)]))
+        if pe > ps:
+            c = CLASS_OF[data[ps]] if ps < len(data) else OTHER_CLASS
+            i = d * SAMPLE_CLASSES + c
+            if flow.budget[i]:
+                flow.budget[i] -= 1
+                flow.samples.append((ts, d, data[ps:min(pe, ps + self.class_bytes[c])]))
         if flow.tracking:
             self._handshake(flow, d, flags, ts)
         if ts > self._now:
@@ -175,7 +192,7 @@ class FlowTable:
         if rkey == key:  # both ends share address and port: one entry, direction 0
             forward = True
         flow = FlowState(
-            self._next_id, proto, key if forward else rkey, ts, self.sample_packets, encap,
+            self._next_id, proto, key if forward else rkey, ts, self.class_budget, encap,
             basis,
         )
         self._next_id += 1

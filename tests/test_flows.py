@@ -82,15 +82,30 @@ def test_memory_is_bounded_by_active_flows_not_capture_size() -> None:
     assert [f.flow_id for f in closed] == sorted(f.flow_id for f in closed)
 
 
-def test_samples_are_bounded_per_direction() -> None:
+def test_samples_are_bounded_per_direction_and_class() -> None:
     closed: list[FlowState] = []
     table = FlowTable(on_close=closed.append, sample_packets=3, sample_bytes=16)
     decoder = Decoder()
     for i in range(10):
         for src, dst, sp, dp in ((C, S, 40000, 3478), (S, C, 3478, 40000)):
-            data = udp(src, dst, sp, dp, bytes([i]) * 100)
+            data = udp(src, dst, sp, dp, bytes([0x40 + i]) * 100)  # all of the "other" class
             table.add(float(i), len(data), decoder.decode(1, data), data)
     table.close_all()
     (flow,) = closed
     assert [(d, len(p)) for _ts, d, p in flow.samples] == [(0, 16), (1, 16)] * 3
-    assert flow.samples[-1][2] == b"\x02" * 16
+    assert flow.samples[-1][2] == b"\x42" * 16
+
+
+def test_ice_checks_do_not_use_up_the_room_for_rtp() -> None:
+    closed: list[FlowState] = []
+    table = FlowTable(on_close=closed.append)
+    decoder = Decoder()
+    stun_check = bytes.fromhex("000100002112a442") + bytes(12)
+    rtp_packet = bytes([0x80, 111]) + bytes(10) + b"o" * 300
+    for i in range(30):
+        data = udp(C, S, 40000, 3478, stun_check if i < 20 else rtp_packet)
+        table.add(float(i), len(data), decoder.decode(1, data), data)
+    table.close_all()
+    kinds = [p[0] for _ts, _d, p in closed[0].samples]
+    assert kinds.count(0x00) == 4 and kinds.count(0x80) == 8  # STUN 4, RTP 8 (flows.py)
+    assert max(len(p) for _ts, _d, p in closed[0].samples) == 312  # RTP kept whole to 512

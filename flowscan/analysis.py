@@ -13,7 +13,9 @@ from typing import Any
 from flowscan.apps import FlowView, identify_apps
 from flowscan.flows import FlowState
 from flowscan.identify import FlowFacts, identify
-from flowscan.report.model import AppGroup, Flow
+from flowscan.report.model import AppGroup, Finding, Flow, MediaSession
+from flowscan.sessions import build_sessions, findings
+from flowscan.verdict.rules import build_context, judge
 
 DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip")
 
@@ -48,8 +50,9 @@ class FlowAnalysis:
         record.details = facts_to_details(facts)
         self.flows.append((record, facts))
 
-    def finish(self, nrb_names: dict[str, list[str]]) -> tuple[list[Flow], list[AppGroup],
-                                                                dict[str, list[str]]]:
+    def finish(self, nrb_names: dict[str, list[str]]) -> tuple[
+            list[Flow], list[AppGroup], dict[str, list[str]], list[MediaSession],
+            list[Finding]]:
         self.flows.sort(key=lambda pair: pair[0].id)
         names = name_map([facts for _, facts in self.flows], nrb_names)
         views = [FlowView(f.id, f.transport, (f.client.ip, f.client.port),
@@ -68,7 +71,12 @@ class FlowAnalysis:
             for name, flows in sorted(groups.items(), key=lambda kv: -sum(
                 f.bytes for f in kv[1]))
         ]
-        return [flow for flow, _ in self.flows], apps, names
+        context = build_context(self.flows)
+        for flow, facts in self.flows:
+            flow.encryption = judge(flow, facts, context)
+        sessions = build_sessions(self.flows)
+        records = [flow for flow, _ in self.flows]
+        return records, apps, names, sessions, findings(records, sessions)
 
 
 def _group_confidence(flows: list[Flow]) -> str:

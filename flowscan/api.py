@@ -135,7 +135,7 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
                 progress(source.consumed, source.size)
         table.close_all()
         facts = reader.facts
-        flows, apps, names = analysis.finish(facts.names)
+        flows, apps, names, sessions, findings = analysis.finish(facts.names)
         warnings = list(facts.warnings)
         malformed, unsupported = accounting.malformed, accounting.unsupported
         count = facts.packets
@@ -175,4 +175,4 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             warnings=warnings,
         )
     return Report(tool=ToolInfo("flowscan", __version__), capture=capture, flows=flows,
-                  apps=apps, names=names)
+                  apps=apps, names=names, sessions=sessions, findings=findings)

@@ -12,6 +12,7 @@ from flowscan.flows import FlowState, split_key
 from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
+from flowscan.verdict.signals import PayloadStats, payload_stats
 
 SIDES = ("client", "server")
 DNS_PORTS = (53, 5353, 5355)
@@ -73,6 +74,9 @@ class RtpFacts:
     sequence_ok: bool = False  # sequence numbers advance by small steps per SSRC
     header_extensions: list[str] = field(default_factory=list)  # one-byte / two-byte
     rtcp_types: list[str] = field(default_factory=list)
+    # Every RTCP compound parsed to its end: no SRTCP index and tag after it (RFC 3711 3.4).
+    rtcp_clear: bool | None = None
+    payload: dict[str, PayloadStats] = field(default_factory=dict)  # side -> statistics
 
 
 @dataclass
@@ -129,6 +133,7 @@ class _Collector:
         self.dtls = (DtlsSide(), DtlsSide())
         self.rtp_seq: dict[tuple[int, int], list[int]] = {}
         self.quic_initials: list[quic.QuicInitial] = []
+        self.rtp_payloads: tuple[list[bytes], list[bytes]] = ([], [])
         self.gquic: quic.GoogleQuicHello | None = None
 
     # -- UDP ---------------------------------------------------------------------------
@@ -251,14 +256,18 @@ class _Collector:
             for packet in compound.packets:
                 if packet.name not in facts.rtcp_types:
                     facts.rtcp_types.append(packet.name)
+            facts.rtcp_clear = compound.trailing == 0 and facts.rtcp_clear is not False
             return True
         header = rtp.parse_rtp(data)
         if header is None:
             return False
-        self._rtp_header(side, header)
+        self._rtp_header(side, header, data)
         return True
 
-    def _rtp_header(self, side: int, header: rtp.RtpHeader) -> None:
+    def _rtp_header(self, side: int, header: rtp.RtpHeader, data: bytes = b"") -> None:
+        if data:
+            payload = data[header.header_length:header.header_length + header.payload_length]
+            self.rtp_payloads[side].append(payload)
         facts = self.facts.rtp = self.facts.rtp or RtpFacts()
         self.facts.add("rtp")
         name = SIDES[side]
@@ -380,6 +389,9 @@ class _Collector:
                                              sni=self.gquic.sni)
         if self.facts.rtp is not None:
             steps = [b - a for seqs in self.rtp_seq.values() for a, b in pairwise(seqs)]
+            for side, payloads in enumerate(self.rtp_payloads):
+                if payloads:
+                    self.facts.rtp.payload[SIDES[side]] = payload_stats(payloads)
             self.facts.rtp.sequence_ok = bool(steps) and sum(
                 1 for s in steps if 0 < (s % 65536) < 64) >= 0.8 * len(steps)
         return self.facts

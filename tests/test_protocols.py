@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
+from packets import dtls_client_hello_body, dtls_handshake, dtls_record
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.rtp import RTP, RTPExtension
 from scapy.layers.tls.extensions import (
@@ -146,32 +147,10 @@ def test_tls_client_hello_from_scapy() -> None:
         tls.parse_stream(variant)
 
 
-def _dtls_handshake(msg_type: int, body: bytes, seq: int, offset: int, length: int) -> bytes:
-    frag = body[offset:offset + length]
-    return (bytes([msg_type]) + len(body).to_bytes(3, "big") + seq.to_bytes(2, "big")
-            + offset.to_bytes(3, "big") + len(frag).to_bytes(3, "big") + frag)
-
-
-def _dtls_record(content: bytes, epoch: int = 0, seq: int = 0, ctype: int = 22) -> bytes:
-    return (bytes([ctype]) + b"\xfe\xfd" + epoch.to_bytes(2, "big") + seq.to_bytes(6, "big")
-            + len(content).to_bytes(2, "big") + content)
-
-
-def _dtls_client_hello_body() -> bytes:
-    """A DTLS 1.2 ClientHello (RFC 6347 4.2.1: a cookie after the session id) offering
-    use_srtp with two profiles and an MKI of zero length (RFC 5764 4.1.1)."""
-    use_srtp = struct.pack(">HHHHHB", 14, 7, 4, 0x0007, 0x0001, 0)
-    sni_name = b"sfu.example.net"
-    sni = struct.pack(">HHHBH", 0, len(sni_name) + 5, len(sni_name) + 3, 0, len(sni_name))
-    exts = use_srtp + sni + sni_name
-    return (b"\xfe\xfd" + b"\x11" * 32 + b"\x00" + b"\x00" + struct.pack(">HH", 2, 0xC02B)
-            + b"\x01\x00" + len(exts).to_bytes(2, "big") + exts)
-
-
 def test_dtls_client_hello_fragmented_across_datagrams() -> None:
-    body = _dtls_client_hello_body()
-    first = _dtls_record(_dtls_handshake(1, body, 0, 0, 30))
-    second = _dtls_record(_dtls_handshake(1, body, 0, 30, len(body) - 30), seq=1)
+    body = dtls_client_hello_body()
+    first = dtls_record(dtls_handshake(1, body, 0, 0, 30))
+    second = dtls_record(dtls_handshake(1, body, 0, 30, len(body) - 30), seq=1)
     side = dtls.DtlsSide()
     assert side.add_datagram(second) and side.client_hello is None  # a gap: not yet
     assert side.add_datagram(first)
@@ -179,7 +158,7 @@ def test_dtls_client_hello_fragmented_across_datagrams() -> None:
     assert ch is not None and ch.srtp_profiles == [0x0007, 0x0001] and ch.sni == "sfu.example.net"
     assert [hello.SRTP_PROFILES[p] for p in ch.srtp_profiles] == [
         "SRTP_AEAD_AES_128_GCM", "SRTP_AES128_CM_HMAC_SHA1_80"]
-    encrypted = _dtls_record(b"\x99" * 40, epoch=1, ctype=23)
+    encrypted = dtls_record(b"\x99" * 40, epoch=1, ctype=23)
     assert side.add_datagram(encrypted) and side.encrypted_records == 1
     for variant in hostile_variants(first + second):
         dtls.DtlsSide().add_datagram(variant)
@@ -190,7 +169,7 @@ def test_dtls_server_hello_selects_profile() -> None:
     body = (b"\xfe\xfd" + b"\x22" * 32 + b"\x00" + b"\xc0\x2b" + b"\x00"
             + len(exts).to_bytes(2, "big") + exts)
     side = dtls.DtlsSide()
-    side.add_datagram(_dtls_record(_dtls_handshake(2, body, 0, 0, len(body))))
+    side.add_datagram(dtls_record(dtls_handshake(2, body, 0, 0, len(body))))
     assert side.server_hello is not None
     assert (side.server_hello.cipher_suite, side.server_hello.srtp_profile) == (0xC02B, 1)
 

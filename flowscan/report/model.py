@@ -98,6 +98,45 @@ class AppGroup:
 
 
 @dataclass
+class Encryption:
+    """How a media flow is protected and who can read it, with the evidence (issue #5).
+
+    verdict: plaintext | keys-exposed | hop-by-hop | end-to-end | encrypted-unverified |
+    unknown. termination: peer | server | relay | unknown. key_exchange: dtls-srtp | sdes |
+    zrtp | proprietary | none | unknown. basis: observed (no keys). confidence: high |
+    medium | low.
+    """
+
+    verdict: str
+    termination: str
+    key_exchange: str
+    basis: str
+    confidence: str
+    evidence: list[EvidenceItem] = field(default_factory=list)
+    session: int | None = None
+
+
+@dataclass
+class MediaSession:
+    """Media flows that belong together: one SIP call, or one local media socket (ICE,
+    TURN and the media on it)."""
+
+    id: int
+    app: str | None
+    flows: list[int]
+    verdicts: list[str]
+    summary: str  # one line a person can read: app, remote, verdict, why
+
+
+@dataclass
+class Finding:
+    severity: str  # high / medium / info
+    kind: str
+    detail: str
+    flows: list[int] = field(default_factory=list)
+
+
+@dataclass
 class Flow:
     id: int
     transport: str
@@ -114,7 +153,7 @@ class Flow:
     # identification read from the flow's first packets. Never key material.
     details: dict[str, Any] = field(default_factory=dict)
     app: AppInfo | None = None
-    encryption: dict[str, Any] | None = None
+    encryption: Encryption | None = None
     remote: dict[str, Any] | None = None
     jurisdiction: dict[str, Any] | None = None
 
@@ -134,6 +173,7 @@ class Report:
     capture: CaptureInfo
     flows: list[Flow] = field(default_factory=list)
     apps: list[AppGroup] = field(default_factory=list)
+    sessions: list[MediaSession] = field(default_factory=list)
     # Address -> names, from DNS answers and pcapng name resolution blocks in the capture.
     names: dict[str, list[str]] = field(default_factory=dict)
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)

@@ -68,6 +68,13 @@ def _render_one(console: Console, report: Report, top: int) -> None:
             f"{len(group.flows)} flows, {_size(group.bytes)}"
             + (f"; e.g. {why.signal}: {why.detail}" if why else "")
         )
+    for session in report.sessions:
+        console.print(f"  call {session.id:<3} {session.summary}")
+    for finding in report.findings:
+        color = {"high": "red", "medium": "yellow"}.get(finding.severity, "")
+        label = f"[{color}]{finding.severity}[/{color}]" if color else finding.severity
+        console.print(f"  finding  {label}: {finding.detail} (flows "
+                      f"{', '.join(map(str, finding.flows[:10]))})")
     if not report.flows:
         return
     flows = sorted(report.flows, key=lambda f: (-f.bytes, f.id))
@@ -76,7 +83,7 @@ def _render_one(console: Console, report: Report, top: int) -> None:
     for name, justify in (("id", "right"), ("proto", "left"), ("client", "left"),
                           ("server", "left"), ("packets", "right"), ("bytes", "right"),
                           ("duration", "right"), ("app", "left"), ("protocols", "left"),
-                          ("via", "left")):
+                          ("encryption", "left"), ("via", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for flow in shown:
         table.add_row(*_row(flow))
@@ -100,5 +107,6 @@ def _row(flow: Flow) -> list[str]:
         duration,
         flow.app.name if flow.app else "",
         ",".join(flow.protocols),
+        f"{flow.encryption.verdict}/{flow.encryption.termination}" if flow.encryption else "",
         "+".join(flow.encapsulation) or "",
     ]

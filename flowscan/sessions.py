@@ -1,0 +1,80 @@
+"""Media sessions: the media flows that belong together, and what a person needs to read
+about them. A SIP call groups the RTP its SDP offered; otherwise one local media socket is
+one session (ICE checks, a TURN allocation and the media all share it)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from flowscan.identify import FlowFacts
+from flowscan.report.model import Finding, Flow, MediaSession
+
+
+def _sip_calls(flows: list[tuple[Flow, FlowFacts]]) -> dict[tuple[str, int], str]:
+    calls: dict[tuple[str, int], str] = {}
+    for _flow, facts in flows:
+        if facts.sip is None or not facts.sip.call_ids:
+            continue
+        for media in facts.sip.media:
+            address, port = media.get("address"), media.get("port")
+            if isinstance(address, str) and isinstance(port, int):
+                calls.setdefault((address, port), facts.sip.call_ids[0])
+                calls.setdefault((address, port + 1), facts.sip.call_ids[0])
+    return calls
+
+
+def build_sessions(flows: list[tuple[Flow, FlowFacts]]) -> list[MediaSession]:
+    calls = _sip_calls(flows)
+    groups: dict[tuple[object, ...], list[Flow]] = {}
+    for flow, _facts in flows:
+        if flow.encryption is None:
+            continue
+        call = calls.get((flow.client.ip, flow.client.port)) or calls.get(
+            (flow.server.ip, flow.server.port))
+        key: tuple[object, ...] = ("sip", call) if call else (
+            "socket", flow.transport, flow.client.ip, flow.client.port)
+        groups.setdefault(key, []).append(flow)
+    sessions = []
+    for number, members in enumerate(sorted(groups.values(), key=lambda m: m[0].id), 1):
+        for flow in members:
+            assert flow.encryption is not None
+            flow.encryption.session = number
+        sessions.append(_session(number, members))
+    return sessions
+
+
+def _session(number: int, members: list[Flow]) -> MediaSession:
+    apps = Counter(f.app.name for f in members if f.app)
+    app = apps.most_common(1)[0][0] if apps else None
+    verdicts = list(dict.fromkeys(f.encryption.verdict for f in members if f.encryption))
+    main = max(members, key=lambda f: (f.bytes, -f.id))
+    enc = main.encryption
+    assert enc is not None
+    why = next((e.detail for e in enc.evidence), "")
+    others = f" (+{len(members) - 1} more flows)" if len(members) > 1 else ""
+    summary = (f"{app or 'unidentified app'}: media to {main.server.ip}:{main.server.port}"
+               f"{others} is {enc.verdict} (ends at {enc.termination}, {enc.key_exchange}, "
+               f"{enc.confidence} confidence): {why}")
+    return MediaSession(number, app, [f.id for f in members], verdicts, summary)
+
+
+def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
+    out: list[Finding] = []
+    for verdict, kind, what in (
+            ("plaintext", "plaintext-media", "media travels unencrypted"),
+            ("keys-exposed", "keys-exposed-media",
+             "media keys travelled in the clear, so anyone on the path can decrypt it")):
+        hit = [f for f in flows if f.encryption and f.encryption.verdict == verdict]
+        if hit:
+            total = sum(f.bytes for f in hit)
+            out.append(Finding("high", kind, f"{len(hit)} media flow(s), {total} bytes: {what}",
+                               [f.id for f in hit]))
+    by_id = {f.id: f for f in flows}
+    for session in sessions:
+        if "end-to-end" in session.verdicts and len(session.verdicts) > 1:
+            out.append(Finding(
+                "medium", "mixed-protection",
+                f"session {session.id} ({session.app}): some legs are end-to-end and others "
+                f"are {', '.join(v for v in session.verdicts if v != 'end-to-end')}",
+                [i for i in session.flows if by_id[i].encryption]))
+    return out

@@ -1,0 +1,66 @@
+"""Payload statistics that tell a codec bitstream from ciphertext.
+
+The first payload byte of an RTP packet is codec structure in the clear: Opus's TOC byte
+(RFC 6716 section 3.1) is constant for a stream's configuration, VP8's payload descriptor
+(RFC 7741 section 4.2) and H.264's NAL unit header (RFC 6184 section 1.3) take a handful of
+values. Under SRTP (RFC 3711) the payload is ciphertext and that byte is uniformly random.
+Sample-based G.711 speech is far from uniform over all its bytes, which a chi-square test
+shows; compressed codecs are not, so that test alone never calls a stream plaintext.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+MIN_PACKETS = 6
+MIN_BYTES = 1024
+
+
+@dataclass
+class PayloadStats:
+    packets: int
+    payload_bytes: int
+    first_byte_values: int  # distinct first bytes among the packets
+    first_byte_top_share: float  # share of the most common first byte
+    chi_square_p: float | None  # uniformity of all payload bytes (None: too few bytes)
+    looks: str  # "codec-structure", "random", "skewed", "insufficient"
+
+    @property
+    def detail(self) -> str:
+        p = "n/a" if self.chi_square_p is None else f"{self.chi_square_p:.2g}"
+        return (f"{self.packets} RTP payloads: {self.first_byte_values} distinct first bytes "
+                f"(top {self.first_byte_top_share:.0%}), byte uniformity p={p}")
+
+
+def chi_square_uniform_p(data: bytes) -> float:
+    """p-value of the chi-square test of uniform bytes (255 degrees of freedom), with the
+    Wilson-Hilferty normal approximation of the chi-square distribution."""
+    counts = Counter(data)
+    expected = len(data) / 256
+    statistic = sum((counts.get(b, 0) - expected) ** 2 for b in range(256)) / expected
+    df = 255
+    z = ((statistic / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def payload_stats(payloads: list[bytes]) -> PayloadStats:
+    payloads = [p for p in payloads if p]
+    firsts = Counter(p[0] for p in payloads)
+    joined = b"".join(payloads)
+    n = len(payloads)
+    top = max(firsts.values()) / n if n else 0.0
+    p = chi_square_uniform_p(joined) if len(joined) >= MIN_BYTES else None
+    if n < MIN_PACKETS:
+        looks = "insufficient"
+    elif p is not None and p < 1e-6 and len(firsts) <= n // 2:
+        looks = "skewed"  # sample codecs such as G.711: plainly not ciphertext
+    elif len(firsts) <= max(3, n // 3):
+        looks = "codec-structure"
+    elif p is None or p > 1e-4:
+        looks = "random"
+    else:
+        looks = "skewed"
+    return PayloadStats(n, len(joined), len(firsts), round(top, 3),
+                        None if p is None else float(f"{p:.3g}"), looks)

@@ -1,0 +1,72 @@
+"""Byte builders for protocol messages the tests craft (STUN, DTLS, RTP, SIP)."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+MAGIC = 0x2112A442
+
+
+def stun_message(msg_type: int, txid: bytes, attrs: list[tuple[int, bytes]]) -> bytes:
+    """RFC 8489 section 5 header and padded attributes (no integrity: not checked here)."""
+    body = b"".join(struct.pack(">HH", t, len(v)) + v + b"\0" * (-len(v) % 4)
+                    for t, v in attrs)
+    return struct.pack(">HHI", msg_type, len(body), MAGIC) + txid + body
+
+
+def ice_check(txid: bytes, controlling: bool) -> bytes:
+    role = 0x802A if controlling else 0x8029
+    return stun_message(0x0001, txid, [(0x0006, b"abcd:efgh"), (0x0024, b"\x6e\x00\x01\xff"),
+                                       (role, b"\x01" * 8)])
+
+
+def ice_response(txid: bytes) -> bytes:
+    xor = struct.pack(">BBH", 0, 1, 40000 ^ 0x2112) + bytes(4)
+    return stun_message(0x0101, txid, [(0x0020, xor)])
+
+
+def dtls_handshake(msg_type: int, body: bytes, seq: int, offset: int, length: int) -> bytes:
+    frag = body[offset:offset + length]
+    return (bytes([msg_type]) + len(body).to_bytes(3, "big") + seq.to_bytes(2, "big")
+            + offset.to_bytes(3, "big") + len(frag).to_bytes(3, "big") + frag)
+
+
+def dtls_record(content: bytes, epoch: int = 0, seq: int = 0, ctype: int = 22) -> bytes:
+    return (bytes([ctype]) + b"\xfe\xfd" + epoch.to_bytes(2, "big") + seq.to_bytes(6, "big")
+            + len(content).to_bytes(2, "big") + content)
+
+
+def dtls_client_hello_body(sni: bytes = b"sfu.example.net") -> bytes:
+    """DTLS 1.2 ClientHello (RFC 6347 4.2.1: a cookie after the session id) offering
+    use_srtp with two profiles and an empty MKI (RFC 5764 4.1.1)."""
+    use_srtp = struct.pack(">HHHHHB", 14, 7, 4, 0x0007, 0x0001, 0)
+    sni_ext = struct.pack(">HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni
+    exts = use_srtp + sni_ext
+    return (b"\xfe\xfd" + b"\x11" * 32 + b"\x00" + b"\x00" + struct.pack(">HH", 2, 0xC02B)
+            + b"\x01\x00" + len(exts).to_bytes(2, "big") + exts)
+
+
+def dtls_server_hello_body(profile: int = 0x0001) -> bytes:
+    exts = struct.pack(">HHHHB", 14, 5, 2, profile, 0)
+    return (b"\xfe\xfd" + b"\x22" * 32 + b"\x00" + b"\xc0\x2b" + b"\x00"
+            + len(exts).to_bytes(2, "big") + exts)
+
+
+def dtls_client_hello() -> bytes:
+    body = dtls_client_hello_body()
+    return dtls_record(dtls_handshake(1, body, 0, 0, len(body)))
+
+
+def dtls_server_hello() -> bytes:
+    body = dtls_server_hello_body()
+    return dtls_record(dtls_handshake(2, body, 0, 0, len(body)))
+
+
+def dtls_encrypted(seq: int) -> bytes:
+    return dtls_record(os.urandom(48), epoch=1, seq=seq, ctype=23)
+
+
+def srtp_like(seq: int, ssrc: int, pt: int = 111, size: int = 160) -> bytes:
+    """An RTP header followed by random bytes, as SRTP looks on the wire."""
+    return bytes([0x80, pt]) + struct.pack(">HII", seq, seq * 960, ssrc) + os.urandom(size)

@@ -105,6 +105,38 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
     sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
 
 
+@cli.group("lab")
+def lab_group() -> None:
+    """Reference scenarios with ground truth, made by real stacks in network namespaces."""
+
+
+@lab_group.command("list")
+def lab_list() -> None:
+    """Name every scenario and what it shows."""
+    from flowscan.lab.scenarios import SCENARIOS
+
+    for name, scenario in SCENARIOS.items():
+        click.echo(f"{name:18} {scenario.summary}")
+
+
+@lab_group.command("run")
+@click.argument("scenario")
+@click.option("-o", "--output", "output", type=click.Path(file_okay=False), required=True,
+              help="Folder for capture.pcapng, capture-dsb.pcapng, keys.log, manifest.json.")
+def lab_run(scenario: str, output: str) -> None:
+    """Run SCENARIO (needs root) and write its capture and manifest to OUTPUT."""
+    from pathlib import Path
+
+    from flowscan.lab.netns import LabError
+    from flowscan.lab.scenarios import run_scenario
+
+    try:
+        out = run_scenario(scenario, Path(output))
+    except LabError as exc:
+        raise FlowscanError(f"lab: {exc}") from None
+    click.echo(f"{scenario}: wrote {out}")
+
+
 def _write(reports: list[Report], fmt: str, output: str | None, top: int) -> None:
     if fmt == "json":
         data = json_report.dumps_bytes(reports)

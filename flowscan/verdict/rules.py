@@ -188,21 +188,35 @@ def _dtls_srtp(flow: Flow, facts: FlowFacts, app: str | None,
     dtls = facts.dtls
     assert dtls is not None
     profile = dtls.srtp_profile or ", ".join(dtls.srtp_profiles_offered) + " offered"
-    keyed = EvidenceItem("dtls-srtp", f"DTLS ({dtls.version}) on this 5-tuple negotiates "
-                         f"SRTP keys ({profile}); the DTLS peer at {flow.server.ip}:"
-                         f"{flow.server.port} holds them")
-    server = _server_signals(flow, facts, app)
     relayed = facts.turn is not None and bool(facts.turn.channel_data or
                                               facts.turn.data_indications)
-    if server:
+    if relayed:
+        behind = ", ".join(facts.stun.peer_addresses) if facts.stun else ""
+        keyed = EvidenceItem("dtls-srtp", f"DTLS ({dtls.version}) relayed through the TURN "
+                             f"server at {flow.server.ip}:{flow.server.port} negotiates SRTP "
+                             f"keys ({profile}) with the peer behind it"
+                             + (f" ({behind})" if behind else ""))
+    else:
+        keyed = EvidenceItem("dtls-srtp", f"DTLS ({dtls.version}) on this 5-tuple negotiates "
+                             f"SRTP keys ({profile}); the DTLS peer at {flow.server.ip}:"
+                             f"{flow.server.port} holds them")
+    server = _server_signals(flow, facts, app)
+    if server and not relayed:
         return Encryption("hop-by-hop", "server", "dtls-srtp", "observed", "medium",
                           [keyed, *server, *payload, EvidenceItem("inner-layer", INNER_LAYER)])
     peer = _peer_signals(flow, facts)
     if relayed:
+        if peer:
+            return Encryption("end-to-end", "relay", "dtls-srtp", "observed", "medium", [
+                keyed, EvidenceItem("turn-relay", "the relay forwards ChannelData; it is not "
+                                    "the DTLS peer and sees only ciphertext"),
+                *peer, EvidenceItem("ice-through-relay", "the connectivity checks of both "
+                                    "participants pass through the relay, so the DTLS peer "
+                                    "behind it is the other participant"), *payload])
         return Encryption("encrypted-unverified", "relay", "dtls-srtp", "observed", "low",
                           [keyed, EvidenceItem("turn-relay", "the media is relayed through "
-                                               "TURN; the DTLS peer is behind the relay"),
-                           *peer, *payload])
+                                               "TURN; nothing shows who the peer behind the "
+                                               "relay is"), *payload])
     if peer:
         return Encryption("end-to-end", "peer", "dtls-srtp", "observed", "medium", [
             keyed, *peer,

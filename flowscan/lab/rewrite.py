@@ -1,0 +1,149 @@
+"""Give a lab capture the public addresses its scenario assigns, consistently everywhere.
+
+IP headers (checksums recomputed), STUN address attributes (XOR-MAPPED, XOR-PEER,
+XOR-RELAYED and the plain forms), with MESSAGE-INTEGRITY and FINGERPRINT recomputed so the
+messages still verify, and SIP/SDP bodies with Content-Length fixed. The key for
+MESSAGE-INTEGRITY is whichever of the scenario's credentials verified the original message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import struct
+import zlib
+from pathlib import Path
+
+from scapy.layers.inet import IP, TCP, UDP
+from scapy.packet import Raw
+from scapy.utils import PcapReader, wrpcap
+
+MAGIC = 0x2112A442
+XOR_ATTRS = {0x0020, 0x0012, 0x0016}
+PLAIN_ATTRS = {0x0001, 0x802B, 0x802C}
+ATTR_INTEGRITY = 0x0008
+ATTR_FINGERPRINT = 0x8028
+FINGERPRINT_XOR = 0x5354554E
+
+
+def short_term_key(password: str) -> bytes:
+    return password.encode()
+
+
+def long_term_key(username: str, realm: str, password: str) -> bytes:
+    """RFC 8489 section 9.2.2 (MD5 form)."""
+    return hashlib.md5(f"{username}:{realm}:{password}".encode()).digest()
+
+
+def _rewrite_address(value: bytes, xor_key: bytes | None, mapping: dict[str, str]) -> bytes:
+    family, port_raw, raw = value[1], value[2:4], value[4:]
+    size = 4 if family == 1 else 16
+    if len(raw) < size:
+        return value
+    mask = xor_key[:size] if xor_key else bytes(size)
+    addr = bytes(a ^ b for a, b in zip(raw[:size], mask, strict=True))
+    text = str(ipaddress.ip_address(addr))
+    if text not in mapping:
+        return value
+    new = ipaddress.ip_address(mapping[text]).packed
+    if len(new) != size:
+        return value
+    return value[:2] + port_raw + bytes(a ^ b for a, b in zip(new, mask, strict=True))
+
+
+def rewrite_stun(data: bytes, mapping: dict[str, str], keys: list[bytes]) -> bytes:
+    """The message with its addresses mapped and its integrity and fingerprint redone."""
+    if len(data) < 20 or data[0] & 0xC0 or int.from_bytes(data[4:8], "big") != MAGIC:
+        return data
+    length = int.from_bytes(data[2:4], "big")
+    if 20 + length != len(data):
+        return data
+    xor_key = data[4:20]
+    out = bytearray(data)
+    pos = 20
+    integrity_at = fingerprint_at = None
+    while pos + 4 <= len(out):
+        atype, alen = struct.unpack_from(">HH", out, pos)
+        value = bytes(out[pos + 4:pos + 4 + alen])
+        if atype in XOR_ATTRS:
+            out[pos + 4:pos + 4 + alen] = _rewrite_address(value, xor_key, mapping)
+        elif atype in PLAIN_ATTRS:
+            out[pos + 4:pos + 4 + alen] = _rewrite_address(value, None, mapping)
+        elif atype == ATTR_INTEGRITY:
+            integrity_at = pos
+        elif atype == ATTR_FINGERPRINT:
+            fingerprint_at = pos
+        pos += 4 + alen + (-alen % 4)
+    if integrity_at is not None:
+        key = _key_that_verifies(data, integrity_at, keys)
+        if key is not None:
+            out[integrity_at + 4:integrity_at + 24] = _integrity(bytes(out), integrity_at, key)
+    if fingerprint_at is not None:
+        head = bytearray(out[:fingerprint_at])
+        head[2:4] = (fingerprint_at + 8 - 20).to_bytes(2, "big")
+        crc = (zlib.crc32(bytes(head)) ^ FINGERPRINT_XOR) & 0xFFFFFFFF
+        out[fingerprint_at + 4:fingerprint_at + 8] = crc.to_bytes(4, "big")
+    return bytes(out)
+
+
+def _integrity(message: bytes, at: int, key: bytes) -> bytes:
+    """RFC 8489 section 14.5: HMAC-SHA1 over the message up to the attribute, with the
+    header's length counting up to and including MESSAGE-INTEGRITY."""
+    head = bytearray(message[:at])
+    head[2:4] = (at + 24 - 20).to_bytes(2, "big")
+    return hmac.new(key, bytes(head), hashlib.sha1).digest()
+
+
+def _key_that_verifies(message: bytes, at: int, keys: list[bytes]) -> bytes | None:
+    expected = message[at + 4:at + 24]
+    for key in keys:
+        if hmac.compare_digest(_integrity(message, at, key), expected):
+            return key
+    return None
+
+
+def rewrite_sip(data: bytes, mapping: dict[str, str]) -> bytes:
+    """Addresses in the SIP headers and SDP body; Content-Length made right again."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep or not (head.startswith(b"SIP/2.0") or b" SIP/2.0\r\n" in head.split(b"\r\n")[0]
+                       + b"\r\n"):
+        return data
+    for old, new in mapping.items():
+        pattern = re.compile(re.escape(old.encode()) + rb"(?![0-9])")
+        head = pattern.sub(new.encode(), head)
+        body = pattern.sub(new.encode(), body)
+    head = re.sub(rb"(?im)^(content-length|l)[ \t]*:[ \t]*\d+",
+                  lambda m: m.group(0)[:m.group(0).rfind(b":") + 1] + b" " + str(len(body))
+                  .encode(), head)
+    return head + sep + body
+
+
+def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[bytes]) -> int:
+    """Rewrite every packet of src into dst (pcap); returns the number of packets."""
+    packets = []
+    with PcapReader(str(src)) as reader:
+        for packet in reader:
+            ip = packet.getlayer(IP)
+            if ip is not None:
+                ip.src = mapping.get(ip.src, ip.src)
+                ip.dst = mapping.get(ip.dst, ip.dst)
+                del ip.chksum
+                l4 = packet.getlayer(UDP) or packet.getlayer(TCP)
+                if l4 is not None:
+                    del l4.chksum
+                    payload = bytes(l4.payload)
+                    if payload:
+                        new = rewrite_sip(rewrite_stun(payload, mapping, keys), mapping)
+                        if new != payload:
+                            l4.remove_payload()
+                            l4.add_payload(Raw(new))
+                            if isinstance(l4, UDP):
+                                del l4.len
+                            del ip.len
+                            # The wire length PcapReader kept is the old one.
+                            packet.wirelen = len(bytes(packet))
+            packets.append(packet)
+    wrpcap(str(dst), packets)
+    return len(packets)

@@ -1,0 +1,364 @@
+"""Reference scenarios: real stacks in lab namespaces, captured on the wire, with the truth.
+
+Each scenario writes capture.pcapng (public addresses), capture-dsb.pcapng (the same with
+the DTLS secrets in a Decryption Secrets Block), keys.log where there are keys, and
+manifest.json: the scenario's geo profile and, for each flow by its rewritten 5-tuple, what
+is true about it, with the verdict expected from the wire alone ("observed") and once the
+keys are used ("decrypted").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowscan.lab.netns import LabError, LabNetwork
+from flowscan.lab.rewrite import long_term_key, rewrite_capture, short_term_key
+
+TURN_USER, TURN_PASSWORD, TURN_REALM = "lab", "lab-secret", "lab.example"
+
+
+@dataclass
+class Place:
+    """A lab host as the scenario presents it: its public address and country."""
+
+    role: str  # participant / relay / server
+    address: str
+    country: str
+    network: str
+
+
+@dataclass
+class Scenario:
+    name: str
+    summary: str
+    hosts: dict[str, Place]
+    captured_at: str
+    run: Callable[[Scenario, LabNetwork, Path], dict[str, Any]]
+    truth: dict[str, Any] = field(default_factory=dict)
+
+
+def _tcpdump(net: LabNetwork, host: str, out: Path) -> subprocess.Popen[bytes]:
+    if shutil.which("tcpdump") is None:
+        raise LabError("the lab needs tcpdump (apt install tcpdump)")
+    iface = net.host(host).interface
+    proc = subprocess.Popen([*net.exec_args(host), "tcpdump", "-i", iface, "-U", "-s", "0",
+                             "-w", str(out), "udp or tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 10
+    assert proc.stderr is not None
+    line = b""
+    while time.monotonic() < deadline and b"listening" not in line:
+        line = proc.stderr.readline()
+        if not line and proc.poll() is not None:
+            raise LabError("tcpdump did not start")
+    return proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _peer(net: LabNetwork, host: str, role: str, keylog: Path, *extra: str
+          ) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*net.exec_args(host), sys.executable, "-m", "flowscan.lab.webrtc_peer", "--role",
+         role, "--keylog", str(keylog), *extra],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def _read(proc: subprocess.Popen[str], key: str, timeout: float = 30) -> dict[str, Any]:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise LabError(f"a WebRTC peer exited early (code {proc.poll()})")
+        message = json.loads(line)
+        if key in message:
+            return message
+    raise LabError("a WebRTC peer did not answer in time")
+
+
+def _final_state(proc: subprocess.Popen[str]) -> str:
+    while True:
+        state = _read(proc, "state")["state"]
+        if state in ("connected", "failed", "closed"):
+            return str(state)
+
+
+def _ice_credentials(sdp: str) -> list[str]:
+    return [line.split(":", 1)[1].strip() for line in sdp.splitlines()
+            if line.startswith("a=ice-pwd:")]
+
+
+def _webrtc_call(scenario: Scenario, net: LabNetwork, work: Path, *, relay: bool = False
+                 ) -> dict[str, Any]:
+    keylog = work / "keys.log"
+    extra: list[str] = ["--duration", "3"]
+    turn = None
+    if relay:
+        relay_ip = net.host("relay").address
+        turn = subprocess.Popen(
+            [*net.exec_args("relay"), "turnserver", "-n", "--listening-ip", relay_ip,
+             "--relay-ip", relay_ip, "--listening-port", "3478", "--min-port", "49160",
+             "--max-port", "49200", "--lt-cred-mech", "--user",
+             f"{TURN_USER}:{TURN_PASSWORD}", "--realm", TURN_REALM, "--no-tls", "--no-dtls",
+             "--no-cli", "--allow-loopback-peers", "--cli-password", "x", "--log-file",
+             "stdout", "--simple-log"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        extra += ["--turn", f"{relay_ip}:3478", "--turn-user", TURN_USER, "--turn-password",
+                  TURN_PASSWORD, "--relay-only"]
+    capture = _tcpdump(net, scenario.captured_at, work / "raw.pcap")
+    alice = _peer(net, "alice", "offer", keylog, *extra)
+    bob = _peer(net, "bob", "answer", keylog, *extra)
+    try:
+        assert alice.stdin is not None and bob.stdin is not None
+        offer = _read(alice, "sdp")
+        bob.stdin.write(json.dumps(offer) + "\n")
+        bob.stdin.flush()
+        answer = _read(bob, "sdp")
+        alice.stdin.write(json.dumps(answer) + "\n")
+        alice.stdin.flush()
+        states = [_final_state(p) for p in (alice, bob)]
+        _read(alice, "done")
+        _read(bob, "done")
+    finally:
+        for proc in (alice, bob):
+            if proc.poll() is None:
+                proc.kill()
+        time.sleep(0.3)
+        _stop(capture)
+        if turn is not None:
+            turn.kill()
+    keys = [short_term_key(p) for p in _ice_credentials(offer["sdp"]) +
+            _ice_credentials(answer["sdp"])]
+    keys.append(long_term_key(TURN_USER, TURN_REALM, TURN_PASSWORD))
+    return {"keys": keys, "states": states, "keylog": keylog}
+
+
+def _tone(path: Path, seconds: int = 10) -> None:
+    """An 8 kHz two-tone WAV for the SIP phones to send (G.711 runs at 8 kHz)."""
+    import math
+    import struct
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(b"".join(struct.pack("<h", int(
+            8000 * math.sin(2 * math.pi * 440 * i / 8000)
+            + 3000 * math.sin(2 * math.pi * 1210 * i / 8000))) for i in range(8000 * seconds)))
+
+
+def _baresip_config(folder: Path, address: str, account: str, tone: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config").write_text("\n".join([
+        "poll_method epoll", f"sip_listen {address}:5060",
+        f"audio_player aufile,{folder / 'received.wav'}", f"audio_source aufile,{tone}",
+        "rtp_ports 40000-40100", "module_path /usr/lib/baresip/modules", "module g711.so",
+        "module aufile.so", "module srtp.so", "module_app account.so", "module_app menu.so",
+        ""]))
+    (folder / "accounts").write_text(account + "\n")
+    (folder / "contacts").write_text("")
+
+
+def _sip_call(scenario: Scenario, net: LabNetwork, work: Path, *, sdes: bool = False
+              ) -> dict[str, Any]:
+    """A real SIP user agent (baresip) on each side: INVITE, 200, ACK over UDP, then G.711
+    audio for a few seconds; with sdes, SRTP keyed by a=crypto lines in the SDP."""
+    if shutil.which("baresip") is None:
+        raise LabError("the SIP scenarios need baresip (apt install baresip)")
+    tone = work / "tone.wav"
+    _tone(tone)
+    a, b = net.host("alice").address, net.host("bob").address
+    enc = ";mediaenc=srtp-mand" if sdes else ""
+    _baresip_config(work / "alice", a, f"<sip:alice@{a}>;regint=0;audio_codecs=PCMU{enc}", tone)
+    _baresip_config(work / "bob", b,
+                    f"<sip:bob@{b}>;regint=0;answermode=auto;audio_codecs=PCMU{enc}", tone)
+    capture = _tcpdump(net, scenario.captured_at, work / "raw.pcap")
+    logs = [(work / name / "baresip.log").open("w") for name in ("alice", "bob")]
+    callee = subprocess.Popen([*net.exec_args("bob"), "baresip", "-f", str(work / "bob"),
+                               "-t", "7"], stdout=logs[1], stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL)
+    time.sleep(1.0)
+    caller = subprocess.Popen([*net.exec_args("alice"), "baresip", "-f", str(work / "alice"),
+                               "-e", f"/dial sip:bob@{b}", "-t", "5"], stdout=logs[0],
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        caller.wait(timeout=30)
+        callee.wait(timeout=30)
+    finally:
+        for proc in (caller, callee):
+            if proc.poll() is None:
+                proc.kill()
+        for log in logs:
+            log.close()
+        time.sleep(0.3)
+        _stop(capture)
+    established = "Call established" in (work / "alice" / "baresip.log").read_text()
+    return {"keys": [], "states": ["connected" if established else "failed"],
+            "keylog": work / "no-keys.log"}
+
+
+def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
+            result: dict[str, Any]) -> None:
+    mapping = {net.host(name).address: place.address for name, place in scenario.hosts.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    rewritten = work / "rewritten.pcap"
+    rewrite_capture(work / "raw.pcap", rewritten, mapping, result["keys"])
+    subprocess.run(["editcap", "-F", "pcapng", str(rewritten), str(out / "capture.pcapng")],
+                   check=True, capture_output=True)
+    keylog: Path = result["keylog"]
+    if keylog.exists():
+        lines = sorted(set(keylog.read_text().splitlines()))
+        (out / "keys.log").write_text("\n".join(lines) + "\n")
+        subprocess.run(["editcap", "--inject-secrets", f"tls,{out / 'keys.log'}",
+                        str(out / "capture.pcapng"), str(out / "capture-dsb.pcapng")],
+                       check=True, capture_output=True)
+    manifest = {
+        "scenario": scenario.name,
+        "flows": _flows_with_truth(scenario, out / "capture.pcapng"),
+        "summary": scenario.summary,
+        "captured_at": scenario.captured_at,
+        "hosts": {name: vars(place) for name, place in scenario.hosts.items()},
+        "truth": scenario.truth,
+        "generated_by": "flowscan lab run " + scenario.name,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def conversations(capture: Path) -> dict[tuple[str, str], list[int]]:
+    """UDP conversations by tshark (independent of flowscan): sorted endpoint pair ->
+    [packets from the first endpoint, packets from the second]."""
+    rows = subprocess.run(
+        ["tshark", "-r", str(capture), "-Y", "udp && !icmp", "-T", "fields", "-e", "ip.src",
+         "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport"],
+        capture_output=True, text=True, check=True).stdout.splitlines()
+    out: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        src, sport, dst, dport = row.split("\t")[:4]
+        a, b = f"{src}:{sport.split(',')[0]}", f"{dst}:{dport.split(',')[0]}"
+        key = (a, b) if a <= b else (b, a)
+        counts = out.setdefault(key, [0, 0])
+        counts[0 if key[0] == a else 1] += 1
+    return out
+
+
+def _flows_with_truth(scenario: Scenario, capture: Path) -> list[dict[str, Any]]:
+    """Each UDP flow of the capture with what the scenario makes true of it."""
+    who = {place.address: name for name, place in scenario.hosts.items()}
+    flows = []
+    for (a, b), (from_a, from_b) in sorted(conversations(capture).items()):
+        hosts = sorted(who.get(e.rsplit(":", 1)[0], "?") for e in (a, b))
+        ports = {int(e.rsplit(":", 1)[1]) for e in (a, b)}
+        entry: dict[str, Any] = {"transport": "udp", "endpoints": [a, b],
+                                 "hosts": hosts, "packets": [from_a, from_b]}
+        if ports == {5060}:
+            entry["kind"] = "signalling"
+            entry["truth"] = {"app": "sip", "protocols": ["sip", "sdp"]}
+        else:
+            for media in scenario.truth.get("media", []):
+                if sorted(media["between"]) == hosts:
+                    entry["kind"] = "media"
+                    entry["truth"] = media
+        flows.append(entry)
+    return flows
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def _register(scenario: Scenario) -> None:
+    SCENARIOS[scenario.name] = scenario
+
+
+_register(Scenario(
+    "p2p-webrtc",
+    "Two aiortc peers call each other directly: ICE with host candidates, DTLS-SRTP, Opus "
+    "and VP8. Captured at alice.",
+    {"alice": Place("participant", "24.114.20.10", "CA", "Rogers (residential)"),
+     "bob": Place("participant", "91.64.10.20", "DE", "Vodafone Kabel (residential)")},
+    "alice",
+    lambda s, n, w: _webrtc_call(s, n, w),
+    {"media": [{"between": ["alice", "bob"], "app": "webrtc", "protocols":
+                ["stun", "dtls", "rtp", "rtcp", "srtp"], "codecs": ["opus", "vp8"],
+                "encryption_terminates": "bob", "key_exchange": "dtls-srtp",
+                "observed": {"verdict": "end-to-end", "termination": "peer"},
+                "decrypted": {"verdict": "end-to-end", "termination": "peer"}}]},
+))
+_register(Scenario(
+    "p2p-webrtc-turn",
+    "The same call forced through a coturn relay (relay candidates only): TURN allocations "
+    "and ChannelData on the wire. Captured at alice.",
+    {"alice": Place("participant", "90.12.34.56", "FR", "Orange (residential)"),
+     "bob": Place("participant", "24.114.20.11", "CA", "Rogers (residential)"),
+     "relay": Place("relay", "78.46.100.20", "DE", "Hetzner (data centre)")},
+    "alice",
+    lambda s, n, w: _webrtc_call(s, n, w, relay=True),
+    {"media": [{"between": ["alice", "relay"], "app": "webrtc", "protocols":
+                ["stun", "turn", "dtls", "rtp", "srtp"], "codecs": ["opus", "vp8"],
+                "encryption_terminates": "bob", "key_exchange": "dtls-srtp",
+                "relay_sees": "ciphertext only",
+                "observed": {"verdict": "end-to-end", "termination": "relay"},
+                "decrypted": {"verdict": "end-to-end", "termination": "relay"}}]},
+))
+
+
+_register(Scenario(
+    "sip-rtp-plain",
+    "A SIP call between two baresip user agents (INVITE, 200, ACK over UDP) with G.711 "
+    "audio as plain RTP. Captured at alice.",
+    {"alice": Place("participant", "73.15.20.30", "US", "Comcast (residential)"),
+     "bob": Place("participant", "24.114.20.12", "CA", "Rogers (residential)")},
+    "alice",
+    lambda s, n, w: _sip_call(s, n, w),
+    {"media": [{"between": ["alice", "bob"], "app": "sip", "protocols": ["rtp", "rtcp"],
+                "codecs": ["pcmu"], "encryption_terminates": None, "key_exchange": "none",
+                "observed": {"verdict": "plaintext"}, "decrypted": {"verdict": "plaintext"}}]},
+))
+_register(Scenario(
+    "sip-sdes-srtp",
+    "A SIP call over plain UDP whose SDP carries the SRTP keys (a=crypto, SDES) between two "
+    "baresip user agents, with SRTP audio. Captured at alice.",
+    {"alice": Place("participant", "73.15.20.31", "US", "Comcast (residential)"),
+     "bob": Place("participant", "24.114.20.13", "CA", "Rogers (residential)")},
+    "alice",
+    lambda s, n, w: _sip_call(s, n, w, sdes=True),
+    {"media": [{"between": ["alice", "bob"], "app": "sip", "protocols": ["rtp", "rtcp"],
+                "codecs": ["pcmu"], "encryption_terminates": "bob", "key_exchange": "sdes",
+                "observed": {"verdict": "keys-exposed"},
+                "decrypted": {"verdict": "keys-exposed"}}]},
+))
+
+
+def run_scenario(name: str, out: Path) -> Path:
+    if name not in SCENARIOS:
+        raise LabError(f"no scenario {name!r}; see 'flowscan lab list'")
+    scenario = SCENARIOS[name]
+    with tempfile.TemporaryDirectory(prefix="flowscan-lab-") as tmp, LabNetwork(
+            list(scenario.hosts)) as net:
+        work = Path(tmp)
+        result = scenario.run(scenario, net, work)
+        if any(state != "connected" for state in result.get("states", ["connected"])):
+            raise LabError(f"{name}: the call did not connect ({result.get('states')})")
+        _finish(scenario, net, work, out, result)
+    return out

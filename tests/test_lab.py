@@ -1,0 +1,165 @@
+"""The lab's reference captures: their manifests against the bytes (tshark), flowscan's
+observed verdicts against the manifests, and one WebRTC scenario regenerated end to end."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import flowscan
+from flowscan.lab.scenarios import SCENARIOS, conversations
+
+LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
+COMMITTED = sorted(p for p in LAB.iterdir() if (p / "manifest.json").exists()) if (
+    LAB.is_dir()) else []
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+
+
+def tshark(capture: Path, display_filter: str, *fields: str) -> list[list[str]]:
+    cmd = ["tshark", "-r", str(capture), "-Y", display_filter, "-T", "fields"]
+    for field in fields:
+        cmd += ["-e", field]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+def dtls_records(capture: Path) -> list[tuple[str, int, int, int | None, str | None]]:
+    """(source, content type, epoch, handshake type, ClientHello random) of every DTLS
+    record: from tshark's DTLS fields, or, inside TURN ChannelData, which tshark 4.0 leaves
+    undissected, from the bytes tshark extracts (record header: RFC 6347 section 4.1;
+    handshake header 12 bytes, then version and random: section 4.2.2)."""
+    out: list[tuple[str, int, int, int | None, str | None]] = []
+    for src, ctypes, epochs, htypes, randoms in tshark(
+            capture, "dtls", "ip.src", "dtls.record.content_type", "dtls.record.epoch",
+            "dtls.handshake.type", "dtls.handshake.random"):
+        first_h = int(htypes.split(",")[0]) if htypes else None
+        random = randoms.replace(":", "") if first_h == 1 else None
+        for ct, ep in zip(ctypes.split(","), epochs.split(","), strict=False):
+            out.append((src, int(ct), int(ep), first_h if int(ep) == 0 else None, random))
+    for src, data in tshark(capture, "stun.channel && data", "ip.src", "data.data"):
+        raw = bytes.fromhex(data.replace(":", ""))
+        pos = 0
+        while pos + 13 <= len(raw) and 20 <= raw[pos] <= 63 and raw[pos + 1] == 0xFE:
+            ctype, epoch = raw[pos], int.from_bytes(raw[pos + 3:pos + 5], "big")
+            first_h = raw[pos + 13] if ctype == 22 and not epoch and pos + 13 < len(raw) else None
+            random = raw[pos + 27:pos + 59].hex() if first_h == 1 else None
+            out.append((src, ctype, epoch, first_h, random))
+            pos += 13 + int.from_bytes(raw[pos + 11:pos + 13], "big")
+    return out
+
+
+def check_against_bytes(folder: Path) -> None:
+    """What the manifest says is there, tshark finds there."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    capture = folder / "capture.pcapng"
+    assert capture.stat().st_size < 2_000_000
+    scenario = SCENARIOS[manifest["scenario"]]
+    # The flows, packet for packet in each direction, are those of the capture.
+    recorded = {tuple(f["endpoints"]): f["packets"] for f in manifest["flows"]}
+    assert recorded == {k: v for k, v in conversations(capture).items()}
+    media = [f for f in manifest["flows"] if f.get("kind") == "media"]
+    assert media and all(min(f["packets"]) > 0 for f in media), "media flows both ways"
+    # Parses cleanly: the only malformed frames tshark may report are encrypted SRTCP it
+    # cannot dissect without keys; STUN fingerprints verify after the address rewrite.
+    malformed = tshark(capture, "_ws.malformed", "frame.protocols")
+    assert all("rtcp" in row[0] or "srtcp" in row[0] for row in malformed), malformed
+    statuses = {s for row in tshark(capture, "stun.att.crc32", "stun.att.crc32.status")
+                for s in row[0].split(",")}
+    assert statuses <= {"1"}, statuses
+    addresses = {p.address for p in scenario.hosts.values()}
+    seen = {row[0] for row in tshark(capture, "ip", "ip.src")}
+    assert scenario.hosts[manifest["captured_at"]].address in seen
+    assert seen <= addresses, "every packet carries the scenario's public addresses"
+    inside = {a for row in tshark(capture, "stun.att.ipv4", "stun.att.ipv4")
+              for a in row[0].split(",")}
+    assert inside <= addresses, "STUN addresses rewritten too"
+    if "webrtc" in manifest["scenario"]:
+        records = dtls_records(capture)
+        assert {r[3] for r in records if r[3] is not None} >= {1, 2}
+        finished_from = {r[0] for r in records if r[1] == 22 and r[2] >= 1}
+        assert len(finished_from) == 2, "encrypted Finished both ways: handshake complete"
+        if "turn" not in manifest["scenario"]:
+            profiles = tshark(capture, "dtls.use_srtp.protection_profile",
+                              "dtls.use_srtp.protection_profile")
+            assert profiles, "use_srtp negotiated"
+        randoms = {r[4] for r in records if r[4]}
+        keylog = (folder / "keys.log").read_text().splitlines()
+        assert keylog and all(re.fullmatch(r"CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}", line)
+                              for line in keylog)
+        assert {line.split()[1] for line in keylog} == randoms
+        # The DSB copy carries the secrets: tshark decrypts the handshake's Finished.
+        dsb = folder / "capture-dsb.pcapng"
+        if "turn" not in manifest["scenario"]:  # tshark 4.0 does not look inside ChannelData
+            assert tshark(dsb, "dtls.handshake.type == 20", "frame.number")
+            assert not tshark(capture, "dtls.handshake.type == 20", "frame.number")
+        report = flowscan.scan(str(dsb))
+        assert report.capture.decryption_secrets.kinds == ["tls-keylog"]
+    if "turn" in manifest["scenario"]:
+        assert tshark(capture, "stun.channel", "frame.number"), "TURN ChannelData on the wire"
+    if manifest["scenario"].startswith("sip"):
+        methods = {row[0] for row in tshark(capture, "sip.Method", "sip.Method")}
+        assert {"INVITE", "ACK"} <= methods
+        crypto = [row for row in tshark(capture, "sdp", "sdp.media_attr")
+                  if "crypto:" in row[0]]
+        assert bool(crypto) == (manifest["scenario"] == "sip-sdes-srtp")
+
+
+def check_verdicts(folder: Path) -> None:
+    """flowscan, from the wire alone, gives each media flow its observed truth."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    report = flowscan.scan(str(folder / "capture.pcapng"))
+    flows = {frozenset((f"{f.client.ip}:{f.client.port}", f"{f.server.ip}:{f.server.port}")):
+             f for f in report.flows}
+    for entry in manifest["flows"]:
+        if entry.get("kind") != "media":
+            continue
+        flow = flows[frozenset(entry["endpoints"])]
+        expected = entry["truth"]["observed"]
+        assert flow.encryption is not None, entry
+        assert flow.encryption.verdict == expected["verdict"], (entry, flow.encryption)
+        if "termination" in expected:
+            assert flow.encryption.termination == expected["termination"]
+        assert flow.encryption.evidence
+
+
+@needs_tshark
+@pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
+def test_committed_scenario_matches_its_bytes(folder: Path) -> None:
+    check_against_bytes(folder)
+
+
+@pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
+def test_observed_verdicts_match_the_manifest(folder: Path) -> None:
+    check_verdicts(folder)
+
+
+def test_every_scenario_is_committed() -> None:
+    assert sorted(p.name for p in COMMITTED) == sorted(SCENARIOS)
+
+
+def _lab_ready() -> str | None:
+    if os.geteuid() != 0:
+        return "the lab needs root for network namespaces"
+    for tool in ("ip", "tcpdump", "tshark", "editcap"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed"
+    if importlib.util.find_spec("aiortc") is None:
+        return "aiortc is not installed (pip install -e '.[lab]')"
+    return None
+
+
+@pytest.mark.skipif(_lab_ready() is not None, reason=str(_lab_ready()))
+def test_p2p_webrtc_regenerates_end_to_end(tmp_path: Path) -> None:
+    out = tmp_path / "p2p-webrtc"
+    done = subprocess.run(["flowscan", "lab", "run", "p2p-webrtc", "-o", str(out)],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    check_against_bytes(out)
+    check_verdicts(out)

@@ -20,7 +20,9 @@ from flowscan.capture.vector import Gather
 from flowscan.flows import (
     CLASS_OF,
     HANDSHAKE_WINDOW,
+    MAX_SSRCS,
     OTHER_CLASS,
+    RTP_CLASS,
     SAMPLE_CLASSES,
     FlowState,
     FlowTable,
@@ -155,11 +157,20 @@ class FlowAccounting:
         sampled = np.flatnonzero(~one_by_one & (prank < budget[group, column, klass]))
         slow[cols.idx[~one_by_one]] = False
         fast = np.flatnonzero(~one_by_one)
-        return slow, (fast, sampled, before, whole, column, known, klass)
+        # RTP (not RTCP) headers of the fast packets, for the per-flow SSRC count.
+        g = Gather(batch.buf)
+        rtp = fast[(klass[fast] == RTP_CLASS) & (cols.pe[fast] - cols.ps[fast] >= 12)
+                   & (cols.ps[fast] + 12 <= batch.data_off[rows[fast]]
+                      + batch.caplen[rows[fast]])]
+        second = g.u8[cols.ps[rtp] + 1]
+        rtp = rtp[(second < 192) | (second > 223)]
+        ssrc = g.u32be[cols.ps[rtp] + 8].astype(np.int64)
+        return slow, (fast, sampled, before, whole, column, known, klass, rtp, ssrc)
 
     def _merge(self, batch: Batch, cols: FastColumns, fast: np.ndarray, sampled: np.ndarray,
                before: np.ndarray, whole: np.ndarray, column: np.ndarray,
-               known: dict[int, tuple[FlowState, int]], klass: np.ndarray) -> None:
+               known: dict[int, tuple[FlowState, int]], klass: np.ndarray,
+               rtp: np.ndarray, ssrc: np.ndarray) -> None:
         """Add the summed packets to their flows; first/last times come from all packets."""
         self.ip_packets += len(fast)
         if not len(fast):
@@ -202,6 +213,13 @@ class FlowAccounting:
                 flow.last[fd] = t_last[j][c]
                 if not had[j][c]:
                     flow.first[fd] = t_first[j][c]
+        if len(rtp):
+            triples = np.unique(np.stack([group[rtp], column[rtp], ssrc], axis=1), axis=0)
+            for g, c, value in triples.tolist():
+                flow, d_lower = flows[g]
+                seen = flow.ssrcs[d_lower if c == 0 else 1 - d_lower]
+                if len(seen) < MAX_SSRCS:
+                    seen.add(value.to_bytes(4, "big"))
         buf = memoryview(batch.buf)
         # A sample stops at the payload's end, its class's size, or the captured length.
         rows = cols.idx[sampled]

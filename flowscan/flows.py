@@ -29,6 +29,10 @@ CLASS_OF: tuple[int, ...] = tuple(
 OTHER_CLASS = 3
 CLASS_BUDGET = (4, 8, 8, 8)  # packets per direction: STUN, DTLS, RTP/RTCP, other
 CLASS_BYTES = (2048, 2048, 512, 2048)  # bytes kept of each sample (RTP: headers and stats)
+RTP_CLASS = 2
+# Distinct RTP SSRCs are counted per direction over the whole flow (fan-in shows an SFU),
+# up to this many.
+MAX_SSRCS = 64
 
 # The TCP handshake is watched over a flow's first packets only (room for retransmitted SYNs).
 HANDSHAKE_WINDOW = 8
@@ -75,7 +79,7 @@ class FlowState:
 
     __slots__ = (
         "budget", "client_basis", "encap", "first", "flow_id", "handshake", "key", "last",
-        "octets", "pkts", "proto", "samples", "tracking",
+        "octets", "pkts", "proto", "samples", "ssrcs", "tracking",
     )
 
     def __init__(
@@ -92,6 +96,7 @@ class FlowState:
         self.samples: list[tuple[float, int, bytes]] = []
         # Samples left per direction and class, at index direction * SAMPLE_CLASSES + class.
         self.budget = list(budget) * 2
+        self.ssrcs: tuple[set[bytes], set[bytes]] = (set(), set())
         self.encap = encap
         self.client_basis = client_basis
         # TCP handshake times [SYN, SYN-ACK, ACK], zero where not seen.
@@ -175,6 +180,11 @@ class FlowTable:
             if flow.budget[i]:
                 flow.budget[i] -= 1
                 flow.samples.append((ts, d, data[ps:min(pe, ps + self.class_bytes[c])]))
+            if c == RTP_CLASS and pe - ps >= 12 and ps + 12 <= len(data) and not (
+                    192 <= data[ps + 1] <= 223):  # RTP, not RTCP (RFC 5761 section 4)
+                seen = flow.ssrcs[d]
+                if len(seen) < MAX_SSRCS:
+                    seen.add(data[ps + 8:ps + 12])
         if flow.tracking:
             self._handshake(flow, d, flags, ts)
         if ts > self._now:

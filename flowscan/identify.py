@@ -76,6 +76,8 @@ class RtpFacts:
     rtcp_types: list[str] = field(default_factory=list)
     # Every RTCP compound parsed to its end: no SRTCP index and tag after it (RFC 3711 3.4).
     rtcp_clear: bool | None = None
+    # Distinct SSRCs each side sent over the whole flow (not just the samples).
+    ssrc_count: dict[str, int] = field(default_factory=dict)
     payload: dict[str, PayloadStats] = field(default_factory=dict)  # side -> statistics
 
 
@@ -459,16 +461,17 @@ def _dtls_facts(client: DtlsSide, server: DtlsSide) -> HandshakeFacts:
 
 # What identification needs of a flow, picklable for a worker process:
 # (ip protocol, client-to-server raw key, samples).
-FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]]]
+FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
 
 
 def identify(state: FlowState) -> FlowFacts:
     """Facts of one flow from its payload samples; never raises on bad payloads."""
-    return identify_samples((state.proto, state.key, state.samples))
+    return identify_samples((state.proto, state.key, state.samples,
+                             (len(state.ssrcs[0]), len(state.ssrcs[1]))))
 
 
 def identify_samples(job: FlowSamples) -> FlowFacts:
-    proto, key, samples = job
+    proto, key, samples, ssrc_counts = job
     collector = _Collector(proto, key)
     if proto == 17:
         for _ts, side, payload in samples:
@@ -481,7 +484,10 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
                    b"".join(p for _t, d, p in samples if d == 1))
         with suppress(Exception):  # as above: a parser bug must not stop the analysis
             collector.tcp(streams)
-    return collector.finish()
+    facts = collector.finish()
+    if facts.rtp is not None:
+        facts.rtp.ssrc_count = {side: n for side, n in zip(SIDES, ssrc_counts, strict=True) if n}
+    return facts
 
 
 def identify_many(jobs: list[FlowSamples]) -> list[FlowFacts]:

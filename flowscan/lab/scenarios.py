@@ -154,6 +154,55 @@ def _webrtc_call(scenario: Scenario, net: LabNetwork, work: Path, *, relay: bool
     return {"keys": keys, "states": states, "keylog": keylog}
 
 
+def _sfu_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = False
+              ) -> dict[str, Any]:
+    """Three participants and an SFU that terminates each leg's DTLS-SRTP and forwards RTP
+    re-encrypted per leg; with e2ee the participants add SFrame to every frame."""
+    keylog = work / "keys.log"
+    participants = [name for name, place in scenario.hosts.items()
+                    if place.role == "participant"]
+    captures = [_tcpdump(net, "alice", work / "raw.pcap"),
+                _tcpdump(net, "sfu", work / "raw-sfu.pcap")]
+    sfu = subprocess.Popen(
+        [*net.exec_args("sfu"), sys.executable, "-m", "flowscan.lab.sfu", "--participants",
+         str(len(participants)), "--keylog", str(keylog), "--duration", "3.5"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    base_key = os.urandom(16).hex()
+    peers = {}
+    for kid, name in enumerate(participants, start=1):
+        extra = ["--duration", "2.5", "--name", name]
+        if e2ee:
+            extra += ["--sframe-key", base_key, "--sframe-kid", str(kid)]
+        peers[name] = _peer(net, name, "offer", keylog, *extra)
+    states = []
+    try:
+        assert sfu.stdin is not None
+        for name, peer in peers.items():
+            assert peer.stdin is not None
+            offer = _read(peer, "sdp")
+            sfu.stdin.write(json.dumps(offer) + "\n")
+            sfu.stdin.flush()
+            answer = _read(sfu, "sdp")
+            peer.stdin.write(json.dumps(answer) + "\n")
+            peer.stdin.flush()
+            del name
+        states = [_final_state(peer) for peer in peers.values()]
+        for peer in peers.values():
+            _read(peer, "done")
+        _read(sfu, "done")
+    finally:
+        for proc in [*peers.values(), sfu]:
+            if proc.poll() is None:
+                proc.kill()
+        time.sleep(0.3)
+        for capture in captures:
+            _stop(capture)
+    keys = [long_term_key(TURN_USER, TURN_REALM, TURN_PASSWORD)]
+    return {"keys": keys, "states": states, "keylog": keylog,
+            "captures": {"capture": "raw.pcap", "capture-sfu": "raw-sfu.pcap"}}
+
+
 def _tone(path: Path, seconds: int = 10) -> None:
     """An 8 kHz two-tone WAV for the SIP phones to send (G.711 runs at 8 kHz)."""
     import math
@@ -223,20 +272,24 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
             result: dict[str, Any]) -> None:
     mapping = {net.host(name).address: place.address for name, place in scenario.hosts.items()}
     out.mkdir(parents=True, exist_ok=True)
-    rewritten = work / "rewritten.pcap"
-    rewrite_capture(work / "raw.pcap", rewritten, mapping, result["keys"])
-    subprocess.run(["editcap", "-F", "pcapng", str(rewritten), str(out / "capture.pcapng")],
-                   check=True, capture_output=True)
     keylog: Path = result["keylog"]
     if keylog.exists():
         lines = sorted(set(keylog.read_text().splitlines()))
         (out / "keys.log").write_text("\n".join(lines) + "\n")
-        subprocess.run(["editcap", "--inject-secrets", f"tls,{out / 'keys.log'}",
-                        str(out / "capture.pcapng"), str(out / "capture-dsb.pcapng")],
+    for stem, raw in result.get("captures", {"capture": "raw.pcap"}).items():
+        rewritten = work / f"{stem}.pcap"
+        rewrite_capture(work / raw, rewritten, mapping, result["keys"])
+        subprocess.run(["editcap", "-F", "pcapng", str(rewritten), str(out / f"{stem}.pcapng")],
                        check=True, capture_output=True)
+        if keylog.exists():
+            subprocess.run(["editcap", "--inject-secrets", f"tls,{out / 'keys.log'}",
+                            str(out / f"{stem}.pcapng"), str(out / f"{stem}-dsb.pcapng")],
+                           check=True, capture_output=True)
     manifest = {
         "scenario": scenario.name,
         "flows": _flows_with_truth(scenario, out / "capture.pcapng"),
+        **({"flows_at_sfu": _flows_with_truth(scenario, out / "capture-sfu.pcapng")}
+           if (out / "capture-sfu.pcapng").exists() else {}),
         "summary": scenario.summary,
         "captured_at": scenario.captured_at,
         "hosts": {name: vars(place) for name, place in scenario.hosts.items()},
@@ -347,6 +400,43 @@ _register(Scenario(
                 "codecs": ["pcmu"], "encryption_terminates": "bob", "key_exchange": "sdes",
                 "observed": {"verdict": "keys-exposed"},
                 "decrypted": {"verdict": "keys-exposed"}}]},
+))
+
+
+_SFU_HOSTS = {
+    "alice": Place("participant", "24.114.20.14", "CA", "Rogers (residential)"),
+    "bob": Place("participant", "73.15.20.32", "US", "Comcast (residential)"),
+    "carol": Place("participant", "90.12.34.57", "FR", "Orange (residential)"),
+    "sfu": Place("server", "34.192.10.20", "US", "Amazon AWS (data centre)"),
+}
+
+
+def _sfu_truth(e2ee: bool) -> dict[str, Any]:
+    decrypted = {"verdict": "end-to-end" if e2ee else "hop-by-hop", "termination": "server",
+                 "inner": "sframe" if e2ee else "codec"}
+    return {"media": [{"between": [name, "sfu"], "app": "webrtc",
+                       "protocols": ["stun", "dtls", "rtp", "rtcp", "srtp"],
+                       "codecs": ["opus", "vp8"], "encryption_terminates": "sfu",
+                       "key_exchange": "dtls-srtp",
+                       "inner_layer": "SFrame (RFC 9605), key held by participants only"
+                       if e2ee else None,
+                       "observed": {"verdict": "hop-by-hop", "termination": "server"},
+                       "decrypted": decrypted}
+                      for name in ("alice", "bob", "carol")]}
+
+
+_register(Scenario(
+    "sfu-webrtc",
+    "Three aiortc participants through an SFU that terminates each leg's DTLS-SRTP and "
+    "forwards RTP re-encrypted per leg without decoding. Captured at alice and at the SFU.",
+    _SFU_HOSTS, "alice", lambda s, n, w: _sfu_call(s, n, w), _sfu_truth(e2ee=False),
+))
+_register(Scenario(
+    "sfu-webrtc-e2ee",
+    "The same SFU call with SFrame (RFC 9605, AES-GCM) on every frame, keyed by a secret only "
+    "the participants hold; the SFU forwards what it cannot read. Captured at alice and at "
+    "the SFU.",
+    _SFU_HOSTS, "alice", lambda s, n, w: _sfu_call(s, n, w, e2ee=True), _sfu_truth(e2ee=True),
 ))
 
 

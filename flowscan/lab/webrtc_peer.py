@@ -45,6 +45,41 @@ def install_keylog(path: Path) -> None:
     RTCCertificate._create_ssl_context = with_keylog  # type: ignore[method-assign]
 
 
+def install_sframe(base_key: bytes, kid: int) -> None:
+    """Participants protect each encoded frame with SFrame before packetisation and remove
+    it after depacketisation (RFC 9605 section 4.1): the SFU forwards what it cannot read."""
+    from aiortc.codecs import opus, vpx
+
+    from flowscan.crypto import sframe
+
+    counter = iter(range(1 << 40))
+
+    def protect(frame: bytes) -> bytes:
+        return sframe.protect(base_key, kid, next(counter), frame)
+
+    def unprotect(data: bytes) -> bytes:
+        return sframe.unprotect(base_key, data) or b""
+
+    packetize = vpx.Vp8Encoder._packetize  # a classmethod: bound to the class already
+    vpx.Vp8Encoder._packetize = staticmethod(  # type: ignore[method-assign]
+        lambda buffer, picture_id: packetize(protect(buffer), picture_id))
+    opus_encode = opus.OpusEncoder.encode
+
+    def encode(self, frame, force_keyframe=False):  # type: ignore[no-untyped-def]
+        payloads, timestamp = opus_encode(self, frame, force_keyframe)
+        return [protect(p) for p in payloads], timestamp
+
+    opus.OpusEncoder.encode = encode  # type: ignore[method-assign]
+    for decoder in (vpx.Vp8Decoder, opus.OpusDecoder):
+        original = decoder.decode
+
+        def decode(self, encoded, _original=original):  # type: ignore[no-untyped-def]
+            encoded.data = unprotect(encoded.data)
+            return _original(self, encoded) if encoded.data else []
+
+        decoder.decode = decode  # type: ignore[method-assign]
+
+
 def send(message: dict[str, object]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -79,7 +114,7 @@ async def run(args: argparse.Namespace) -> None:
     pc.addTrack(VideoStreamTrack())
     if args.role == "offer":
         await pc.setLocalDescription(await pc.createOffer())
-        send({"sdp": pc.localDescription.sdp, "type": "offer"})
+        send({"sdp": pc.localDescription.sdp, "type": "offer", "peer": args.name})
         answer = await receive()
         await pc.setRemoteDescription(RTCSessionDescription(str(answer["sdp"]), "answer"))
     else:
@@ -102,8 +137,13 @@ def main() -> None:
     parser.add_argument("--turn-user", default="lab")
     parser.add_argument("--turn-password", default="lab")
     parser.add_argument("--relay-only", action="store_true")
+    parser.add_argument("--name", default="")
+    parser.add_argument("--sframe-key", help="hex base key: protect frames with SFrame")
+    parser.add_argument("--sframe-kid", type=int, default=0)
     args = parser.parse_args()
     install_keylog(args.keylog)
+    if args.sframe_key:
+        install_sframe(bytes.fromhex(args.sframe_key), args.sframe_kid)
     asyncio.run(run(args))
 
 

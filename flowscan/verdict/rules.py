@@ -168,10 +168,14 @@ def _server_signals(flow: Flow, facts: FlowFacts, app: str | None) -> list[Evide
             out.append(EvidenceItem("service-media-server", f"the remote is {app}'s "
                                     f"({why.signal}: {why.detail})"))
     if facts.rtp is not None:
-        ssrcs = facts.rtp.ssrcs.get("server", [])
-        if len(ssrcs) >= 3:
-            out.append(EvidenceItem("fan-in", f"{len(ssrcs)} SSRCs arrive from the remote on "
-                                    "one 5-tuple: a mixer or SFU forwards several sources"))
+        for side in ("client", "server"):
+            count = max(len(facts.rtp.ssrcs.get(side, [])), facts.rtp.ssrc_count.get(side, 0))
+            if count >= 3:
+                end = flow.server if side == "server" else flow.client
+                out.append(EvidenceItem(
+                    "fan-in", f"{count} SSRCs come from {end.ip}:{end.port} on one "
+                    "5-tuple: a mixer or SFU forwards several participants' sources, and "
+                    "terminates this leg's encryption"))
     return out
 
 
@@ -197,9 +201,9 @@ def _dtls_srtp(flow: Flow, facts: FlowFacts, app: str | None,
                              f"keys ({profile}) with the peer behind it"
                              + (f" ({behind})" if behind else ""))
     else:
-        keyed = EvidenceItem("dtls-srtp", f"DTLS ({dtls.version}) on this 5-tuple negotiates "
-                             f"SRTP keys ({profile}); the DTLS peer at {flow.server.ip}:"
-                             f"{flow.server.port} holds them")
+        keyed = EvidenceItem("dtls-srtp", f"DTLS ({dtls.version}) between {flow.client.ip}:"
+                             f"{flow.client.port} and {flow.server.ip}:{flow.server.port} "
+                             f"negotiates SRTP keys ({profile}); both ends hold them")
     server = _server_signals(flow, facts, app)
     if server and not relayed:
         return Encryption("hop-by-hop", "server", "dtls-srtp", "observed", "medium",

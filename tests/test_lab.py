@@ -3,17 +3,21 @@ observed verdicts against the manifests, and one WebRTC scenario regenerated end
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import importlib.util
 import json
 import os
 import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import flowscan
+from flowscan.lab.rewrite import long_term_key
 from flowscan.lab.scenarios import SCENARIOS, conversations
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
@@ -71,6 +75,32 @@ def check_against_bytes(folder: Path) -> None:
         check_capture(folder, manifest, capture, key, at)
 
 
+def check_stun_integrity(capture: Path, manifest: dict) -> None:  # type: ignore[type-arg]
+    """Every MESSAGE-INTEGRITY in the rewritten capture verifies with a lab credential
+    (RFC 8489 section 14.5): the address rewrite recomputed them."""
+    creds = manifest.get("stun_credentials", {})
+    keys = [p.encode() for p in creds.get("ice_passwords", [])]
+    if creds.get("turn"):
+        keys.append(long_term_key(*creds["turn"]))
+    checked = 0
+    for (payload,) in tshark(capture, "stun.att.hmac", "udp.payload"):
+        data = bytes.fromhex(payload.replace(":", ""))
+        pos = 20
+        while pos + 4 <= len(data):
+            atype, alen = struct.unpack_from(">HH", data, pos)
+            if atype == 0x0008:
+                head = bytearray(data[:pos])
+                head[2:4] = (pos + 24 - 20).to_bytes(2, "big")
+                mac = data[pos + 4:pos + 24]
+                assert any(hmac.compare_digest(hmac.new(k, bytes(head), hashlib.sha1).digest(),
+                                               mac) for k in keys), "integrity broken"
+                checked += 1
+                break
+            pos += 4 + alen + (-alen % 4)
+    if "webrtc" in manifest["scenario"]:
+        assert checked, "ICE checks carry MESSAGE-INTEGRITY"
+
+
 def check_capture(folder: Path, manifest: dict, capture: Path, key: str,  # type: ignore[type-arg]
                   at: str) -> None:
     scenario = SCENARIOS[manifest["scenario"]]
@@ -81,6 +111,7 @@ def check_capture(folder: Path, manifest: dict, capture: Path, key: str,  # type
     assert media and all(min(f["packets"]) > 0 for f in media), "media flows both ways"
     # Parses cleanly: the only malformed frames tshark may report are encrypted SRTCP it
     # cannot dissect without keys; STUN fingerprints verify after the address rewrite.
+    check_stun_integrity(capture, manifest)
     malformed = tshark(capture, "_ws.malformed", "frame.protocols")
     assert all("rtcp" in row[0] or "srtcp" in row[0] for row in malformed), malformed
     statuses = {s for row in tshark(capture, "stun.att.crc32", "stun.att.crc32.status")

@@ -148,10 +148,10 @@ def _webrtc_call(scenario: Scenario, net: LabNetwork, work: Path, *, relay: bool
         _stop(capture)
         if turn is not None:
             turn.kill()
-    keys = [short_term_key(p) for p in _ice_credentials(offer["sdp"]) +
-            _ice_credentials(answer["sdp"])]
+    passwords = _ice_credentials(offer["sdp"]) + _ice_credentials(answer["sdp"])
+    keys = [short_term_key(p) for p in passwords]
     keys.append(long_term_key(TURN_USER, TURN_REALM, TURN_PASSWORD))
-    return {"keys": keys, "states": states, "keylog": keylog}
+    return {"keys": keys, "states": states, "keylog": keylog, "ice_passwords": passwords}
 
 
 def _sfu_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = False
@@ -176,14 +176,17 @@ def _sfu_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = F
             extra += ["--sframe-key", base_key, "--sframe-kid", str(kid)]
         peers[name] = _peer(net, name, "offer", keylog, *extra)
     states = []
+    passwords: list[str] = []
     try:
         assert sfu.stdin is not None
         for name, peer in peers.items():
             assert peer.stdin is not None
             offer = _read(peer, "sdp")
+            passwords += _ice_credentials(str(offer["sdp"]))
             sfu.stdin.write(json.dumps(offer) + "\n")
             sfu.stdin.flush()
             answer = _read(sfu, "sdp")
+            passwords += _ice_credentials(str(answer["sdp"]))
             peer.stdin.write(json.dumps(answer) + "\n")
             peer.stdin.flush()
             del name
@@ -198,8 +201,8 @@ def _sfu_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = F
         time.sleep(0.3)
         for capture in captures:
             _stop(capture)
-    keys = [long_term_key(TURN_USER, TURN_REALM, TURN_PASSWORD)]
-    return {"keys": keys, "states": states, "keylog": keylog,
+    return {"keys": [short_term_key(p) for p in passwords], "states": states,
+            "keylog": keylog, "ice_passwords": passwords,
             "captures": {"capture": "raw.pcap", "capture-sfu": "raw-sfu.pcap"}}
 
 
@@ -294,6 +297,9 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
         "captured_at": scenario.captured_at,
         "hosts": {name: vars(place) for name, place in scenario.hosts.items()},
         "truth": scenario.truth,
+        # Lab credentials, so tests can check STUN MESSAGE-INTEGRITY after the rewrite.
+        "stun_credentials": {"ice_passwords": result.get("ice_passwords", []),
+                             "turn": [TURN_USER, TURN_REALM, TURN_PASSWORD]},
         "generated_by": "flowscan lab run " + scenario.name,
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")

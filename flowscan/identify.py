@@ -393,7 +393,8 @@ class _Collector:
             steps = [b - a for seqs in self.rtp_seq.values() for a, b in pairwise(seqs)]
             for side, payloads in enumerate(self.rtp_payloads):
                 if payloads:
-                    self.facts.rtp.payload[SIDES[side]] = payload_stats(payloads)
+                    types = self.facts.rtp.payload_types.get(SIDES[side]) or [None]
+                    self.facts.rtp.payload[SIDES[side]] = payload_stats(payloads, types[0])
             self.facts.rtp.sequence_ok = bool(steps) and sum(
                 1 for s in steps if 0 < (s % 65536) < 64) >= 0.8 * len(steps)
         return self.facts

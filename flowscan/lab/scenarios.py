@@ -392,7 +392,8 @@ _register(Scenario(
     lambda s, n, w: _sip_call(s, n, w),
     {"media": [{"between": ["alice", "bob"], "app": "sip", "protocols": ["rtp", "rtcp"],
                 "codecs": ["pcmu"], "encryption_terminates": None, "key_exchange": "none",
-                "observed": {"verdict": "plaintext"}, "decrypted": {"verdict": "plaintext"}}]},
+                "observed": {"verdict": "plaintext", "termination": "peer"},
+                "decrypted": {"verdict": "plaintext", "termination": "peer"}}]},
 ))
 _register(Scenario(
     "sip-sdes-srtp",
@@ -404,8 +405,8 @@ _register(Scenario(
     lambda s, n, w: _sip_call(s, n, w, sdes=True),
     {"media": [{"between": ["alice", "bob"], "app": "sip", "protocols": ["rtp", "rtcp"],
                 "codecs": ["pcmu"], "encryption_terminates": "bob", "key_exchange": "sdes",
-                "observed": {"verdict": "keys-exposed"},
-                "decrypted": {"verdict": "keys-exposed"}}]},
+                "observed": {"verdict": "keys-exposed", "termination": "peer"},
+                "decrypted": {"verdict": "keys-exposed", "termination": "peer"}}]},
 ))
 
 

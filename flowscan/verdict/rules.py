@@ -51,6 +51,8 @@ class SdesExposure:
 class VerdictContext:
     sdes: dict[tuple[str, int], SdesExposure] = field(default_factory=dict)
     sdp_plain_rtp: dict[tuple[str, int], str] = field(default_factory=dict)
+    # Media endpoints offered in SDP (RTCP on the next port too) -> the SIP call's Call-ID.
+    sdp_media: dict[tuple[str, int], str] = field(default_factory=dict)
 
 
 def is_media(flow: Flow, facts: FlowFacts) -> bool:
@@ -73,7 +75,9 @@ def build_context(flows: list[tuple[Flow, FlowFacts]]) -> VerdictContext:
             if not isinstance(address, str) or not isinstance(port, int):
                 continue
             keys = media.get("sdes") or []
+            call = facts.sip.call_ids[0] if facts.sip.call_ids else "?"
             for endpoint in ((address, port), (address, port + 1)):
+                ctx.sdp_media.setdefault(endpoint, call)
                 if keys and not over_tls:
                     key = keys[0]  # type: ignore[index]
                     ctx.sdes.setdefault(endpoint, SdesExposure(
@@ -108,16 +112,26 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
     ends = ((flow.server.ip, flow.server.port), (flow.client.ip, flow.client.port))
     look, payload_evidence = _payload_look(facts)
 
+    # Media straight between the two addresses the SIP parties offered ends at the peer.
+    calls = {ctx.sdp_media.get(e) for e in ends}
+    sip_path = None
+    if len(calls) == 1 and None not in calls:
+        sip_path = EvidenceItem("sdp-media-path", f"both ends of this flow are media addresses "
+                                f"the parties of SIP call {calls.pop()} offered in SDP: the "
+                                "media goes straight from one party to the other")
+    sip_termination = "peer" if sip_path else "unknown"
+    sip_extra = [sip_path] if sip_path else []
+
     # 1. Keys in the clear.
     for endpoint in ends:
         exposure = ctx.sdes.get(endpoint)
         if exposure:
-            return Encryption("keys-exposed", "unknown", "sdes", "observed", "high", [
+            return Encryption("keys-exposed", sip_termination, "sdes", "observed", "high", [
                 EvidenceItem("sdes-in-clear", f"SDP with a=crypto {exposure.suite} (key "
                              f"sha256 {exposure.key_sha256}) for {exposure.description} "
                              f"travelled unencrypted on flow {exposure.flow_id}: anyone on "
                              "the path holds the SRTP keys"),
-                *payload_evidence])
+                *sip_extra, *payload_evidence])
 
     dtls = facts.dtls
     dtls_srtp = bool(dtls and (dtls.srtp_profile or dtls.srtp_profiles_offered))
@@ -135,7 +149,8 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
             evidence.insert(0, EvidenceItem("sdp-rtp-avp", plain_sdp))
         evidence.append(EvidenceItem("no-key-exchange", "no DTLS-SRTP handshake, SDES keys "
                                      "or proprietary media protocol seen for this flow"))
-        return Encryption("plaintext", "unknown", "none", "observed",
+        evidence += sip_extra
+        return Encryption("plaintext", sip_termination, "none", "observed",
                           "high" if plain_sdp or len(evidence) > 2 else "medium", evidence)
 
     if dtls_srtp and dtls is not None:

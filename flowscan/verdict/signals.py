@@ -18,6 +18,31 @@ MIN_PACKETS = 6
 MIN_BYTES = 1024
 
 
+# Static RTP payload types (RFC 3551 section 6): the codec is named by the type itself.
+STATIC_TYPES = {0: "PCMU (G.711 u-law)", 3: "GSM", 4: "G.723", 8: "PCMA (G.711 A-law)",
+                9: "G.722", 18: "G.729", 26: "JPEG", 31: "H.261", 32: "MPEG video",
+                34: "H.263"}
+
+
+def codec_structure(payloads: list[bytes], payload_type: int | None) -> str | None:
+    """What codec structure shows in the clear; a codec is named only on specific evidence
+    (a static payload type, VP8's key-frame start code), never guessed from one byte."""
+    if not payloads:
+        return None
+    if payload_type in STATIC_TYPES:
+        return f"{STATIC_TYPES[payload_type]} (static payload type {payload_type})"
+    # VP8 key frame (RFC 7741 section 4.2, RFC 6386 section 9.1): after a 1-6 byte payload
+    # descriptor and the 3-byte frame tag, the start code 9d 01 2a.
+    if any(b"\x9d\x01\x2a" in p[4:12] for p in payloads if p and p[0] & 0x10):
+        return "VP8 key frame start code 9d 01 2a after the payload descriptor"
+    firsts = {p[0] for p in payloads}
+    if len(firsts) <= 3:
+        values = ", ".join(f"0x{b:02x}" for b in sorted(firsts))
+        return (f"the first payload byte takes only {values}, as codec headers do (Opus's "
+                "TOC byte, VP8's payload descriptor, H.264's NAL header); ciphertext does not")
+    return None
+
+
 @dataclass
 class PayloadStats:
     packets: int
@@ -26,12 +51,14 @@ class PayloadStats:
     first_byte_top_share: float  # share of the most common first byte
     chi_square_p: float | None  # uniformity of all payload bytes (None: too few bytes)
     looks: str  # "codec-structure", "random", "skewed", "insufficient"
+    codec: str | None = None  # the codec structure recognised in the clear, if any
 
     @property
     def detail(self) -> str:
         p = "n/a" if self.chi_square_p is None else f"{self.chi_square_p:.2g}"
+        codec = f"; {self.codec}" if self.codec else ""
         return (f"{self.packets} RTP payloads: {self.first_byte_values} distinct first bytes "
-                f"(top {self.first_byte_top_share:.0%}), byte uniformity p={p}")
+                f"(top {self.first_byte_top_share:.0%}), byte uniformity p={p}{codec}")
 
 
 def chi_square_uniform_p(data: bytes) -> float:
@@ -45,7 +72,7 @@ def chi_square_uniform_p(data: bytes) -> float:
     return 0.5 * math.erfc(z / math.sqrt(2))
 
 
-def payload_stats(payloads: list[bytes]) -> PayloadStats:
+def payload_stats(payloads: list[bytes], payload_type: int | None = None) -> PayloadStats:
     payloads = [p for p in payloads if p]
     firsts = Counter(p[0] for p in payloads)
     joined = b"".join(payloads)
@@ -62,5 +89,7 @@ def payload_stats(payloads: list[bytes]) -> PayloadStats:
         looks = "random"
     else:
         looks = "skewed"
+    codec = codec_structure(payloads, payload_type) if looks in (
+        "codec-structure", "skewed") else None
     return PayloadStats(n, len(joined), len(firsts), round(top, 3),
-                        None if p is None else float(f"{p:.3g}"), looks)
+                        None if p is None else float(f"{p:.3g}"), looks, codec)

@@ -12,8 +12,9 @@ from typing import Any
 
 from flowscan.apps import FlowView, identify_apps
 from flowscan.flows import FlowState
+from flowscan.geo.locate import Locator, scope_of
 from flowscan.identify import FlowFacts, identify
-from flowscan.report.model import AppGroup, Finding, Flow, MediaSession
+from flowscan.report.model import AppGroup, Finding, Flow, MediaSession, RemoteInfo
 from flowscan.sessions import build_sessions, findings
 from flowscan.verdict.rules import build_context, judge
 
@@ -50,13 +51,16 @@ class FlowAnalysis:
         record.details = facts_to_details(facts)
         self.flows.append((record, facts))
 
-    def finish(self, nrb_names: dict[str, list[str]]) -> tuple[
+    def finish(self, nrb_names: dict[str, list[str]], locator: Locator) -> tuple[
             list[Flow], list[AppGroup], dict[str, list[str]], list[MediaSession],
             list[Finding]]:
         self.flows.sort(key=lambda pair: pair[0].id)
+        for flow, _facts in self.flows:
+            flow.remote = _remote(flow, locator)
         names = name_map([facts for _, facts in self.flows], nrb_names)
         views = [FlowView(f.id, f.transport, (f.client.ip, f.client.port),
-                          (f.server.ip, f.server.port), facts) for f, facts in self.flows]
+                          (f.server.ip, f.server.port), facts, remote=f.remote)
+                 for f, facts in self.flows]
         labels = identify_apps(views, names)
         groups: dict[str, list[Flow]] = defaultdict(list)
         for flow, _facts in self.flows:
@@ -77,6 +81,13 @@ class FlowAnalysis:
         sessions = build_sessions(self.flows)
         records = [flow for flow, _ in self.flows]
         return records, apps, names, sessions, findings(records, sessions)
+
+
+def _remote(flow: Flow, locator: Locator) -> RemoteInfo:
+    """The server side, unless only the client side is on the public internet."""
+    if scope_of(flow.server.ip) != "public" and scope_of(flow.client.ip) == "public":
+        return locator.lookup(flow.client.ip, "client")
+    return locator.lookup(flow.server.ip, "server")
 
 
 def _group_confidence(flows: list[Flow]) -> str:

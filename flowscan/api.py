@@ -14,6 +14,7 @@ from flowscan.capture import CaptureSource, open_reader
 from flowscan.capture.decode import LINK_NAMES, Decoder
 from flowscan.errors import UsageError
 from flowscan.flows import FlowState, FlowTable, split_key
+from flowscan.geo.locate import Locator
 from flowscan.report.model import (
     CaptureInfo,
     DirectionStats,
@@ -39,6 +40,7 @@ class ScanOptions:
     sample_bytes: int | None = None
     # False feeds every packet through the per-packet reference path (for tests).
     columnar: bool = True
+    geoip_db: tuple[str, ...] = ()  # MaxMind-format databases to use before the bundled ones
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -90,13 +92,15 @@ def scan(
     idle_timeout: float = 300.0,
     progress: ProgressCallback | None = None,
     columnar: bool = True,
+    geoip_db: list[str] | tuple[str, ...] = (),
 ) -> Report:
     """Analyse one capture file (or "-" for stdin) and return its report.
 
     Raises flowscan.errors.CaptureError for input that cannot be read at all; a capture that
     is merely cut short yields a report whose capture.warnings say where it stopped.
     """
-    options = ScanOptions(engine=engine, idle_timeout=idle_timeout, columnar=columnar)
+    options = ScanOptions(engine=engine, idle_timeout=idle_timeout, columnar=columnar,
+                          geoip_db=tuple(geoip_db))
     if options.engine == "tshark":
         from flowscan.capture.tshark import scan_with_tshark
 
@@ -119,6 +123,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | None) -> Report:
     analysis = FlowAnalysis(flow_record)
+    locator = Locator(list(options.geoip_db))
     with _cyclic_gc_paused(), CaptureSource(path) as source:
         reader = open_reader(source)
         decoder = Decoder()
@@ -135,7 +140,7 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
                 progress(source.consumed, source.size)
         table.close_all()
         facts = reader.facts
-        flows, apps, names, sessions, findings = analysis.finish(facts.names)
+        flows, apps, names, sessions, findings = analysis.finish(facts.names, locator)
         warnings = list(facts.warnings)
         malformed, unsupported = accounting.malformed, accounting.unsupported
         count = facts.packets
@@ -175,4 +180,5 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             warnings=warnings,
         )
     return Report(tool=ToolInfo("flowscan", __version__), capture=capture, flows=flows,
-                  apps=apps, names=names, sessions=sessions, findings=findings)
+                  apps=apps, names=names, sessions=sessions, findings=findings,
+                  geodata=locator.databases)

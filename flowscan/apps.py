@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from flowscan.identify import FlowFacts
 from flowscan.report.model import AppInfo as AppLabel
 from flowscan.report.model import EvidenceItem as Evidence
+from flowscan.report.model import RemoteInfo
 
 APPS = ("zoom", "teams", "meet", "webex", "whatsapp", "signal", "telegram", "discord",
         "facetime", "jitsi", "webrtc", "sip")
@@ -58,6 +59,11 @@ MS_STUN_ATTRIBUTES = frozenset(("0x8008", "0x8050", "0x8054", "0x8055", "0x8070"
 # WhatsApp's STUN: extension methods 0x200-0x20f and vendor attributes 0x4000-0x4003.
 WHATSAPP_STUN_ATTRIBUTES = frozenset(("0x4000", "0x4001", "0x4002", "0x4003"))
 
+# Networks run by one VTC service (their ASN names the operator), and platforms that run
+# many services, whose ASN names a VTC service only for real-time media.
+OPERATOR_ASNS = {30103: "zoom", 13445: "webex", 6577: "webex", 62041: "telegram"}
+PLATFORM_ASNS = {15169: "meet", 396982: "meet", 8075: "teams", 32934: "whatsapp"}
+
 STRONG, MEDIUM, WEAK = "strong", "medium", "weak"
 RANK: dict[str | None, int] = {STRONG: 3, MEDIUM: 2, WEAK: 1, None: 0}
 
@@ -72,6 +78,7 @@ class FlowView:
     server: tuple[str, int]
     facts: FlowFacts
     extra: list[tuple[str, Evidence]] = field(default_factory=list)
+    remote: RemoteInfo | None = None
 
 
 def domain_app(name: str) -> str | None:
@@ -149,6 +156,17 @@ def _candidates(view: FlowView, names_for: dict[str, list[str]]
     elif f.stun and f.stun.methods.get("binding-request") and f.dtls and (
             f.dtls.srtp_profiles_offered):
         out.append(("webrtc", Evidence("webrtc", "ICE checks and DTLS-SRTP", MEDIUM)))
+    remote = view.remote
+    if remote is not None and remote.asn is not None:
+        operator = OPERATOR_ASNS.get(remote.asn)
+        network = f"{remote.ip} is in AS{remote.asn} ({remote.organisation})"
+        if operator:
+            out.append((operator, Evidence("operator-asn", network, STRONG)))
+        media = {"stun", "dtls", "rtp", "rtcp", "srtp", "turn"} & set(f.protocols)
+        platform = PLATFORM_ASNS.get(remote.asn)
+        if platform and media:
+            out.append((platform, Evidence("operator-asn", f"{network}, carrying "
+                                           f"{', '.join(sorted(media))}", MEDIUM)))
     for app, ranges in PORTS.items():
         port = view.server[1]
         if any(port in r for r in ranges):

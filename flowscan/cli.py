@@ -85,8 +85,11 @@ def cli() -> None:
               show_default=True, help="Seconds of silence after which a flow is closed.")
 @click.option("--top", type=click.IntRange(min=0), default=40, show_default=True,
               help="Flows shown in the text report (0: all).")
+@click.option("--geoip-db", "geoip_db", multiple=True, type=click.Path(dir_okay=False),
+              help="A MaxMind-format database (GeoIP2/GeoLite2, DB-IP, IPinfo) to use before "
+                   "the bundled ones; repeatable. Also FLOWSCAN_GEOIP_DB.")
 def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine: str,
-                 idle_timeout: float, top: int) -> None:
+                 idle_timeout: float, top: int, geoip_db: tuple[str, ...]) -> None:
     """Analyse CAPTURE files (pcap, pcapng, optionally gzip-compressed; '-' for stdin)."""
     reports: list[Report] = []
     failed = False
@@ -96,7 +99,7 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
         try:
             with bar or nullcontext():
                 reports.append(scan(path, engine=engine, idle_timeout=idle_timeout,
-                                    progress=bar))
+                                    progress=bar, geoip_db=geoip_db))
         except FlowscanError as exc:
             _error(str(exc))
             failed = True

@@ -9,33 +9,20 @@ from ndpi import vtc_flows
 
 import flowscan
 
-IP_LIST = "nDPI's label rests on its list of the operator's addresses; flowscan has no " \
-          "address or ASN evidence until geodata is bundled (issue 7)"
 NOT_VTC = "a Microsoft service that is not Teams (nDPI groups it under Skype_Teams)"
 
 # (capture, client, server) -> why flowscan deliberately does not give nDPI's label.
 DELIBERATE = {
-    ("stun_dtls_rtp.pcapng", "192.168.12.182:50221", "142.250.82.249:3478"): IP_LIST,
-    ("stun_google_meet.pcapng", "192.168.12.156:38152", "142.250.82.76:3478"): IP_LIST,
-    ("stun_google_meet.pcapng", "192.168.12.156:45400", "142.250.82.76:3478"): IP_LIST,
     ("teams.pcap", "192.168.1.6:51681", "52.114.77.136:3478"):
-        "nDPI matched by port and Azure address; the payload is not STUN, RTP or DTLS and "
-        "the port (standard STUN) names no service",
+        "nDPI matched by port and Azure address; the payload is not STUN, RTP or DTLS, and "
+        "Microsoft's network (AS8075) names a VTC service only for real-time media",
     ("teams.pcap", "192.168.1.6:60562", "104.40.187.151:443"): NOT_VTC + ": Microsoft Stream",
     ("teams.pcap", "192.168.1.6:60563", "52.169.186.119:443"): NOT_VTC + ": Microsoft Stream",
     ("teams.pcap", "192.168.1.6:60564", "40.79.138.41:443"): NOT_VTC + ": HockeyApp",
     ("teams.pcap", "192.168.1.6:60568", "40.79.138.41:443"): NOT_VTC + ": HockeyApp",
-    ("teams.pcap", "192.168.1.6:58533", "149.154.167.91:443"):
-        "obfuscated MTProto over TCP/443 without TLS; " + IP_LIST,
-    **{("webex.pcap", "10.8.0.1:" + c, s + ":443"):
-       "TLS without SNI, a resumed session without certificate, and no connection to the "
-       "same server named it; " + IP_LIST
-       for c, s in (("51857", "62.109.229.158"), ("37129", "64.68.105.98"),
-                    ("55669", "173.243.0.110"), ("55665", "173.243.0.110"),
-                    ("55671", "173.243.0.110"), ("55687", "173.243.0.110"),
-                    ("51646", "114.29.204.49"), ("52219", "64.68.121.100"),
-                    ("55969", "64.68.121.99"), ("49048", "23.44.253.243"),
-                    ("47116", "114.29.202.139"), ("47841", "114.29.200.11"))},
+    ("webex.pcap", "10.8.0.1:49048", "23.44.253.243:443"):
+        "TLS without SNI to Akamai's network (AS16625), a resumed session with no "
+        "certificate; nDPI's Webex label rests on its own address list",
 }
 
 

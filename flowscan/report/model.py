@@ -98,6 +98,33 @@ class AppGroup:
 
 
 @dataclass
+class GeoDatabase:
+    """One database the report used: what it is and how old."""
+
+    name: str
+    kind: str  # country, city, asn, registration
+    build_date: str
+    path: str
+    license: str | None = None
+    attribution: str | None = None
+
+
+@dataclass
+class RemoteInfo:
+    ip: str
+    which: str  # the flow side taken as remote: server or client
+    scope: str  # public, private, cgnat, loopback, link-local, multicast, documentation...
+    country: str | None = None
+    city: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    asn: int | None = None
+    organisation: str | None = None
+    registered_country: str | None = None
+    sources: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Encryption:
     """How a media flow is protected and who can read it, with the evidence (issue #5).
 
@@ -154,7 +181,7 @@ class Flow:
     details: dict[str, Any] = field(default_factory=dict)
     app: AppInfo | None = None
     encryption: Encryption | None = None
-    remote: dict[str, Any] | None = None
+    remote: RemoteInfo | None = None
     jurisdiction: dict[str, Any] | None = None
 
     @property
@@ -176,4 +203,6 @@ class Report:
     sessions: list[MediaSession] = field(default_factory=list)
     # Address -> names, from DNS answers and pcapng name resolution blocks in the capture.
     names: dict[str, list[str]] = field(default_factory=dict)
+    # Every geolocation database used, with its build date (DB-IP Lite needs this credit).
+    geodata: list[GeoDatabase] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)

@@ -75,6 +75,9 @@ def _render_one(console: Console, report: Report, top: int) -> None:
         label = f"[{color}]{finding.severity}[/{color}]" if color else finding.severity
         console.print(f"  finding  {label}: {finding.detail} (flows "
                       f"{', '.join(map(str, finding.flows[:10]))})")
+    credits = sorted({d.attribution for d in report.geodata if d.attribution})
+    if credits:
+        console.print(f"  geodata  {'; '.join(credits)}")
     if not report.flows:
         return
     flows = sorted(report.flows, key=lambda f: (-f.bytes, f.id))
@@ -83,7 +86,7 @@ def _render_one(console: Console, report: Report, top: int) -> None:
     for name, justify in (("id", "right"), ("proto", "left"), ("client", "left"),
                           ("server", "left"), ("packets", "right"), ("bytes", "right"),
                           ("duration", "right"), ("app", "left"), ("protocols", "left"),
-                          ("encryption", "left"), ("via", "left")):
+                          ("encryption", "left"), ("remote", "left"), ("via", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for flow in shown:
         table.add_row(*_row(flow))
@@ -91,6 +94,18 @@ def _render_one(console: Console, report: Report, top: int) -> None:
     if len(shown) < len(flows):
         hidden = len(flows) - len(shown)
         console.print(f"  ... {hidden} smaller flows not shown (see --top, --format json)")
+
+
+def _remote(flow: Flow) -> str:
+    r = flow.remote
+    if r is None:
+        return ""
+    if r.scope != "public":
+        return r.scope
+    where = r.country or "?"
+    if r.registered_country and r.registered_country != r.country:
+        where += f" (reg. {r.registered_country})"
+    return f"{where} AS{r.asn}" if r.asn else where
 
 
 def _row(flow: Flow) -> list[str]:
@@ -108,5 +123,6 @@ def _row(flow: Flow) -> list[str]:
         flow.app.name if flow.app else "",
         ",".join(flow.protocols),
         f"{flow.encryption.verdict}/{flow.encryption.termination}" if flow.encryption else "",
+        _remote(flow),
         "+".join(flow.encapsulation) or "",
     ]

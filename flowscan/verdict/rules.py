@@ -32,8 +32,8 @@ PROPRIETARY_KEYING = {
 SERVER_APPS = {"zoom", "meet", "teams", "webex", "discord", "jitsi"}
 # App evidence that is about the remote endpoint (its names, what it sends), as opposed to
 # signatures of the client software, which say nothing about who terminates the media.
-REMOTE_SIGNALS = {"tls-sni", "quic-sni", "tls-certificate", "dtls-certificate", "dns-answer",
-                  "zoom-encapsulation", "discord-ip-discovery", "discord-voice-ping",
+REMOTE_SIGNALS = {"operator-asn", "tls-sni", "quic-sni", "tls-certificate", "dtls-certificate",
+                  "dns-answer", "zoom-encapsulation", "discord-ip-discovery", "discord-voice-ping",
                   "same-server", "service-port"}
 INNER_LAYER = ("observed without keys: an inner end-to-end layer (such as SFrame, RFC 9605) "
                "cannot be excluded; the transport keys would settle it")
@@ -170,8 +170,21 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
                      "judge this flow")])
 
 
+# Data-centre and service networks: a remote there is a server or relay, not a participant.
+HOSTING_ASNS = {14618: "Amazon", 16509: "Amazon", 15169: "Google", 396982: "Google",
+                8075: "Microsoft", 31898: "Oracle", 24940: "Hetzner", 16276: "OVH",
+                14061: "DigitalOcean", 63949: "Akamai/Linode", 20473: "Vultr",
+                13335: "Cloudflare", 30103: "Zoom", 13445: "Cisco Webex", 49544: "i3D.net",
+                32934: "Meta", 62041: "Telegram"}
+
+
 def _server_signals(flow: Flow, facts: FlowFacts, app: str | None) -> list[EvidenceItem]:
     out: list[EvidenceItem] = []
+    remote = flow.remote
+    if remote is not None and remote.asn in HOSTING_ASNS:
+        out.append(EvidenceItem("remote-network", f"{remote.ip} is in AS{remote.asn} "
+                                f"({remote.organisation}), a data-centre or service network, "
+                                "not an access network where participants sit"))
     stun = facts.stun
     if stun is not None and stun.ice == "lite-or-server":
         out.append(EvidenceItem("ice-lite", f"only {', '.join(stun.requests_from)} sends ICE "
@@ -268,10 +281,6 @@ def _proprietary(flow: Flow, facts: FlowFacts, app: str,
                  payload: list[EvidenceItem]) -> Encryption:
     keying = EvidenceItem("proprietary-keying", PROPRIETARY_KEYING[app] + "; the capture "
                           "cannot show who holds the keys")
-    server = _server_signals(flow, facts, app)
-    if server:
-        return Encryption("hop-by-hop", "server", "proprietary", "observed", "low", [
-            *server, keying, *payload, EvidenceItem("inner-layer", INNER_LAYER)])
     turn = facts.turn is not None or bool(facts.stun and facts.stun.methods.get(
         "allocate-request"))
     if turn:
@@ -279,6 +288,10 @@ def _proprietary(flow: Flow, facts: FlowFacts, app: str,
             EvidenceItem("turn-relay", f"the media goes through the relay at "
                          f"{flow.server.ip}:{flow.server.port} (TURN allocation), which "
                          "forwards it to the other side"), keying, *payload])
+    server = _server_signals(flow, facts, app)
+    if server:
+        return Encryption("hop-by-hop", "server", "proprietary", "observed", "low", [
+            *server, keying, *payload, EvidenceItem("inner-layer", INNER_LAYER)])
     peer = _peer_signals(flow, facts)
     if peer:
         return Encryption("encrypted-unverified", "peer", "proprietary", "observed", "low", [

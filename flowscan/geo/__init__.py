@@ -1,0 +1,1 @@
+"""Offline geolocation: bundled and user-supplied MaxMind-format databases."""

@@ -7,13 +7,16 @@ application labels, which need every flow's facts.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 from flowscan.apps import FlowView, identify_apps
 from flowscan.flows import FlowState
 from flowscan.geo.locate import Locator, scope_of
+from flowscan.geo.plausibility import Plausibility, Vantage, check
 from flowscan.identify import FlowFacts, identify
+from flowscan.policy import transfers
+from flowscan.policy.jurisdictions import Home
 from flowscan.report.model import AppGroup, Finding, Flow, MediaSession, RemoteInfo
 from flowscan.sessions import build_sessions, findings
 from flowscan.verdict.rules import build_context, judge
@@ -51,12 +54,16 @@ class FlowAnalysis:
         record.details = facts_to_details(facts)
         self.flows.append((record, facts))
 
-    def finish(self, nrb_names: dict[str, list[str]], locator: Locator) -> tuple[
+    def finish(self, nrb_names: dict[str, list[str]], locator: Locator,
+               home: Home | None = None, vantage: Vantage | None = None) -> tuple[
             list[Flow], list[AppGroup], dict[str, list[str]], list[MediaSession],
             list[Finding]]:
         self.flows.sort(key=lambda pair: pair[0].id)
-        for flow, _facts in self.flows:
-            flow.remote = _remote(flow, locator)
+        host = capture_host([flow for flow, _ in self.flows])
+        for flow, facts in self.flows:
+            flow.remote = _remote(flow, locator, host)
+            if vantage is not None and flow.remote.scope == "public":
+                flow.remote.plausibility = _plausibility(flow, facts, vantage)
         names = name_map([facts for _, facts in self.flows], nrb_names)
         views = [FlowView(f.id, f.transport, (f.client.ip, f.client.port),
                           (f.server.ip, f.server.port), facts, remote=f.remote)
@@ -80,14 +87,58 @@ class FlowAnalysis:
             flow.encryption = judge(flow, facts, context)
         sessions = build_sessions(self.flows)
         records = [flow for flow, _ in self.flows]
-        return records, apps, names, sessions, findings(records, sessions)
+        found = findings(records, sessions)
+        if home is not None:
+            transfers.judge(records, home, locator)
+            found += transfers.transfer_findings(records, home)
+        impossible = [f for f in records if f.remote and f.remote.plausibility
+                      and f.remote.plausibility.plausible is False]
+        if impossible:
+            found.append(Finding("medium", "implausible-location",
+                                 f"{len(impossible)} remote location(s) cannot be right for the "
+                                 "round-trip times seen: " + impossible[0].remote.plausibility
+                                 .detail, [f.id for f in impossible]))  # type: ignore[union-attr]
+        return records, apps, names, sessions, found
 
 
-def _remote(flow: Flow, locator: Locator) -> RemoteInfo:
-    """The server side, unless only the client side is on the public internet."""
+def capture_host(flows: list[Flow]) -> str | None:
+    """The address the capture was most likely taken at: the one in the most flows, when
+    one stands out."""
+    counts = Counter(ip for f in flows for ip in {f.client.ip, f.server.ip})
+    ranked = counts.most_common(2)
+    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+        return ranked[0][0]
+    return None
+
+
+def _remote(flow: Flow, locator: Locator, host: str | None) -> RemoteInfo:
+    """The end that is not the capture host; without one, the server side, unless only the
+    client side is on the public internet."""
+    if host == flow.server.ip and host != flow.client.ip:
+        return locator.lookup(flow.client.ip, "client")
+    if host == flow.client.ip:
+        return locator.lookup(flow.server.ip, "server")
     if scope_of(flow.server.ip) != "public" and scope_of(flow.client.ip) == "public":
         return locator.lookup(flow.client.ip, "client")
     return locator.lookup(flow.server.ip, "server")
+
+
+def _plausibility(flow: Flow, facts: FlowFacts, vantage: Vantage) -> Plausibility | None:
+    """From the TCP handshake (SYN to SYN-ACK) or a STUN exchange, when the capture point
+    sent the request (round trips measured at the client side)."""
+    remote = flow.remote
+    assert remote is not None
+    if remote.which != "server":  # round trips are measured from the client side
+        return None
+    rtt, source = None, ""
+    if flow.tcp_handshake and flow.tcp_handshake.syn_to_synack_ms:
+        rtt, source = flow.tcp_handshake.syn_to_synack_ms, "tcp-handshake"
+    elif facts.stun is not None and facts.stun.rtt_ms:
+        rtt, source = facts.stun.rtt_ms, "stun"
+    if rtt is None:
+        return None
+    coordinates = (remote.latitude, remote.longitude) if remote.latitude is not None else None
+    return check(vantage, rtt, source, remote.country, coordinates)  # type: ignore[arg-type]
 
 
 def _group_confidence(flows: list[Flow]) -> str:

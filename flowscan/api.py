@@ -15,6 +15,8 @@ from flowscan.capture.decode import LINK_NAMES, Decoder
 from flowscan.errors import UsageError
 from flowscan.flows import FlowState, FlowTable, split_key
 from flowscan.geo.locate import Locator
+from flowscan.geo.plausibility import parse_vantage
+from flowscan.policy.jurisdictions import parse_home
 from flowscan.report.model import (
     CaptureInfo,
     DirectionStats,
@@ -41,6 +43,8 @@ class ScanOptions:
     # False feeds every packet through the per-packet reference path (for tests).
     columnar: bool = True
     geoip_db: tuple[str, ...] = ()  # MaxMind-format databases to use before the bundled ones
+    home: str | None = None  # the user's jurisdiction: a country code, EU or EEA
+    vantage: str | None = None  # where the capture was taken: a country code or LAT,LON
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -93,6 +97,8 @@ def scan(
     progress: ProgressCallback | None = None,
     columnar: bool = True,
     geoip_db: list[str] | tuple[str, ...] = (),
+    home: str | None = None,
+    vantage: str | None = None,
 ) -> Report:
     """Analyse one capture file (or "-" for stdin) and return its report.
 
@@ -100,7 +106,11 @@ def scan(
     is merely cut short yields a report whose capture.warnings say where it stopped.
     """
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, columnar=columnar,
-                          geoip_db=tuple(geoip_db))
+                          geoip_db=tuple(geoip_db), home=home, vantage=vantage)
+    if home:
+        parse_home(home)  # bad input is an error before any reading
+    if vantage:
+        parse_vantage(vantage)
     if options.engine == "tshark":
         from flowscan.capture.tshark import scan_with_tshark
 
@@ -140,7 +150,10 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
                 progress(source.consumed, source.size)
         table.close_all()
         facts = reader.facts
-        flows, apps, names, sessions, findings = analysis.finish(facts.names, locator)
+        flows, apps, names, sessions, findings = analysis.finish(
+            facts.names, locator,
+            parse_home(options.home) if options.home else None,
+            parse_vantage(options.vantage) if options.vantage else None)
         warnings = list(facts.warnings)
         malformed, unsupported = accounting.malformed, accounting.unsupported
         count = facts.packets

@@ -88,8 +88,13 @@ def cli() -> None:
 @click.option("--geoip-db", "geoip_db", multiple=True, type=click.Path(dir_okay=False),
               help="A MaxMind-format database (GeoIP2/GeoLite2, DB-IP, IPinfo) to use before "
                    "the bundled ones; repeatable. Also FLOWSCAN_GEOIP_DB.")
+@click.option("--home", help="Your jurisdiction: a country code (DE), or EU or EEA. Flows "
+              "whose remote is located outside it are foreign; findings follow.")
+@click.option("--vantage", help="Where the capture was taken: a country code or LAT,LON. "
+              "Locations the round-trip times make impossible are flagged.")
 def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine: str,
-                 idle_timeout: float, top: int, geoip_db: tuple[str, ...]) -> None:
+                 idle_timeout: float, top: int, geoip_db: tuple[str, ...], home: str | None,
+                 vantage: str | None) -> None:
     """Analyse CAPTURE files (pcap, pcapng, optionally gzip-compressed; '-' for stdin)."""
     reports: list[Report] = []
     failed = False
@@ -99,13 +104,43 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
         try:
             with bar or nullcontext():
                 reports.append(scan(path, engine=engine, idle_timeout=idle_timeout,
-                                    progress=bar, geoip_db=geoip_db))
+                                    progress=bar, geoip_db=geoip_db, home=home,
+                                    vantage=vantage))
         except FlowscanError as exc:
             _error(str(exc))
             failed = True
     if reports:
         _write(reports, fmt, output, top)
     sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
+
+
+@cli.command("check")
+@click.argument("capture")
+@click.option("--claims", "claims_path", required=True, type=click.Path(dir_okay=False),
+              help="TOML file with a [claims] table (see README).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--geoip-db", "geoip_db", multiple=True, type=click.Path(dir_okay=False))
+def check_command(capture: str, claims_path: str, fmt: str, geoip_db: tuple[str, ...]) -> None:
+    """Check a vendor's CLAIMS against CAPTURE. Exit 1 if any claim is contradicted."""
+    import dataclasses
+    import json
+
+    from flowscan.policy.claims import CONTRADICTED, check_claims, load_claims
+
+    claims = load_claims(claims_path)
+    report = scan(capture, geoip_db=geoip_db)
+    results = check_claims(report, claims)
+    if fmt == "json":
+        click.echo(json.dumps({"capture": report.capture.path, "sha256": report.capture.sha256,
+                               "tool": dataclasses.asdict(report.tool),
+                               "claims": [dataclasses.asdict(r) for r in results]}, indent=2))
+    else:
+        click.echo(f"{report.capture.path}  sha256 {report.capture.sha256}")
+        for r in results:
+            flows = f" (flows {', '.join(map(str, r.flows[:12]))})" if r.flows else ""
+            click.echo(f"  {r.status:13} {r.claim} = {r.stated!r}: {r.why}{flows}")
+    sys.exit(EXIT_POLICY if any(r.status == CONTRADICTED for r in results) else EXIT_OK)
 
 
 @cli.group("lab")

@@ -35,6 +35,7 @@ class StunFacts:
     channels: list[int] = field(default_factory=list)
     attributes: list[str] = field(default_factory=list)  # every attribute type seen, hex
     zoom_signature: bool = False
+    rtt_ms: float | None = None  # shortest request (client) to response (server) round trip
     # full: both sides send connectivity checks; lite-or-server: one side only answers
     # (ICE-lite, RFC 8445 section 2.5, as media servers do). Set when the flow is done.
     ice: str | None = None
@@ -136,10 +137,14 @@ class _Collector:
         self.rtp_seq: dict[tuple[int, int], list[int]] = {}
         self.quic_initials: list[quic.QuicInitial] = []
         self.rtp_payloads: tuple[list[bytes], list[bytes]] = ([], [])
+        self.stun_sent: dict[bytes, float] = {}
+        self.ts = 0.0
         self.gquic: quic.GoogleQuicHello | None = None
 
     # -- UDP ---------------------------------------------------------------------------
-    def udp(self, side: int, payload: bytes, depth: int = 0) -> None:
+    def udp(self, side: int, payload: bytes, depth: int = 0, ts: float = -1.0) -> None:
+        # Round trips are measured to the endpoint itself, not through a relay.
+        self.ts = ts if depth == 0 else -1.0
         ports = (self.key.client_port, self.key.server_port)
         if any(p in zoom.SERVER_PORTS for p in ports) and depth == 0:
             packet = zoom.parse_server(payload)
@@ -198,6 +203,15 @@ class _Collector:
         facts.methods[name] = facts.methods.get(name, 0) + 1
         if msg.msg_class == "request" and SIDES[side] not in facts.requests_from:
             facts.requests_from.append(SIDES[side])
+        if self.ts < 0:
+            pass
+        elif msg.msg_class == "request" and side == 0:
+            self.stun_sent.setdefault(msg.transaction_id, self.ts)
+        elif msg.msg_class in ("success", "error") and side == 1:
+            sent = self.stun_sent.get(msg.transaction_id)
+            if sent is not None and self.ts >= sent:
+                rtt = round((self.ts - sent) * 1000.0, 3)
+                facts.rtt_ms = rtt if facts.rtt_ms is None else min(facts.rtt_ms, rtt)
         for value, target in ((msg.software, facts.software), (msg.username, facts.usernames)):
             if value and value not in target:
                 target.append(value)
@@ -475,9 +489,9 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
     proto, key, samples, ssrc_counts = job
     collector = _Collector(proto, key)
     if proto == 17:
-        for _ts, side, payload in samples:
+        for ts, side, payload in samples:
             try:
-                collector.udp(side, payload)
+                collector.udp(side, payload, ts=ts)
             except Exception:  # noqa: BLE001 - a parser bug must not stop the analysis
                 continue
     elif proto == 6:

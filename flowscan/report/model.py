@@ -122,6 +122,22 @@ class RemoteInfo:
     organisation: str | None = None
     registered_country: str | None = None
     sources: list[str] = field(default_factory=list)
+    # With --vantage: whether the location fits the round-trip time seen (geo/plausibility).
+    plausibility: Any = None
+
+
+@dataclass
+class Jurisdiction:
+    """The flow's remote against the user's home jurisdiction (given with --home)."""
+
+    home: str
+    remote_country: str | None  # the end outside home if any, else the remote's country
+    foreign: bool | None  # any public end located outside home; None: nothing located
+    countries: list[str] = field(default_factory=list)  # where the flow's public ends are
+    registered_country: str | None = None
+    registered_foreign: bool | None = None
+    # EU adequacy decisions for the foreign countries that have one (country, decision, date).
+    adequacy: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -182,7 +198,7 @@ class Flow:
     app: AppInfo | None = None
     encryption: Encryption | None = None
     remote: RemoteInfo | None = None
-    jurisdiction: dict[str, Any] | None = None
+    jurisdiction: Jurisdiction | None = None
 
     @property
     def packets(self) -> int:

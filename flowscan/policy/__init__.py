@@ -1,0 +1,1 @@
+"""Jurisdiction, transfer findings and vendors' claims, judged against a capture."""

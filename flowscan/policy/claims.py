@@ -1,0 +1,194 @@
+"""A vendor's stated claims, checked against a capture: holds, contradicted, unverifiable.
+
+The claims file is TOML with one table, [claims]:
+
+    media_end_to_end = true          # all media end-to-end encrypted
+    no_plaintext_media = true        # no media travels unencrypted
+    media_stays_in = "EU"            # media goes only to endpoints located there
+    signalling_stays_in = "CA"       # so does the service's signalling
+    allowed_operators = [30103]      # media and signalling only to these networks (ASNs)
+
+An end-to-end claim is contradicted by plaintext or keys-exposed media, or by hop-by-hop
+media seen with the keys (basis decrypted); hop-by-hop seen without keys leaves it
+unverifiable, because an inner end-to-end layer cannot be excluded, and the result says
+which keys would settle it.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flowscan.errors import UsageError
+from flowscan.geo.locate import Locator
+from flowscan.policy.jurisdictions import Home, parse_home
+from flowscan.report.model import Flow, Report
+
+KNOWN = {"media_end_to_end", "no_plaintext_media", "media_stays_in", "signalling_stays_in",
+         "allowed_operators"}
+HOLDS, CONTRADICTED, UNVERIFIABLE = "holds", "contradicted", "unverifiable"
+
+
+@dataclass
+class ClaimResult:
+    claim: str
+    stated: Any
+    status: str
+    why: str
+    flows: list[int] = field(default_factory=list)
+
+
+def _line_of(text: str, key: str) -> int:
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.split("=", 1)[0].strip() == key:
+            return number
+    return 0
+
+
+def load_claims(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read claims: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    claims = data.get("claims")
+    if not isinstance(claims, dict) or set(data) - {"claims"}:
+        raise UsageError(f"{path}: expected a single [claims] table")
+    for key, value in claims.items():
+        if key not in KNOWN:
+            raise UsageError(f"{path}, line {_line_of(text, key)}: unknown claim {key!r} "
+                             f"(known: {', '.join(sorted(KNOWN))})")
+        if key in ("media_end_to_end", "no_plaintext_media") and value is not True:
+            raise UsageError(f"{path}, line {_line_of(text, key)}: {key} takes true")
+        if key in ("media_stays_in", "signalling_stays_in"):
+            try:
+                parse_home(str(value))
+            except UsageError as exc:
+                raise UsageError(f"{path}, line {_line_of(text, key)}: {exc}") from None
+        if key == "allowed_operators" and not (
+                isinstance(value, list) and all(isinstance(v, int) for v in value)):
+            raise UsageError(f"{path}, line {_line_of(text, key)}: allowed_operators takes a "
+                             "list of AS numbers")
+    return claims
+
+
+def _media(report: Report) -> list[Flow]:
+    return [f for f in report.flows if f.encryption is not None]
+
+
+def _signalling(report: Report) -> list[Flow]:
+    return [f for f in report.flows if f.encryption is None and f.app is not None
+            and f.app.name not in ("webrtc",) and set(f.protocols) & {"tls", "quic", "sip",
+                                                                       "gquic"}]
+
+
+def check_claims(report: Report, claims: dict[str, Any]) -> list[ClaimResult]:
+    out = []
+    for key, stated in claims.items():
+        out.append({"media_end_to_end": _end_to_end, "no_plaintext_media": _no_plaintext,
+                    "media_stays_in": _media_stays, "signalling_stays_in": _signalling_stays,
+                    "allowed_operators": _operators}[key](report, stated))
+    return out
+
+
+def _end_to_end(report: Report, stated: Any) -> ClaimResult:
+    media = _media(report)
+    name = "media_end_to_end"
+    if not media:
+        return ClaimResult(name, stated, UNVERIFIABLE, "the capture holds no media")
+    bad = [f for f in media if f.encryption and (
+        f.encryption.verdict in ("plaintext", "keys-exposed")
+        or (f.encryption.verdict == "hop-by-hop" and f.encryption.basis == "decrypted"))]
+    if bad:
+        verdicts = sorted({f.encryption.verdict for f in bad if f.encryption})
+        return ClaimResult(name, stated, CONTRADICTED, f"media is {', '.join(verdicts)}",
+                           [f.id for f in bad])
+    open_ = [f for f in media if f.encryption and f.encryption.verdict != "end-to-end"]
+    if open_:
+        verdicts = sorted({f.encryption.verdict for f in open_ if f.encryption})
+        return ClaimResult(name, stated, UNVERIFIABLE,
+                           f"media is {', '.join(verdicts)} from the wire alone: an inner "
+                           "end-to-end layer cannot be excluded without keys; the DTLS-SRTP "
+                           "secrets (an SSLKEYLOGFILE or a pcapng with a Decryption Secrets "
+                           "Block) or the SRTP keys of these flows would settle it",
+                           [f.id for f in open_])
+    return ClaimResult(name, stated, HOLDS, f"all {len(media)} media flows are end-to-end",
+                       [f.id for f in media])
+
+
+def _no_plaintext(report: Report, stated: Any) -> ClaimResult:
+    media = _media(report)
+    name = "no_plaintext_media"
+    if not media:
+        return ClaimResult(name, stated, UNVERIFIABLE, "the capture holds no media")
+    bad = [f for f in media if f.encryption and f.encryption.verdict in (
+        "plaintext", "keys-exposed")]
+    if bad:
+        return ClaimResult(name, stated, CONTRADICTED, "media travels unencrypted or with its "
+                           "keys in the clear", [f.id for f in bad])
+    unknown = [f for f in media if f.encryption and f.encryption.verdict == "unknown"]
+    if unknown:
+        return ClaimResult(name, stated, UNVERIFIABLE, "some media could not be judged",
+                           [f.id for f in unknown])
+    return ClaimResult(name, stated, HOLDS, f"all {len(media)} media flows are encrypted",
+                       [f.id for f in media])
+
+
+def _stays(report: Report, stated: Any, flows: list[Flow], name: str, what: str
+           ) -> ClaimResult:
+    home: Home = parse_home(str(stated))
+    if not flows:
+        return ClaimResult(name, stated, UNVERIFIABLE, f"the capture holds no {what}")
+    locator = Locator([d.path for d in report.geodata if d.license is None])
+    located = {f.id: sorted({c for ip in (f.client.ip, f.server.ip)
+                             if (c := locator.lookup(ip).country)}) for f in flows}
+    outside = [f for f in flows if any(not home.contains(c) for c in located[f.id])]
+    if outside:
+        countries = sorted({c for f in outside for c in located[f.id]
+                            if not home.contains(c)})
+        return ClaimResult(name, stated, CONTRADICTED, f"{what} goes to endpoints located in "
+                           f"{', '.join(countries)}, outside {home.name}",
+                           [f.id for f in outside])
+    unlocated = [f for f in flows if not located[f.id]]
+    if unlocated:
+        return ClaimResult(name, stated, UNVERIFIABLE, f"{len(unlocated)} {what} flow(s) go to "
+                           "addresses that cannot be located (private or unknown)",
+                           [f.id for f in unlocated])
+    return ClaimResult(name, stated, HOLDS, f"all {len(flows)} {what} flows stay in "
+                       f"{home.name}", [f.id for f in flows])
+
+
+def _media_stays(report: Report, stated: Any) -> ClaimResult:
+    return _stays(report, stated, _media(report), "media_stays_in", "media")
+
+
+def _signalling_stays(report: Report, stated: Any) -> ClaimResult:
+    return _stays(report, stated, _signalling(report), "signalling_stays_in", "signalling")
+
+
+def _operators(report: Report, stated: Any) -> ClaimResult:
+    name = "allowed_operators"
+    flows = [f for f in _media(report) + _signalling(report)
+             if f.remote and f.remote.scope == "public"]
+    if not flows:
+        return ClaimResult(name, stated, UNVERIFIABLE, "no media or signalling to public "
+                           "addresses in the capture")
+    allowed = set(stated)
+    bad = [f for f in flows if f.remote and f.remote.asn is not None and
+           f.remote.asn not in allowed]
+    if bad:
+        networks = sorted({f"AS{f.remote.asn} ({f.remote.organisation})" for f in bad
+                           if f.remote})
+        return ClaimResult(name, stated, CONTRADICTED, "traffic goes to "
+                           + ", ".join(networks), [f.id for f in bad])
+    unknown = [f for f in flows if f.remote and f.remote.asn is None]
+    if unknown:
+        return ClaimResult(name, stated, UNVERIFIABLE, "some remote networks are unknown to "
+                           "the databases", [f.id for f in unknown])
+    return ClaimResult(name, stated, HOLDS, "every remote network is an allowed operator",
+                       [f.id for f in flows])

@@ -12,6 +12,7 @@ from typing import Any
 
 from flowscan.apps import FlowView, identify_apps
 from flowscan.flows import FlowState
+from flowscan.geo.hints import name_hints
 from flowscan.geo.locate import Locator, scope_of
 from flowscan.geo.plausibility import Plausibility, Vantage, check
 from flowscan.identify import FlowFacts, identify
@@ -65,6 +66,12 @@ class FlowAnalysis:
             if vantage is not None and flow.remote.scope == "public":
                 flow.remote.plausibility = _plausibility(flow, facts, vantage)
         names = name_map([facts for _, facts in self.flows], nrb_names)
+        for flow, facts in self.flows:
+            if flow.remote is not None:
+                own = list(names.get(flow.remote.ip, []))
+                if facts.tls and facts.tls.sni and flow.remote.which == "server":
+                    own.append(facts.tls.sni)
+                flow.remote.name_hints = name_hints(own)
         views = [FlowView(f.id, f.transport, (f.client.ip, f.client.port),
                           (f.server.ip, f.server.port), facts, remote=f.remote)
                  for f, facts in self.flows]

@@ -85,3 +85,17 @@ def test_user_database_is_used_first_and_bad_ones_are_a_clear_error(tmp_path: Pa
     bad.write_bytes(b"not a database")
     with pytest.raises(flowscan.FlowscanError, match="not a readable MaxMind database"):
         flowscan.scan(str(real_capture("zoom.pcap")), geoip_db=[str(bad)])
+
+
+def test_name_hints_are_evidence_beside_the_database_answer() -> None:
+    from flowscan.geo.hints import name_hints
+
+    assert name_hints(["ams3-edge.example.net", "frankly.example", "lhr25s10.1e100.net"]) == [
+        {"name": "ams3-edge.example.net", "code": "ams", "country": "NL"},
+        {"name": "lhr25s10.1e100.net", "code": "lhr", "country": "GB"}]
+    report = flowscan.scan(str(real_capture("teams.pcap")))
+    (remote,) = {f.remote.ip: f.remote for f in report.flows
+                 if f.remote and f.remote.ip == "52.169.186.119"}.values()
+    # The name says Amsterdam; the database says Ireland, and stays the answer.
+    assert remote.country == "IE"
+    assert remote.name_hints[0]["code"] == "ams" and remote.name_hints[0]["country"] == "NL"

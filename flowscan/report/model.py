@@ -124,6 +124,8 @@ class RemoteInfo:
     sources: list[str] = field(default_factory=list)
     # With --vantage: whether the location fits the round-trip time seen (geo/plausibility).
     plausibility: Any = None
+    # Location hints in the names the capture gives this address (evidence, not the answer).
+    name_hints: list[dict[str, str]] = field(default_factory=list)
 
 
 @dataclass

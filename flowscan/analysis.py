@@ -11,6 +11,8 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from flowscan.apps import FlowView, identify_apps
+from flowscan.crypto.keylog import KeyLog
+from flowscan.decrypt import decrypt_flows
 from flowscan.flows import FlowState
 from flowscan.geo.hints import name_hints
 from flowscan.geo.locate import Locator, scope_of
@@ -20,7 +22,7 @@ from flowscan.policy import transfers
 from flowscan.policy.jurisdictions import Home
 from flowscan.report.model import AppGroup, Finding, Flow, MediaSession, RemoteInfo
 from flowscan.sessions import build_sessions, findings
-from flowscan.verdict.rules import build_context, judge
+from flowscan.verdict.rules import apply_decryption, build_context, judge
 
 DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip")
 
@@ -56,7 +58,8 @@ class FlowAnalysis:
         self.flows.append((record, facts))
 
     def finish(self, nrb_names: dict[str, list[str]], locator: Locator,
-               home: Home | None = None, vantage: Vantage | None = None) -> tuple[
+               home: Home | None = None, vantage: Vantage | None = None,
+               keys: tuple[str, KeyLog] | None = None) -> tuple[
             list[Flow], list[AppGroup], dict[str, list[str]], list[MediaSession],
             list[Finding]]:
         self.flows.sort(key=lambda pair: pair[0].id)
@@ -92,6 +95,12 @@ class FlowAnalysis:
         context = build_context(self.flows)
         for flow, facts in self.flows:
             flow.encryption = judge(flow, facts, context)
+        if keys is not None:
+            path, keylog = keys
+            for flow_id, result in decrypt_flows(path, self.flows, keylog).items():
+                flow = next(f for f, _ in self.flows if f.id == flow_id)
+                if flow.encryption is not None:
+                    apply_decryption(flow.encryption, result)
         sessions = build_sessions(self.flows)
         records = [flow for flow, _ in self.flows]
         found = findings(records, sessions)

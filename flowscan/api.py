@@ -12,6 +12,7 @@ from flowscan.accounting import FlowAccounting
 from flowscan.analysis import FlowAnalysis
 from flowscan.capture import CaptureSource, open_reader
 from flowscan.capture.decode import LINK_NAMES, Decoder
+from flowscan.crypto.keylog import KeyLog
 from flowscan.errors import UsageError
 from flowscan.flows import FlowState, FlowTable, split_key
 from flowscan.geo.locate import Locator
@@ -45,6 +46,7 @@ class ScanOptions:
     geoip_db: tuple[str, ...] = ()  # MaxMind-format databases to use before the bundled ones
     home: str | None = None  # the user's jurisdiction: a country code, EU or EEA
     vantage: str | None = None  # where the capture was taken: a country code or LAT,LON
+    keylog: tuple[str, ...] = ()  # NSS key log files (SSLKEYLOGFILE format)
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -99,6 +101,7 @@ def scan(
     geoip_db: list[str] | tuple[str, ...] = (),
     home: str | None = None,
     vantage: str | None = None,
+    keylog: list[str] | tuple[str, ...] = (),
 ) -> Report:
     """Analyse one capture file (or "-" for stdin) and return its report.
 
@@ -106,7 +109,8 @@ def scan(
     is merely cut short yields a report whose capture.warnings say where it stopped.
     """
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, columnar=columnar,
-                          geoip_db=tuple(geoip_db), home=home, vantage=vantage)
+                          geoip_db=tuple(geoip_db), home=home, vantage=vantage,
+                          keylog=tuple(keylog))
     if home:
         parse_home(home)  # bad input is an error before any reading
     if vantage:
@@ -150,10 +154,18 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
                 progress(source.consumed, source.size)
         table.close_all()
         facts = reader.facts
+        keylog = KeyLog()
+        for keyfile in options.keylog:
+            keylog.add_file(keyfile)
+        for number, block in enumerate(facts.secrets, 1):
+            if block.kind == "tls-keylog":
+                keylog.add_text(block.data.decode("ascii", "replace"),
+                                f"the capture's decryption secrets block {number}")
         flows, apps, names, sessions, findings = analysis.finish(
             facts.names, locator,
             parse_home(options.home) if options.home else None,
-            parse_vantage(options.vantage) if options.vantage else None)
+            parse_vantage(options.vantage) if options.vantage else None,
+            (path, keylog) if path != "-" else None)
         warnings = list(facts.warnings)
         malformed, unsupported = accounting.malformed, accounting.unsupported
         count = facts.packets
@@ -164,6 +176,13 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             )
         for link, n in sorted(unsupported.items()):
             warnings.append(f"{n} packets of unsupported link type {link} were not decoded")
+        if options.keylog and not any(f.encryption and f.encryption.decryption
+                                      for f in flows):
+            warnings.append("the key log(s) given hold no secret for the DTLS sessions in "
+                            "this capture; nothing was decrypted")
+        if keylog.malformed:
+            warnings.append(f"{len(keylog.malformed)} key log line(s) were not understood and "
+                            f"were skipped: {', '.join(keylog.malformed[:5])}")
         if decoder.fragments_unmatched:
             warnings.append(
                 f"{decoder.fragments_unmatched} IP fragments arrived without their first "

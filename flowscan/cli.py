@@ -88,13 +88,16 @@ def cli() -> None:
 @click.option("--geoip-db", "geoip_db", multiple=True, type=click.Path(dir_okay=False),
               help="A MaxMind-format database (GeoIP2/GeoLite2, DB-IP, IPinfo) to use before "
                    "the bundled ones; repeatable. Also FLOWSCAN_GEOIP_DB.")
+@click.option("--keylog", multiple=True, type=click.Path(dir_okay=False),
+              help="NSS key log file (SSLKEYLOGFILE) with the DTLS secrets; repeatable. "
+                   "Secrets blocks in a pcapng are used without it.")
 @click.option("--home", help="Your jurisdiction: a country code (DE), or EU or EEA. Flows "
               "whose remote is located outside it are foreign; findings follow.")
 @click.option("--vantage", help="Where the capture was taken: a country code or LAT,LON. "
               "Locations the round-trip times make impossible are flagged.")
 def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine: str,
-                 idle_timeout: float, top: int, geoip_db: tuple[str, ...], home: str | None,
-                 vantage: str | None) -> None:
+                 idle_timeout: float, top: int, geoip_db: tuple[str, ...],
+                 keylog: tuple[str, ...], home: str | None, vantage: str | None) -> None:
     """Analyse CAPTURE files (pcap, pcapng, optionally gzip-compressed; '-' for stdin)."""
     reports: list[Report] = []
     failed = False
@@ -105,7 +108,7 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
             with bar or nullcontext():
                 reports.append(scan(path, engine=engine, idle_timeout=idle_timeout,
                                     progress=bar, geoip_db=geoip_db, home=home,
-                                    vantage=vantage))
+                                    vantage=vantage, keylog=keylog))
         except FlowscanError as exc:
             _error(str(exc))
             failed = True

@@ -121,6 +121,7 @@ def check_capture(folder: Path, manifest: dict, capture: Path, key: str,  # type
     seen = {row[0] for row in tshark(capture, "ip", "ip.src")}
     assert scenario.hosts[at].address in seen
     assert seen <= addresses, "every packet carries the scenario's public addresses"
+    assert b"10.77.0." not in capture.read_bytes(), "a lab address left in a payload"
     inside = {a for row in tshark(capture, "stun.att.ipv4", "stun.att.ipv4")
               for a in row[0].split(",")}
     assert inside <= addresses, "STUN addresses rewritten too"

@@ -120,6 +120,57 @@ def rewrite_sip(data: bytes, mapping: dict[str, str]) -> bytes:
     return head + sep + body
 
 
+def _text(data: bytes, mapping: dict[str, str]) -> bytes:
+    for old, new in mapping.items():
+        data = re.sub(re.escape(old.encode()) + rb"(?![0-9])", new.encode(), data)
+    return data
+
+
+def _pad(body: bytes) -> bytes:
+    return body + b"\0" * (-len(body) % 4)
+
+
+def rewrite_rtcp(data: bytes, mapping: dict[str, str]) -> bytes:
+    """Addresses in the text of plain RTCP: SDES items (RFC 3550 section 6.5) and BYE
+    reasons (section 6.6), each packet re-padded to 32-bit words with its length fixed.
+    SRTCP is left alone: its text is ciphertext."""
+    if len(data) < 8 or data[0] >> 6 != 2 or not 200 <= data[1] <= 204:
+        return data
+    out = bytearray()
+    pos = 0
+    while pos + 4 <= len(data):
+        b0, ptype = data[pos], data[pos + 1]
+        length = (int.from_bytes(data[pos + 2:pos + 4], "big") + 1) * 4
+        packet = data[pos:pos + length]
+        if b0 >> 6 != 2 or len(packet) < length:
+            return data  # not a compound that parses to the end: leave it as it is
+        count = b0 & 0x1F
+        if ptype == 202:  # SDES: chunks of SSRC then (type, length, text) items, 0-ended
+            body = bytearray()
+            cur = 4
+            for _ in range(count):
+                body += packet[cur:cur + 4]
+                cur += 4
+                items = bytearray()
+                while cur < len(packet) and packet[cur] != 0:
+                    itype, ilen = packet[cur], packet[cur + 1]
+                    text = _text(packet[cur + 2:cur + 2 + ilen], mapping)[:255]
+                    items += bytes([itype, len(text)]) + text
+                    cur += 2 + ilen
+                body += _pad(bytes(items) + b"\0")
+                while cur < len(packet) and packet[cur] == 0:
+                    cur += 1
+            packet = packet[:4] + bytes(body)
+        elif ptype == 203 and len(packet) > 4 + 4 * count:  # BYE with a reason
+            at = 4 + 4 * count
+            reason = _text(packet[at + 1:at + 1 + packet[at]], mapping)[:255]
+            packet = packet[:at] + _pad(bytes([len(reason)]) + reason)
+        words = len(packet) // 4 - 1
+        out += bytes([packet[0], packet[1]]) + words.to_bytes(2, "big") + packet[4:]
+        pos += length
+    return bytes(out) + data[pos:]
+
+
 def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[bytes]) -> int:
     """Rewrite every packet of src into dst (pcap); returns the number of packets."""
     packets = []
@@ -135,7 +186,8 @@ def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[by
                     del l4.chksum
                     payload = bytes(l4.payload)
                     if payload:
-                        new = rewrite_sip(rewrite_stun(payload, mapping, keys), mapping)
+                        new = rewrite_rtcp(rewrite_sip(rewrite_stun(payload, mapping, keys),
+                                                       mapping), mapping)
                         if new != payload:
                             l4.remove_payload()
                             l4.add_payload(Raw(new))

@@ -143,6 +143,19 @@ class Jurisdiction:
 
 
 @dataclass
+class Decryption:
+    """What the keys revealed (basis decrypted): packets opened and what was inside."""
+
+    packets_decrypted: int
+    tag_failures: int  # packets whose authentication tag did not verify with the key
+    key_source: str  # the key log files, the capture's secrets block, or SDES
+    key_sha256: str  # the key named by a short fingerprint, never the key
+    inner: str  # codec, sframe, opaque, insufficient
+    inner_detail: str
+    streams: int = 0
+
+
+@dataclass
 class Encryption:
     """How a media flow is protected and who can read it, with the evidence (issue #5).
 
@@ -159,6 +172,7 @@ class Encryption:
     confidence: str
     evidence: list[EvidenceItem] = field(default_factory=list)
     session: int | None = None
+    decryption: Decryption | None = None
 
 
 @dataclass

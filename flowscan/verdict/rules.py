@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowscan.identify import FlowFacts
-from flowscan.report.model import Encryption, EvidenceItem, Flow
+from flowscan.report.model import Decryption, Encryption, EvidenceItem, Flow
 
 # Apps whose media keys are negotiated by their own protocols, not visible on the wire.
 PROPRIETARY_KEYING = {
@@ -304,3 +304,33 @@ def _proprietary(flow: Flow, facts: FlowFacts, app: str,
     return Encryption("encrypted-unverified", "unknown", "proprietary", "observed", "low", [
         keying, *payload, EvidenceItem("termination-unknown", "nothing shows whether the "
                                        "other end is a participant, a relay or a server")])
+
+
+def apply_decryption(enc: Encryption, dec: Decryption) -> None:
+    """What the transport keys revealed (basis decrypted), issue 6's rules:
+    codec frames behind keys a server holds -> hop-by-hop; an SFrame layer -> end-to-end;
+    keys held by a participant (the DTLS peer is one) -> end-to-end; all high confidence."""
+    enc.decryption = dec
+    opened = EvidenceItem("decrypted", f"{dec.packets_decrypted} packets decrypted, their "
+                          f"authentication tags verified ({dec.tag_failures} failed), with "
+                          f"keys from {dec.key_source} (key sha256 {dec.key_sha256})")
+    if not dec.packets_decrypted:
+        enc.evidence.append(EvidenceItem("keys-did-not-open", f"{dec.tag_failures} packets "
+                                         f"failed authentication with the key from "
+                                         f"{dec.key_source}: a wrong key or another session"))
+        return
+    enc.evidence = [e for e in enc.evidence if e.signal != "inner-layer"]
+    enc.evidence += [opened, EvidenceItem(f"inner-{dec.inner}", dec.inner_detail)]
+    enc.basis = "decrypted"
+    if dec.inner == "insufficient":
+        return
+    enc.confidence = "high"
+    if enc.verdict == "keys-exposed":
+        return
+    if dec.inner == "sframe":
+        enc.verdict = "end-to-end"
+    elif dec.inner == "codec" and enc.termination == "server":
+        enc.verdict = "hop-by-hop"
+    elif dec.inner == "codec" and enc.termination in ("peer", "relay") and (
+            enc.key_exchange == "dtls-srtp"):
+        enc.verdict = "end-to-end"

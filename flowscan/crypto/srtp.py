@@ -1,0 +1,170 @@
+"""SRTP and SRTCP decryption with authentication (RFC 3711; AES-GCM per RFC 7714).
+
+Every packet's tag is verified: a verified tag proves the key is the right one, and a
+failure is counted, never ignored. Key material stays in these objects (repr hides it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from flowscan.protocols import rtp
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    aead: bool
+    key_len: int
+    salt_len: int
+    tag_len: int
+
+
+PROFILES = {p.name: p for p in (
+    Profile("SRTP_AES128_CM_HMAC_SHA1_80", False, 16, 14, 10),
+    Profile("SRTP_AES128_CM_HMAC_SHA1_32", False, 16, 14, 4),
+    Profile("SRTP_AEAD_AES_128_GCM", True, 16, 12, 16),
+    Profile("SRTP_AEAD_AES_256_GCM", True, 32, 12, 16),
+)}
+# SDES crypto suite names (RFC 4568 section 6.2) -> the same profiles.
+SDES_SUITES = {"AES_CM_128_HMAC_SHA1_80": "SRTP_AES128_CM_HMAC_SHA1_80",
+               "AES_CM_128_HMAC_SHA1_32": "SRTP_AES128_CM_HMAC_SHA1_32",
+               "AEAD_AES_128_GCM": "SRTP_AEAD_AES_128_GCM",
+               "AEAD_AES_256_GCM": "SRTP_AEAD_AES_256_GCM"}
+
+
+def _aes_ctr(key: bytes, iv: int, length: int) -> bytes:
+    encryptor = Cipher(algorithms.AES(key), modes.CTR(iv.to_bytes(16, "big"))).encryptor()
+    return encryptor.update(bytes(length)) + encryptor.finalize()
+
+
+def _ctr_xor(key: bytes, iv: int, data: bytes) -> bytes:
+    """AES in counter mode from IV: the keystream XOR data (RFC 3711 section 4.1.1)."""
+    decryptor = Cipher(algorithms.AES(key), modes.CTR(iv.to_bytes(16, "big"))).decryptor()
+    return decryptor.update(data) + decryptor.finalize()
+
+
+def kdf(master_key: bytes, master_salt: bytes, label: int, length: int) -> bytes:
+    """The AES-CM key derivation of RFC 3711 section 4.3 with a key derivation rate of 0:
+    x = (label || r) XOR master_salt, IV = x * 2^16. A 96-bit salt (RFC 7714 section 11) is
+    taken as the high bits of the 112-bit field."""
+    salt = int.from_bytes(master_salt.ljust(14, b"\0"), "big")
+    x = salt ^ (label << 48)
+    return _aes_ctr(master_key, x << 16, length)
+
+
+@dataclass
+class SessionKeys:
+    enc: bytes = field(repr=False)
+    auth: bytes = field(repr=False)
+    salt: bytes = field(repr=False)
+
+
+def session_keys(profile: Profile, master_key: bytes, master_salt: bytes, rtcp: bool
+                 ) -> SessionKeys:
+    base = 3 if rtcp else 0  # labels 0-2 for SRTP, 3-5 for SRTCP (RFC 3711 section 4.3.2)
+    return SessionKeys(kdf(master_key, master_salt, base, profile.key_len),
+                       b"" if profile.aead else kdf(master_key, master_salt, base + 1, 20),
+                       kdf(master_key, master_salt, base + 2, profile.salt_len))
+
+
+class SrtpContext:
+    """One direction of one SRTP session: session keys, and per-SSRC rollover counters."""
+
+    def __init__(self, profile: Profile, master_key: bytes, master_salt: bytes) -> None:
+        self.profile = profile
+        self._rtp = session_keys(profile, master_key, master_salt, rtcp=False)
+        self._rtcp = session_keys(profile, master_key, master_salt, rtcp=True)
+        self._state: dict[int, tuple[int, int]] = {}  # ssrc -> (roc, highest seq)
+        self.decrypted = 0
+        self.failed = 0
+        self.fingerprint = hashlib.sha256(master_key + master_salt).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"SrtpContext({self.profile.name}, key sha256 {self.fingerprint})"
+
+    def _guess_roc(self, ssrc: int, seq: int) -> int:
+        """RFC 3711 section 3.3.1 and appendix A."""
+        roc, s_l = self._state.get(ssrc, (0, seq))
+        if s_l < 32768:
+            return roc - 1 if seq - s_l > 32768 and roc > 0 else roc
+        return roc + 1 if s_l - 32768 > seq else roc
+
+    def _accept(self, ssrc: int, seq: int, roc: int) -> None:
+        old = self._state.get(ssrc)
+        if old is None or roc > old[0] or (roc == old[0] and seq > old[1]):
+            self._state[ssrc] = (roc, seq)
+
+    def unprotect_rtp(self, packet: bytes) -> bytes | None:
+        """The RTP packet in the clear, or None if the tag does not verify."""
+        header = rtp.parse_rtp(packet)
+        p = self.profile
+        if header is None or len(packet) < header.header_length + p.tag_len:
+            self.failed += 1
+            return None
+        ssrc, seq, hlen = header.ssrc, header.sequence, header.header_length
+        roc = self._guess_roc(ssrc, seq)
+        k = self._rtp
+        if p.aead:  # RFC 7714 section 8: IV = (0x0000 || SSRC || ROC || SEQ) XOR salt
+            iv = ((ssrc << 48) | (roc << 16) | seq) ^ int.from_bytes(k.salt, "big")
+            try:
+                plain = AESGCM(k.enc).decrypt(iv.to_bytes(12, "big"), packet[hlen:],
+                                              packet[:hlen])
+            except InvalidTag:
+                self.failed += 1
+                return None
+        else:  # RFC 3711 sections 4.1.1 and 4.2: HMAC-SHA1 over packet || ROC, then AES-CM
+            body, tag = packet[:-p.tag_len], packet[-p.tag_len:]
+            mac = hmac.new(k.auth, body + roc.to_bytes(4, "big"), hashlib.sha1).digest()
+            if not hmac.compare_digest(mac[:p.tag_len], tag):
+                self.failed += 1
+                return None
+            index = (roc << 16) | seq
+            iv = (int.from_bytes(k.salt, "big") << 16) ^ (ssrc << 64) ^ (index << 16)
+            plain = _ctr_xor(k.enc, iv, body[hlen:])
+        self._accept(ssrc, seq, roc)
+        self.decrypted += 1
+        return packet[:hlen] + plain
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes | None:
+        """SRTCP (RFC 3711 section 3.4; RFC 7714 section 9): the compound in the clear."""
+        p = self.profile
+        k = self._rtcp
+        # SRTCP's tag is 80 bits for both HMAC-SHA1 profiles (RFC 5764 section 4.1.2).
+        tag_len = p.tag_len if p.aead else 10
+        if len(packet) < 8 + 4 + tag_len:
+            self.failed += 1
+            return None
+        ssrc = int.from_bytes(packet[4:8], "big")
+        if p.aead:
+            trailer = packet[-4:]
+            index = int.from_bytes(trailer, "big") & 0x7FFFFFFF
+            iv = ((ssrc << 48) | index) ^ int.from_bytes(k.salt, "big")
+            try:
+                plain = AESGCM(k.enc).decrypt(iv.to_bytes(12, "big"), packet[8:-4],
+                                              packet[:8] + trailer)
+            except InvalidTag:
+                self.failed += 1
+                return None
+        else:
+            body, tag = packet[:-tag_len], packet[-tag_len:]
+            mac = hmac.new(k.auth, body, hashlib.sha1).digest()
+            if not hmac.compare_digest(mac[:tag_len], tag):
+                self.failed += 1
+                return None
+            trailer = body[-4:]
+            word = int.from_bytes(trailer, "big")
+            encrypted, index = word >> 31, word & 0x7FFFFFFF
+            if not encrypted:
+                self.decrypted += 1
+                return body[:-4]
+            iv = (int.from_bytes(k.salt, "big") << 16) ^ (ssrc << 64) ^ (index << 16)
+            plain = _ctr_xor(k.enc, iv, body[8:-4])
+        self.decrypted += 1
+        return packet[:8] + plain

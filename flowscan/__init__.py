@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-from flowscan.api import scan
+from flowscan.api import decrypt, scan
 from flowscan.errors import CaptureError, FlowscanError
 
-__all__ = ["CaptureError", "FlowscanError", "__version__", "scan"]
+__all__ = ["CaptureError", "FlowscanError", "__version__", "decrypt", "scan"]

@@ -11,8 +11,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from flowscan.apps import FlowView, identify_apps
-from flowscan.crypto.keylog import KeyLog
-from flowscan.decrypt import decrypt_flows
+from flowscan.decrypt import KeySources, decrypt_flows
 from flowscan.flows import FlowState
 from flowscan.geo.hints import name_hints
 from flowscan.geo.locate import Locator, scope_of
@@ -59,7 +58,7 @@ class FlowAnalysis:
 
     def finish(self, nrb_names: dict[str, list[str]], locator: Locator,
                home: Home | None = None, vantage: Vantage | None = None,
-               keys: tuple[str, KeyLog] | None = None) -> tuple[
+               keys: KeySources | None = None) -> tuple[
             list[Flow], list[AppGroup], dict[str, list[str]], list[MediaSession],
             list[Finding]]:
         self.flows.sort(key=lambda pair: pair[0].id)
@@ -96,8 +95,7 @@ class FlowAnalysis:
         for flow, facts in self.flows:
             flow.encryption = judge(flow, facts, context)
         if keys is not None:
-            path, keylog = keys
-            for flow_id, result in decrypt_flows(path, self.flows, keylog).items():
+            for flow_id, result in decrypt_flows(keys, self.flows).items():
                 flow = next(f for f, _ in self.flows if f.id == flow_id)
                 if flow.encryption is not None:
                     apply_decryption(flow.encryption, result)

@@ -6,6 +6,7 @@ import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from flowscan import __version__
 from flowscan.accounting import FlowAccounting
@@ -13,6 +14,8 @@ from flowscan.analysis import FlowAnalysis
 from flowscan.capture import CaptureSource, open_reader
 from flowscan.capture.decode import LINK_NAMES, Decoder
 from flowscan.crypto.keylog import KeyLog
+from flowscan.crypto.keys import ExplicitKeys
+from flowscan.decrypt import DecryptedCapture, KeySources
 from flowscan.errors import UsageError
 from flowscan.flows import FlowState, FlowTable, split_key
 from flowscan.geo.locate import Locator
@@ -47,6 +50,9 @@ class ScanOptions:
     home: str | None = None  # the user's jurisdiction: a country code, EU or EEA
     vantage: str | None = None  # where the capture was taken: a country code or LAT,LON
     keylog: tuple[str, ...] = ()  # NSS key log files (SSLKEYLOGFILE format)
+    srtp_key: tuple[str, ...] = ()  # SSRC=SUITE:inline:BASE64 or IP:PORT=SUITE:inline:BASE64
+    sdp: tuple[str, ...] = ()  # SDP files whose a=crypto lines hold SDES keys
+    decrypted_output: str | None = None  # pcapng to write with SRTP/SRTCP in the clear
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -102,6 +108,9 @@ def scan(
     home: str | None = None,
     vantage: str | None = None,
     keylog: list[str] | tuple[str, ...] = (),
+    srtp_key: list[str] | tuple[str, ...] = (),
+    sdp: list[str] | tuple[str, ...] = (),
+    decrypted_output: str | None = None,
 ) -> Report:
     """Analyse one capture file (or "-" for stdin) and return its report.
 
@@ -110,7 +119,19 @@ def scan(
     """
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, columnar=columnar,
                           geoip_db=tuple(geoip_db), home=home, vantage=vantage,
-                          keylog=tuple(keylog))
+                          keylog=tuple(keylog), srtp_key=tuple(srtp_key), sdp=tuple(sdp),
+                          decrypted_output=decrypted_output)
+    if decrypted_output is not None:
+        if path == "-" or options.engine != "native":
+            raise UsageError("a decrypted capture needs the native engine and a capture file "
+                             "(standard input cannot be read twice)")
+        if Path(decrypted_output).resolve() == Path(path).resolve():
+            raise UsageError(f"{decrypted_output}: the output would overwrite the capture")
+    explicit = ExplicitKeys()  # bad key specs are an error before any reading
+    for number, spec in enumerate(options.srtp_key, 1):
+        explicit.add_spec(spec, number)
+    for sdp_file in options.sdp:
+        explicit.add_sdp_file(sdp_file)
     if home:
         parse_home(home)  # bad input is an error before any reading
     if vantage:
@@ -119,7 +140,7 @@ def scan(
         from flowscan.capture.tshark import scan_with_tshark
 
         return scan_with_tshark(path, options)
-    return _scan_native(path, options, progress)
+    return _scan_native(path, options, progress, explicit)
 
 
 @contextmanager
@@ -135,7 +156,31 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | None) -> Report:
+@contextmanager
+def _decrypted_output(target: str | None, display: str, sha256: str
+                      ) -> Iterator[DecryptedCapture | None]:
+    """The decrypted capture goes to a temporary name first: no half-written file is left
+    under the name asked for."""
+    if target is None:
+        yield None
+        return
+    partial = Path(f"{target}.part")
+    comment = (f"Written by flowscan {__version__} from {display} (SHA-256 {sha256}): SRTP "
+               "and SRTCP of the flows with keys replaced by RTP and RTCP in the clear.")
+    try:
+        stream = partial.open("wb")
+    except OSError as exc:
+        raise UsageError(f"{target}: cannot write: {exc.strerror}") from None
+    try:
+        with stream:
+            yield DecryptedCapture(stream, comment)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | None,
+                 explicit: ExplicitKeys) -> Report:
     analysis = FlowAnalysis(flow_record)
     locator = Locator(list(options.geoip_db))
     with _cyclic_gc_paused(), CaptureSource(path) as source:
@@ -161,11 +206,13 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             if block.kind == "tls-keylog":
                 keylog.add_text(block.data.decode("ascii", "replace"),
                                 f"the capture's decryption secrets block {number}")
-        flows, apps, names, sessions, findings = analysis.finish(
-            facts.names, locator,
-            parse_home(options.home) if options.home else None,
-            parse_vantage(options.vantage) if options.vantage else None,
-            (path, keylog) if path != "-" else None)
+        with _decrypted_output(options.decrypted_output, source.display,
+                               source.sha256()) as output:
+            flows, apps, names, sessions, findings = analysis.finish(
+                facts.names, locator,
+                parse_home(options.home) if options.home else None,
+                parse_vantage(options.vantage) if options.vantage else None,
+                KeySources(path, keylog, explicit, output) if path != "-" else None)
         warnings = list(facts.warnings)
         malformed, unsupported = accounting.malformed, accounting.unsupported
         count = facts.packets
@@ -176,10 +223,21 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             )
         for link, n in sorted(unsupported.items()):
             warnings.append(f"{n} packets of unsupported link type {link} were not decoded")
-        if options.keylog and not any(f.encryption and f.encryption.decryption
-                                      for f in flows):
+        decrypted = any(f.encryption and f.encryption.decryption for f in flows)
+        if options.keylog and not decrypted:
             warnings.append("the key log(s) given hold no secret for the DTLS sessions in "
                             "this capture; nothing was decrypted")
+        if explicit and not decrypted:
+            warnings.append("the SRTP keys given (--srtp-key, --sdp) match no sender address "
+                            "or SSRC of an encrypted flow in this capture; nothing was "
+                            "decrypted with them")
+        if output is not None and output.left_encrypted:
+            warnings.append(f"{output.left_encrypted} decrypted packets travel in tunnels, "
+                            "fragments or behind IPv6 extension headers; the decrypted capture "
+                            "keeps them as they were")
+        if explicit and path == "-":
+            warnings.append("keys need a second pass over the capture; standard input "
+                            "cannot be read twice, so nothing was decrypted")
         if keylog.malformed:
             warnings.append(f"{len(keylog.malformed)} key log line(s) were not understood and "
                             f"were skipped: {', '.join(keylog.malformed[:5])}")
@@ -214,3 +272,18 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
     return Report(tool=ToolInfo("flowscan", __version__), capture=capture, flows=flows,
                   apps=apps, names=names, sessions=sessions, findings=findings,
                   geodata=locator.databases)
+
+
+def decrypt(
+    path: str,
+    output: str,
+    *,
+    keylog: list[str] | tuple[str, ...] = (),
+    srtp_key: list[str] | tuple[str, ...] = (),
+    sdp: list[str] | tuple[str, ...] = (),
+    geoip_db: list[str] | tuple[str, ...] = (),
+) -> Report:
+    """Write OUTPUT, a pcapng of the capture with SRTP and SRTCP of every flow with keys
+    replaced by RTP and RTCP in the clear (each tag verified first), and return the report."""
+    return scan(path, keylog=keylog, srtp_key=srtp_key, sdp=sdp, geoip_db=geoip_db,
+                decrypted_output=output)

@@ -8,12 +8,13 @@ or usage.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from contextlib import nullcontext
 
 import click
 
 from flowscan import __version__
-from flowscan.api import ENGINES, scan
+from flowscan.api import ENGINES, decrypt, scan
 from flowscan.errors import FlowscanError
 from flowscan.report import json as json_report
 from flowscan.report import text as text_report
@@ -73,6 +74,25 @@ def cli() -> None:
     """Read VTC packet captures; report media encryption and where data goes."""
 
 
+def _key_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--keylog, --srtp-key and --sdp: shared by scan and decrypt."""
+    for option in reversed([
+        click.option("--keylog", multiple=True, type=click.Path(dir_okay=False),
+                     help="NSS key log file (SSLKEYLOGFILE) with the DTLS secrets; "
+                          "repeatable. Secrets blocks in a pcapng are used without it."),
+        click.option("--srtp-key", "srtp_key", multiple=True,
+                     metavar="TARGET=SUITE:inline:KEY",
+                     help="An SRTP master key||salt (base64) for a sender, TARGET being its "
+                          "SSRC (0x1234abcd) or IP:PORT; SUITE as in SDES, e.g. "
+                          "AES_CM_128_HMAC_SHA1_80. Repeatable."),
+        click.option("--sdp", multiple=True, type=click.Path(dir_okay=False),
+                     help="An SDP file whose a=crypto lines hold SDES keys; repeatable. SDP "
+                          "seen in the capture is used without it."),
+    ]):
+        command = option(command)
+    return command
+
+
 @cli.command("scan")
 @click.argument("captures", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
@@ -88,16 +108,15 @@ def cli() -> None:
 @click.option("--geoip-db", "geoip_db", multiple=True, type=click.Path(dir_okay=False),
               help="A MaxMind-format database (GeoIP2/GeoLite2, DB-IP, IPinfo) to use before "
                    "the bundled ones; repeatable. Also FLOWSCAN_GEOIP_DB.")
-@click.option("--keylog", multiple=True, type=click.Path(dir_okay=False),
-              help="NSS key log file (SSLKEYLOGFILE) with the DTLS secrets; repeatable. "
-                   "Secrets blocks in a pcapng are used without it.")
+@_key_options
 @click.option("--home", help="Your jurisdiction: a country code (DE), or EU or EEA. Flows "
               "whose remote is located outside it are foreign; findings follow.")
 @click.option("--vantage", help="Where the capture was taken: a country code or LAT,LON. "
               "Locations the round-trip times make impossible are flagged.")
 def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine: str,
                  idle_timeout: float, top: int, geoip_db: tuple[str, ...],
-                 keylog: tuple[str, ...], home: str | None, vantage: str | None) -> None:
+                 keylog: tuple[str, ...], srtp_key: tuple[str, ...], sdp: tuple[str, ...],
+                 home: str | None, vantage: str | None) -> None:
     """Analyse CAPTURE files (pcap, pcapng, optionally gzip-compressed; '-' for stdin)."""
     reports: list[Report] = []
     failed = False
@@ -108,13 +127,45 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
             with bar or nullcontext():
                 reports.append(scan(path, engine=engine, idle_timeout=idle_timeout,
                                     progress=bar, geoip_db=geoip_db, home=home,
-                                    vantage=vantage, keylog=keylog))
+                                    vantage=vantage, keylog=keylog, srtp_key=srtp_key,
+                                    sdp=sdp))
         except FlowscanError as exc:
             _error(str(exc))
             failed = True
     if reports:
         _write(reports, fmt, output, top)
     sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
+
+
+@cli.command("decrypt")
+@click.argument("capture")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="The pcapng to write, SRTP and SRTCP replaced by RTP and RTCP in the clear.")
+@_key_options
+def decrypt_command(capture: str, output: str, keylog: tuple[str, ...],
+                    srtp_key: tuple[str, ...], sdp: tuple[str, ...]) -> None:
+    """Decrypt the media of CAPTURE with its keys; every authentication tag is verified and
+    only packets whose tag verifies are replaced. Exit 1 when nothing could be decrypted."""
+    try:
+        report = decrypt(capture, output, keylog=keylog, srtp_key=srtp_key, sdp=sdp)
+    except FlowscanError as exc:
+        _error(str(exc))
+        sys.exit(EXIT_BAD_INPUT)
+    done = [f for f in report.flows if f.encryption and f.encryption.decryption]
+    for flow in done:
+        d = flow.encryption.decryption  # type: ignore[union-attr]
+        click.echo(f"flow {flow.id} {flow.client.ip}:{flow.client.port} <-> "
+                   f"{flow.server.ip}:{flow.server.port}: {d.packets_decrypted} packets "
+                   f"decrypted, {d.tag_failures} failed authentication; inside: {d.inner} "
+                   f"(key {d.key_sha256} from {d.key_source})")
+    for warning in report.capture.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    decrypted = sum(f.encryption.decryption.packets_decrypted for f in done)  # type: ignore[union-attr]
+    click.echo(f"{output}: {decrypted} packets in the clear")
+    if not decrypted:
+        _error("nothing was decrypted: no key matches this capture's media (give --keylog, "
+               "--srtp-key or --sdp; a pcapng's decryption secrets blocks count too)")
+    sys.exit(EXIT_OK if decrypted else EXIT_POLICY)
 
 
 @cli.command("check")

@@ -9,15 +9,18 @@ named by a short SHA-256.
 
 from __future__ import annotations
 
-import base64
 import socket
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 from flowscan.capture import CaptureSource, open_reader
-from flowscan.capture.decode import PROTO_UDP, Decoder
+from flowscan.capture.decode import PROTO_UDP, Decoded, Decoder
+from flowscan.capture.edit import replace_udp_payload
+from flowscan.capture.writer import PcapngWriter
 from flowscan.crypto import dtls_srtp, inner
 from flowscan.crypto.keylog import KeyLog, fingerprint
-from flowscan.crypto.srtp import PROFILES, SDES_SUITES, SrtpContext
+from flowscan.crypto.keys import Endpoint, ExplicitKeys, SrtpKey, media_keys
+from flowscan.crypto.srtp import PROFILES, SrtpContext
 from flowscan.identify import FlowFacts
 from flowscan.protocols import rtp
 from flowscan.report.model import Decryption, Flow
@@ -28,7 +31,7 @@ MAX_INNER_SAMPLES = 48  # decrypted payloads kept per SSRC for the inner-layer c
 @dataclass
 class _Job:
     flow: Flow
-    contexts: dict[tuple[str, int], SrtpContext]  # sender endpoint -> its context
+    contexts: dict[Endpoint, SrtpContext]  # sender endpoint (or SSRC) -> its context
     source: str
     key_fingerprint: str
     payloads: dict[int, list[bytes]] = field(default_factory=dict)  # ssrc -> payloads
@@ -59,99 +62,175 @@ def _dtls_job(flow: Flow, facts: FlowFacts, keylog: KeyLog, sources: str) -> _Jo
                 fingerprint(master))
 
 
-def _sdes_jobs(flows: list[tuple[Flow, FlowFacts]]) -> dict[int, _Job]:
+def _sdes_keys(flows: list[tuple[Flow, FlowFacts]]) -> dict[Endpoint, SrtpKey]:
     """Each party's SDES key protects what that party sends from its SDP media address."""
-    keys: dict[tuple[str, int], tuple[tuple[object, bytes, bytes], str]] = {}
+    keys: dict[Endpoint, SrtpKey] = {}
     for _flow, facts in flows:
-        if facts.sip is None:
-            continue
-        crypto = iter(facts.sdes_keys)
-        for media in facts.sip.media:
-            for _ in media.get("sdes") or []:  # type: ignore[union-attr]
-                key = next(crypto, None)
-                address, port = media.get("address"), media.get("port")
-                if key is None or not isinstance(address, str) or not isinstance(port, int):
-                    continue
-                name = SDES_SUITES.get(key.suite)
-                if name is None or not key.key_params.startswith("inline:"):
-                    continue
-                try:
-                    material = base64.b64decode(key.key_params[7:].split("|")[0])
-                except ValueError:
-                    continue
-                profile = PROFILES[name]
-                if len(material) < profile.key_len + profile.salt_len:
-                    continue
-                spec = (profile, material[:profile.key_len],
-                        material[profile.key_len:profile.key_len + profile.salt_len])
-                for endpoint in ((address, port), (address, port + 1)):
-                    keys.setdefault(endpoint, (spec, key.fingerprint))
+        if facts.sdp_media:
+            for endpoint, key in media_keys(facts.sdp_media, "SDES (a=crypto in SDP)").items():
+                keys.setdefault(endpoint, key)
+    return keys
+
+
+def _endpoint_jobs(flows: list[tuple[Flow, FlowFacts]], keys: dict[Endpoint, SrtpKey]
+                   ) -> dict[int, _Job]:
     jobs: dict[int, _Job] = {}
     for flow, _facts in flows:
         ends = [(flow.client.ip, flow.client.port), (flow.server.ip, flow.server.port)]
         found = {e: keys[e] for e in ends if e in keys}
         if found and flow.encryption is not None:
             # A context of its own per flow: counts and rollover state are per flow.
-            contexts = {e: SrtpContext(*v[0]) for e, v in found.items()}  # type: ignore[arg-type]
-            jobs[flow.id] = _Job(flow, contexts, "SDES (a=crypto in SDP)",
-                                 next(iter(found.values()))[1])
+            contexts = {e: SrtpContext(k.profile, k.master_key, k.master_salt)
+                        for e, k in found.items()}
+            first = next(iter(found.values()))
+            jobs[flow.id] = _Job(flow, contexts, first.source, first.fingerprint)
     return jobs
 
 
-def decrypt_flows(path: str, flows: list[tuple[Flow, FlowFacts]], keylog: KeyLog
+class DecryptedCapture:
+    """Where `flowscan decrypt` writes: every frame, SRTP and SRTCP replaced by the clear."""
+
+    def __init__(self, stream: BinaryIO, comment: str) -> None:
+        self.writer = PcapngWriter(stream, comment)
+        self.frames = self.replaced = 0
+        self.left_encrypted = 0  # decrypted, but in frames that could not be edited
+
+    def add(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None) -> None:
+        self.frames += 1
+        if replaced is None:
+            self.writer.add(ts, link, data, wire)
+            return
+        # The frame's length on the wire shrinks with it: the tags are gone.
+        self.writer.add(ts, link, replaced, wire - len(data) + len(replaced))
+        self.replaced += 1
+
+
+@dataclass
+class KeySources:
+    """Everything decryption needs beside the flows: the capture again, and the keys."""
+
+    path: str
+    keylog: KeyLog
+    explicit: ExplicitKeys = field(default_factory=ExplicitKeys)
+    output: DecryptedCapture | None = None
+
+
+def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
                   ) -> dict[int, Decryption]:
-    jobs = _sdes_jobs(flows)
+    path, keylog, explicit, output = keys.path, keys.keylog, keys.explicit, keys.output
+    # Keys given outright come first: the user named them for these senders.
+    keys = dict(explicit.by_endpoint)
+    for endpoint, key in _sdes_keys(flows).items():
+        keys.setdefault(endpoint, key)
+    jobs = _endpoint_jobs(flows, keys)
     sources = ", ".join(keylog.sources) or "key log"
     for flow, facts in flows:
         if flow.encryption is not None and flow.id not in jobs:
             job = _dtls_job(flow, facts, keylog, sources)
             if job is not None:
                 jobs[flow.id] = job
-    if not jobs:
+    # Flows still without keys: an SSRC key, if given, is tried on their packets.
+    unkeyed: dict[bytes, tuple[Flow, Endpoint]] = {}
+    if explicit.by_ssrc:
+        for flow, _facts in flows:
+            if flow.encryption is not None and flow.id not in jobs:
+                client, server = (flow.client.ip, flow.client.port), (flow.server.ip,
+                                                                      flow.server.port)
+                unkeyed[_endpoint_key(client, server)] = (flow, client)
+                unkeyed[_endpoint_key(server, client)] = (flow, server)
+    if not jobs and not unkeyed and output is None:
         return {}
-    by_key: dict[bytes, tuple[_Job, tuple[str, int]]] = {}
+    by_key: dict[bytes, tuple[_Job, Endpoint]] = {}
     for job in jobs.values():
         f = job.flow
         client, server = (f.client.ip, f.client.port), (f.server.ip, f.server.port)
         by_key[_endpoint_key(client, server)] = (job, client)
         by_key[_endpoint_key(server, client)] = (job, server)
+    ssrc_contexts: dict[tuple[int, int], SrtpContext] = {}  # (flow id, ssrc) -> context
     decoder = Decoder()
     with CaptureSource(path) as source:
-        for _ts, link, data, _wire in open_reader(source).packets():
+        for ts, link, data, wire in open_reader(source).packets():
+            replaced = None
             try:
                 decoded = decoder.decode(link, data)
             except (IndexError, ValueError):
-                continue
-            if decoded is None or decoded[0] != PROTO_UDP:
-                continue
-            hit = by_key.get(decoded[1])
-            if hit is None:
-                continue
-            job, sender = hit
-            ctx = job.contexts.get(sender)
-            payload = data[decoded[2]:decoded[3]]
-            if payload[:1] and 0x40 <= payload[0] <= 0x4F and len(payload) >= 4:  # ChannelData
-                payload = payload[4:4 + int.from_bytes(payload[2:4], "big")]
-            if ctx is None or not payload or not 128 <= payload[0] <= 191:
-                continue
-            _unprotect(job, ctx, payload)
+                decoded = None
+            if decoded is not None and decoded[0] == PROTO_UDP and (
+                    decoded[1] in by_key or decoded[1] in unkeyed):
+                replaced = _packet(data, decoded, by_key, unkeyed, explicit, jobs,
+                                   ssrc_contexts, output)
+            if output is not None:
+                output.add(ts, link, data, wire, replaced)
     return {flow_id: _result(job) for flow_id, job in jobs.items()}
 
 
-def _unprotect(job: _Job, ctx: SrtpContext, packet: bytes) -> None:
-    if rtp.is_rtcp_type(packet[1] if len(packet) > 1 else 0):
-        ctx.unprotect_rtcp(packet)
-        return
+def _packet(data: bytes, decoded: Decoded, by_key: dict[bytes, tuple[_Job, Endpoint]],
+            unkeyed: dict[bytes, tuple[Flow, Endpoint]], explicit: ExplicitKeys,
+            jobs: dict[int, _Job], ssrc_contexts: dict[tuple[int, int], SrtpContext],
+            output: DecryptedCapture | None) -> bytes | None:
+    """Decrypts one packet of a keyed flow; the frame with the packet in the clear if an
+    output capture is written and the frame can be edited."""
+    start, end = decoded[2], decoded[3]
+    channel = b""
+    if end - start >= 4 and 0x40 <= data[start] <= 0x4F:  # TURN ChannelData (RFC 8656 12.4)
+        channel, start = data[start:start + 2], start + 4
+        end = min(end, start + int.from_bytes(data[start - 2:start], "big"))
+    payload = data[start:end]
+    if len(payload) < 12 or not 128 <= payload[0] <= 191:
+        return None
+    hit = by_key.get(decoded[1])
+    if hit is None:
+        ctx, job = _ssrc_context(payload, unkeyed[decoded[1]][0], explicit, jobs, ssrc_contexts)
+    else:
+        job, sender = hit
+        ctx = job.contexts.get(sender)
+    if ctx is None or job is None:
+        return None
+    plain = _unprotect(job, ctx, payload)
+    if plain is None or output is None:
+        return None
+    if channel:
+        start, end = start - 4, decoded[3]
+        plain = channel + len(plain).to_bytes(2, "big") + plain
+    frame = replace_udp_payload(data, decoded, start, end, plain)
+    output.left_encrypted += frame is None
+    return frame
+
+
+def _ssrc_context(packet: bytes, flow: Flow, explicit: ExplicitKeys, jobs: dict[int, _Job],
+                  contexts: dict[tuple[int, int], SrtpContext]
+                  ) -> tuple[SrtpContext | None, _Job | None]:
+    """The sender SSRC sits at bytes 4-8 of SRTCP (RFC 3550 6.4) and 8-12 of SRTP."""
+    offset = 4 if rtp.is_rtcp_type(packet[1]) else 8
+    ssrc = int.from_bytes(packet[offset:offset + 4], "big")
+    key = explicit.by_ssrc.get(ssrc)
+    if key is None:
+        return None, None
+    ctx = contexts.get((flow.id, ssrc))
+    if ctx is None:
+        ctx = contexts[(flow.id, ssrc)] = SrtpContext(key.profile, key.master_key,
+                                                      key.master_salt)
+        job = jobs.get(flow.id)
+        if job is None:
+            job = jobs[flow.id] = _Job(flow, {}, key.source, key.fingerprint)
+        job.contexts[(f"ssrc {ssrc:#010x}", 0)] = ctx
+    return ctx, jobs[flow.id]
+
+
+def _unprotect(job: _Job, ctx: SrtpContext, packet: bytes) -> bytes | None:
+    if rtp.is_rtcp_type(packet[1]):
+        return ctx.unprotect_rtcp(packet)
     plain = ctx.unprotect_rtp(packet)
     if plain is None:
-        return
+        return None
     header = rtp.parse_rtp(plain)
     if header is None:
-        return
+        return plain
     kept = job.payloads.setdefault(header.ssrc, [])
     job.payload_types.setdefault(header.ssrc, header.payload_type)
     if len(kept) < MAX_INNER_SAMPLES:
         kept.append(plain[header.header_length:header.header_length + header.payload_length])
+    return plain
 
 
 def _result(job: _Job) -> Decryption:

@@ -115,7 +115,8 @@ class FlowFacts:
     discord_ping: bool = False
     public_addresses: list[str] = field(default_factory=list)  # the client as others see it
     # Kept for the decryption stage, never reported: SDES keys seen in SDP bodies.
-    sdes_keys: list[sip.SdesKey] = field(default_factory=list, repr=False)
+    # The SDP media as parsed, a=crypto keys included: for decryption, never reported.
+    sdp_media: list[sip.SdpMedia] = field(default_factory=list, repr=False)
 
     def add(self, protocol: str) -> None:
         if protocol not in self.protocols:
@@ -351,8 +352,8 @@ class _Collector:
             facts.call_ids.append(msg.call_id)
         if msg.media:
             self.facts.add("sdp")
+        self.facts.sdp_media.extend(msg.media)
         for m in msg.media:
-            self.facts.sdes_keys.extend(m.crypto)
             facts.media.append({
                 "media": m.media, "address": m.address, "port": m.port, "protocol": m.protocol,
                 "codecs": sorted(set(m.rtpmap.values())),

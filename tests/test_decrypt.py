@@ -3,8 +3,10 @@ lab's calls decrypted with their keys (key log and Decryption Secrets Block alik
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shutil
 import struct
 from pathlib import Path
 
@@ -108,3 +110,227 @@ def test_wrong_or_malformed_keylog_is_a_warning_and_analysis_goes_on(tmp_path: P
     assert "hold no secret for the DTLS sessions" in warnings
     assert "line " in warnings and "not-hex" not in warnings and "secret" not in warnings.split(
         "hold no secret")[1]
+
+
+def rtp_flow(report: flowscan.api.Report):  # type: ignore[no-untyped-def]
+    """The SDES call's RTP flow (its RTCP, on port + 1, is a flow of its own)."""
+    return max(media(report), key=lambda f: f.packets)
+
+
+def _without_sip(tmp_path: Path) -> tuple[Path, list[str]]:
+    """The SDES call with its SIP signalling removed, and the SDP bodies it carried."""
+    from scapy.layers.inet import UDP
+    from scapy.utils import rdpcap, wrpcap
+
+    packets = rdpcap(str(LAB / "sip-sdes-srtp" / "capture.pcapng"))
+    bodies, kept = [], []
+    for packet in packets:
+        payload = bytes(packet[UDP].payload) if UDP in packet else b""
+        if b"SIP/2.0" in payload[:200]:
+            _head, _, body = payload.partition(b"\r\n\r\n")
+            if body.startswith(b"v=0"):
+                bodies.append(body.decode())
+            continue
+        kept.append(packet)
+    out = tmp_path / "media-only.pcap"
+    wrpcap(str(out), kept)
+    return out, bodies
+
+
+def _inline_keys(bodies: list[str]) -> list[tuple[str, int, str]]:
+    """(media address, port, 'SUITE:inline:...') for each SDP body."""
+    from flowscan.protocols.sip import parse_sdp
+
+    found = []
+    for body in bodies:
+        for m in parse_sdp(body):
+            if m.crypto:
+                found.append((m.address, m.port, f"{m.crypto[0].suite}:{m.crypto[0].key_params}"))
+    return found
+
+
+def test_sdes_keys_from_an_sdp_file_when_the_signalling_is_not_captured(tmp_path: Path
+                                                                         ) -> None:
+    capture, bodies = _without_sip(tmp_path)
+    assert len({b for b in bodies}) >= 2, "offer and answer expected in the lab capture"
+    plain = flowscan.scan(str(capture))
+    flow = rtp_flow(plain)
+    assert flow.encryption.basis == "observed" and flow.encryption.decryption is None
+    sdp = tmp_path / "call.sdp"
+    sdp.write_text("\r\n".join(bodies))  # offer and answer in one file: v= starts each
+    report = flowscan.scan(str(capture), sdp=[str(sdp)])
+    flow = rtp_flow(report)
+    d = flow.encryption.decryption
+    assert (flow.encryption.basis, d.inner, d.tag_failures) == ("decrypted", "codec", 0)
+    assert d.packets_decrypted >= flow.packets - 4  # every RTP and RTCP packet but a few
+    assert "call.sdp" in d.key_source
+    text = dumps([report])
+    assert not any(key.split("inline:")[1][:20] in text for *_, key in _inline_keys(bodies))
+
+
+def test_srtp_keys_given_by_ssrc_or_by_sender_address(tmp_path: Path) -> None:
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import rdpcap
+
+    capture, bodies = _without_sip(tmp_path)
+    keys = _inline_keys(bodies)
+    ssrc_of: dict[tuple[str, int], int] = {}
+    for packet in rdpcap(str(capture)):
+        payload = bytes(packet[UDP].payload)
+        if len(payload) > 12 and payload[1] & 0x7F < 72:  # RTP, not RTCP
+            ssrc_of.setdefault((packet[IP].src, packet[UDP].sport),
+                               struct.unpack("!I", payload[8:12])[0])
+    by_ssrc = [f"{ssrc_of[(a, p)]:#010x}={key}" for a, p, key in keys]
+    report = flowscan.scan(str(capture), srtp_key=by_ssrc)
+    flow = rtp_flow(report)
+    d = flow.encryption.decryption
+    assert (d.inner, d.tag_failures) == ("codec", 0) and d.key_source.startswith("--srtp-key #")
+    both = d.packets_decrypted
+    address, port, key = keys[0]
+    report = flowscan.scan(str(capture), srtp_key=[f"{address}:{port}={key}"])
+    flow = rtp_flow(report)
+    d = flow.encryption.decryption
+    assert d.tag_failures == 0 and both * 0.4 < d.packets_decrypted < both * 0.6
+    # The other party's key under the first party's SSRC: every tag fails, and it says so.
+    wrong = f"{ssrc_of[(keys[0][0], keys[0][1])]:#010x}={keys[1][2]}"
+    flow = rtp_flow(flowscan.scan(str(capture), srtp_key=[wrong]))
+    d = flow.encryption.decryption
+    assert d.packets_decrypted == 0 and d.tag_failures > 100
+
+
+@pytest.mark.parametrize("spec", ["0x1234=AES_CM_128_HMAC_SHA1_80:inline:c2VjcmV0",
+                                  "nohost=AES_CM_128_HMAC_SHA1_80:inline:" + "A" * 40,
+                                  "0x12=NULL_CIPHER:inline:" + "A" * 40, "just-text"])
+def test_bad_srtp_key_spec_is_a_usage_error_that_does_not_echo_the_key(spec: str) -> None:
+    from flowscan.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        flowscan.scan(str(LAB / "sip-sdes-srtp" / "capture.pcapng"), srtp_key=[spec])
+    message = str(caught.value)
+    assert message.startswith("--srtp-key #1") and "c2VjcmV0" not in message
+    assert "A" * 20 not in message
+
+
+def test_decrypted_capture_holds_what_libsrtp_decrypts(tmp_path: Path) -> None:
+    """`flowscan decrypt`'s capture against libsrtp decrypting the same packets."""
+    pylibsrtp = pytest.importorskip("pylibsrtp")
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import rdpcap
+
+    original = LAB / "sip-sdes-srtp" / "capture.pcapng"
+    out = tmp_path / "clear.pcapng"
+    report = flowscan.decrypt(str(original), str(out))
+    assert not list(tmp_path.glob("*.part")) and not report.capture.warnings
+    _, bodies = _without_sip(tmp_path)
+    receivers = {}
+    for address, port, key in _inline_keys(bodies):
+        material = base64.b64decode(key.split("inline:")[1].split("|")[0])
+        policy = pylibsrtp.Policy(key=material, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+                                  srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
+        session = pylibsrtp.Session(policy)
+        receivers[(address, port)] = session.unprotect
+        receivers[(address, port + 1)] = session.unprotect_rtcp
+    before, after = rdpcap(str(original)), rdpcap(str(out))
+    assert len(before) == len(after)
+    compared = 0
+    for old, new in zip(before, after, strict=True):
+        sender = (old[IP].src, old[UDP].sport) if UDP in old else None
+        if sender not in receivers:
+            assert bytes(old) == bytes(new)  # every other frame as it was
+            continue
+        try:
+            clear = receivers[sender](bytes(old[UDP].payload))
+        except pylibsrtp.Error:  # baresip's RTCP keepalives and BYE go in the clear
+            assert bytes(old) == bytes(new)
+            continue
+        assert bytes(new[UDP].payload) == clear
+        trimmed = len(old[UDP].payload) - len(clear)  # the tag (and SRTCP index)
+        assert trimmed in (10, 14)
+        assert new[IP].len == old[IP].len - trimmed and new[UDP].len == old[UDP].len - trimmed
+        compared += 1
+    decrypted = sum(f.encryption.decryption.packets_decrypted for f in media(report))
+    assert compared == decrypted > 490
+    head = out.read_bytes()[:4096]
+    header = head[:struct.unpack("<I", head[4:8])[0]]  # the section header and its comment
+    assert b"flowscan" in header and b"SHA-256" in header
+    assert not any(key.split("inline:")[1][:16].encode() in header
+                   for *_, key in _inline_keys(bodies))
+
+
+def _tshark_fields(capture: Path, display_filter: str, *fields: str) -> list[str]:
+    import subprocess
+
+    args = ["tshark", "-r", str(capture), "-o", "ip.check_checksum:TRUE", "-o",
+            "udp.check_checksum:TRUE", "-Y", display_filter, "-T", "fields"]
+    for name in fields:
+        args += ["-e", name]
+    result = subprocess.run(args, capture_output=True, text=True, check=True)
+    return [line for line in result.stdout.split("\n") if line]
+
+
+def test_decrypted_capture_from_a_keylog_shows_the_codec_to_tshark(tmp_path: Path) -> None:
+    """The p2p call decrypted with the DTLS key log: VP8 key frames appear in the clear
+    (start code 9d 01 2a, RFC 6386 section 9.1), and tshark finds every IP checksum good."""
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    folder = LAB / "p2p-webrtc"
+    out = tmp_path / "clear.pcapng"
+    report = flowscan.decrypt(str(folder / "capture.pcapng"), str(out),
+                              keylog=[str(folder / "keys.log")])
+    (flow,) = media(report)
+    assert flow.encryption.decryption.packets_decrypted > 400
+    keyframes = "udp contains 9d:01:2a"
+    assert _tshark_fields(folder / "capture.pcapng", keyframes, "frame.number") == []
+    assert len(_tshark_fields(out, keyframes, "frame.number")) >= 2
+    statuses = _tshark_fields(out, "udp", "ip.checksum.status", "udp.checksum.status")
+    assert len(statuses) >= flow.packets
+    assert all(line.split("\t")[0] == "1" and line.split("\t")[1] in "13" for line in statuses)
+
+
+def _block_types(capture: Path) -> list[int]:
+    """The pcapng block types in a little-endian file, in order."""
+    data, pos, kinds = capture.read_bytes(), 0, []
+    while pos + 8 <= len(data):
+        kind, length = struct.unpack("<II", data[pos:pos + 8])
+        kinds.append(kind)
+        pos += length
+    return kinds
+
+
+def test_decrypt_command_with_the_capture_own_secrets_writes_none_of_them(tmp_path: Path
+                                                                         ) -> None:
+    import subprocess
+    import sys
+
+    source = LAB / "sfu-webrtc-e2ee" / "capture-dsb.pcapng"
+    assert 0x0000000A in _block_types(source)  # the lab capture carries its secrets
+    out = tmp_path / "clear.pcapng"
+    done = subprocess.run([sys.executable, "-m", "flowscan", "decrypt", str(source), "-o",
+                           str(out)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "inside: sframe" in done.stdout and "0 failed authentication" in done.stdout
+    assert 0x0000000A not in _block_types(out)
+    secrets = [line.split()[2] for line in
+               (LAB / "sfu-webrtc-e2ee" / "keys.log").read_text().splitlines()]
+    written = out.read_bytes()
+    assert not any(bytes.fromhex(s) in written or s.encode() in written for s in secrets)
+    # Without keys: exit 1 and a message saying why; no key, no file left half-written.
+    plain = subprocess.run([sys.executable, "-m", "flowscan", "decrypt",
+                            str(LAB / "sfu-webrtc" / "capture.pcapng"), "-o",
+                            str(tmp_path / "none.pcapng")], capture_output=True, text=True)
+    assert plain.returncode == 1 and "nothing was decrypted" in plain.stderr
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_decrypted_report_matches_the_schema() -> None:
+    from importlib import resources
+
+    import jsonschema
+
+    folder = LAB / "sfu-webrtc"
+    report = flowscan.scan(str(folder / "capture.pcapng"), keylog=[str(folder / "keys.log")])
+    document = json.loads(dumps([report]))  # one report: one object
+    (flow,) = [f for f in document["flows"] if (f["encryption"] or {}).get("decryption")]
+    assert flow["encryption"]["decryption"]["inner"] == "codec"
+    schema = json.loads(resources.files("flowscan.report").joinpath("schema.json").read_text())
+    jsonschema.validate(document, schema)

@@ -14,8 +14,6 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from flowscan.protocols import rtp
-
 
 @dataclass(frozen=True)
 class Profile:
@@ -74,6 +72,18 @@ def session_keys(profile: Profile, master_key: bytes, master_salt: bytes, rtcp: 
                        kdf(master_key, master_salt, base + 2, profile.salt_len))
 
 
+def _rtp_header_length(packet: bytes) -> int | None:
+    """Fixed header, CSRCs and header extension (RFC 3550 section 5.1 and 5.3.1)."""
+    if len(packet) < 12 or packet[0] >> 6 != 2:
+        return None
+    hlen = 12 + 4 * (packet[0] & 0x0F)
+    if packet[0] & 0x10:
+        if len(packet) < hlen + 4:
+            return None
+        hlen += 4 + 4 * ((packet[hlen + 2] << 8) | packet[hlen + 3])
+    return hlen if hlen <= len(packet) else None
+
+
 class SrtpContext:
     """One direction of one SRTP session: session keys, and per-SSRC rollover counters."""
 
@@ -82,6 +92,16 @@ class SrtpContext:
         self._rtp = session_keys(profile, master_key, master_salt, rtcp=False)
         self._rtcp = session_keys(profile, master_key, master_salt, rtcp=True)
         self._state: dict[int, tuple[int, int]] = {}  # ssrc -> (roc, highest seq)
+        # Per-packet work kept small: the keyed primitives are made once per context.
+        self._rtp_salt = int.from_bytes(self._rtp.salt, "big")
+        if profile.aead:
+            self._rtp_gcm = AESGCM(self._rtp.enc)
+        else:
+            self._rtp_aes = algorithms.AES(self._rtp.enc)
+            # HMAC (RFC 2104) as two keyed SHA-1 states, copied per packet.
+            block = self._rtp.auth.ljust(64, b"\0")
+            self._rtp_inner = hashlib.sha1(bytes(b ^ 0x36 for b in block))
+            self._rtp_outer = hashlib.sha1(bytes(b ^ 0x5C for b in block))
         self.decrypted = 0
         self.failed = 0
         self.fingerprint = hashlib.sha256(master_key + master_salt).hexdigest()[:16]
@@ -89,46 +109,51 @@ class SrtpContext:
     def __repr__(self) -> str:
         return f"SrtpContext({self.profile.name}, key sha256 {self.fingerprint})"
 
-    def _guess_roc(self, ssrc: int, seq: int) -> int:
+    @staticmethod
+    def _guess_roc(state: tuple[int, int] | None, seq: int) -> int:
         """RFC 3711 section 3.3.1 and appendix A."""
-        roc, s_l = self._state.get(ssrc, (0, seq))
+        if state is None:
+            return 0
+        roc, s_l = state
         if s_l < 32768:
             return roc - 1 if seq - s_l > 32768 and roc > 0 else roc
         return roc + 1 if s_l - 32768 > seq else roc
 
-    def _accept(self, ssrc: int, seq: int, roc: int) -> None:
-        old = self._state.get(ssrc)
-        if old is None or roc > old[0] or (roc == old[0] and seq > old[1]):
-            self._state[ssrc] = (roc, seq)
-
     def unprotect_rtp(self, packet: bytes) -> bytes | None:
         """The RTP packet in the clear, or None if the tag does not verify."""
-        header = rtp.parse_rtp(packet)
+        hlen = _rtp_header_length(packet)
         p = self.profile
-        if header is None or len(packet) < header.header_length + p.tag_len:
+        if hlen is None or len(packet) < hlen + p.tag_len:
             self.failed += 1
             return None
-        ssrc, seq, hlen = header.ssrc, header.sequence, header.header_length
-        roc = self._guess_roc(ssrc, seq)
-        k = self._rtp
+        seq, ssrc = (packet[2] << 8) | packet[3], int.from_bytes(packet[8:12], "big")
+        state = self._state.get(ssrc)
+        roc = self._guess_roc(state, seq)
         if p.aead:  # RFC 7714 section 8: IV = (0x0000 || SSRC || ROC || SEQ) XOR salt
-            iv = ((ssrc << 48) | (roc << 16) | seq) ^ int.from_bytes(k.salt, "big")
+            iv = ((ssrc << 48) | (roc << 16) | seq) ^ self._rtp_salt
             try:
-                plain = AESGCM(k.enc).decrypt(iv.to_bytes(12, "big"), packet[hlen:],
+                plain = self._rtp_gcm.decrypt(iv.to_bytes(12, "big"), packet[hlen:],
                                               packet[:hlen])
             except InvalidTag:
                 self.failed += 1
                 return None
         else:  # RFC 3711 sections 4.1.1 and 4.2: HMAC-SHA1 over packet || ROC, then AES-CM
-            body, tag = packet[:-p.tag_len], packet[-p.tag_len:]
-            mac = hmac.new(k.auth, body + roc.to_bytes(4, "big"), hashlib.sha1).digest()
-            if not hmac.compare_digest(mac[:p.tag_len], tag):
+            view = memoryview(packet)
+            end = len(packet) - p.tag_len
+            inner = self._rtp_inner.copy()
+            inner.update(view[:end])
+            inner.update(roc.to_bytes(4, "big"))
+            outer = self._rtp_outer.copy()
+            outer.update(inner.digest())
+            if not hmac.compare_digest(outer.digest()[:p.tag_len], view[end:]):
                 self.failed += 1
                 return None
             index = (roc << 16) | seq
-            iv = (int.from_bytes(k.salt, "big") << 16) ^ (ssrc << 64) ^ (index << 16)
-            plain = _ctr_xor(k.enc, iv, body[hlen:])
-        self._accept(ssrc, seq, roc)
+            iv = (self._rtp_salt << 16) ^ (ssrc << 64) ^ (index << 16)
+            decryptor = Cipher(self._rtp_aes, modes.CTR(iv.to_bytes(16, "big"))).decryptor()
+            plain = decryptor.update(view[hlen:end])
+        if state is None or (roc, seq) > state:  # the highest index seen so far
+            self._state[ssrc] = (roc, seq)
         self.decrypted += 1
         return packet[:hlen] + plain
 

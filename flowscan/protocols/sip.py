@@ -91,11 +91,15 @@ def parse_sdp(text: str) -> list[SdpMedia]:
     session_address: str | None = None
     media: list[SdpMedia] = []
     session_fingerprint: str | None = None
+    session_start = 0  # a v= line starts a new session description (an offer and its answer)
     for raw in text.splitlines():
         if len(raw) < 2 or raw[1] != "=":
             continue
         kind, value = raw[0], raw[2:].strip()
-        current = media[-1] if media else None
+        if kind == "v":
+            session_address, session_start = None, len(media)
+            continue
+        current = media[-1] if len(media) > session_start else None
         if kind == "c":
             parts = value.split()
             address = parts[2].split("/")[0] if len(parts) >= 3 else None

@@ -1,0 +1,119 @@
+"""SRTP master keys given outright: SDES a=crypto key params, an SDP file, `--srtp-key`.
+
+A key protects what one sender sends: named by the sender's address and port (the SDP media
+address, as RFC 4568 section 6.1 has each side announce the key it sends with) or by SSRC.
+Specs and key params are never echoed in errors: they hold the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flowscan.crypto.keylog import fingerprint
+from flowscan.crypto.srtp import PROFILES, SDES_SUITES, Profile
+from flowscan.errors import UsageError
+from flowscan.protocols import sip
+
+Endpoint = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class SrtpKey:
+    profile: Profile = field(repr=False)
+    master_key: bytes = field(repr=False)
+    master_salt: bytes = field(repr=False)
+    fingerprint: str = ""  # short SHA-256 of the key params: how reports name the key
+    source: str = ""
+
+
+def sdes_key(suite: str, key_params: str, source: str) -> SrtpKey | None:
+    """RFC 4568 section 6.1: `inline:<base64 key||salt>[|lifetime][|MKI:length]`."""
+    name = SDES_SUITES.get(suite, suite if suite in PROFILES else None)
+    if name is None or not key_params.startswith("inline:"):
+        return None
+    try:
+        material = base64.b64decode(key_params[7:].split("|")[0], validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    profile = PROFILES[name]
+    if len(material) < profile.key_len + profile.salt_len:
+        return None
+    salt = material[profile.key_len:profile.key_len + profile.salt_len]
+    return SrtpKey(profile, material[:profile.key_len], salt,
+                   fingerprint(key_params.encode()), source)
+
+
+def media_keys(media: list[sip.SdpMedia], source: str) -> dict[Endpoint, SrtpKey]:
+    """Each m= line's first usable a=crypto key, for its RTP port and RTCP port + 1."""
+    keys: dict[Endpoint, SrtpKey] = {}
+    for m in media:
+        if m.address is None:
+            continue
+        for crypto in m.crypto:
+            key = sdes_key(crypto.suite, crypto.key_params, source)
+            if key is not None:
+                for port in (m.port, m.port + 1):
+                    keys.setdefault((m.address, port), key)
+                break
+    return keys
+
+
+@dataclass
+class ExplicitKeys:
+    """Keys from the command line or an SDP file, beside those in the capture."""
+
+    by_endpoint: dict[Endpoint, SrtpKey] = field(default_factory=dict)
+    by_ssrc: dict[int, SrtpKey] = field(default_factory=dict)
+
+    def add_sdp_file(self, path: str) -> None:
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot read SDP file: {exc.strerror}") from None
+        found = media_keys(sip.parse_sdp(text), f"SDES (a=crypto in {path})")
+        if not found:
+            raise UsageError(f"{path}: no m= line with a connection address and a usable "
+                             "a=crypto key (AES_CM_128_HMAC_SHA1_80/32, AEAD_AES_128/256_GCM)")
+        for endpoint, key in found.items():
+            self.by_endpoint.setdefault(endpoint, key)
+
+    def add_spec(self, spec: str, number: int) -> None:
+        """`TARGET=SUITE:inline:BASE64` with TARGET an SSRC (0x1234abcd or decimal) or the
+        sender's IP:PORT ([v6]:PORT)."""
+        where = f"--srtp-key #{number}"
+        target, sep, rest = spec.partition("=")
+        suite, sep2, params = rest.partition(":")
+        if not sep or not sep2:
+            raise UsageError(f"{where}: expected SSRC=SUITE:inline:BASE64 or "
+                             "IP:PORT=SUITE:inline:BASE64")
+        key = sdes_key(suite, params, f"--srtp-key #{number}")
+        if key is None:
+            raise UsageError(f"{where}: not a usable key: the suite must be one of "
+                             f"{', '.join(SDES_SUITES)} and the inline key||salt base64 of "
+                             "the suite's length")
+        target = target.strip()
+        try:
+            ssrc = int(target, 0)
+        except ValueError:
+            ssrc = None
+        if ssrc is not None:
+            if not 0 <= ssrc < 2**32:
+                raise UsageError(f"{where}: SSRC out of range")
+            self.by_ssrc[ssrc] = key
+            return
+        host, _, port = target.rpartition(":")
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+            port_number = int(port)
+        except ValueError:
+            raise UsageError(f"{where}: {target!r} is neither an SSRC nor IP:PORT") from None
+        if not 0 < port_number < 65536:
+            raise UsageError(f"{where}: port out of range")
+        self.by_endpoint[(str(address), port_number)] = key
+
+    def __bool__(self) -> bool:
+        return bool(self.by_endpoint or self.by_ssrc)

@@ -77,6 +77,8 @@ class RtpFacts:
     rtcp_types: list[str] = field(default_factory=list)
     # Every RTCP compound parsed to its end: no SRTCP index and tag after it (RFC 3711 3.4).
     rtcp_clear: bool | None = None
+    # SRTCP trailers seen: an E flag with an index counting up per sender (RFC 3711 3.4).
+    srtcp_index: str | None = None  # e.g. "aead: 1, 2"
     # Distinct SSRCs each side sent over the whole flow (not just the samples).
     ssrc_count: dict[str, int] = field(default_factory=dict)
     payload: dict[str, PayloadStats] = field(default_factory=dict)  # side -> statistics
@@ -138,6 +140,7 @@ class _Collector:
         self.rtp_seq: dict[tuple[int, int], list[int]] = {}
         self.quic_initials: list[quic.QuicInitial] = []
         self.rtp_payloads: tuple[list[bytes], list[bytes]] = ([], [])
+        self.srtcp_last: dict[tuple[int, str], int] = {}  # (ssrc, trailer layout) -> index
         self.stun_sent: dict[bytes, float] = {}
         self.ts = 0.0
         self.gquic: quic.GoogleQuicHello | None = None
@@ -274,12 +277,24 @@ class _Collector:
                 if packet.name not in facts.rtcp_types:
                     facts.rtcp_types.append(packet.name)
             facts.rtcp_clear = compound.trailing == 0 and facts.rtcp_clear is not False
+            if compound.trailing and compound.packets[0].ssrc is not None:
+                self._srtcp_trailer(facts, compound.packets[0].ssrc, data)
             return True
         header = rtp.parse_rtp(data)
         if header is None:
             return False
         self._rtp_header(side, header, data)
         return True
+
+    def _srtcp_trailer(self, facts: RtpFacts, ssrc: int, data: bytes) -> None:
+        """Two packets of one sender whose indices step up by a little, with the E flag set
+        in both, are an SRTCP trailer rather than chance."""
+        for layout, index in rtp.srtcp_trailers(data).items():
+            last = self.srtcp_last.get((ssrc, layout))
+            self.srtcp_last[(ssrc, layout)] = index
+            if facts.srtcp_index is None and last is not None and 0 < index - last <= 64:
+                facts.srtcp_index = (f"SRTCP trailer ({layout} layout) from SSRC {ssrc:#010x}:"
+                                     f" E flag set, index {last} then {index}")
 
     def _rtp_header(self, side: int, header: rtp.RtpHeader, data: bytes = b"") -> None:
         if data:

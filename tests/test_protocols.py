@@ -297,3 +297,26 @@ def test_zoom_server_and_p2p_encapsulation() -> None:
     for variant in hostile_variants(server):
         zoom.parse_server(variant)
         zoom.parse_p2p(variant)
+
+
+def test_srtcp_trailer_found_in_libsrtp_output_and_not_in_plain_rtcp() -> None:
+    """RFC 3711 section 3.4 / RFC 7714 section 9: libsrtp's SRTCP carries E=1 and an index
+    that counts up, where each layout puts it."""
+    pylibsrtp = pytest.importorskip("pylibsrtp")
+    import os
+
+    from flowscan.protocols import rtp as rtp_proto
+
+    layouts = {"hmac-sha1-80": pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+               "aead": pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM}
+    for layout, profile in layouts.items():
+        size = 30 if layout == "hmac-sha1-80" else 28
+        session = pylibsrtp.Session(pylibsrtp.Policy(
+            key=os.urandom(size), ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=profile))
+        rtcp = struct.pack(">BBHI", 0x81, 201, 7, 0xCAFE) + os.urandom(24)
+        first, second = (rtp_proto.srtcp_trailers(session.protect_rtcp(rtcp))
+                         for _ in range(2))
+        assert second[layout] == first[layout] + 1
+    plain = struct.pack(">BBHI", 0x81, 201, 7, 0xCAFE) + bytes(24)
+    assert rtp_proto.srtcp_trailers(plain) == {}

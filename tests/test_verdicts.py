@@ -170,3 +170,14 @@ def test_sdes_keys_in_clear_sip_expose_the_media(tmp_path: Path) -> None:
     assert report.findings[0].kind == "keys-exposed-media"
     text = dumps([report])
     assert key not in text and key[:12] not in text
+
+
+def test_srtcp_trailer_is_evidence_in_the_sfu_call() -> None:
+    """The lab's SFU call (aiortc, AES-GCM SRTCP): the trailer index counting up is named."""
+    capture = Path(__file__).resolve().parent.parent / "captures/lab/sfu-webrtc/capture.pcapng"
+    (flow,) = [f for f in flowscan.scan(str(capture)).flows if f.encryption]
+    kinds = {e.signal: e.detail for e in flow.encryption.evidence}
+    assert "aead layout" in kinds["srtcp-trailer"] and "index 1 then 2" in kinds["srtcp-trailer"]
+    plain = Path(__file__).resolve().parent.parent / "captures/lab/sip-rtp-plain/capture.pcapng"
+    assert not any(e.signal == "srtcp-trailer" for f in flowscan.scan(str(plain)).flows
+                   if f.encryption for e in f.encryption.evidence)

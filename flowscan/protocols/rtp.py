@@ -115,3 +115,20 @@ def parse_rtcp(data: bytes) -> RtcpCompound | None:
     if not packets:
         return None
     return RtcpCompound(packets, len(data) - pos)
+
+
+# Where the SRTCP trailer's E flag and 31-bit index sit, counted from the end of the packet
+# (RFC 3711 section 3.4): before an 80-bit HMAC-SHA1 tag, or last with AES-GCM (RFC 7714
+# section 9, where the tag precedes it).
+SRTCP_TRAILER_OFFSETS = {"hmac-sha1-80": 14, "aead": 4}
+
+
+def srtcp_trailers(data: bytes) -> dict[str, int]:
+    """The SRTCP indices this packet would carry under each layout whose E flag is set."""
+    found = {}
+    for layout, back in SRTCP_TRAILER_OFFSETS.items():
+        if len(data) >= 8 + back:
+            word = int.from_bytes(data[len(data) - back:len(data) - back + 4], "big")
+            if word >> 31:
+                found[layout] = word & 0x7FFFFFFF
+    return found

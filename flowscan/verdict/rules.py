@@ -111,6 +111,10 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
     app = flow.app.name if flow.app else None
     ends = ((flow.server.ip, flow.server.port), (flow.client.ip, flow.client.port))
     look, payload_evidence = _payload_look(facts)
+    srtcp = facts.rtp.srtcp_index if facts.rtp else None
+    if srtcp:
+        payload_evidence.append(EvidenceItem("srtcp-trailer", f"{srtcp}, before or after an "
+                                             "authentication tag: the RTCP is SRTCP"))
 
     # Media straight between the two addresses the SIP parties offered ends at the peer.
     calls = {ctx.sdp_media.get(e) for e in ends}
@@ -159,7 +163,7 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
         return _zoom(facts, payload_evidence)
     if app in PROPRIETARY_KEYING:
         return _proprietary(flow, facts, app, payload_evidence)
-    if look == "random":
+    if look == "random" or srtcp:
         return Encryption("encrypted-unverified", "unknown", "unknown", "observed", "low", [
             *payload_evidence,
             EvidenceItem("no-key-exchange-seen", "payloads look encrypted but no key "

@@ -21,6 +21,7 @@ from flowscan.crypto import dtls_srtp, inner
 from flowscan.crypto.keylog import KeyLog, fingerprint
 from flowscan.crypto.keys import Endpoint, ExplicitKeys, SrtpKey, media_keys
 from flowscan.crypto.srtp import PROFILES, SrtpContext
+from flowscan.flows import reverse_key
 from flowscan.identify import FlowFacts
 from flowscan.protocols import rtp
 from flowscan.report.model import Decryption, Flow
@@ -38,10 +39,13 @@ class _Job:
     payload_types: dict[int, int] = field(default_factory=dict)
 
 
-def _endpoint_key(src: tuple[str, int], dst: tuple[str, int]) -> bytes:
-    family = socket.AF_INET6 if ":" in src[0] else socket.AF_INET
-    return (socket.inet_pton(family, src[0]) + socket.inet_pton(family, dst[0])
-            + src[1].to_bytes(2, "big") + dst[1].to_bytes(2, "big"))
+def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
+    """The decoder's flow key for each direction of the flow, with that direction's sender."""
+    client, server = (flow.client.ip, flow.client.port), (flow.server.ip, flow.server.port)
+    family = socket.AF_INET6 if ":" in client[0] else socket.AF_INET
+    key = (socket.inet_pton(family, client[0]) + socket.inet_pton(family, server[0])
+           + client[1].to_bytes(2, "big") + server[1].to_bytes(2, "big"))
+    return [(key, client), (reverse_key(key), server)]
 
 
 def _dtls_job(flow: Flow, facts: FlowFacts, keylog: KeyLog, sources: str) -> _Job | None:
@@ -134,18 +138,14 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
     if explicit.by_ssrc:
         for flow, _facts in flows:
             if flow.encryption is not None and flow.id not in jobs:
-                client, server = (flow.client.ip, flow.client.port), (flow.server.ip,
-                                                                      flow.server.port)
-                unkeyed[_endpoint_key(client, server)] = (flow, client)
-                unkeyed[_endpoint_key(server, client)] = (flow, server)
+                for key, sender in _directions(flow):
+                    unkeyed[key] = (flow, sender)
     if not jobs and not unkeyed and output is None:
         return {}
     by_key: dict[bytes, tuple[_Job, Endpoint]] = {}
     for job in jobs.values():
-        f = job.flow
-        client, server = (f.client.ip, f.client.port), (f.server.ip, f.server.port)
-        by_key[_endpoint_key(client, server)] = (job, client)
-        by_key[_endpoint_key(server, client)] = (job, server)
+        for key, sender in _directions(job.flow):
+            by_key[key] = (job, sender)
     ssrc_contexts: dict[tuple[int, int], SrtpContext] = {}  # (flow id, ssrc) -> context
     decoder = Decoder()
     with CaptureSource(path) as source:

@@ -408,3 +408,58 @@ def test_dtls13_exporter_secrets_are_named_as_unsupported(tmp_path: Path) -> Non
     report = flowscan.scan(str(LAB / "sfu-webrtc" / "capture.pcapng"), keylog=[str(keylog)])
     warnings = " ".join(report.capture.warnings)
     assert "DTLS 1.3 keying is not supported yet" in warnings and "cd" * 32 not in warnings
+
+
+LIBSRTP_PROFILES = {"SRTP_AES128_CM_HMAC_SHA1_80": "SRTP_PROFILE_AES128_CM_SHA1_80",
+                    "SRTP_AES128_CM_HMAC_SHA1_32": "SRTP_PROFILE_AES128_CM_SHA1_32",
+                    "SRTP_AEAD_AES_128_GCM": "SRTP_PROFILE_AEAD_AES_128_GCM",
+                    "SRTP_AEAD_AES_256_GCM": "SRTP_PROFILE_AEAD_AES_256_GCM"}
+
+
+@pytest.mark.parametrize("scenario", ["p2p-webrtc", "sfu-webrtc", "sfu-webrtc-e2ee"])
+def test_lab_dtls_calls_decrypt_as_libsrtp_decrypts_them(scenario: str, tmp_path: Path
+                                                         ) -> None:
+    """The keys derived from the key log, handed to libsrtp: every packet flowscan writes in
+    the clear is what libsrtp makes of the captured one."""
+    pylibsrtp = pytest.importorskip("pylibsrtp")
+    from scapy.layers.inet import IP, UDP
+    from scapy.utils import rdpcap
+
+    from flowscan.crypto import dtls_srtp
+
+    folder = LAB / scenario
+    out = tmp_path / "clear.pcapng"
+    report = flowscan.decrypt(str(folder / "capture.pcapng"), str(out),
+                              keylog=[str(folder / "keys.log")])
+    (flow,) = [f for f in report.flows if f.encryption and f.encryption.decryption]
+    hs = flow.details["dtls"]
+    secrets = {line.split()[1]: bytes.fromhex(line.split()[2])
+               for line in (folder / "keys.log").read_text().splitlines()}
+    p = srtp.PROFILES[hs.srtp_profile]
+    k, s = p.key_len, p.salt_len
+    material = dtls_srtp.prf(secrets[hs.client_random], dtls_srtp.LABEL,
+                             bytes.fromhex(hs.client_random) + bytes.fromhex(hs.server_random),
+                             2 * (k + s), int(hs.cipher_suite, 16) in dtls_srtp.SHA384_SUITES)
+    client_key = material[:k] + material[2 * k:2 * k + s]
+    server_key = material[k:2 * k] + material[2 * k + s:]
+    dtls_client = flow.client if hs.dtls_client == "client" else flow.server
+    receivers = {}
+    for end in (flow.client, flow.server):
+        key = client_key if end == dtls_client else server_key
+        receivers[(end.ip, end.port)] = pylibsrtp.Session(pylibsrtp.Policy(
+            key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND,
+            srtp_profile=getattr(pylibsrtp.Policy, LIBSRTP_PROFILES[hs.srtp_profile])))
+    compared = 0
+    for old, new in zip(rdpcap(str(folder / "capture.pcapng")), rdpcap(str(out)), strict=True):
+        if UDP not in old or (old[IP].src, old[UDP].sport) not in receivers:
+            continue
+        payload = bytes(old[UDP].payload)
+        if not payload or not 128 <= payload[0] <= 191:
+            assert bytes(old) == bytes(new)  # STUN, DTLS: as they were
+            continue
+        session = receivers[(old[IP].src, old[UDP].sport)]
+        clear = (session.unprotect_rtcp if 192 <= payload[1] <= 223 else session.unprotect)(
+            payload)
+        assert bytes(new[UDP].payload) == clear
+        compared += 1
+    assert compared == flow.encryption.decryption.packets_decrypted > 100

@@ -96,17 +96,14 @@ class DecryptedCapture:
 
     def __init__(self, stream: BinaryIO, comment: str) -> None:
         self.writer = PcapngWriter(stream, comment)
-        self.frames = self.replaced = 0
         self.left_encrypted = 0  # decrypted, but in frames that could not be edited
 
     def add(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None) -> None:
-        self.frames += 1
         if replaced is None:
             self.writer.add(ts, link, data, wire)
             return
         # The frame's length on the wire shrinks with it: the tags are gone.
         self.writer.add(ts, link, replaced, wire - len(data) + len(replaced))
-        self.replaced += 1
 
 
 @dataclass

@@ -238,9 +238,6 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
         if explicit and path == "-":
             warnings.append("keys need a second pass over the capture; standard input "
                             "cannot be read twice, so nothing was decrypted")
-        if any(label == "EXPORTER_SECRET" for label, _ in keylog.secrets):
-            warnings.append("the key log holds (D)TLS 1.3 exporter secrets; DTLS 1.3 keying "
-                            "is not supported yet, so flows keyed that way stay undecrypted")
         if keylog.malformed:
             warnings.append(f"{len(keylog.malformed)} key log line(s) were not understood and "
                             f"were skipped: {', '.join(keylog.malformed[:5])}")

@@ -37,6 +37,11 @@ class _Job:
     key_fingerprint: str
     payloads: dict[int, list[bytes]] = field(default_factory=dict)  # ssrc -> payloads
     payload_types: dict[int, int] = field(default_factory=dict)
+    # Other profiles' contexts, tried while no packet has verified (DTLS 1.3 hides the
+    # profile); the first that verifies replaces `contexts` for good.
+    alternatives: list[dict[Endpoint, SrtpContext]] = field(default_factory=list)
+    verified: bool = False
+    by_trial: bool = False  # the profile was not seen, but found among those offered
 
 
 def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
@@ -50,20 +55,34 @@ def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
 
 def _dtls_job(flow: Flow, facts: FlowFacts, keylog: KeyLog, sources: str) -> _Job | None:
     d = facts.dtls
-    if d is None or not (d.client_random and d.server_random and d.srtp_profile):
+    if d is None or not (d.client_random and d.server_random):
         return None
-    master = keylog.master_secret(bytes.fromhex(d.client_random))
-    if master is None or d.srtp_profile not in PROFILES:
+    client_random, suite = bytes.fromhex(d.client_random), int(d.cipher_suite or "0", 16)
+    master = keylog.master_secret(client_random)
+    exporter = keylog.exporter_secret(client_random)
+    pairs: list[tuple[SrtpContext, SrtpContext]] = []
+    if master is not None and d.srtp_profile in PROFILES:
+        pairs.append(dtls_srtp.srtp_contexts(master, client_random,
+                                             bytes.fromhex(d.server_random),
+                                             d.srtp_profile, suite))
+        secret, source = master, sources
+    elif exporter is not None:
+        # DTLS 1.3 sends the chosen profile in the encrypted EncryptedExtensions: unless the
+        # ServerHello showed it, each offered profile is a candidate, and the first whose
+        # tags verify is the one (RFC 5764 section 4.1.1; RFC 9147 section 5).
+        profiles = [d.srtp_profile] if d.srtp_profile else d.srtp_profiles_offered
+        pairs = [dtls_srtp.srtp_contexts13(exporter, name, suite)
+                 for name in profiles if name in PROFILES]
+        secret, source = exporter, f"{sources} (DTLS 1.3 exporter secret)"
+    if not pairs:
         return None
-    client_ctx, server_ctx = dtls_srtp.srtp_contexts(
-        master, bytes.fromhex(d.client_random), bytes.fromhex(d.server_random),
-        d.srtp_profile, int(d.cipher_suite or "0", 16))
     client, server = (flow.client.ip, flow.client.port), (flow.server.ip, flow.server.port)
     # Whoever sent the ClientHello writes with the client keys (RFC 5764 section 4.2).
     dtls_client = client if d.dtls_client != "server" else server
     other = server if dtls_client == client else client
-    return _Job(flow, {dtls_client: client_ctx, other: server_ctx}, sources,
-                fingerprint(master))
+    candidates = [{dtls_client: c, other: s} for c, s in pairs]
+    return _Job(flow, candidates[0], source, fingerprint(secret),
+                alternatives=candidates[1:], by_trial=len(candidates) > 1)
 
 
 def _sdes_keys(flows: list[tuple[Flow, FlowFacts]]) -> dict[Endpoint, SrtpKey]:
@@ -184,6 +203,9 @@ def _packet(data: bytes, decoded: Decoded, by_key: dict[bytes, tuple[_Job, Endpo
     if ctx is None or job is None:
         return None
     plain = _unprotect(job, ctx, payload)
+    if plain is None and job.alternatives and not job.verified and hit is not None:
+        plain = _try_alternatives(job, hit[1], payload)
+    job.verified = job.verified or plain is not None
     if plain is None or output is None:
         return None
     if channel:
@@ -192,6 +214,19 @@ def _packet(data: bytes, decoded: Decoded, by_key: dict[bytes, tuple[_Job, Endpo
     frame = replace_udp_payload(data, decoded, start, end, plain)
     output.left_encrypted += frame is None
     return frame
+
+
+def _try_alternatives(job: _Job, sender: Endpoint, payload: bytes) -> bytes | None:
+    """The packet under each other candidate profile; the one that verifies is kept. The
+    failures counted before it belong to the wrong guess and leave with it."""
+    for i, contexts in enumerate(job.alternatives):
+        ctx = contexts.get(sender)
+        plain = None if ctx is None else _unprotect(job, ctx, payload)
+        if plain is not None:
+            job.contexts = contexts
+            job.alternatives = job.alternatives[:i] + job.alternatives[i + 1:]
+            return plain
+    return None
 
 
 def _ssrc_context(packet: bytes, flow: Flow, explicit: ExplicitKeys, jobs: dict[int, _Job],
@@ -241,5 +276,9 @@ def _result(job: _Job) -> Decryption:
             else "opaque" if kinds else "insufficient")
     detail = next((layer.detail for layer in layers if layer.kind == kind),
                   "too few packets decrypted to tell what is inside")
-    return Decryption(decrypted, failed, job.source, job.key_fingerprint, kind, detail,
+    source = job.source
+    if job.by_trial and job.verified:
+        profile = next(iter(job.contexts.values())).profile.name
+        source += f"; SRTP profile {profile}, found by trial among those offered"
+    return Decryption(decrypted, failed, source, job.key_fingerprint, kind, detail,
                       len(job.payloads))

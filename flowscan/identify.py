@@ -408,7 +408,10 @@ class _Collector:
         dtls_client, dtls_server = self.dtls
         if dtls_client.records or dtls_server.records:
             self.facts.dtls = _dtls_facts(dtls_client, dtls_server)
-            if self.facts.dtls.srtp_profile and "rtp" in self.facts.protocols:
+            d = self.facts.dtls
+            # DTLS 1.3 sends the chosen profile encrypted (in EncryptedExtensions).
+            hidden = d.version == "DTLS 1.3" and bool(d.srtp_profiles_offered)
+            if (d.srtp_profile or hidden) and "rtp" in self.facts.protocols:
                 self.facts.add("srtp")
         if self.quic_initials:
             hello = quic.client_hello(self.quic_initials)

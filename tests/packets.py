@@ -70,3 +70,29 @@ def dtls_encrypted(seq: int) -> bytes:
 def srtp_like(seq: int, ssrc: int, pt: int = 111, size: int = 160) -> bytes:
     """An RTP header followed by random bytes, as SRTP looks on the wire."""
     return bytes([0x80, pt]) + struct.pack(">HII", seq, seq * 960, ssrc) + os.urandom(size)
+
+
+def dtls13_client_hello(random: bytes, profiles: list[int]) -> bytes:
+    """DTLS 1.3 ClientHello (RFC 9147 5.3): legacy version 1.2, an empty legacy cookie,
+    supported_versions naming 1.3 (RFC 8446 4.2.1) and use_srtp (RFC 5764 4.1.1)."""
+    listed = b"".join(p.to_bytes(2, "big") for p in profiles)
+    use_srtp = struct.pack(">HHH", 14, len(listed) + 3, len(listed)) + listed + b"\0"
+    exts = struct.pack(">HHBH", 43, 3, 2, 0xFEFC) + use_srtp
+    body = (b"\xfe\xfd" + random + b"\x00" + b"\x00" + struct.pack(">HH", 2, 0x1301)
+            + b"\x01\x00" + len(exts).to_bytes(2, "big") + exts)
+    return dtls_record(dtls_handshake(1, body, 0, 0, len(body)))
+
+
+def dtls13_server_hello(random: bytes, suite: int = 0x1301) -> bytes:
+    """DTLS 1.3 ServerHello: the profile is not here but in the encrypted extensions."""
+    exts = struct.pack(">HHH", 43, 2, 0xFEFC)
+    body = (b"\xfe\xfd" + random + b"\x00" + suite.to_bytes(2, "big") + b"\x00"
+            + len(exts).to_bytes(2, "big") + exts)
+    return dtls_record(dtls_handshake(2, body, 0, 0, len(body)))
+
+
+def dtls13_ciphertext(seq: int, epoch: int = 2) -> bytes:
+    """A DTLSCiphertext record, unified header 0b001CSLEE with 16-bit sequence and length
+    (RFC 9147 section 4)."""
+    content = os.urandom(40)
+    return bytes([0x2C | (epoch & 3)]) + struct.pack(">HH", seq, len(content)) + content

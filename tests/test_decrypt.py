@@ -4,7 +4,6 @@ lab's calls decrypted with their keys (key log and Decryption Secrets Block alik
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
@@ -339,20 +338,10 @@ def test_decrypted_report_matches_the_schema() -> None:
 
 def _dtls_pair(cipher: bytes, profile: bytes):  # type: ignore[no-untyped-def]
     """A DTLS 1.2 handshake between two OpenSSL endpoints in memory, with use_srtp."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
     from OpenSSL import SSL
+    from openssl_pair import handshake, self_signed
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flowscan lab")])
-    start = datetime.datetime(2026, 1, 1)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(1).not_valid_before(start)
-            .not_valid_after(start + datetime.timedelta(days=3650)).sign(key, hashes.SHA256()))
+    key, cert = self_signed()
     ends = []
     for server in (False, True):
         ctx = SSL.Context(SSL.DTLS_METHOD)
@@ -365,15 +354,8 @@ def _dtls_pair(cipher: bytes, profile: bytes):  # type: ignore[no-untyped-def]
         end = SSL.Connection(ctx, None)
         end.set_accept_state() if server else end.set_connect_state()
         ends.append(end)
-    client, server = ends
-    for _ in range(20):  # flights, each handed over through the memory BIOs
-        for a, b in ((client, server), (server, client)):
-            with contextlib.suppress(SSL.WantReadError):
-                a.do_handshake()
-            with contextlib.suppress(SSL.WantReadError):
-                while True:
-                    b.bio_write(a.bio_read(65536))
-    return client
+    handshake(*ends)
+    return ends[0]
 
 
 @pytest.mark.parametrize(("cipher", "suite", "profile"), [
@@ -400,14 +382,6 @@ def test_dtls_srtp_keys_match_what_openssl_exports(cipher: bytes, suite: int, pr
                                    client.server_random(), profile, suite)
     assert [c.fingerprint for c in ours] == [c.fingerprint for c in exported]
     assert ours[0].fingerprint != ours[1].fingerprint
-
-
-def test_dtls13_exporter_secrets_are_named_as_unsupported(tmp_path: Path) -> None:
-    keylog = tmp_path / "keys.log"
-    keylog.write_text(f"EXPORTER_SECRET {'ab' * 32} {'cd' * 32}\n")
-    report = flowscan.scan(str(LAB / "sfu-webrtc" / "capture.pcapng"), keylog=[str(keylog)])
-    warnings = " ".join(report.capture.warnings)
-    assert "DTLS 1.3 keying is not supported yet" in warnings and "cd" * 32 not in warnings
 
 
 LIBSRTP_PROFILES = {"SRTP_AES128_CM_HMAC_SHA1_80": "SRTP_PROFILE_AES128_CM_SHA1_80",

@@ -47,6 +47,10 @@ class KeyLog:
     def master_secret(self, client_random: bytes) -> bytes | None:
         return self.secrets.get(("CLIENT_RANDOM", client_random))
 
+    def exporter_secret(self, client_random: bytes) -> bytes | None:
+        """The (D)TLS 1.3 exporter_master_secret (RFC 8446 section 7.1)."""
+        return self.secrets.get(("EXPORTER_SECRET", client_random))
+
     def __len__(self) -> int:
         return len(self.secrets)
 

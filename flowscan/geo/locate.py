@@ -6,7 +6,9 @@ routable on the internet are labelled for what they are and given no country.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import ipaddress
 import json
 import os
@@ -36,6 +38,7 @@ SCOPES = [
 _SCOPE_NETS = [(name, [ipaddress.ip_network(n) for n in nets]) for name, nets in SCOPES]
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def scope_of(ip: str) -> str:
     addr = ipaddress.ip_address(ip)
     for name, nets in _SCOPE_NETS:
@@ -61,7 +64,7 @@ class Locator:
     def __init__(self, extra: list[str] | None = None, bundled: Path | None = None) -> None:
         self.databases: list[GeoDatabase] = []
         self._readers: dict[str, list[tuple[GeoDatabase, Any]]] = {}
-        self._cache: dict[str, dict[str, Any]] = {}
+        self._cache: dict[str, RemoteInfo] = {}  # ip -> its answer, as a template
         paths = list(extra or [])
         paths += [p for p in os.environ.get(ENV_DATABASES, "").split(os.pathsep) if p]
         for path in paths:
@@ -96,7 +99,16 @@ class Locator:
         return None
 
     def lookup(self, ip: str, which: str = "server") -> RemoteInfo:
-        info = RemoteInfo(ip, which, scope_of(ip))
+        """A fresh RemoteInfo each call (callers add to it); the databases are asked once
+        per address."""
+        known = self._cache.get(ip)
+        if known is None:
+            known = self._cache[ip] = self._lookup(ip)
+        return dataclasses.replace(known, which=which, sources=list(known.sources),
+                                   name_hints=[])
+
+    def _lookup(self, ip: str) -> RemoteInfo:
+        info = RemoteInfo(ip, "server", scope_of(ip))
         if info.scope != "public":
             return info
         for kind in ("city", "country"):

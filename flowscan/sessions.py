@@ -53,9 +53,21 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
     why = next((e.detail for e in enc.evidence), "")
     others = f" (+{len(members) - 1} more flows)" if len(members) > 1 else ""
     summary = (f"{app or 'unidentified app'}: media to {main.server.ip}:{main.server.port}"
-               f"{others} is {enc.verdict} (ends at {enc.termination}, {enc.key_exchange}, "
-               f"{enc.confidence} confidence): {why}")
+               f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
+               f"{_path(enc.verdict, enc.termination)}): {why}")
     return MediaSession(number, app, [f.id for f in members], verdicts, summary)
+
+
+def _path(verdict: str, termination: str) -> str:
+    """Where the packets go, in words that cannot be read against the verdict: a relayed
+    end-to-end call passes a relay, but its encryption ends at the other participant."""
+    if termination == "relay":
+        return ("via a relay that only forwards; encryption ends at the peer behind it"
+                if verdict == "end-to-end" else "via a relay; who holds the keys behind it is "
+                "unknown")
+    return {"peer": "encryption ends at the other participant",
+            "server": "encryption ends at a service's server"}.get(
+                termination, "where encryption ends is unknown")
 
 
 def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:

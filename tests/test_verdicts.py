@@ -181,3 +181,17 @@ def test_srtcp_trailer_is_evidence_in_the_sfu_call() -> None:
     plain = Path(__file__).resolve().parent.parent / "captures/lab/sip-rtp-plain/capture.pcapng"
     assert not any(e.signal == "srtcp-trailer" for f in flowscan.scan(str(plain)).flows
                    if f.encryption for e in f.encryption.evidence)
+
+
+@pytest.mark.parametrize(("scenario", "path"), [
+    ("p2p-webrtc-turn", "via a relay that only forwards; encryption ends at the peer behind it"),
+    ("sfu-webrtc", "encryption ends at a service's server"),
+    ("p2p-webrtc", "encryption ends at the other participant"),
+])
+def test_session_summary_says_where_encryption_ends(scenario: str, path: str) -> None:
+    """A relayed end-to-end call passes a relay; its summary must not read as if the
+    encryption ended there."""
+    lab = Path(__file__).resolve().parent.parent / "captures" / "lab" / scenario
+    (session,) = flowscan.scan(str(lab / "capture.pcapng")).sessions
+    assert f"; {path})" in session.summary
+    assert "ends at relay" not in session.summary

@@ -42,6 +42,7 @@ class _Job:
     alternatives: list[dict[Endpoint, SrtpContext]] = field(default_factory=list)
     verified: bool = False
     by_trial: bool = False  # the profile was not seen, but found among those offered
+    unprotected_rtcp: int = 0
 
 
 def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
@@ -251,7 +252,14 @@ def _ssrc_context(packet: bytes, flow: Flow, explicit: ExplicitKeys, jobs: dict[
 
 def _unprotect(job: _Job, ctx: SrtpContext, packet: bytes) -> bytes | None:
     if rtp.is_rtcp_type(packet[1]):
-        return ctx.unprotect_rtcp(packet)
+        clear = ctx.unprotect_rtcp(packet)
+        compound = rtp.parse_rtcp(packet) if clear is None else None
+        if compound is not None and compound.trailing == 0:
+            # No SRTCP index or tag at all (RFC 3711 section 3.4): not a failed tag but
+            # RTCP sent unprotected, counted apart.
+            ctx.failed -= 1
+            job.unprotected_rtcp += 1
+        return clear
     plain = ctx.unprotect_rtp(packet)
     if plain is None:
         return None
@@ -281,4 +289,4 @@ def _result(job: _Job) -> Decryption:
         profile = next(iter(job.contexts.values())).profile.name
         source += f"; SRTP profile {profile}, found by trial among those offered"
     return Decryption(decrypted, failed, source, job.key_fingerprint, kind, detail,
-                      len(job.payloads))
+                      len(job.payloads), job.unprotected_rtcp)

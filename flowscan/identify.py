@@ -79,6 +79,12 @@ class RtpFacts:
     rtcp_clear: bool | None = None
     # SRTCP trailers seen: an E flag with an index counting up per sender (RFC 3711 3.4).
     srtcp_index: str | None = None  # e.g. "aead: 1, 2"
+    # RTCP compounds that parse to their very end (no SRTCP trailer: sent unprotected), and
+    # those with bytes after them; a mix means some RTCP left the SRTP session in the clear.
+    rtcp_clear_packets: int = 0
+    rtcp_trailer_packets: int = 0
+    rtcp_clear_types: list[str] = field(default_factory=list)
+    rtcp_clear_cnames: list[str] = field(default_factory=list)
     # Distinct SSRCs each side sent over the whole flow (not just the samples).
     ssrc_count: dict[str, int] = field(default_factory=dict)
     payload: dict[str, PayloadStats] = field(default_factory=dict)  # side -> statistics
@@ -277,6 +283,16 @@ class _Collector:
                 if packet.name not in facts.rtcp_types:
                     facts.rtcp_types.append(packet.name)
             facts.rtcp_clear = compound.trailing == 0 and facts.rtcp_clear is not False
+            if compound.trailing:
+                facts.rtcp_trailer_packets += 1
+            else:
+                facts.rtcp_clear_packets += 1
+                for packet in compound.packets:
+                    if packet.name not in facts.rtcp_clear_types:
+                        facts.rtcp_clear_types.append(packet.name)
+                for cname in rtp.sdes_cnames(data, compound):
+                    if cname not in facts.rtcp_clear_cnames:
+                        facts.rtcp_clear_cnames.append(cname)
             if compound.trailing and compound.packets[0].ssrc is not None:
                 self._srtcp_trailer(facts, compound.packets[0].ssrc, data)
             return True

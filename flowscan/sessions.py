@@ -81,6 +81,15 @@ def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
             total = sum(f.bytes for f in hit)
             out.append(Finding("high", kind, f"{len(hit)} media flow(s), {total} bytes: {what}",
                                [f.id for f in hit]))
+    leaking = [f for f in flows if f.encryption and any(
+        e.signal == "rtcp-partly-clear" for e in f.encryption.evidence)]
+    if leaking:
+        why = next(e.detail for e in leaking[0].encryption.evidence  # type: ignore[union-attr]
+                   if e.signal == "rtcp-partly-clear")
+        out.append(Finding("medium", "rtcp-in-clear",
+                           f"{len(leaking)} encrypted media flow(s) also send RTCP unprotected, "
+                           f"so call metadata is readable on the path: {why}",
+                           [f.id for f in leaking]))
     by_id = {f.id: f for f in flows}
     for session in sessions:
         if "end-to-end" in session.verdicts and len(session.verdicts) > 1:

@@ -96,3 +96,14 @@ def dtls13_ciphertext(seq: int, epoch: int = 2) -> bytes:
     (RFC 9147 section 4)."""
     content = os.urandom(40)
     return bytes([0x2C | (epoch & 3)]) + struct.pack(">HH", seq, len(content)) + content
+
+
+def rtcp_sdes(chunks: list[tuple[int, list[tuple[int, bytes]]]]) -> bytes:
+    """An RTCP SDES packet (RFC 3550 6.5): per chunk an SSRC, its items, a null item and
+    padding to 32 bits."""
+    body = b""
+    for ssrc, items in chunks:
+        chunk = ssrc.to_bytes(4, "big") + b"".join(bytes([t, len(v)]) + v for t, v in items)
+        chunk += b"\0" * (4 - len(chunk) % 4)  # at least one null octet ends the items
+        body += chunk
+    return bytes([0x80 | len(chunks), 202]) + (len(body) // 4).to_bytes(2, "big") + body

@@ -97,6 +97,13 @@ def test_sdes_call_decrypts_from_the_sdp_alone() -> None:
     assert (enc.verdict, enc.basis, enc.decryption.inner) == ("keys-exposed", "decrypted",
                                                               "codec")
     assert "PCMU" in enc.decryption.inner_detail and enc.decryption.tag_failures == 0
+    # baresip sends some RTCP (APP keepalives, the final SDES and BYE) with no SRTCP
+    # protection at all: counted apart from tag failures, and a finding with the CNAMEs.
+    rtcp_flow = next(f for f in media(report) if f.protocols == ["rtcp"])
+    d = rtcp_flow.encryption.decryption
+    assert (d.packets_decrypted, d.tag_failures, d.unprotected_rtcp) == (2, 0, 4)
+    (finding,) = [f for f in report.findings if f.kind == "rtcp-in-clear"]
+    assert finding.flows == [rtcp_flow.id] and "sip:alice@73.15.20.31" in finding.detail
 
 
 def test_wrong_or_malformed_keylog_is_a_warning_and_analysis_goes_on(tmp_path: Path) -> None:

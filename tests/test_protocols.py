@@ -8,7 +8,7 @@ import struct
 from pathlib import Path
 
 import pytest
-from packets import dtls_client_hello_body, dtls_handshake, dtls_record
+from packets import dtls_client_hello_body, dtls_handshake, dtls_record, rtcp_sdes
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.rtp import RTP, RTPExtension
 from scapy.layers.tls.extensions import (
@@ -203,6 +203,26 @@ def test_rtp_two_byte_extension_and_rtcp_compound() -> None:
     assert compound is not None and [p.name for p in compound.packets] == ["SR", "RR"]
     assert compound.trailing == 14
     assert rtp.parse_rtp(sr) is None  # RFC 5761: type 200 is RTCP, not RTP
+
+
+def test_sdes_cnames_of_every_chunk_and_nothing_raised_on_truncation() -> None:
+    rr = struct.pack(">BBHI", 0x80, 201, 1, 0x1111)
+    sdes = rtcp_sdes([(0x1111, [(1, b"sip:alice@198.51.100.7"), (2, b"Alice")]),
+                      (0x2222, [(1, b"bob@example.org")])])
+    data = rr + sdes
+    compound = rtp.parse_rtcp(data)
+    assert compound is not None and compound.trailing == 0
+    assert [p.name for p in compound.packets] == ["RR", "SDES"]
+    assert rtp.sdes_cnames(data, compound) == ["sip:alice@198.51.100.7", "bob@example.org"]
+    for cut in range(len(data)):
+        part = rtp.parse_rtcp(data[:cut])
+        if part is not None:
+            assert rtp.sdes_cnames(data[:cut], part) in ([], ["sip:alice@198.51.100.7"])
+    # The header says one chunk more than there is: the items stop at the packet's end.
+    lying = bytearray(sdes)
+    lying[0] = 0x80 | 7
+    whole = rtp.parse_rtcp(bytes(lying))
+    assert whole is not None and len(rtp.sdes_cnames(bytes(lying), whole)) == 2
 
 
 def test_dns_names_with_compression_and_cname_chain() -> None:

@@ -117,6 +117,28 @@ def parse_rtcp(data: bytes) -> RtcpCompound | None:
     return RtcpCompound(packets, len(data) - pos)
 
 
+def sdes_cnames(data: bytes, compound: RtcpCompound) -> list[str]:
+    """The CNAME items (type 1) of a compound's SDES packets (RFC 3550 section 6.5): chunks
+    of an SSRC and items, each chunk ended by a null item and padded to 32 bits."""
+    names: list[str] = []
+    pos = 0
+    for packet in compound.packets:
+        if packet.packet_type == 202:
+            chunk, end = pos + 4, pos + packet.length
+            for _ in range(packet.count):
+                item = chunk + 4
+                while item + 2 <= end and data[item] != 0:
+                    kind, size = data[item], data[item + 1]
+                    if kind == 1 and item + 2 + size <= end:
+                        names.append(data[item + 2:item + 2 + size].decode("utf-8", "replace"))
+                    item += 2 + size
+                chunk = (item + 4) & ~3  # past the null item, to the next 32-bit boundary
+                if chunk >= end:
+                    break
+        pos += packet.length
+    return names
+
+
 # Where the SRTCP trailer's E flag and 31-bit index sit, counted from the end of the packet
 # (RFC 3711 section 3.4): before an 80-bit HMAC-SHA1 tag, or last with AES-GCM (RFC 7714
 # section 9, where the tag precedes it).

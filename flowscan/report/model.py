@@ -153,6 +153,8 @@ class Decryption:
     inner: str  # codec, sframe, opaque, insufficient
     inner_detail: str
     streams: int = 0
+    # RTCP whose tag failed because it has none: it parses to its end, sent in the clear.
+    unprotected_rtcp: int = 0
 
 
 @dataclass

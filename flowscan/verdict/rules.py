@@ -115,6 +115,9 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
     if srtcp:
         payload_evidence.append(EvidenceItem("srtcp-trailer", f"{srtcp}, before or after an "
                                              "authentication tag: the RTCP is SRTCP"))
+    partly_clear = _rtcp_partly_clear(facts)
+    if partly_clear is not None:
+        payload_evidence.append(partly_clear)
 
     # Media straight between the two addresses the SIP parties offered ends at the peer.
     calls = {ctx.sdp_media.get(e) for e in ends}
@@ -172,6 +175,22 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
         *payload_evidence,
         EvidenceItem("insufficient", "too few media payloads or no key exchange seen to "
                      "judge this flow")])
+
+
+def _rtcp_partly_clear(facts: FlowFacts) -> EvidenceItem | None:
+    """RTCP that parses to its last byte has no SRTCP index and tag (RFC 3711 section 3.4):
+    beside protected RTCP, it was sent unprotected, with whatever metadata it carries."""
+    r = facts.rtp
+    if r is None or not (r.rtcp_clear_packets and r.rtcp_trailer_packets):
+        return None
+    names = (f"; SDES CNAME {', '.join(r.rtcp_clear_cnames[:4])}"
+             if r.rtcp_clear_cnames else "")
+    total = r.rtcp_clear_packets + r.rtcp_trailer_packets
+    return EvidenceItem("rtcp-partly-clear", f"{r.rtcp_clear_packets} of {total} RTCP "
+                        "packets sampled end exactly where their RTCP packets end, with no "
+                        "SRTCP index or tag: sent unprotected beside the protected ones "
+                        f"({', '.join(r.rtcp_clear_types)}{names}); anyone on the path "
+                        "reads them")
 
 
 # Data-centre and service networks: a remote there is a server or relay, not a participant.
@@ -317,7 +336,9 @@ def apply_decryption(enc: Encryption, dec: Decryption) -> None:
     enc.decryption = dec
     opened = EvidenceItem("decrypted", f"{dec.packets_decrypted} packets decrypted, their "
                           f"authentication tags verified ({dec.tag_failures} failed), with "
-                          f"keys from {dec.key_source} (key sha256 {dec.key_sha256})")
+                          f"keys from {dec.key_source} (key sha256 {dec.key_sha256})"
+                          + (f"; {dec.unprotected_rtcp} RTCP packets had no SRTCP trailer at "
+                             "all: sent unprotected" if dec.unprotected_rtcp else ""))
     if not dec.packets_decrypted:
         enc.evidence.append(EvidenceItem("keys-did-not-open", f"{dec.tag_failures} packets "
                                          f"failed authentication with the key from "

@@ -232,9 +232,9 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
                             "or SSRC of an encrypted flow in this capture; nothing was "
                             "decrypted with them")
         if output is not None and output.left_encrypted:
-            warnings.append(f"{output.left_encrypted} decrypted packets travel in tunnels, "
-                            "fragments or behind IPv6 extension headers; the decrypted capture "
-                            "keeps them as they were")
+            warnings.append(f"{output.left_encrypted} decrypted packets travel in IP "
+                            "fragments (or IPv6 jumbograms); the decrypted capture keeps them "
+                            "as they were")
         if explicit and path == "-":
             warnings.append("keys need a second pass over the capture; standard input "
                             "cannot be read twice, so nothing was decrypted")

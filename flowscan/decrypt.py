@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from flowscan.capture import CaptureSource, open_reader
-from flowscan.capture.decode import PROTO_UDP, Decoded, Decoder
-from flowscan.capture.edit import replace_udp_payload
+from flowscan.capture.decode import PROTO_UDP, Decoded
+from flowscan.capture.edit import Layer, LayerDecoder, replace_udp_payload
 from flowscan.capture.writer import PcapngWriter
 from flowscan.crypto import dtls_srtp, inner
 from flowscan.crypto.keylog import KeyLog, fingerprint
@@ -116,7 +116,7 @@ class DecryptedCapture:
 
     def __init__(self, stream: BinaryIO, comment: str) -> None:
         self.writer = PcapngWriter(stream, comment)
-        self.left_encrypted = 0  # decrypted, but in frames that could not be edited
+        self.left_encrypted = 0  # decrypted, but in frames that could not be edited (fragments)
 
     def add(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None) -> None:
         if replaced is None:
@@ -164,7 +164,7 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
         for key, sender in _directions(job.flow):
             by_key[key] = (job, sender)
     ssrc_contexts: dict[tuple[int, int], SrtpContext] = {}  # (flow id, ssrc) -> context
-    decoder = Decoder()
+    decoder = LayerDecoder()
     with CaptureSource(path) as source:
         for ts, link, data, wire in open_reader(source).packets():
             replaced = None
@@ -174,14 +174,15 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
                 decoded = None
             if decoded is not None and decoded[0] == PROTO_UDP and (
                     decoded[1] in by_key or decoded[1] in unkeyed):
-                replaced = _packet(data, decoded, by_key, unkeyed, explicit, jobs,
-                                   ssrc_contexts, output)
+                replaced = _packet(data, decoded, decoder.layers, by_key, unkeyed, explicit,
+                                   jobs, ssrc_contexts, output)
             if output is not None:
                 output.add(ts, link, data, wire, replaced)
     return {flow_id: _result(job) for flow_id, job in jobs.items()}
 
 
-def _packet(data: bytes, decoded: Decoded, by_key: dict[bytes, tuple[_Job, Endpoint]],
+def _packet(data: bytes, decoded: Decoded, layers: list[Layer],
+            by_key: dict[bytes, tuple[_Job, Endpoint]],
             unkeyed: dict[bytes, tuple[Flow, Endpoint]], explicit: ExplicitKeys,
             jobs: dict[int, _Job], ssrc_contexts: dict[tuple[int, int], SrtpContext],
             output: DecryptedCapture | None) -> bytes | None:
@@ -212,7 +213,7 @@ def _packet(data: bytes, decoded: Decoded, by_key: dict[bytes, tuple[_Job, Endpo
     if channel:
         start, end = start - 4, decoded[3]
         plain = channel + len(plain).to_bytes(2, "big") + plain
-    frame = replace_udp_payload(data, decoded, start, end, plain)
+    frame = replace_udp_payload(data, layers, start, end, plain)
     output.left_encrypted += frame is None
     return frame
 

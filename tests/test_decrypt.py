@@ -444,3 +444,45 @@ def test_lab_dtls_calls_decrypt_as_libsrtp_decrypts_them(scenario: str, tmp_path
         assert bytes(new[UDP].payload) == clear
         compared += 1
     assert compared == flow.encryption.decryption.packets_decrypted > 100
+
+
+def test_tunnelled_call_decrypts_to_the_same_clear_packets(tmp_path: Path) -> None:
+    """The lab call inside VXLAN, behind a VLAN tag: the written capture holds the same
+    clear RTP/RTCP as the plain call's, with the outer lengths and checksums fixed."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Dot1Q, Ether
+    from scapy.layers.vxlan import VXLAN
+    from scapy.utils import rdpcap, wrpcap
+
+    folder = LAB / "p2p-webrtc"
+    plain = rdpcap(str(folder / "capture.pcapng"))
+    wrapped = []
+    for packet in plain:
+        outer = (Ether() / Dot1Q(vlan=300) / IP(src="10.9.0.1", dst="10.9.0.2")
+                 / UDP(sport=50001, dport=4789) / VXLAN(vni=5) / packet)
+        outer.time = packet.time
+        wrapped.append(outer)
+    tunnelled = tmp_path / "vxlan.pcap"
+    wrpcap(str(tunnelled), wrapped)
+    keys = [str(folder / "keys.log")]
+    report = flowscan.decrypt(str(tunnelled), str(tmp_path / "t.pcapng"), keylog=keys)
+    flowscan.decrypt(str(folder / "capture.pcapng"), str(tmp_path / "p.pcapng"), keylog=keys)
+    assert not any("fragments" in w for w in report.capture.warnings)
+    ours = rdpcap(str(tmp_path / "t.pcapng"))
+    theirs = rdpcap(str(tmp_path / "p.pcapng"))
+    assert len(ours) == len(theirs)
+    changed = 0
+    for t, p, original in zip(ours, theirs, plain, strict=True):
+        assert bytes(t[VXLAN].payload) == bytes(p)
+        outer_ip, outer_udp = t[IP], t[UDP]
+        assert outer_ip.len == len(outer_ip) and outer_udp.len == len(outer_udp)
+        rebuilt = outer_ip.copy()
+        rebuilt.chksum = None
+        assert IP(bytes(rebuilt)).chksum == outer_ip.chksum  # the header checksum holds
+        changed += bytes(p) != bytes(original)
+    assert changed == report_decrypted(report) > 100
+
+
+def report_decrypted(report: flowscan.api.Report) -> int:
+    return sum(f.encryption.decryption.packets_decrypted for f in report.flows
+               if f.encryption and f.encryption.decryption)

@@ -104,6 +104,9 @@ class Decoder:
             return None
         return None
 
+    def _note(self, layer: str, offset: int) -> None:
+        """Where a layer with a length field starts; only capture.edit needs to know."""
+
     def _ethertype(
         self, data: bytes, et: int, off: int, encap: tuple[str, ...] | None, depth: int
     ) -> Decoded | None:
@@ -118,6 +121,7 @@ class Decoder:
                 et = (data[off + 2] << 8) | data[off + 3]
                 off += 4
             elif et == ETH_PPPOE_SESSION:  # RFC 2516: 6-byte header, then PPP protocol
+                self._note("pppoe", off)
                 ppp = (data[off + 6] << 8) | data[off + 7]
                 labels.append("pppoe")
                 off += 8

@@ -1,72 +1,126 @@
 """Replacing a UDP payload inside a captured frame, with the lengths and checksums that follow.
 
-Only frames whose UDP datagram sits directly in the outermost IP header are edited: inside a
-tunnel, the outer headers' lengths would need the same care, so such frames are left as they
-were and counted by the caller.
+Every header around the payload that counts its length is fixed: IPv4 (total length and
+header checksum), IPv6 (payload length, extension headers included), UDP (length; the
+checksum zeroed over IPv4, recomputed over IPv6), and in tunnels GTP-U's length, PPPoE's
+length and GRE's optional checksum. Fragments are left alone: the datagram is not all there.
 """
 
 from __future__ import annotations
 
-from flowscan.capture.decode import PROTO_UDP, Decoded
+from flowscan.capture.decode import PROTO_UDP, Decoded, Decoder
+
+Layer = tuple[str, int]  # (kind, offset of its header)
 
 
-def _checksum(data: bytes) -> int:
+class LayerDecoder(Decoder):
+    """The packet decoder, noting where each length-bearing header sits, outermost first.
+    A subclass, so that the scan's hot path pays nothing for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers: list[Layer] = []
+
+    def decode(self, link: int, data: bytes) -> Decoded | None:
+        self.layers = []
+        return super().decode(link, data)
+
+    def _note(self, layer: str, offset: int) -> None:
+        self.layers.append((layer, offset))
+
+    def _ipv4(self, data, off, encap, depth):  # type: ignore[no-untyped-def]
+        self._note("ipv4", off)
+        return self._unfragmented(super()._ipv4, data, off, encap, depth)
+
+    def _ipv6(self, data, off, encap, depth):  # type: ignore[no-untyped-def]
+        self._note("ipv6", off)
+        return self._unfragmented(super()._ipv6, data, off, encap, depth)
+
+    def _unfragmented(self, decode, data, off, encap, depth):  # type: ignore[no-untyped-def]
+        seen = self.fragments_seen
+        decoded = decode(data, off, encap, depth)
+        if self.fragments_seen != seen:
+            self._note("fragment", off)
+        return decoded
+
+    def _transport(self, data, proto, a0, a1, l4, end, encap, depth):  # type: ignore[no-untyped-def]
+        if proto == PROTO_UDP:
+            self._note("udp", l4)
+        return super()._transport(data, proto, a0, a1, l4, end, encap, depth)
+
+    def _gtpu(self, data, g, end, encap, depth):  # type: ignore[no-untyped-def]
+        self._note("gtpu", g)
+        inner = super()._gtpu(data, g, end, encap, depth)
+        if inner is None:  # not a G-PDU: the outer UDP datagram is the packet
+            self.layers.pop()
+        return inner
+
+    def _gre(self, data, g, encap, depth):  # type: ignore[no-untyped-def]
+        self._note("gre", g)
+        return super()._gre(data, g, encap, depth)
+
+
+def _checksum(data: bytes | bytearray) -> int:
     """The Internet checksum (RFC 1071)."""
     if len(data) % 2:
-        data += b"\0"
+        data = bytes(data) + b"\0"
     total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
 
 
-def _ip_header(data: bytes, l4: int, key: bytes) -> tuple[int, int] | None:
-    """(offset, version) of the IP header right before the UDP header at l4, or None."""
-    if len(key) == 12:  # IPv4: the header length is in the header, so look for it
-        for ihl in range(5, 16):
-            s = l4 - ihl * 4
-            if s >= 0 and data[s] == 0x40 | ihl and data[s + 9] == PROTO_UDP \
-                    and data[s + 12:s + 20] == key[:8]:
-                return s, 4
-        return None
-    s = l4 - 40  # IPv6 without extension headers
-    if s >= 0 and data[s] >> 4 == 6 and data[s + 6] == PROTO_UDP and data[s + 8:s + 40] == key[:32]:
-        return s, 6
-    return None
+def _u16(frame: bytearray, at: int) -> int:
+    return int.from_bytes(frame[at:at + 2], "big")
 
 
-def replace_udp_payload(data: bytes, decoded: Decoded, start: int, end: int,
+def _add16(frame: bytearray, at: int, delta: int) -> None:
+    frame[at:at + 2] = (_u16(frame, at) + delta).to_bytes(2, "big")
+
+
+def replace_udp_payload(data: bytes, layers: list[Layer], start: int, end: int,
                         new: bytes) -> bytes | None:
-    """The frame with data[start:end] (inside the UDP payload) replaced by new; None when the
-    frame cannot be edited safely (tunnelled, fragmented, IPv6 extension headers)."""
-    proto, key, payload_start, _payload_end, _flags, encap = decoded
-    if proto != PROTO_UDP or encap is not None:
+    """The frame with data[start:end] (inside the innermost UDP payload) replaced by new;
+    None when it cannot be edited safely (a fragment, a jumbogram, no UDP header seen)."""
+    if not layers or layers[-1][0] != "udp" or any(kind == "fragment" for kind, _ in layers):
         return None
-    l4 = payload_start - 8
-    found = _ip_header(data, l4, key)
-    if found is None:
-        return None
-    ip, version = found
     delta = len(new) - (end - start)
     frame = bytearray(data[:start] + new + data[end:])
-    udp_length = int.from_bytes(frame[l4 + 4:l4 + 6], "big") + delta
-    frame[l4 + 4:l4 + 6] = udp_length.to_bytes(2, "big")
-    frame[l4 + 6:l4 + 8] = b"\0\0"
-    if version == 4:
-        if int.from_bytes(frame[ip + 6:ip + 8], "big") & 0x3FFF:
-            return None  # a fragment: the datagram is not all here
-        total = int.from_bytes(frame[ip + 2:ip + 4], "big") + delta
-        frame[ip + 2:ip + 4] = total.to_bytes(2, "big")
-        ihl = (frame[ip] & 0x0F) * 4
-        frame[ip + 10:ip + 12] = b"\0\0"
-        frame[ip + 10:ip + 12] = _checksum(bytes(frame[ip:ip + ihl])).to_bytes(2, "big")
-        # UDP over IPv4 may go without a checksum (RFC 768): zero says "none".
-        return bytes(frame)
-    plen = int.from_bytes(frame[ip + 4:ip + 6], "big") + delta
-    frame[ip + 4:ip + 6] = plen.to_bytes(2, "big")
-    # UDP over IPv6 must carry one (RFC 8200 section 8.1): over the pseudo-header too.
-    segment = bytes(frame[l4:l4 + udp_length])
-    pseudo = bytes(frame[ip + 8:ip + 40]) + udp_length.to_bytes(4, "big") + b"\0\0\0\x11"
-    checksum = _checksum(pseudo + segment) or 0xFFFF
-    frame[l4 + 6:l4 + 8] = checksum.to_bytes(2, "big")
+    # Innermost first: a checksum over a payload must see that payload's final bytes.
+    for i in range(len(layers) - 1, -1, -1):
+        kind, at = layers[i]
+        outer_ip = next((layers[j] for j in range(i - 1, -1, -1)
+                         if layers[j][0] in ("ipv4", "ipv6")), None)
+        if kind == "ipv4":  # RFC 791 3.1
+            if _u16(frame, at + 6) & 0x3FFF:
+                return None
+            _add16(frame, at + 2, delta)
+            ihl = (frame[at] & 0x0F) * 4
+            frame[at + 10:at + 12] = b"\0\0"
+            frame[at + 10:at + 12] = _checksum(frame[at:at + ihl]).to_bytes(2, "big")
+        elif kind == "ipv6":  # RFC 8200 3: the payload length counts extension headers too
+            if not _u16(frame, at + 4):
+                return None
+            _add16(frame, at + 4, delta)
+        elif kind == "udp":  # RFC 768
+            _add16(frame, at + 4, delta)
+            frame[at + 6:at + 8] = b"\0\0"  # over IPv4, zero says "no checksum"
+            if outer_ip is not None and outer_ip[0] == "ipv6":
+                # RFC 8200 8.1: mandatory over IPv6, with the pseudo-header.
+                ip, length = outer_ip[1], _u16(frame, at + 4)
+                pseudo = (bytes(frame[ip + 8:ip + 40]) + length.to_bytes(4, "big")
+                          + b"\0\0\0\x11")
+                checksum = _checksum(pseudo + bytes(frame[at:at + length])) or 0xFFFF
+                frame[at + 6:at + 8] = checksum.to_bytes(2, "big")
+        elif kind == "gtpu":  # 3GPP TS 29.281 5.1: length of what follows the 8-byte header
+            _add16(frame, at + 2, delta)
+        elif kind == "pppoe":  # RFC 2516 4: length of the PPPoE payload
+            _add16(frame, at + 4, delta)
+        elif kind == "gre" and frame[at] & 0x80 and outer_ip is not None:
+            # RFC 2784 2.5: the checksum covers the GRE header and payload.
+            ip = outer_ip[1]
+            stop = (ip + _u16(frame, ip + 2) if outer_ip[0] == "ipv4"
+                    else ip + 40 + _u16(frame, ip + 4))
+            frame[at + 4:at + 6] = b"\0\0"
+            frame[at + 4:at + 6] = _checksum(frame[at:stop]).to_bytes(2, "big")
     return bytes(frame)

@@ -59,20 +59,21 @@ def _dtls_job(flow: Flow, facts: FlowFacts, keylog: KeyLog, sources: str) -> _Jo
     if d is None or not (d.client_random and d.server_random):
         return None
     client_random, suite = bytes.fromhex(d.client_random), int(d.cipher_suite or "0", 16)
+    mki = bytes.fromhex(d.srtp_mki or "")
     master = keylog.master_secret(client_random)
     exporter = keylog.exporter_secret(client_random)
     pairs: list[tuple[SrtpContext, SrtpContext]] = []
     if master is not None and d.srtp_profile in PROFILES:
         pairs.append(dtls_srtp.srtp_contexts(master, client_random,
                                              bytes.fromhex(d.server_random),
-                                             d.srtp_profile, suite))
+                                             d.srtp_profile, suite, mki))
         secret, source = master, sources
     elif exporter is not None:
         # DTLS 1.3 sends the chosen profile in the encrypted EncryptedExtensions: unless the
         # ServerHello showed it, each offered profile is a candidate, and the first whose
         # tags verify is the one (RFC 5764 section 4.1.1; RFC 9147 section 5).
         profiles = [d.srtp_profile] if d.srtp_profile else d.srtp_profiles_offered
-        pairs = [dtls_srtp.srtp_contexts13(exporter, name, suite)
+        pairs = [dtls_srtp.srtp_contexts13(exporter, name, suite, mki)
                  for name in profiles if name in PROFILES]
         secret, source = exporter, f"{sources} (DTLS 1.3 exporter secret)"
     if not pairs:
@@ -104,8 +105,7 @@ def _endpoint_jobs(flows: list[tuple[Flow, FlowFacts]], keys: dict[Endpoint, Srt
         found = {e: keys[e] for e in ends if e in keys}
         if found and flow.encryption is not None:
             # A context of its own per flow: counts and rollover state are per flow.
-            contexts = {e: SrtpContext(k.profile, k.master_key, k.master_salt)
-                        for e, k in found.items()}
+            contexts = {e: k.context() for e, k in found.items()}
             first = next(iter(found.values()))
             jobs[flow.id] = _Job(flow, contexts, first.source, first.fingerprint)
     return jobs
@@ -242,8 +242,7 @@ def _ssrc_context(packet: bytes, flow: Flow, explicit: ExplicitKeys, jobs: dict[
         return None, None
     ctx = contexts.get((flow.id, ssrc))
     if ctx is None:
-        ctx = contexts[(flow.id, ssrc)] = SrtpContext(key.profile, key.master_key,
-                                                      key.master_salt)
+        ctx = contexts[(flow.id, ssrc)] = key.context()
         job = jobs.get(flow.id)
         if job is None:
             job = jobs[flow.id] = _Job(flow, {}, key.source, key.fingerprint)

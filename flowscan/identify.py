@@ -59,6 +59,7 @@ class HandshakeFacts:
     cipher_suite: str | None = None
     srtp_profiles_offered: list[str] = field(default_factory=list)
     srtp_profile: str | None = None
+    srtp_mki: str | None = None  # hex, when use_srtp carries one (RFC 5764 section 4.1.1)
     client_random: str | None = None
     server_random: str | None = None
     certificates: dict[str, list[dict[str, object]]] = field(default_factory=dict)
@@ -467,6 +468,7 @@ def _handshake(ch: hs.ClientHello | None, sh: hs.ServerHello | None) -> Handshak
         facts.client_random = ch.random.hex()
         facts.srtp_profiles_offered = [hs.SRTP_PROFILES.get(p, f"0x{p:04x}")
                                        for p in ch.srtp_profiles]
+        facts.srtp_mki = ch.srtp_mki.hex() or None
         facts.version = hs.version_name(ch.legacy_version)
     if sh is not None:
         facts.version = hs.version_name(sh.version)
@@ -474,6 +476,7 @@ def _handshake(ch: hs.ClientHello | None, sh: hs.ServerHello | None) -> Handshak
         facts.alpn = sh.alpn
         facts.server_random = sh.random.hex()
         if sh.srtp_profile is not None:
+            facts.srtp_mki = sh.srtp_mki.hex() or None
             facts.srtp_profile = hs.SRTP_PROFILES.get(sh.srtp_profile,
                                                       f"0x{sh.srtp_profile:04x}")
     return facts

@@ -72,11 +72,12 @@ def srtp_like(seq: int, ssrc: int, pt: int = 111, size: int = 160) -> bytes:
     return bytes([0x80, pt]) + struct.pack(">HII", seq, seq * 960, ssrc) + os.urandom(size)
 
 
-def dtls13_client_hello(random: bytes, profiles: list[int]) -> bytes:
+def dtls13_client_hello(random: bytes, profiles: list[int], mki: bytes = b"") -> bytes:
     """DTLS 1.3 ClientHello (RFC 9147 5.3): legacy version 1.2, an empty legacy cookie,
     supported_versions naming 1.3 (RFC 8446 4.2.1) and use_srtp (RFC 5764 4.1.1)."""
     listed = b"".join(p.to_bytes(2, "big") for p in profiles)
-    use_srtp = struct.pack(">HHH", 14, len(listed) + 3, len(listed)) + listed + b"\0"
+    use_srtp = (struct.pack(">HHH", 14, len(listed) + 3 + len(mki), len(listed)) + listed
+                + bytes([len(mki)]) + mki)
     exts = struct.pack(">HHBH", 43, 3, 2, 0xFEFC) + use_srtp
     body = (b"\xfe\xfd" + random + b"\x00" + b"\x00" + struct.pack(">HH", 2, 0x1301)
             + b"\x01\x00" + len(exts).to_bytes(2, "big") + exts)

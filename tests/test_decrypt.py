@@ -486,3 +486,46 @@ def test_tunnelled_call_decrypts_to_the_same_clear_packets(tmp_path: Path) -> No
 def report_decrypted(report: flowscan.api.Report) -> int:
     return sum(f.encryption.decryption.packets_decrypted for f in report.flows
                if f.encryption and f.encryption.decryption)
+
+
+@pytest.mark.parametrize(("params", "mki"), [
+    ("|2^20|1:4", b"\0\0\0\x01"), ("|7:1", b"\x07"), ("|2^31", b""), ("", b""),
+    ("|2^20|1:4;inline:QUJD|2^20|2:4", b"\0\0\0\x01"), ("|1:0", None), ("|300:1", None),
+    ("|1:200", None), ("|x:4", None)])
+def test_sdes_key_params_with_lifetime_and_mki(params: str, mki: bytes | None) -> None:
+    from flowscan.crypto.keys import sdes_key
+
+    material = base64.b64encode(bytes(range(30))).decode()
+    key = sdes_key("AES_CM_128_HMAC_SHA1_80", f"inline:{material}{params}", "test")
+    if mki is None:
+        assert key is None
+    else:
+        assert key is not None and key.mki == mki and key.master_key == bytes(range(16))
+
+
+@pytest.mark.parametrize("name", sorted(srtp.PROFILES))
+def test_mki_before_the_tag_or_last_with_gcm(name: str) -> None:
+    """libsrtp protects; the MKI goes where RFC 3711 section 3.1 (before the HMAC tag, not
+    authenticated) or RFC 7714 section 8 (after the AES-GCM tag) has it."""
+    pylibsrtp = pytest.importorskip("pylibsrtp")
+    profile = srtp.PROFILES[name]
+    key = os.urandom(profile.key_len + profile.salt_len)
+    sender = pylibsrtp.Session(pylibsrtp.Policy(
+        key=key, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+        srtp_profile=getattr(pylibsrtp.Policy, LIBSRTP_PROFILES[name])))
+    mki = b"\x00\x00\x00\x2a"
+    ctx = srtp.SrtpContext(profile, key[:profile.key_len], key[profile.key_len:], mki)
+
+    def with_mki(packet: bytes, tag_len: int, value: bytes = mki) -> bytes:
+        at = len(packet) if profile.aead else len(packet) - tag_len
+        return packet[:at] + value + packet[at:]
+
+    for seq in range(5):
+        plain = struct.pack(">BBHII", 0x80, 96, seq, seq * 960, 0xCAFE) + os.urandom(100)
+        assert ctx.unprotect_rtp(with_mki(sender.protect(plain), profile.tag_len)) == plain
+    rtcp = struct.pack(">BBHI", 0x80, 200, 6, 0xCAFE) + os.urandom(20)
+    protected = sender.protect_rtcp(rtcp)
+    assert ctx.unprotect_rtcp(with_mki(protected, 16 if profile.aead else 10)) == rtcp
+    other = sender.protect(struct.pack(">BBHII", 0x80, 96, 9, 1, 0xCAFE) + b"x" * 50)
+    assert ctx.unprotect_rtp(with_mki(other, profile.tag_len, b"\0\0\0\x2b")) is None
+    assert ctx.unprotect_rtp(other) is None and ctx.failed == 2

@@ -74,7 +74,7 @@ def _rtp(seq: int, ssrc: int) -> bytes:
             + ssrc.to_bytes(4, "big") + os.urandom(120))
 
 
-def dtls13_call(tmp_path: Path) -> tuple[Path, Path, list[bytes]]:
+def dtls13_call(tmp_path: Path, mki: bytes = b"") -> tuple[Path, Path, list[bytes]]:
     """A DTLS 1.3 handshake, then SRTP from both ends protected by libsrtp with the keys
     RFC 5764 section 4.2 derives from the exporter secret for the second offered profile."""
     pylibsrtp = pytest.importorskip("pylibsrtp")
@@ -94,7 +94,7 @@ def dtls13_call(tmp_path: Path) -> tuple[Path, Path, list[bytes]]:
         return bytes(ether() / IP(src=src[0], dst=dst[0]) / UDP(sport=src[1], dport=dst[1])
                      / payload)
 
-    out = [(1.0, frame(A, dtls13_client_hello(CLIENT_RANDOM, OFFERED))),
+    out = [(1.0, frame(A, dtls13_client_hello(CLIENT_RANDOM, OFFERED, mki))),
            (1.01, frame(B, dtls13_server_hello(SERVER_RANDOM)))]
     for i in range(3):
         out += [(1.02 + i / 100, frame(B, dtls13_ciphertext(i))),
@@ -104,7 +104,8 @@ def dtls13_call(tmp_path: Path) -> tuple[Path, Path, list[bytes]]:
         for end, ssrc in ((A, 0x1111), (B, 0x2222)):
             packet = _rtp(i, ssrc)
             clear.append(packet)
-            out.append((1.1 + i / 50, frame(end, senders[end].protect(packet))))
+            # With AES-GCM the MKI goes last (RFC 7714 section 8.1).
+            out.append((1.1 + i / 50, frame(end, senders[end].protect(packet) + mki)))
     path = tmp_path / "dtls13.pcap"
     path.write_bytes(pcap(out))
     keylog = tmp_path / "keys.log"
@@ -112,14 +113,16 @@ def dtls13_call(tmp_path: Path) -> tuple[Path, Path, list[bytes]]:
     return path, keylog, clear
 
 
+@pytest.mark.parametrize("mki", [b"", b"\x01\x02"])
 def test_dtls13_call_decrypts_from_the_exporter_secret_with_the_profile_found_by_trial(
-        tmp_path: Path) -> None:
-    path, keylog, clear = dtls13_call(tmp_path)
+        tmp_path: Path, mki: bytes) -> None:
+    path, keylog, clear = dtls13_call(tmp_path, mki)
     out = tmp_path / "clear.pcapng"
     report = flowscan.decrypt(str(path), str(out), keylog=[str(keylog)])
     (flow,) = report.flows
     hs = flow.details["dtls"]
     assert hs.version == "DTLS 1.3" and hs.srtp_profile is None
+    assert hs.srtp_mki == (mki.hex() or None)
     assert hs.encrypted_records == {"client": 3, "server": 3}
     assert "srtp" in flow.protocols
     assert flow.encryption is not None

@@ -59,14 +59,15 @@ def exporter13(exporter_secret: bytes, label: bytes, context: bytes, length: int
                              length, algorithm, prefix)
 
 
-def _split(material: bytes, profile_name: str) -> tuple[SrtpContext, SrtpContext]:
-    """RFC 5764 section 4.2: client key, server key, client salt, server salt."""
+def _split(material: bytes, profile_name: str, mki: bytes) -> tuple[SrtpContext, SrtpContext]:
+    """RFC 5764 section 4.2: client key, server key, client salt, server salt; both
+    directions carry the MKI that use_srtp negotiated, if any (section 4.1.1)."""
     profile = PROFILES[profile_name]
     k, s = profile.key_len, profile.salt_len
     client_key, server_key = material[:k], material[k:2 * k]
     client_salt, server_salt = material[2 * k:2 * k + s], material[2 * k + s:2 * (k + s)]
-    return (SrtpContext(profile, client_key, client_salt),
-            SrtpContext(profile, server_key, server_salt))
+    return (SrtpContext(profile, client_key, client_salt, mki),
+            SrtpContext(profile, server_key, server_salt, mki))
 
 
 def material_length(profile_name: str) -> int:
@@ -75,16 +76,17 @@ def material_length(profile_name: str) -> int:
 
 
 def srtp_contexts(master_secret: bytes, client_random: bytes, server_random: bytes,
-                  profile_name: str, cipher_suite: int) -> tuple[SrtpContext, SrtpContext]:
+                  profile_name: str, cipher_suite: int, mki: bytes = b""
+                  ) -> tuple[SrtpContext, SrtpContext]:
     """DTLS 1.2: (what the DTLS client sends with, what the DTLS server sends with)."""
     material = prf(master_secret, LABEL, client_random + server_random,
                    material_length(profile_name), cipher_suite in SHA384_SUITES)
-    return _split(material, profile_name)
+    return _split(material, profile_name, mki)
 
 
-def srtp_contexts13(exporter_secret: bytes, profile_name: str, cipher_suite: int
-                    ) -> tuple[SrtpContext, SrtpContext]:
+def srtp_contexts13(exporter_secret: bytes, profile_name: str, cipher_suite: int,
+                    mki: bytes = b"") -> tuple[SrtpContext, SrtpContext]:
     """DTLS 1.3: the same split, from the exporter secret the key log names."""
     material = exporter13(exporter_secret, LABEL, b"", material_length(profile_name),
                           cipher_suite in TLS13_SHA384_SUITES)
-    return _split(material, profile_name)
+    return _split(material, profile_name, mki)

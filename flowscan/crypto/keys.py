@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flowscan.crypto.keylog import fingerprint
-from flowscan.crypto.srtp import PROFILES, SDES_SUITES, Profile
+from flowscan.crypto.srtp import PROFILES, SDES_SUITES, Profile, SrtpContext
 from flowscan.errors import UsageError
 from flowscan.protocols import sip
 
@@ -28,6 +28,20 @@ class SrtpKey:
     master_salt: bytes = field(repr=False)
     fingerprint: str = ""  # short SHA-256 of the key params: how reports name the key
     source: str = ""
+    mki: bytes = b""  # the master key identifier its packets carry, if signalled
+
+    def context(self) -> SrtpContext:
+        return SrtpContext(self.profile, self.master_key, self.master_salt, self.mki)
+
+
+def _mki(field_text: str) -> bytes | None:
+    """`MKI:length` (RFC 4568 section 6.1): the value in `length` bytes, 1 to 128."""
+    value, _, length = field_text.partition(":")
+    try:
+        number, size = int(value), int(length)
+        return number.to_bytes(size, "big") if 1 <= size <= 128 else None
+    except (ValueError, OverflowError):
+        return None
 
 
 def sdes_key(suite: str, key_params: str, source: str) -> SrtpKey | None:
@@ -35,16 +49,25 @@ def sdes_key(suite: str, key_params: str, source: str) -> SrtpKey | None:
     name = SDES_SUITES.get(suite, suite if suite in PROFILES else None)
     if name is None or not key_params.startswith("inline:"):
         return None
+    # Several keys may follow, separated by ";" (RFC 4568 section 9.1): the first is used.
+    encoded, *fields = key_params[7:].split(";")[0].split("|")
     try:
-        material = base64.b64decode(key_params[7:].split("|")[0], validate=True)
+        material = base64.b64decode(encoded, validate=True)
     except (ValueError, binascii.Error):
         return None
     profile = PROFILES[name]
-    if len(material) < profile.key_len + profile.salt_len:
+    if len(material) < profile.key_len + profile.salt_len or len(fields) > 2:
         return None
+    mki = b""
+    for text in fields:
+        if ":" in text:  # the lifetime has no colon (a number or 2^n)
+            found = _mki(text)
+            if found is None:
+                return None
+            mki = found
     salt = material[profile.key_len:profile.key_len + profile.salt_len]
     return SrtpKey(profile, material[:profile.key_len], salt,
-                   fingerprint(key_params.encode()), source)
+                   fingerprint(key_params.encode()), source, mki)
 
 
 def media_keys(media: list[sip.SdpMedia], source: str) -> dict[Endpoint, SrtpKey]:

@@ -110,8 +110,12 @@ def _rtp_header_length(packet: bytes) -> int | None:
 class SrtpContext:
     """One direction of one SRTP session: session keys, and per-SSRC rollover counters."""
 
-    def __init__(self, profile: Profile, master_key: bytes, master_salt: bytes) -> None:
+    def __init__(self, profile: Profile, master_key: bytes, master_salt: bytes,
+                 mki: bytes = b"") -> None:
         self.profile = profile
+        # The master key identifier each packet carries when the key was signalled with one
+        # (RFC 3711 section 3.1): before the tag with HMAC-SHA1, last with AES-GCM.
+        self.mki = mki
         self._rtp = session_keys(profile, master_key, master_salt, rtcp=False)
         self._rtcp = session_keys(profile, master_key, master_salt, rtcp=True)
         self._state: dict[int, tuple[int, int]] = {}  # ssrc -> (roc, highest seq)
@@ -145,9 +149,17 @@ class SrtpContext:
         """The RTP packet in the clear, or None if the tag does not verify."""
         hlen = _rtp_header_length(packet)
         p = self.profile
-        if hlen is None or len(packet) < hlen + p.tag_len:
+        m = len(self.mki)
+        if hlen is None or len(packet) < hlen + p.tag_len + m:
             self.failed += 1
             return None
+        if m:
+            at = len(packet) - m if p.aead else len(packet) - p.tag_len - m
+            if packet[at:at + m] != self.mki:  # another master key's packet
+                self.failed += 1
+                return None
+            # Without the MKI, the packet is laid out as if there were none.
+            packet = packet[:at] + packet[at + m:]
         seq, ssrc = (packet[2] << 8) | packet[3], int.from_bytes(packet[8:12], "big")
         state = self._state.get(ssrc)
         roc = self._guess_roc(state, seq)
@@ -178,9 +190,16 @@ class SrtpContext:
         p = self.profile
         # SRTCP's tag is 80 bits for both HMAC-SHA1 profiles (RFC 5764 section 4.1.2).
         tag_len = p.tag_len if p.aead else 10
-        if len(packet) < 8 + 4 + tag_len:
+        m = len(self.mki)
+        if len(packet) < 8 + 4 + tag_len + m:
             self.failed += 1
             return None
+        if m:  # after the E flag and index: last with AES-GCM, before the tag otherwise
+            at = len(packet) - m if p.aead else len(packet) - tag_len - m
+            if packet[at:at + m] != self.mki:
+                self.failed += 1
+                return None
+            packet = packet[:at] + packet[at + m:]
         ssrc = int.from_bytes(packet[4:8], "big")
         if p.aead:
             trailer = packet[-4:]

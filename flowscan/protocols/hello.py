@@ -47,6 +47,7 @@ class ClientHello:
     alpn: list[str] = field(default_factory=list)
     supported_versions: list[int] = field(default_factory=list)
     srtp_profiles: list[int] = field(default_factory=list)
+    srtp_mki: bytes = b""
 
 
 @dataclass
@@ -58,6 +59,7 @@ class ServerHello:
     selected_version: int | None = None
     alpn: str | None = None
     srtp_profile: int | None = None
+    srtp_mki: bytes = b""
 
     @property
     def version(self) -> int:
@@ -116,6 +118,7 @@ def _client_extensions(hello: ClientHello, cur: Cursor) -> None:
                 profiles = ext.vector(2)
                 hello.srtp_profiles = [int.from_bytes(profiles[i:i + 2], "big")
                                        for i in range(0, len(profiles) - 1, 2)]
+                hello.srtp_mki = ext.vector(1)  # RFC 5764 4.1.1: srtp_mki<0..255>
     except Truncated:
         pass
 
@@ -142,6 +145,7 @@ def parse_server_hello(body: bytes, *, dtls: bool = False) -> ServerHello | None
                     profiles = ext.vector(2)
                     if len(profiles) >= 2:
                         hello.srtp_profile = int.from_bytes(profiles[:2], "big")
+                    hello.srtp_mki = ext.vector(1)
     except Truncated:
         return None
     return hello

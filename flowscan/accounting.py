@@ -146,7 +146,8 @@ class FlowAccounting:
         has_payload = cols.pe > cols.ps
         rows = cols.idx
         captured = cols.ps < batch.data_off[rows] + batch.caplen[rows]
-        klass = np.where(captured, CLASS_TABLE[Gather(batch.buf).u8[cols.ps]], OTHER_CLASS)
+        klass = np.where(captured & (cols.proto != PROTO_TCP),
+                         CLASS_TABLE[Gather(batch.buf).u8[cols.ps]], OTHER_CLASS)
         triple = (group * 2 + column) * SAMPLE_CLASSES + klass
         prank = np.full(m, np.iinfo(np.int64).max)
         pay = np.flatnonzero(has_payload)

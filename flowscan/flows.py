@@ -27,6 +27,8 @@ SAMPLE_CLASSES = 4
 CLASS_OF: tuple[int, ...] = tuple(
     0 if b <= 3 else 1 if 20 <= b <= 63 else 2 if 128 <= b <= 191 else 3 for b in range(256))
 OTHER_CLASS = 3
+# A TCP segment's first byte says nothing of what it carries (TLS records would pass for
+# DTLS): TCP is sampled as one stream, in the "other" class.
 CLASS_BUDGET = (4, 8, 8, 8)  # packets per direction: STUN, DTLS, RTP/RTCP, other
 CLASS_BYTES = (2048, 2048, 512, 2048)  # bytes kept of each sample (RTP: headers and stats)
 RTP_CLASS = 2
@@ -175,7 +177,7 @@ class FlowTable:
         flow.octets[d] += wirelen
         flow.last[d] = ts
         if pe > ps:
-            c = CLASS_OF[data[ps]] if ps < len(data) else OTHER_CLASS
+            c = CLASS_OF[data[ps]] if ps < len(data) and proto != PROTO_TCP else OTHER_CLASS
             i = d * SAMPLE_CLASSES + c
             if flow.budget[i]:
                 flow.budget[i] -= 1

@@ -43,6 +43,7 @@ class _Job:
     verified: bool = False
     by_trial: bool = False  # the profile was not seen, but found among those offered
     unprotected_rtcp: int = 0
+    truncated: int = 0
 
 
 def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
@@ -189,6 +190,11 @@ def _packet(data: bytes, decoded: Decoded, layers: list[Layer],
     """Decrypts one packet of a keyed flow; the frame with the packet in the clear if an
     output capture is written and the frame can be edited."""
     start, end = decoded[2], decoded[3]
+    if end > len(data):  # cut short by the capture's snap length: nothing to verify
+        hit = by_key.get(decoded[1])
+        if hit is not None:
+            hit[0].truncated += 1
+        return None
     channel = b""
     if end - start >= 4 and 0x40 <= data[start] <= 0x4F:  # TURN ChannelData (RFC 8656 12.4)
         channel, start = data[start:start + 2], start + 4
@@ -289,4 +295,4 @@ def _result(job: _Job) -> Decryption:
         profile = next(iter(job.contexts.values())).profile.name
         source += f"; SRTP profile {profile}, found by trial among those offered"
     return Decryption(decrypted, failed, source, job.key_fingerprint, kind, detail,
-                      len(job.payloads), job.unprotected_rtcp)
+                      len(job.payloads), job.unprotected_rtcp, job.truncated)

@@ -143,3 +143,43 @@ def test_mutated_captures_never_crash_or_hang(tmp_path: Path, fmt: str) -> None:
         else:
             assert report.capture.packets <= 40
         assert time.monotonic() - started < 5
+
+
+def test_ip_header_cut_inside_its_addresses_is_malformed_not_a_flow(tmp_path: Path) -> None:
+    """A GRE packet cut after 16 bytes of its IPv4 header: no flow key can be made of it."""
+    from scapy.layers.inet import GRE
+
+    whole = bytes(ether() / IP(src="198.51.100.1", dst="203.0.113.9") / GRE())
+    path = tmp_path / "cut.pcap"
+    path.write_bytes(pcap([(1.0, whole[:14 + 16]), (2.0, frame(1))]))
+    report = flowscan.scan(str(path))
+    assert len(report.flows) == 1
+    assert any("too short or inconsistent" in w for w in report.capture.warnings)
+
+
+def test_mutated_frames_of_a_keyed_call_never_crash_decryption(tmp_path: Path) -> None:
+    """Bytes flipped and frames cut inside the lab's DTLS-SRTP call, decrypted with its keys:
+    a report every time, packets cut short counted, never a traceback."""
+    from scapy.utils import rdpcap
+
+    lab = Path(__file__).resolve().parent.parent / "captures" / "lab" / "p2p-webrtc"
+    frames = [bytes(p) for p in rdpcap(str(lab / "capture.pcapng"))]
+    rng = random.Random(7)
+    path = tmp_path / "m.pcap"
+    truncated = 0
+    for _ in range(12):
+        mutated = []
+        for i, data in enumerate(frames):
+            data = bytearray(data)
+            if rng.random() < 0.3:
+                for _ in range(rng.randint(1, 6)):
+                    data[rng.randrange(len(data))] = rng.randrange(256)
+            if rng.random() < 0.1:
+                data = data[:rng.randrange(1, len(data))]
+            mutated.append((float(i), bytes(data)))
+        path.write_bytes(pcap(mutated))
+        report = flowscan.decrypt(str(path), str(tmp_path / "out.pcapng"),
+                                  keylog=[str(lab / "keys.log")])
+        truncated += sum(f.encryption.decryption.truncated for f in report.flows
+                         if f.encryption and f.encryption.decryption)
+    assert truncated > 0

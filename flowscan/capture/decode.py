@@ -160,6 +160,8 @@ class Decoder:
         ihl = (b0 & 0x0F) << 2
         if b0 >> 4 != 4 or ihl < 20:
             raise ValueError("bad IPv4 header")
+        if len(data) < off + 20:  # the addresses must all be there to key a flow
+            raise IndexError("IPv4 header cut short")
         end = off + ((data[off + 2] << 8) | data[off + 3])
         proto = data[off + 9]
         l4 = off + ihl
@@ -189,6 +191,8 @@ class Decoder:
         # RFC 8200 sections 3 and 4.
         if data[off] >> 4 != 6:
             raise ValueError("bad IPv6 header")
+        if len(data) < off + 40:
+            raise IndexError("IPv6 header cut short")
         plen = (data[off + 4] << 8) | data[off + 5]
         end = off + 40 + plen if plen else len(data)
         nh = data[off + 6]

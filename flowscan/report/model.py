@@ -155,6 +155,7 @@ class Decryption:
     streams: int = 0
     # RTCP whose tag failed because it has none: it parses to its end, sent in the clear.
     unprotected_rtcp: int = 0
+    truncated: int = 0  # packets cut short by the capture's snap length: not tried
 
 
 @dataclass

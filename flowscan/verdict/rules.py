@@ -338,7 +338,9 @@ def apply_decryption(enc: Encryption, dec: Decryption) -> None:
                           f"authentication tags verified ({dec.tag_failures} failed), with "
                           f"keys from {dec.key_source} (key sha256 {dec.key_sha256})"
                           + (f"; {dec.unprotected_rtcp} RTCP packets had no SRTCP trailer at "
-                             "all: sent unprotected" if dec.unprotected_rtcp else ""))
+                             "all: sent unprotected" if dec.unprotected_rtcp else "")
+                          + (f"; {dec.truncated} packets cut short by the capture's snap "
+                             "length were not tried" if dec.truncated else ""))
     if not dec.packets_decrypted:
         enc.evidence.append(EvidenceItem("keys-did-not-open", f"{dec.tag_failures} packets "
                                          f"failed authentication with the key from "

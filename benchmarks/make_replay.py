@@ -4,6 +4,9 @@ Replay i rewrites the third octet of every outer IPv4 address with (octet XOR va
 variant = i mod VARIANTS, so the flow set stops growing after VARIANTS replays: a capture of
 4M packets then has the same flows as one of 1M, and memory can be compared fairly.
 Packets are re-timed at a steady rate so that no flow reaches the idle timeout.
+
+With --source CAPTURE, that one capture (a lab call, say) is replayed as it is, addresses
+unchanged: a capture shaped like a long video call, a few flows with many packets each.
 """
 
 from __future__ import annotations
@@ -32,11 +35,9 @@ def ipv4_offset(frame: bytes) -> int | None:
     return off + 2 if et == 0x0800 and len(frame) >= off + 22 else None
 
 
-def load_corpus() -> list[tuple[bytes, int, int | None]]:
+def load_corpus(paths: list[Path]) -> list[tuple[bytes, int, int | None]]:
     packets = []
-    for path in sorted(REAL_DIR.glob("*.pcap*")):
-        if path.suffix not in (".pcap", ".pcapng"):
-            continue
+    for path in paths:
         with CaptureSource(str(path)) as source:
             for _ts, link, data, wirelen in open_reader(source).packets():
                 if link == 1:
@@ -44,10 +45,13 @@ def load_corpus() -> list[tuple[bytes, int, int | None]]:
     return packets
 
 
-def build(out: Path, count: int) -> None:
-    corpus = load_corpus()
+def build(out: Path, count: int, source: Path | None = None) -> None:
+    paths = [source] if source else [p for p in sorted(REAL_DIR.glob("*.pcap*"))
+                                     if p.suffix in (".pcap", ".pcapng")]
+    corpus = load_corpus(paths)
     if not corpus:
-        sys.exit(f"no shared captures in {REAL_DIR}")
+        sys.exit(f"no Ethernet packets in {source or REAL_DIR}")
+    variants = 1 if source else VARIANTS
     with open(out, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
         record = struct.Struct("<IIII")
@@ -55,7 +59,7 @@ def build(out: Path, count: int) -> None:
         replay = 0
         ts_us = 1_700_000_000 * 1_000_000
         while written < count:
-            variant = replay % VARIANTS
+            variant = replay % variants
             for data, wirelen, ip in corpus:
                 if written >= count:
                     break
@@ -75,8 +79,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path)
     parser.add_argument("--packets", type=int, default=1_000_000)
+    parser.add_argument("--source", type=Path, help="replay this capture alone, unchanged")
     args = parser.parse_args()
-    build(args.out, args.packets)
+    build(args.out, args.packets, args.source)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ label with that as the evidence.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -81,7 +82,9 @@ class FlowView:
     remote: RemoteInfo | None = None
 
 
+@functools.lru_cache(maxsize=1 << 14)
 def domain_app(name: str) -> str | None:
+    """The app a DNS name belongs to (names repeat across flows: answers are cached)."""
     name = name.lower().rstrip(".")
     for app, domains in DOMAINS.items():
         for d in domains:

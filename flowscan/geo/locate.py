@@ -12,6 +12,7 @@ import functools
 import ipaddress
 import json
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,21 @@ SCOPES = [
     ("unique-local", ("fc00::/7",)),  # RFC 4193
     ("reserved", ("0.0.0.0/8", "240.0.0.0/4", "255.255.255.255/32", "::/128")),
 ]
-_SCOPE_NETS = [(name, [ipaddress.ip_network(n) for n in nets]) for name, nets in SCOPES]
+# (version, first, last, scope) as integers: a lookup is a few comparisons.
+_SCOPE_RANGES = [(net.version, int(net.network_address), int(net.broadcast_address), name)
+                 for name, nets in SCOPES for net in map(ipaddress.ip_network, nets)]
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def scope_of(ip: str) -> str:
-    addr = ipaddress.ip_address(ip)
-    for name, nets in _SCOPE_NETS:
-        if any(addr.version == net.version and addr in net for net in nets):
+    version = 6 if ":" in ip else 4
+    try:
+        value = int.from_bytes(socket.inet_pton(
+            socket.AF_INET6 if version == 6 else socket.AF_INET, ip), "big")
+    except OSError:
+        raise ValueError(f"{ip!r} is not an IP address") from None
+    for v, first, last, name in _SCOPE_RANGES:
+        if v == version and first <= value <= last:
             return name
     return "public"
 

@@ -151,18 +151,20 @@ class _Collector:
         self.stun_sent: dict[bytes, float] = {}
         self.ts = 0.0
         self.gquic: quic.GoogleQuicHello | None = None
+        ports = (self.key.client_port, self.key.server_port)
+        self.zoom_port = any(p in zoom.SERVER_PORTS for p in ports)
+        self.dns_port = any(p in DNS_PORTS for p in ports)
 
     # -- UDP ---------------------------------------------------------------------------
     def udp(self, side: int, payload: bytes, depth: int = 0, ts: float = -1.0) -> None:
         # Round trips are measured to the endpoint itself, not through a relay.
         self.ts = ts if depth == 0 else -1.0
-        ports = (self.key.client_port, self.key.server_port)
-        if any(p in zoom.SERVER_PORTS for p in ports) and depth == 0:
+        if self.zoom_port and depth == 0:
             packet = zoom.parse_server(payload)
             if packet is not None:
                 self._zoom(packet)
                 return
-        if depth == 0 and any(p in DNS_PORTS for p in ports) and self._dns(payload):
+        if depth == 0 and self.dns_port and self._dns(payload):
             return
         kind = demux.classify(payload)
         if kind == demux.STUN and self._stun(side, payload, exact=True):
@@ -397,7 +399,6 @@ class _Collector:
 
     # -- TCP ---------------------------------------------------------------------------
     def tcp(self, streams: tuple[bytes, bytes]) -> None:
-        ports = (self.key.client_port, self.key.server_port)
         sides = [tls.parse_stream(s) for s in streams]
         if any(sides):
             self.facts.add("tls")
@@ -406,7 +407,7 @@ class _Collector:
         for side, data in enumerate(streams):
             if not data:
                 continue
-            if any(p in DNS_PORTS for p in ports) and self._dns(data, tcp=True):
+            if self.dns_port and self._dns(data, tcp=True):
                 continue
             if self._sip(data):
                 continue

@@ -187,8 +187,8 @@ def _rtcp_partly_clear(facts: FlowFacts) -> EvidenceItem | None:
              if r.rtcp_clear_cnames else "")
     total = r.rtcp_clear_packets + r.rtcp_trailer_packets
     return EvidenceItem("rtcp-partly-clear", f"{r.rtcp_clear_packets} of {total} RTCP "
-                        "packets sampled end exactly where their RTCP packets end, with no "
-                        "SRTCP index or tag: sent unprotected beside the protected ones "
+                        "packets sampled carry no SRTCP index or tag (each parses as RTCP to "
+                        "its last byte): sent unprotected beside the protected ones "
                         f"({', '.join(r.rtcp_clear_types)}{names}); anyone on the path "
                         "reads them")
 

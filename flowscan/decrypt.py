@@ -57,14 +57,14 @@ def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
 
 def _dtls_job(flow: Flow, facts: FlowFacts, keylog: KeyLog, sources: str) -> _Job | None:
     d = facts.dtls
-    if d is None or not (d.client_random and d.server_random):
+    if d is None or not d.client_random:
         return None
     client_random, suite = bytes.fromhex(d.client_random), int(d.cipher_suite or "0", 16)
     mki = bytes.fromhex(d.srtp_mki or "")
     master = keylog.master_secret(client_random)
     exporter = keylog.exporter_secret(client_random)
     pairs: list[tuple[SrtpContext, SrtpContext]] = []
-    if master is not None and d.srtp_profile in PROFILES:
+    if master is not None and d.server_random and d.srtp_profile in PROFILES:
         pairs.append(dtls_srtp.srtp_contexts(master, client_random,
                                              bytes.fromhex(d.server_random),
                                              d.srtp_profile, suite, mki))
@@ -73,9 +73,12 @@ def _dtls_job(flow: Flow, facts: FlowFacts, keylog: KeyLog, sources: str) -> _Jo
         # DTLS 1.3 sends the chosen profile in the encrypted EncryptedExtensions: unless the
         # ServerHello showed it, each offered profile is a candidate, and the first whose
         # tags verify is the one (RFC 5764 section 4.1.1; RFC 9147 section 5).
+        # Without the ServerHello the suite, and so the exporter's hash, is unknown too:
+        # both hashes are then tried (TLS_AES_256_GCM_SHA384 or the SHA-256 suites).
         profiles = [d.srtp_profile] if d.srtp_profile else d.srtp_profiles_offered
-        pairs = [dtls_srtp.srtp_contexts13(exporter, name, suite, mki)
-                 for name in profiles if name in PROFILES]
+        suites = [suite] if d.cipher_suite else [0x1301, 0x1302]
+        pairs = [dtls_srtp.srtp_contexts13(exporter, name, s, mki)
+                 for s in suites for name in profiles if name in PROFILES]
         secret, source = exporter, f"{sources} (DTLS 1.3 exporter secret)"
     if not pairs:
         return None

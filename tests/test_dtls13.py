@@ -74,13 +74,14 @@ def _rtp(seq: int, ssrc: int) -> bytes:
             + ssrc.to_bytes(4, "big") + os.urandom(120))
 
 
-def dtls13_call(tmp_path: Path, mki: bytes = b"") -> tuple[Path, Path, list[bytes]]:
+def dtls13_call(tmp_path: Path, mki: bytes = b"", suite: int = 0x1301,
+                server_hello: bool = True) -> tuple[Path, Path, list[bytes]]:
     """A DTLS 1.3 handshake, then SRTP from both ends protected by libsrtp with the keys
     RFC 5764 section 4.2 derives from the exporter secret for the second offered profile."""
     pylibsrtp = pytest.importorskip("pylibsrtp")
     exporter = os.urandom(32)
     material = dtls_srtp.exporter13(exporter, dtls_srtp.LABEL, b"",
-                                    dtls_srtp.material_length(CHOSEN))
+                                    dtls_srtp.material_length(CHOSEN), suite == 0x1302)
     p = srtp.PROFILES[CHOSEN]
     k, s = p.key_len, p.salt_len
     keys = {A: material[:k] + material[2 * k:2 * k + s],  # A sent the ClientHello
@@ -94,8 +95,9 @@ def dtls13_call(tmp_path: Path, mki: bytes = b"") -> tuple[Path, Path, list[byte
         return bytes(ether() / IP(src=src[0], dst=dst[0]) / UDP(sport=src[1], dport=dst[1])
                      / payload)
 
-    out = [(1.0, frame(A, dtls13_client_hello(CLIENT_RANDOM, OFFERED, mki))),
-           (1.01, frame(B, dtls13_server_hello(SERVER_RANDOM)))]
+    out = [(1.0, frame(A, dtls13_client_hello(CLIENT_RANDOM, OFFERED, mki)))]
+    if server_hello:
+        out.append((1.01, frame(B, dtls13_server_hello(SERVER_RANDOM, suite))))
     for i in range(3):
         out += [(1.02 + i / 100, frame(B, dtls13_ciphertext(i))),
                 (1.03 + i / 100, frame(A, dtls13_ciphertext(i)))]
@@ -156,3 +158,14 @@ def test_unified_header_records_count_only_after_a_clear_dtls_record() -> None:
     assert side.add_datagram(dtls13_server_hello(SERVER_RANDOM))
     assert side.add_datagram(dtls13_ciphertext(2)) and side.encrypted_records == 1
     assert not side.add_datagram(dtls13_ciphertext(3)[:10]) and side.encrypted_records == 1
+
+
+def test_dtls13_call_without_its_server_hello_tries_both_exporter_hashes(tmp_path: Path
+                                                                         ) -> None:
+    """The ServerHello lost (capture started late, or dropped): the suite is unknown, so the
+    SHA-384 exporter is tried beside SHA-256, each with every offered profile."""
+    path, keylog, _clear = dtls13_call(tmp_path, suite=0x1302, server_hello=False)
+    report = flowscan.scan(str(path), keylog=[str(keylog)])
+    (flow,) = report.flows
+    d = flow.encryption.decryption if flow.encryption else None
+    assert d is not None and (d.packets_decrypted, d.tag_failures) == (80, 0)

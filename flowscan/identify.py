@@ -411,7 +411,15 @@ class _Collector:
                 continue
             if self._sip(data):
                 continue
-            # ICE-TCP framing (RFC 4571) or STUN/TURN messages back to back (RFC 8489 6.2.2).
+            # ICE-TCP framing (RFC 4571) or STUN/TURN messages back to back (RFC 8489
+            # 6.2.2): each message is then read as a datagram would be, ChannelData and
+            # the media inside included.
+            messages = stun.split_stream(data)
+            for message in messages:
+                self.udp(side, message)
+            if messages:
+                continue
+            # Classic STUN (RFC 3489, no magic cookie): the first message only, framed or not.
             framed = data[2:] if len(data) > 2 and int.from_bytes(data[:2], "big") + 2 <= len(
                 data) else b""
             if framed and demux.classify(framed) == demux.STUN and self._stun(

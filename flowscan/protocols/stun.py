@@ -178,3 +178,48 @@ def parse_channel_data(data: bytes, *, exact: bool = False) -> ChannelData | Non
     if 4 + length > len(data) or (exact and len(data) - 4 - length > 3):
         return None
     return ChannelData(channel, data[4:4 + length])
+
+
+MAX_STREAM_MESSAGES = 64
+_COOKIE = MAGIC_COOKIE.to_bytes(4, "big")
+
+
+def _unframed_length(data: bytes, pos: int) -> int | None:
+    """Length of the STUN message or padded ChannelData frame at pos, if one starts there."""
+    if pos + 4 > len(data):
+        return None
+    first = data[pos]
+    length = int.from_bytes(data[pos + 2:pos + 4], "big")
+    if first <= 1 and data[pos + 4:pos + 8] == _COOKIE:
+        return HEADER + length
+    if 0x40 <= first <= 0x4F:  # RFC 8656 12.5: over TCP, padded to a multiple of four
+        return 4 + length + (-length % 4)
+    return None
+
+
+def split_stream(data: bytes) -> list[bytes]:
+    """The messages of one direction of a TCP connection carrying STUN: RFC 4571 framing
+    (ICE-TCP, RFC 6544: a 16-bit length before each STUN, DTLS or RTP packet), or STUN
+    messages and ChannelData frames back to back (TURN over TCP, RFC 8489 6.2.2 and
+    RFC 8656 12.5). Empty if the stream is neither; stops where a frame does not fit."""
+    out: list[bytes] = []
+    if _unframed_length(data, 0) is not None:
+        pos = 0
+        while len(out) < MAX_STREAM_MESSAGES:
+            size = _unframed_length(data, pos)
+            if size is None or pos + size > len(data):
+                break
+            out.append(data[pos:pos + size])
+            pos += size
+        return out
+    # RFC 4571 framing: the first frame must hold a STUN message with the magic cookie.
+    if len(data) < 2 + HEADER or data[6:10] != _COOKIE or data[2] > 1:
+        return out
+    pos = 0
+    while len(out) < MAX_STREAM_MESSAGES and pos + 2 <= len(data):
+        size = int.from_bytes(data[pos:pos + 2], "big")
+        if not size or pos + 2 + size > len(data):
+            break
+        out.append(data[pos + 2:pos + 2 + size])
+        pos += 2 + size
+    return out

@@ -8,9 +8,14 @@ length and GRE's optional checksum. Fragments are left alone: the datagram is no
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flowscan.capture.decode import PROTO_UDP, Decoded, Decoder
 
 Layer = tuple[str, int]  # (kind, offset of its header)
+
+
+Encap = tuple[str, ...] | None
 
 
 class LayerDecoder(Decoder):
@@ -28,34 +33,37 @@ class LayerDecoder(Decoder):
     def _note(self, layer: str, offset: int) -> None:
         self.layers.append((layer, offset))
 
-    def _ipv4(self, data, off, encap, depth):  # type: ignore[no-untyped-def]
+    def _ipv4(self, data: bytes, off: int, encap: Encap, depth: int) -> Decoded | None:
         self._note("ipv4", off)
         return self._unfragmented(super()._ipv4, data, off, encap, depth)
 
-    def _ipv6(self, data, off, encap, depth):  # type: ignore[no-untyped-def]
+    def _ipv6(self, data: bytes, off: int, encap: Encap, depth: int) -> Decoded | None:
         self._note("ipv6", off)
         return self._unfragmented(super()._ipv6, data, off, encap, depth)
 
-    def _unfragmented(self, decode, data, off, encap, depth):  # type: ignore[no-untyped-def]
+    def _unfragmented(self, decode: Callable[[bytes, int, Encap, int], Decoded | None],
+                      data: bytes, off: int, encap: Encap, depth: int) -> Decoded | None:
         seen = self.fragments_seen
         decoded = decode(data, off, encap, depth)
         if self.fragments_seen != seen:
             self._note("fragment", off)
         return decoded
 
-    def _transport(self, data, proto, a0, a1, l4, end, encap, depth):  # type: ignore[no-untyped-def]
+    def _transport(self, data: bytes, proto: int, a0: int, a1: int, l4: int, end: int,
+                   encap: Encap, depth: int) -> Decoded | None:
         if proto == PROTO_UDP:
             self._note("udp", l4)
         return super()._transport(data, proto, a0, a1, l4, end, encap, depth)
 
-    def _gtpu(self, data, g, end, encap, depth):  # type: ignore[no-untyped-def]
+    def _gtpu(self, data: bytes, g: int, end: int, encap: Encap, depth: int
+              ) -> Decoded | None:
         self._note("gtpu", g)
         inner = super()._gtpu(data, g, end, encap, depth)
         if inner is None:  # not a G-PDU: the outer UDP datagram is the packet
             self.layers.pop()
         return inner
 
-    def _gre(self, data, g, encap, depth):  # type: ignore[no-untyped-def]
+    def _gre(self, data: bytes, g: int, encap: Encap, depth: int) -> Decoded | None:
         self._note("gre", g)
         return super()._gre(data, g, encap, depth)
 

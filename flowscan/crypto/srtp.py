@@ -145,21 +145,28 @@ class SrtpContext:
             return roc - 1 if seq - s_l > 32768 and roc > 0 else roc
         return roc + 1 if s_l - 32768 > seq else roc
 
+    def _without_mki(self, packet: bytes, tag_len: int) -> bytes:
+        """The packet laid out as if it had no MKI; empty (a failure counted) when it
+        carries another one, i.e. belongs to another master key. The MKI sits before the
+        HMAC-SHA1 tag (RFC 3711 3.1, 3.4), or last with AES-GCM (RFC 7714 8.1, 9.1)."""
+        m = len(self.mki)
+        at = len(packet) - m if self.profile.aead else len(packet) - tag_len - m
+        if packet[at:at + m] != self.mki:
+            self.failed += 1
+            return b""
+        return packet[:at] + packet[at + m:]
+
     def unprotect_rtp(self, packet: bytes) -> bytes | None:
         """The RTP packet in the clear, or None if the tag does not verify."""
         hlen = _rtp_header_length(packet)
         p = self.profile
-        m = len(self.mki)
-        if hlen is None or len(packet) < hlen + p.tag_len + m:
+        if hlen is None or len(packet) < hlen + p.tag_len + len(self.mki):
             self.failed += 1
             return None
-        if m:
-            at = len(packet) - m if p.aead else len(packet) - p.tag_len - m
-            if packet[at:at + m] != self.mki:  # another master key's packet
-                self.failed += 1
+        if self.mki:
+            packet = self._without_mki(packet, p.tag_len)
+            if not packet:
                 return None
-            # Without the MKI, the packet is laid out as if there were none.
-            packet = packet[:at] + packet[at + m:]
         seq, ssrc = (packet[2] << 8) | packet[3], int.from_bytes(packet[8:12], "big")
         state = self._state.get(ssrc)
         roc = self._guess_roc(state, seq)
@@ -190,16 +197,13 @@ class SrtpContext:
         p = self.profile
         # SRTCP's tag is 80 bits for both HMAC-SHA1 profiles (RFC 5764 section 4.1.2).
         tag_len = p.tag_len if p.aead else 10
-        m = len(self.mki)
-        if len(packet) < 8 + 4 + tag_len + m:
+        if len(packet) < 8 + 4 + tag_len + len(self.mki):
             self.failed += 1
             return None
-        if m:  # after the E flag and index: last with AES-GCM, before the tag otherwise
-            at = len(packet) - m if p.aead else len(packet) - tag_len - m
-            if packet[at:at + m] != self.mki:
-                self.failed += 1
+        if self.mki:  # SRTCP's comes after the E flag and index
+            packet = self._without_mki(packet, tag_len)
+            if not packet:
                 return None
-            packet = packet[:at] + packet[at + m:]
         ssrc = int.from_bytes(packet[4:8], "big")
         if p.aead:
             trailer = packet[-4:]

@@ -11,6 +11,7 @@ import gc
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
+from types import ModuleType
 
 import click
 
@@ -18,13 +19,20 @@ from flowscan import __version__
 from flowscan.api import ENGINES, decrypt, scan
 from flowscan.errors import FlowscanError
 from flowscan.report import json as json_report
-from flowscan.report import text as text_report
 from flowscan.report.model import Report
 
 EXIT_OK = 0
 EXIT_POLICY = 1
 EXIT_BAD_INPUT = 2
 PROGRESS_MIN_BYTES = 8 << 20
+
+
+def _text() -> ModuleType:
+    """The text renderer, imported when asked for: rich takes ~30 ms to import, and JSON
+    runs (CI, benchmarks) need none of it."""
+    from flowscan.report import text
+
+    return text
 
 
 def _error(message: str) -> None:
@@ -250,11 +258,11 @@ def _write(reports: list[Report], fmt: str, output: str | None, top: int) -> Non
     if output:
         try:
             with open(output, "w", encoding="utf-8") as out:
-                text_report.render(reports, out, top=top, color=False)
+                _text().render(reports, out, top=top, color=False)
         except OSError as exc:
             raise FlowscanError(f"{output}: cannot write report: {exc.strerror}") from None
     else:
-        text_report.render(reports, sys.stdout, top=top, color=sys.stdout.isatty())
+        _text().render(reports, sys.stdout, top=top, color=sys.stdout.isatty())
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from scapy.layers.tls.handshake import TLSClientHello
 from scapy.layers.tls.record import TLS
 
 from flowscan.protocols import demux, dns, dtls, hello, quic, rtp, sip, stun, tls, zoom
+from flowscan.protocols.cursor import Cursor, Truncated
 
 VECTORS = Path(__file__).parent / "vectors"
 
@@ -340,3 +341,24 @@ def test_srtcp_trailer_found_in_libsrtp_output_and_not_in_plain_rtcp() -> None:
         assert second[layout] == first[layout] + 1
     plain = struct.pack(">BBHI", 0x81, 201, 7, 0xCAFE) + bytes(24)
     assert rtp_proto.srtcp_trailers(plain) == {}
+
+
+def test_cursor_reads_within_its_window_and_stops_cleanly() -> None:
+    """The shared reader under every parser: big-endian integers, TLS-style vectors (RFC 8446
+    section 3.4), and a window (sub) that ends before the data does."""
+    data = bytes([0xAB]) + struct.pack(">HI", 0x1234, 0xDEADBEEF) + b"\x12\x34\x56" \
+        + b"\x03abc" + b"\x00\x02hi" + b"\x00\x00\x04wxyz" + b"tail"
+    cur = Cursor(data)
+    assert (cur.u8(), cur.u16(), cur.u32(), cur.u24()) == (0xAB, 0x1234, 0xDEADBEEF, 0x123456)
+    assert (cur.vector(1), cur.vector(2), cur.vector(3)) == (b"abc", b"hi", b"wxyz")
+    assert cur.remaining == 4
+    window = Cursor(data, 10, 14)  # b"\x03abc": the vector fits, nothing after it does
+    assert window.vector(1) == b"abc"
+    for read in (window.u8, window.u16, window.u24, window.u32):
+        with pytest.raises(Truncated):
+            read()
+    for length_bytes, raw in ((1, b"\x05abc"), (2, b"\x00\x09abc"), (3, b"\x00\x00")):
+        short = Cursor(raw)
+        with pytest.raises(Truncated):
+            short.vector(length_bytes)
+        assert short.pos == 0  # a vector that does not fit is not consumed

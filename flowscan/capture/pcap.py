@@ -13,6 +13,7 @@ import numpy as np
 from flowscan.capture.records import MAX_RECORD, Batch, ChunkedReader
 from flowscan.capture.source import CaptureSource
 from flowscan.capture.vector import Gather
+from flowscan.capture.walk import pcap_starts
 
 # magic as stored -> (byte order, fraction scale, extra bytes per record header)
 PCAP_MAGICS: dict[bytes, tuple[str, float, int]] = {
@@ -58,19 +59,10 @@ class PcapReader(ChunkedReader):
         while True:
             buf = self._buf
             n = self._len
-            starts: list[int] = []
-            append = starts.append
-            # The one per-packet loop in Python: find where each record begins. Past the
-            # data the buffer holds zeros, so a header read there gives an end beyond n.
-            while True:
-                end = off + hdr + incl_at(buf, off + 8)[0]
-                if end > n:
-                    break
-                append(off)
-                off = end
-            if starts:
+            starts, off = pcap_starts(buf, off, n, hdr, self._order)
+            if len(starts):
                 self.facts.packets += len(starts)
-                yield self._batch(buf, np.array(starts, dtype=np.int64))
+                yield self._batch(buf, starts)
             if off + hdr <= n:
                 (incl,) = incl_at(buf, off + 8)
                 if incl > MAX_RECORD:

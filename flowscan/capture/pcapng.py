@@ -22,6 +22,7 @@ from flowscan.capture.records import (
 )
 from flowscan.capture.source import CaptureSource
 from flowscan.capture.vector import Gather
+from flowscan.capture.walk import epb_starts
 
 SHB = 0x0A0D0D0A
 IDB = 0x00000001
@@ -129,21 +130,12 @@ class PcapngReader(ChunkedReader):
                 yield from self._other(buf, off, btype, blen, self._order)
                 off += blen
                 continue
-            # The one per-packet loop in Python: find where each block of a run of enhanced
-            # packet blocks begins; any other block ends the run, so changes apply in order.
-            n = self._len
-            starts: list[int] = []
-            append = starts.append
-            while off + 12 <= n:
-                btype, blen = head(buf, off)
-                if btype != EPB:
-                    break
-                self._check_length(off, btype, blen, len(starts))
-                if off + blen > n:
-                    break
-                append(off)
-                off += blen
-            yield self._epb_batch(buf, np.array(starts, dtype=np.int64))
+            # A run of enhanced packet blocks, walked at once; any other block ends the
+            # run, so the changes it makes apply in order.
+            starts, off, bad = epb_starts(buf, off, self._len, self._order)
+            if bad is not None:
+                self._check_length(off, EPB, bad, len(starts))
+            yield self._epb_batch(buf, starts)
 
     def _check_length(self, off: int, btype: int, blen: int, pending: int = 0) -> None:
         if blen < 12 or blen % 4 or blen > MAX_RECORD:

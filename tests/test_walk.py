@@ -134,3 +134,38 @@ def test_cut_and_corrupt_files_fail_the_same_way(tmp_path: Path,
                 outcomes.append(str(exc))
         assert outcomes[0] == outcomes[1], name
         assert outcomes[0], name  # each case is reported, as a warning or an error
+
+
+@pytest.mark.skipif(walk._walk is None, reason="the compiled walker was not built")
+def test_walkers_agree_on_hostile_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random and mutated buffers (a fixed seed, so a failure repeats): the compiled walker
+    reads nothing outside what it is given and stops where the Python loop stops."""
+    rng = np.random.default_rng(20261123)
+    good_pcap = pcap([(float(i), bytes(int(rng.integers(0, 90)))) for i in range(40)])[24:]
+    good_epb = b"".join(epb("<", 0, i, bytes(int(rng.integers(0, 90)))) for i in range(40))
+    cases = 0
+    for base in (good_pcap, good_epb):
+        for _ in range(400):
+            data = bytearray(base)
+            for at in rng.integers(0, len(data), size=int(rng.integers(0, 6))):
+                data[int(at)] = int(rng.integers(0, 256))
+            if rng.random() < 0.3:
+                data = bytearray(rng.integers(0, 256, size=int(rng.integers(0, 200)),
+                                              dtype=np.uint8).tobytes())
+            n = int(rng.integers(0, len(data) + 1))
+            off = int(rng.integers(0, n + 1))
+            order = "<" if rng.random() < 0.7 else ">"
+            header = 16 if rng.random() < 0.8 else 24
+            buf = bytearray(data) + PAD
+            answers = []
+            for pure in (False, True):
+                if pure:
+                    monkeypatch.setenv("FLOWSCAN_PURE_PYTHON", "1")
+                else:
+                    monkeypatch.delenv("FLOWSCAN_PURE_PYTHON", raising=False)
+                starts, end = walk.pcap_starts(buf, off, n, header, order)
+                run, stop, bad = walk.epb_starts(buf, off, n, order)
+                answers.append((starts.tolist(), end, run.tolist(), stop, bad))
+            assert answers[0] == answers[1]
+            cases += 1
+    assert cases == 800

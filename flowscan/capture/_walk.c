@@ -24,34 +24,55 @@ read_u32(const unsigned char *p, int big_endian)
     return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | p[0];
 }
 
-/* Both buffers checked once: the capture bytes (read-only), of which the walk reads the
- * first n from off on, and the int64 output. */
+/* One walk's inputs: the capture bytes (read-only), of which it reads the first n from off
+ * on, in which byte order, and the int64 array it writes record starts to. */
+typedef struct {
+    Py_buffer buf, out;
+    const unsigned char *data;
+    int64_t *starts;
+    Py_ssize_t off, n, room;
+    int big_endian;
+} Walk;
+
+/* Parses (buf, off, n, big_endian, out[, header]) and checks both buffers once. */
 static int
-get_buffers(PyObject *buf_obj, Py_buffer *buf, PyObject *out_obj, Py_buffer *out,
-            Py_ssize_t off, Py_ssize_t n)
+walk_open(PyObject *args, Walk *w, Py_ssize_t *header)
 {
-    if (PyObject_GetBuffer(buf_obj, buf, PyBUF_SIMPLE) < 0)
+    PyObject *buf_obj, *out_obj;
+    if (!PyArg_ParseTuple(args, "OnnpO|n", &buf_obj, &w->off, &w->n, &w->big_endian,
+                          &out_obj, header))
         return -1;
-    if (PyObject_GetBuffer(out_obj, out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
-        PyBuffer_Release(buf);
+    if (PyObject_GetBuffer(buf_obj, &w->buf, PyBUF_SIMPLE) < 0)
         return -1;
-    }
-    if (out->len % (Py_ssize_t)sizeof(int64_t)) {
-        PyBuffer_Release(buf);
-        PyBuffer_Release(out);
-        PyErr_SetString(PyExc_ValueError, "out must hold int64 values");
+    if (PyObject_GetBuffer(out_obj, &w->out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        PyBuffer_Release(&w->buf);
         return -1;
     }
-    if (off < 0 || n > buf->len) {
-        PyBuffer_Release(buf);
-        PyBuffer_Release(out);
-        PyErr_SetString(PyExc_ValueError, "offsets out of range");
+    const char *problem = NULL;
+    if (w->out.len % (Py_ssize_t)sizeof(int64_t))
+        problem = "out must hold int64 values";
+    else if (w->off < 0 || w->n > w->buf.len)
+        problem = "offsets out of range";
+    if (problem != NULL) {
+        PyBuffer_Release(&w->buf);
+        PyBuffer_Release(&w->out);
+        PyErr_SetString(PyExc_ValueError, problem);
         return -1;
     }
+    w->data = (const unsigned char *)w->buf.buf;
+    w->starts = (int64_t *)w->out.buf;
+    w->room = w->out.len / (Py_ssize_t)sizeof(int64_t);
     return 0;
 }
 
-/* walk_pcap(buf, off, n, header, big_endian, out) -> (count, off)
+static void
+walk_close(Walk *w)
+{
+    PyBuffer_Release(&w->buf);
+    PyBuffer_Release(&w->out);
+}
+
+/* walk_pcap(buf, off, n, big_endian, out, header) -> (count, off)
  *
  * Classic pcap (draft-ietf-opsawg-pcap section 5): each record is a header of `header`
  * bytes (16, or 24 for the "modified" format) whose bytes 8..11 hold the captured length,
@@ -61,33 +82,26 @@ get_buffers(PyObject *buf_obj, Py_buffer *buf, PyObject *out_obj, Py_buffer *out
 static PyObject *
 walk_pcap(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    PyObject *buf_obj, *out_obj;
-    Py_ssize_t off, n, header;
-    int big_endian;
-    Py_buffer buf, out;
-    if (!PyArg_ParseTuple(args, "OnnnpO", &buf_obj, &off, &n, &header, &big_endian, &out_obj))
+    Walk w;
+    Py_ssize_t header = 0;
+    if (walk_open(args, &w, &header) < 0)
         return NULL;
     if (header < 12) {
+        walk_close(&w);
         PyErr_SetString(PyExc_ValueError, "a record header holds at least 12 bytes");
         return NULL;
     }
-    if (get_buffers(buf_obj, &buf, out_obj, &out, off, n) < 0)
-        return NULL;
-    const unsigned char *data = (const unsigned char *)buf.buf;
-    int64_t *starts = (int64_t *)out.buf;
-    Py_ssize_t room = out.len / (Py_ssize_t)sizeof(int64_t);
-    Py_ssize_t count = 0;
+    Py_ssize_t count = 0, off = w.off;
     Py_BEGIN_ALLOW_THREADS
-    while (count < room && off + header <= n) {
-        Py_ssize_t end = off + header + (Py_ssize_t)read_u32(data + off + 8, big_endian);
-        if (end > n)
+    while (count < w.room && off + header <= w.n) {
+        Py_ssize_t end = off + header + (Py_ssize_t)read_u32(w.data + off + 8, w.big_endian);
+        if (end > w.n)
             break;
-        starts[count++] = off;
+        w.starts[count++] = off;
         off = end;
     }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&buf);
-    PyBuffer_Release(&out);
+    walk_close(&w);
     return Py_BuildValue("nn", count, off);
 }
 
@@ -101,37 +115,29 @@ walk_pcap(PyObject *Py_UNUSED(self), PyObject *args)
 static PyObject *
 walk_epb(PyObject *Py_UNUSED(self), PyObject *args)
 {
-    PyObject *buf_obj, *out_obj;
-    Py_ssize_t off, n;
-    int big_endian;
-    Py_buffer buf, out;
-    if (!PyArg_ParseTuple(args, "OnnpO", &buf_obj, &off, &n, &big_endian, &out_obj))
+    Walk w;
+    Py_ssize_t unused = 0;
+    if (walk_open(args, &w, &unused) < 0)
         return NULL;
-    if (get_buffers(buf_obj, &buf, out_obj, &out, off, n) < 0)
-        return NULL;
-    const unsigned char *data = (const unsigned char *)buf.buf;
-    int64_t *starts = (int64_t *)out.buf;
-    Py_ssize_t room = out.len / (Py_ssize_t)sizeof(int64_t);
-    Py_ssize_t count = 0;
+    Py_ssize_t count = 0, off = w.off;
     long long bad = -1;
     Py_BEGIN_ALLOW_THREADS
-    while (count < room && off + 12 <= n) {
-        uint32_t btype = read_u32(data + off, big_endian);
-        uint32_t blen = read_u32(data + off + 4, big_endian);
+    while (count < w.room && off + 12 <= w.n) {
+        uint32_t btype = read_u32(w.data + off, w.big_endian);
+        uint32_t blen = read_u32(w.data + off + 4, w.big_endian);
         if (btype != EPB_TYPE)
             break;
         if (blen < 12 || blen % 4 || blen > MAX_RECORD) {
             bad = blen;
             break;
         }
-        if (off + (Py_ssize_t)blen > n)
+        if (off + (Py_ssize_t)blen > w.n)
             break;
-        starts[count++] = off;
+        w.starts[count++] = off;
         off += blen;
     }
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&buf);
-    PyBuffer_Release(&out);
+    walk_close(&w);
     return Py_BuildValue("nnL", count, off, bad);
 }
 

@@ -35,7 +35,7 @@ def pcap_starts(buf: bytearray, off: int, n: int, header: int, order: str
     is at bytes 8..11 of each record header."""
     if native():
         out = np.empty((n - off) // header + 1, dtype=np.int64)
-        count, off = _walk.walk_pcap(buf, off, n, header, order == ">", out)
+        count, off = _walk.walk_pcap(buf, off, n, order == ">", out, header)
         return out[:count], off
     incl_at = struct.Struct(order + "I").unpack_from
     starts: list[int] = []

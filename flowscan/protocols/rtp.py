@@ -3,9 +3,8 @@ and telling the two apart on one port (RFC 5761 section 4)."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field
-
-from flowscan.protocols.cursor import Cursor, Truncated
 
 RTCP_TYPES = {200: "SR", 201: "RR", 202: "SDES", 203: "BYE", 204: "APP", 205: "RTPFB",
               206: "PSFB", 207: "XR"}
@@ -34,24 +33,36 @@ def is_rtcp_type(second_byte: int) -> bool:
     return 192 <= second_byte <= 223
 
 
+_FIXED_HEADER = struct.Struct(">BBHII").unpack_from  # RFC 3550 section 5.1
+
+
 def parse_rtp(data: bytes) -> RtpHeader | None:
-    if len(data) < 12 or data[0] >> 6 != 2 or is_rtcp_type(data[1]):
+    n = len(data)
+    if n < 12 or data[0] >> 6 != 2 or is_rtcp_type(data[1]):
         return None
-    cur = Cursor(data)
-    try:
-        b0, b1 = cur.u8(), cur.u8()
-        head = RtpHeader(2, bool(b0 & 0x20), bool(b1 & 0x80), b1 & 0x7F, cur.u16(), cur.u32(),
-                         cur.u32())
-        head.csrcs = [cur.u32() for _ in range(b0 & 0x0F)]
-        if b0 & 0x10:
-            profile, words = cur.u16(), cur.u16()
-            head.extension_profile = profile
-            _extension(head, profile, cur.take(words * 4))
-    except Truncated:
-        return None
-    head.header_length = cur.pos
+    b0, b1, sequence, timestamp, ssrc = _FIXED_HEADER(data)
+    head = RtpHeader(2, bool(b0 & 0x20), bool(b1 & 0x80), b1 & 0x7F, sequence, timestamp,
+                     ssrc)
+    pos = 12
+    count = b0 & 0x0F
+    if count:
+        if pos + 4 * count > n:
+            return None
+        head.csrcs = list(struct.unpack_from(f">{count}I", data, pos))
+        pos += 4 * count
+    if b0 & 0x10:
+        if pos + 4 > n:
+            return None
+        profile, words = struct.unpack_from(">HH", data, pos)
+        pos += 4
+        if pos + 4 * words > n:
+            return None
+        head.extension_profile = profile
+        _extension(head, profile, data[pos:pos + 4 * words])
+        pos += 4 * words
+    head.header_length = pos
     padding = data[-1] if head.padding and data[-1] else 0
-    head.payload_length = len(data) - cur.pos - padding
+    head.payload_length = n - pos - padding
     if head.payload_length < 0:
         return None
     return head

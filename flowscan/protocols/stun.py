@@ -9,8 +9,6 @@ from __future__ import annotations
 import socket
 from dataclasses import dataclass, field
 
-from flowscan.protocols.cursor import Cursor, Truncated
-
 MAGIC_COOKIE = 0x2112A442
 HEADER = 20
 
@@ -115,17 +113,20 @@ def parse(data: bytes, *, exact: bool = True) -> StunMessage | None:
     txid = data[4:20] if classic else data[8:20]
     msg = StunMessage(msg_class, method, txid, classic, HEADER + length)
     xor_key = data[4:20]
-    cur = Cursor(data, HEADER, HEADER + length)
-    try:
-        while cur.remaining >= 4:
-            atype, alen = cur.u16(), cur.u16()
-            value = cur.take(alen)
-            if padded:
-                cur.skip(min(-alen % 4, cur.remaining))
-            msg.attributes.append(atype)
-            _attribute(msg, atype, value, None if classic else xor_key)
-    except Truncated:
-        pass  # a partial attribute list is still the message we found
+    pos, end = HEADER, HEADER + length
+    xor_with = None if classic else xor_key
+    while end - pos >= 4:  # type, length, value (RFC 8489 section 14)
+        atype = (data[pos] << 8) | data[pos + 1]
+        alen = (data[pos + 2] << 8) | data[pos + 3]
+        pos += 4
+        if pos + alen > end:
+            break  # a partial attribute list is still the message we found
+        value = data[pos:pos + alen]
+        pos += alen
+        if padded:
+            pos = min(pos + (-alen % 4), end)
+        msg.attributes.append(atype)
+        _attribute(msg, atype, value, xor_with)
     return msg
 
 

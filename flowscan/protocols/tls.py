@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowscan.protocols import hello as hs
-from flowscan.protocols.cursor import Cursor, Truncated
 
 CONTENT_CCS = 20
 CONTENT_ALERT = 21
@@ -36,22 +35,21 @@ def parse_stream(data: bytes) -> TlsSide | None:
         return None
     side = TlsSide()
     handshake = bytearray()
-    cur = Cursor(data)
-    try:
-        while cur.remaining >= 5:
-            ctype, version, length = cur.u8(), cur.u16(), cur.u16()
-            if ctype not in (20, 21, 22, 23, 24) or version >> 8 != 3:
-                break
-            side.records += 1
-            if ctype == CONTENT_HANDSHAKE and not side.application_data:
-                handshake += cur.take(length)
-                continue
-            cur.skip(length)
-            if ctype == CONTENT_APPLICATION:
-                side.application_data = True
-                break  # nothing after this is readable
-    except Truncated:
-        pass
+    pos, n = 0, len(data)
+    while n - pos >= 5:  # type, legacy version, length (RFC 8446 section 5.1)
+        ctype, major, length = data[pos], data[pos + 1], (data[pos + 3] << 8) | data[pos + 4]
+        if ctype not in (20, 21, 22, 23, 24) or major != 3:
+            break
+        side.records += 1
+        pos += 5
+        if pos + length > n:
+            break  # the stream sample ends inside this record
+        if ctype == CONTENT_HANDSHAKE and not side.application_data:
+            handshake += data[pos:pos + length]
+        pos += length
+        if ctype == CONTENT_APPLICATION:
+            side.application_data = True
+            break  # nothing after this is readable
     tls13 = False
     for mtype, body in hs.split_messages(bytes(handshake)):
         if mtype == hs.CLIENT_HELLO and side.client_hello is None:

@@ -3,12 +3,11 @@ and keep what later stages and the report need (small, JSON-ready, no key materi
 
 from __future__ import annotations
 
-from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from flowscan.flows import FlowState, split_key
+from flowscan.flows import FlowState
 from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
@@ -140,7 +139,6 @@ class _Collector:
     """Gathers facts over one flow's samples."""
 
     def __init__(self, proto: int, raw_key: bytes) -> None:
-        self.key = split_key(proto, raw_key)
         self.facts = FlowFacts()
         self.stun_requests: set[str] = set()
         self.dtls = (DtlsSide(), DtlsSide())
@@ -151,9 +149,11 @@ class _Collector:
         self.stun_sent: dict[bytes, float] = {}
         self.ts = 0.0
         self.gquic: quic.GoogleQuicHello | None = None
-        ports = (self.key.client_port, self.key.server_port)
+        # The raw key ends with the client's port, then the server's (flows.split_key).
+        ports = (int.from_bytes(raw_key[-4:-2], "big"), int.from_bytes(raw_key[-2:], "big"))
         self.zoom_port = any(p in zoom.SERVER_PORTS for p in ports)
         self.dns_port = any(p in DNS_PORTS for p in ports)
+        self.sip_port = any(p in SIP_PORTS for p in ports)
 
     # -- UDP ---------------------------------------------------------------------------
     def udp(self, side: int, payload: bytes, depth: int = 0, ts: float = -1.0) -> None:
@@ -364,8 +364,7 @@ class _Collector:
         return True
 
     def _sip(self, payload: bytes) -> bool:
-        ports = (self.key.client_port, self.key.server_port)
-        if not (any(p in SIP_PORTS for p in ports) or payload[:4] in (b"INVI", b"SIP/")):
+        if not (self.sip_port or payload[:4] in (b"INVI", b"SIP/")):
             return False
         pos = 0
         found = False
@@ -521,8 +520,8 @@ def _dtls_facts(client: DtlsSide, server: DtlsSide) -> HandshakeFacts:
     return facts
 
 
-# What identification needs of a flow, picklable for a worker process:
-# (ip protocol, client-to-server raw key, samples).
+# What identification needs of a flow: (ip protocol, client-to-server raw key, samples,
+# distinct SSRCs each side sent).
 FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
 
 
@@ -550,11 +549,3 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
     if facts.rtp is not None:
         facts.rtp.ssrc_count = {side: n for side, n in zip(SIDES, ssrc_counts, strict=True) if n}
     return facts
-
-
-def identify_many(jobs: list[FlowSamples]) -> list[FlowFacts]:
-    return [identify_samples(job) for job in jobs]
-
-
-def count_protocols(all_facts: list[FlowFacts]) -> Counter[str]:
-    return Counter(p for f in all_facts for p in f.protocols)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 
 class Truncated(Exception):
     """The data ends before the structure does; parsers turn this into None or a partial."""
@@ -90,3 +92,9 @@ class Cursor:
         inner = Cursor(self.data, self.pos, self.pos + n)
         self.pos += n
         return inner
+
+
+def u16_list(data: bytes) -> list[int]:
+    """A vector of 16-bit values (cipher suites, versions, SRTP profiles); an odd last
+    byte is ignored."""
+    return list(struct.unpack_from(f">{len(data) // 2}H", data))

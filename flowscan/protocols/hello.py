@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from flowscan.protocols.cursor import Cursor, Truncated
+from flowscan.protocols.cursor import Cursor, Truncated, u16_list
 
 CLIENT_HELLO = 1
 SERVER_HELLO = 2
@@ -84,8 +84,7 @@ def parse_client_hello(body: bytes, *, dtls: bool = False) -> ClientHello | None
         if dtls:
             cur.vector(1)  # cookie
         suites = cur.vector(2)
-        hello.cipher_suites = [int.from_bytes(suites[i:i + 2], "big")
-                               for i in range(0, len(suites) - 1, 2)]
+        hello.cipher_suites = u16_list(suites)
         cur.vector(1)  # legacy_compression_methods
         if cur.remaining >= 2:
             _client_extensions(hello, cur.sub(cur.u16()))
@@ -112,12 +111,10 @@ def _client_extensions(hello: ClientHello, cur: Cursor) -> None:
                     hello.alpn.append(protos.vector(1).decode("ascii", "replace"))
             elif etype == EXT_SUPPORTED_VERSIONS:
                 versions = ext.vector(1)
-                hello.supported_versions = [int.from_bytes(versions[i:i + 2], "big")
-                                            for i in range(0, len(versions) - 1, 2)]
+                hello.supported_versions = u16_list(versions)
             elif etype == EXT_USE_SRTP:
                 profiles = ext.vector(2)
-                hello.srtp_profiles = [int.from_bytes(profiles[i:i + 2], "big")
-                                       for i in range(0, len(profiles) - 1, 2)]
+                hello.srtp_profiles = u16_list(profiles)
                 hello.srtp_mki = ext.vector(1)  # RFC 5764 4.1.1: srtp_mki<0..255>
     except Truncated:
         pass

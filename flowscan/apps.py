@@ -55,6 +55,18 @@ PORTS: dict[str, tuple[range, ...]] = {
     "sip": (range(5060, 5062),),
 }
 
+
+def _port_apps() -> dict[int, tuple[str, ...]]:
+    """PORTS turned round: port -> the services that document it, in PORTS order."""
+    out: dict[int, tuple[str, ...]] = {}
+    for app, ranges in PORTS.items():
+        for port in (p for r in ranges for p in r):
+            out[port] = (*out.get(port, ()), app)
+    return out
+
+
+PORT_APPS = _port_apps()
+
 # Microsoft's STUN/TURN extensions (MS-TURN, MS-ICE2), used by Teams and Skype.
 MS_STUN_ATTRIBUTES = frozenset(("0x8008", "0x8050", "0x8054", "0x8055", "0x8070"))
 # WhatsApp's STUN: extension methods 0x200-0x20f and vendor attributes 0x4000-0x4003.
@@ -170,10 +182,9 @@ def _candidates(view: FlowView, names_for: dict[str, list[str]]
         if platform and media:
             out.append((platform, Evidence("operator-asn", f"{network}, carrying "
                                            f"{', '.join(sorted(media))}", MEDIUM)))
-    for app, ranges in PORTS.items():
-        port = view.server[1]
-        if any(port in r for r in ranges):
-            out.append((app, Evidence("service-port", f"{view.transport}/{port}", WEAK)))
+    port = view.server[1]
+    for app in PORT_APPS.get(port, ()):
+        out.append((app, Evidence("service-port", f"{view.transport}/{port}", WEAK)))
     return out
 
 

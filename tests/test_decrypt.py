@@ -529,3 +529,53 @@ def test_mki_before_the_tag_or_last_with_gcm(name: str) -> None:
     other = sender.protect(struct.pack(">BBHII", 0x80, 96, 9, 1, 0xCAFE) + b"x" * 50)
     assert ctx.unprotect_rtp(with_mki(other, profile.tag_len, b"\0\0\0\x2b")) is None
     assert ctx.unprotect_rtp(other) is None and ctx.failed == 2
+
+
+@pytest.mark.parametrize("name", ["SRTP_AES128_CM_HMAC_SHA1_80", "SRTP_AEAD_AES_128_GCM"])
+def test_several_sdes_keys_are_told_apart_by_mki(name: str) -> None:
+    """An a=crypto line with two master keys (RFC 4568 section 6.1): the sender rekeys mid
+    call, and each packet's MKI names its key; libsrtp protects with each key in turn."""
+    pylibsrtp = pytest.importorskip("pylibsrtp")
+    from flowscan.crypto.keys import sdes_key
+
+    profile = srtp.PROFILES[name]
+    suite = next(s for s, p in srtp.SDES_SUITES.items() if p == name)
+    materials = [os.urandom(profile.key_len + profile.salt_len) for _ in range(2)]
+    params = ";".join(f"inline:{base64.b64encode(m).decode()}|2^31|{i + 1}:2"
+                      for i, m in enumerate(materials))
+    key = sdes_key(suite, params, "test")
+    assert key is not None and key.mki == b"\0\x01" and len(key.more) == 1
+    ctx = key.context()
+    senders = [pylibsrtp.Session(pylibsrtp.Policy(
+        key=m, ssrc_type=pylibsrtp.Policy.SSRC_ANY_OUTBOUND,
+        srtp_profile=getattr(pylibsrtp.Policy, LIBSRTP_PROFILES[name]))) for m in materials]
+
+    def with_mki(packet: bytes, tag_len: int, value: bytes) -> bytes:
+        at = len(packet) if profile.aead else len(packet) - tag_len
+        return packet[:at] + value + packet[at:]
+
+    for seq in range(10):
+        which = seq // 5  # the first five packets under key 1, the rest under key 2
+        plain = struct.pack(">BBHII", 0x80, 96, seq, seq * 960, 0xCAFE) + os.urandom(60)
+        protected = senders[which].protect(plain)
+        assert ctx.unprotect_rtp(with_mki(protected, profile.tag_len,
+                                          bytes([0, which + 1]))) == plain
+    rtcp = struct.pack(">BBHI", 0x80, 200, 6, 0xCAFE) + os.urandom(20)
+    protected = senders[1].protect_rtcp(rtcp)
+    assert ctx.unprotect_rtcp(with_mki(protected, 16 if profile.aead else 10, b"\0\x02")) \
+        == rtcp
+    stray = senders[1].protect(struct.pack(">BBHII", 0x80, 96, 10, 1, 0xCAFE) + b"x" * 40)
+    assert ctx.unprotect_rtp(with_mki(stray, profile.tag_len, b"\0\x03")) is None
+    assert ctx.decrypted == 11 and ctx.failed == 1
+
+
+@pytest.mark.parametrize("second", ["|2^31", "|2^31|2:4", "|2^31|9:2;inline:!!"])
+def test_extra_sdes_keys_without_matching_mki_are_left_out(second: str) -> None:
+    """Without an MKI of one length on every key, packets could not name their key: the
+    first key alone is used, as before."""
+    from flowscan.crypto.keys import sdes_key
+
+    material = base64.b64encode(bytes(range(30))).decode()
+    key = sdes_key("AES_CM_128_HMAC_SHA1_80",
+                   f"inline:{material}|2^31|1:2;inline:{material}{second}", "test")
+    assert key is not None and key.mki == b"\0\x01" and key.more == ()

@@ -29,9 +29,13 @@ class SrtpKey:
     fingerprint: str = ""  # short SHA-256 of the key params: how reports name the key
     source: str = ""
     mki: bytes = b""  # the master key identifier its packets carry, if signalled
+    # Further master keys of the same a=crypto line, (key, salt, MKI) each: packets pick
+    # theirs by MKI (RFC 4568 section 6.1).
+    more: tuple[tuple[bytes, bytes, bytes], ...] = field(default=(), repr=False)
 
     def context(self) -> SrtpContext:
-        return SrtpContext(self.profile, self.master_key, self.master_salt, self.mki)
+        return SrtpContext(self.profile, self.master_key, self.master_salt, self.mki,
+                           self.more)
 
 
 def _mki(field_text: str) -> bytes | None:
@@ -44,30 +48,47 @@ def _mki(field_text: str) -> bytes | None:
         return None
 
 
-def sdes_key(suite: str, key_params: str, source: str) -> SrtpKey | None:
-    """RFC 4568 section 6.1: `inline:<base64 key||salt>[|lifetime][|MKI:length]`."""
-    name = SDES_SUITES.get(suite, suite if suite in PROFILES else None)
-    if name is None or not key_params.startswith("inline:"):
+def _inline_key(profile: Profile, text: str) -> tuple[bytes, bytes, bytes] | None:
+    """RFC 4568 section 6.1: `inline:<base64 key||salt>[|lifetime][|MKI:length]` as
+    (master key, master salt, MKI)."""
+    if not text.startswith("inline:"):
         return None
-    # Several keys may follow, separated by ";" (RFC 4568 section 9.1): the first is used.
-    encoded, *fields = key_params[7:].split(";")[0].split("|")
+    encoded, *fields = text[7:].split("|")
     try:
         material = base64.b64decode(encoded, validate=True)
     except (ValueError, binascii.Error):
         return None
-    profile = PROFILES[name]
     if len(material) < profile.key_len + profile.salt_len or len(fields) > 2:
         return None
     mki = b""
-    for text in fields:
-        if ":" in text:  # the lifetime has no colon (a number or 2^n)
-            found = _mki(text)
+    for field_text in fields:
+        if ":" in field_text:  # the lifetime has no colon (a number or 2^n)
+            found = _mki(field_text)
             if found is None:
                 return None
             mki = found
-    salt = material[profile.key_len:profile.key_len + profile.salt_len]
-    return SrtpKey(profile, material[:profile.key_len], salt,
-                   fingerprint(key_params.encode()), source, mki)
+    return (material[:profile.key_len],
+            material[profile.key_len:profile.key_len + profile.salt_len], mki)
+
+
+def sdes_key(suite: str, key_params: str, source: str) -> SrtpKey | None:
+    """The master keys of one a=crypto line. Several may follow one another, separated by
+    ";" (RFC 4568 section 9.1); packets then name theirs by MKI, so the keys after the
+    first are kept only when every key carries an MKI of one length."""
+    name = SDES_SUITES.get(suite, suite if suite in PROFILES else None)
+    if name is None:
+        return None
+    profile = PROFILES[name]
+    keys = [_inline_key(profile, text) for text in key_params.split(";")]
+    first = keys[0]
+    if first is None:
+        return None
+    more = tuple(k for k in keys[1:] if k is not None)
+    if not first[2] or len(more) != len(keys) - 1 or any(
+            len(k[2]) != len(first[2]) for k in more):
+        more = ()
+    return SrtpKey(profile, first[0], first[1], fingerprint(key_params.encode()), source,
+                   first[2], more)
 
 
 def media_keys(media: list[sip.SdpMedia], source: str) -> dict[Endpoint, SrtpKey]:

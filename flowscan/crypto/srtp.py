@@ -107,27 +107,41 @@ def _rtp_header_length(packet: bytes) -> int | None:
     return hlen if hlen <= len(packet) else None
 
 
+class _Keyed:
+    """What one master key gives: the SRTP and SRTCP session keys (RFC 3711 section 4.3),
+    made once into the primitives each packet uses."""
+
+    def __init__(self, profile: Profile, master_key: bytes, master_salt: bytes) -> None:
+        rtp = session_keys(profile, master_key, master_salt, rtcp=False)
+        rtcp = session_keys(profile, master_key, master_salt, rtcp=True)
+        self.rtp_salt = int.from_bytes(rtp.salt, "big")
+        self.rtcp_salt = int.from_bytes(rtcp.salt, "big")
+        if profile.aead:
+            self.rtp_gcm, self.rtcp_gcm = AESGCM(rtp.enc), AESGCM(rtcp.enc)
+        else:
+            self.rtp_ctr, self.rtcp_ctr = _AesCounter(rtp.enc), _AesCounter(rtcp.enc)
+            self.rtp_mac, self.rtcp_mac = _HmacSha1(rtp.auth), _HmacSha1(rtcp.auth)
+
+
 class SrtpContext:
-    """One direction of one SRTP session: session keys, and per-SSRC rollover counters."""
+    """One direction of one SRTP session: session keys, and per-SSRC rollover counters.
+
+    Several master keys may protect one session, each packet naming its own by the master
+    key identifier it carries (RFC 3711 section 3.1; SDES lists them, RFC 4568 section
+    6.1); the rollover counters are the session's, whichever key a packet used."""
 
     def __init__(self, profile: Profile, master_key: bytes, master_salt: bytes,
-                 mki: bytes = b"") -> None:
+                 mki: bytes = b"", more: tuple[tuple[bytes, bytes, bytes], ...] = ()) -> None:
         self.profile = profile
         # The master key identifier each packet carries when the key was signalled with one
         # (RFC 3711 section 3.1): before the tag with HMAC-SHA1, last with AES-GCM.
         self.mki = mki
-        self._rtp = session_keys(profile, master_key, master_salt, rtcp=False)
-        self._rtcp = session_keys(profile, master_key, master_salt, rtcp=True)
+        self._first = _Keyed(profile, master_key, master_salt)
+        self._by_mki = {mki: self._first}
+        for key, salt, other in more if mki else ():  # keys are told apart only by MKI
+            if len(other) == len(mki):
+                self._by_mki.setdefault(other, _Keyed(profile, key, salt))
         self._state: dict[int, tuple[int, int]] = {}  # ssrc -> (roc, highest seq)
-        # Per-packet work kept small: the keyed primitives are made once per context.
-        self._rtp_salt = int.from_bytes(self._rtp.salt, "big")
-        self._rtcp_salt = int.from_bytes(self._rtcp.salt, "big")
-        if profile.aead:
-            self._rtp_gcm = AESGCM(self._rtp.enc)
-            self._rtcp_gcm = AESGCM(self._rtcp.enc)
-        else:
-            self._rtp_ctr, self._rtcp_ctr = _AesCounter(self._rtp.enc), _AesCounter(self._rtcp.enc)
-            self._rtp_mac, self._rtcp_mac = _HmacSha1(self._rtp.auth), _HmacSha1(self._rtcp.auth)
         self.decrypted = 0
         self.failed = 0
         self.fingerprint = hashlib.sha256(master_key + master_salt).hexdigest()[:16]
@@ -145,16 +159,18 @@ class SrtpContext:
             return roc - 1 if seq - s_l > 32768 and roc > 0 else roc
         return roc + 1 if s_l - 32768 > seq else roc
 
-    def _without_mki(self, packet: bytes, tag_len: int) -> bytes:
-        """The packet laid out as if it had no MKI; empty (a failure counted) when it
-        carries another one, i.e. belongs to another master key. The MKI sits before the
-        HMAC-SHA1 tag (RFC 3711 3.1, 3.4), or last with AES-GCM (RFC 7714 8.1, 9.1)."""
+    def _select(self, packet: bytes, tag_len: int) -> tuple[bytes, _Keyed | None]:
+        """The packet laid out as if it had no MKI, and the master key its MKI names (None,
+        a failure counted, for an MKI of no key given). The MKI sits before the HMAC-SHA1
+        tag (RFC 3711 3.1, 3.4), or last with AES-GCM (RFC 7714 8.1, 9.1)."""
         m = len(self.mki)
+        if not m:
+            return packet, self._first
         at = len(packet) - m if self.profile.aead else len(packet) - tag_len - m
-        if packet[at:at + m] != self.mki:
+        keyed = self._by_mki.get(packet[at:at + m])
+        if keyed is None:
             self.failed += 1
-            return b""
-        return packet[:at] + packet[at + m:]
+        return packet[:at] + packet[at + m:], keyed
 
     def unprotect_rtp(self, packet: bytes) -> bytes | None:
         """The RTP packet in the clear, or None if the tag does not verify."""
@@ -163,17 +179,16 @@ class SrtpContext:
         if hlen is None or len(packet) < hlen + p.tag_len + len(self.mki):
             self.failed += 1
             return None
-        if self.mki:
-            packet = self._without_mki(packet, p.tag_len)
-            if not packet:
-                return None
+        packet, keyed = self._select(packet, p.tag_len)
+        if keyed is None:
+            return None
         seq, ssrc = (packet[2] << 8) | packet[3], int.from_bytes(packet[8:12], "big")
         state = self._state.get(ssrc)
         roc = self._guess_roc(state, seq)
         if p.aead:  # RFC 7714 section 8: IV = (0x0000 || SSRC || ROC || SEQ) XOR salt
-            iv = ((ssrc << 48) | (roc << 16) | seq) ^ self._rtp_salt
+            iv = ((ssrc << 48) | (roc << 16) | seq) ^ keyed.rtp_salt
             try:
-                plain = self._rtp_gcm.decrypt(iv.to_bytes(12, "big"), packet[hlen:],
+                plain = keyed.rtp_gcm.decrypt(iv.to_bytes(12, "big"), packet[hlen:],
                                               packet[:hlen])
             except InvalidTag:
                 self.failed += 1
@@ -181,12 +196,12 @@ class SrtpContext:
         else:  # RFC 3711 sections 4.1.1 and 4.2: HMAC-SHA1 over packet || ROC, then AES-CM
             view = memoryview(packet)
             end = len(packet) - p.tag_len
-            if not self._rtp_mac.verify(view[end:], view[:end], roc.to_bytes(4, "big")):
+            if not keyed.rtp_mac.verify(view[end:], view[:end], roc.to_bytes(4, "big")):
                 self.failed += 1
                 return None
             index = (roc << 16) | seq
-            iv = (self._rtp_salt << 16) ^ (ssrc << 64) ^ (index << 16)
-            plain = self._rtp_ctr.xor(iv, view[hlen:end])
+            iv = (keyed.rtp_salt << 16) ^ (ssrc << 64) ^ (index << 16)
+            plain = keyed.rtp_ctr.xor(iv, view[hlen:end])
         if state is None or (roc, seq) > state:  # the highest index seen so far
             self._state[ssrc] = (roc, seq)
         self.decrypted += 1
@@ -200,24 +215,23 @@ class SrtpContext:
         if len(packet) < 8 + 4 + tag_len + len(self.mki):
             self.failed += 1
             return None
-        if self.mki:  # SRTCP's comes after the E flag and index
-            packet = self._without_mki(packet, tag_len)
-            if not packet:
-                return None
+        packet, keyed = self._select(packet, tag_len)  # SRTCP's MKI follows E and index
+        if keyed is None:
+            return None
         ssrc = int.from_bytes(packet[4:8], "big")
         if p.aead:
             trailer = packet[-4:]
             index = int.from_bytes(trailer, "big") & 0x7FFFFFFF
-            iv = ((ssrc << 48) | index) ^ self._rtcp_salt
+            iv = ((ssrc << 48) | index) ^ keyed.rtcp_salt
             try:
-                plain = self._rtcp_gcm.decrypt(iv.to_bytes(12, "big"), packet[8:-4],
+                plain = keyed.rtcp_gcm.decrypt(iv.to_bytes(12, "big"), packet[8:-4],
                                               packet[:8] + trailer)
             except InvalidTag:
                 self.failed += 1
                 return None
         else:
             body, tag = packet[:-tag_len], packet[-tag_len:]
-            if not self._rtcp_mac.verify(tag, body):
+            if not keyed.rtcp_mac.verify(tag, body):
                 self.failed += 1
                 return None
             trailer = body[-4:]
@@ -226,7 +240,7 @@ class SrtpContext:
             if not encrypted:
                 self.decrypted += 1
                 return body[:-4]
-            iv = (self._rtcp_salt << 16) ^ (ssrc << 64) ^ (index << 16)
-            plain = self._rtcp_ctr.xor(iv, body[8:-4])
+            iv = (keyed.rtcp_salt << 16) ^ (ssrc << 64) ^ (index << 16)
+            plain = keyed.rtcp_ctr.xor(iv, body[8:-4])
         self.decrypted += 1
         return packet[:8] + plain

@@ -22,7 +22,7 @@ from flowscan.capture.records import (
 )
 from flowscan.capture.source import CaptureSource
 from flowscan.capture.vector import Gather
-from flowscan.capture.walk import epb_starts
+from flowscan.capture.walk import EPB, epb_starts  # EPB: the walker's, one definition
 
 SHB = 0x0A0D0D0A
 IDB = 0x00000001
@@ -30,7 +30,6 @@ OPB = 0x00000002  # obsolete packet block (appendix A)
 SPB = 0x00000003
 NRB = 0x00000004
 ISB = 0x00000005
-EPB = 0x00000006
 DSB = 0x0000000A
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 

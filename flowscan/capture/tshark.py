@@ -23,6 +23,21 @@ from flowscan.flows import FlowTable
 
 TUNNEL_LAYERS = {"gtp": "gtp-u", "gre": "gre", "vxlan": "vxlan", "pppoes": "pppoe",
                  "mpls": "mpls"}
+ICMP_LAYERS = {"icmp": 1, "icmpv6": 58}
+
+
+def _upper_layer(ip_layer: Any) -> int:
+    """The IP protocol number of what follows the IP header and its extensions.
+
+    IPv6 extension headers (RFC 8200 section 4) each carry their own Next Header; the
+    upper-layer protocol is the last in the chain, not the fixed header's `nxt` (0 for a
+    Hop-by-Hop header, as MLD reports carry). Wireshark names them `hopopts_nxt`,
+    `dstopts_nxt`, `routing_nxt`, `fraghdr_nxt`, in the order the headers appear.
+    """
+    if ip_layer.layer_name == "ip":
+        return int(ip_layer.proto)
+    chain = [name for name in ip_layer.field_names if name.endswith("_nxt")]
+    return int(getattr(ip_layer, chain[-1]) if chain else ip_layer.nxt)
 
 
 def packet_to_decoded(packet: Any) -> tuple[float, int, Decoded] | None:
@@ -33,6 +48,7 @@ def packet_to_decoded(packet: Any) -> tuple[float, int, Decoded] | None:
     """
     ip_layer = None
     transport = None
+    icmp: int | None = None
     encap: list[str] = []
     for layer in packet.layers:
         name = layer.layer_name
@@ -42,8 +58,8 @@ def packet_to_decoded(packet: Any) -> tuple[float, int, Decoded] | None:
             ip_layer, transport = layer, None
         elif name in ("udp", "tcp") and ip_layer is not None:
             transport = layer
-        elif name in ("icmp", "icmpv6"):
-            transport = None
+        elif name in ICMP_LAYERS:
+            transport, icmp = None, ICMP_LAYERS[name]
             break
         elif name == "vlan":
             encap.append(f"vlan:{int(layer.id)}")
@@ -62,7 +78,7 @@ def packet_to_decoded(packet: Any) -> tuple[float, int, Decoded] | None:
         flags = int(transport.flags, 16) if proto == PROTO_TCP else 0
         key = src + dst + ports
     else:
-        proto = int(ip_layer.proto if ip_layer.layer_name == "ip" else ip_layer.nxt)
+        proto = icmp if icmp is not None else _upper_layer(ip_layer)
         flags = 0
         key = src + dst + NO_PORTS
     return ts, wirelen, (proto, key, 0, 0, flags, tuple(encap) or None)

@@ -205,7 +205,7 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
         for number, block in enumerate(facts.secrets, 1):
             if block.kind == "tls-keylog":
                 keylog.add_text(block.data.decode("ascii", "replace"),
-                                f"the capture's decryption secrets block {number}")
+                                f"the capture's decryption secrets block {block.number or number}")
         with _decrypted_output(options.decrypted_output, source.display,
                                source.sha256()) as output:
             flows, apps, names, sessions, findings = analysis.finish(
@@ -238,6 +238,7 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
         if explicit and path == "-":
             warnings.append("keys need a second pass over the capture; standard input "
                             "cannot be read twice, so nothing was decrypted")
+        warnings.extend(explicit.warnings)
         if keylog.malformed:
             warnings.append(f"{len(keylog.malformed)} key log line(s) were not understood and "
                             f"were skipped: {', '.join(keylog.malformed[:5])}")

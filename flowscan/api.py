@@ -239,6 +239,7 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             warnings.append("keys need a second pass over the capture; standard input "
                             "cannot be read twice, so nothing was decrypted")
         warnings.extend(explicit.warnings)
+        warnings.extend(_malformed_sip_warnings(flows))
         if keylog.malformed:
             warnings.append(f"{len(keylog.malformed)} key log line(s) were not understood and "
                             f"were skipped: {', '.join(keylog.malformed[:5])}")
@@ -273,6 +274,20 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
     return Report(tool=ToolInfo("flowscan", __version__), capture=capture, flows=flows,
                   apps=apps, names=names, sessions=sessions, findings=findings,
                   geodata=locator.databases)
+
+
+def _malformed_sip_warnings(flows: list[Flow]) -> list[str]:
+    """One warning per flow whose SIP or SDP had lines skipped as malformed: where they
+    were, never what they held (details.sip.malformed_lines says why each was skipped)."""
+    out = []
+    for flow in flows:
+        bad = getattr(flow.details.get("sip"), "malformed_lines", None)
+        if bad:
+            where = ", ".join(f"message {m['message']} line {m['line']}" for m in bad[:5])
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            out.append(f"flow {flow.id}: {len(bad)} malformed SIP/SDP line(s) were skipped "
+                       f"({where}{more}); the rest of each message was read")
+    return out
 
 
 def decrypt(

@@ -170,6 +170,8 @@ def test_bad_header_lines_are_skipped_and_a_bad_content_length_loses_no_keys() -
     assert first is not None and len(first.media) == 2
     second = sip.parse((invite(length=b"12x") + follow)[first.length:])
     assert second is not None and second.status == 200
+    trailing = sip.parse(b"INVITE sip:bob@example.com SIP/2.0 \r\nCall-ID: x\r\n\r\n")
+    assert trailing is not None and (trailing.method, trailing.skipped) == ("INVITE", None)
 
 
 @pytest.mark.parametrize("start", [b"SIP/2.0 " + SUPERSCRIPT_TWO + b"00 OK",
@@ -209,6 +211,8 @@ def test_sdes_call_with_a_bad_rtpmap_line_keeps_its_keys_and_verdict(tmp_path: P
                                                                                 (3, 20)]
     assert bad_rtpmap_lines() == [(1, 22), (3, 20)]
     assert all(m["reason"].startswith("a=rtpmap") for m in sip_details.malformed_lines)
+    assert (f"flow {signalling.id}: 2 malformed SIP/SDP line(s) were skipped (message 1 line "
+            "22, message 3 line 20)") in " ".join(report.capture.warnings)
     text = dumps([report])
     assert "\u00b2" not in text and "\\u00b2" not in text
     claims = tmp_path / "claims.toml"

@@ -85,6 +85,7 @@ class SipMessage:
 def _start_line(raw: bytes) -> tuple[str | None, int | None] | str | None:
     """(method, status) of a well-formed start line; a reason (str) for a SIP start line
     that is malformed; None for a line that is not SIP at all."""
+    raw = raw.rstrip(b" \t")  # trailing whitespace is harmless, though not in the grammar
     if raw.startswith(b"SIP/2.0 "):
         # RFC 3261 section 7.2: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase,
         # Status-Code = 3DIGIT (section 25.1), 100 to 699 (section 21).

@@ -401,3 +401,21 @@ def test_srtp_key_errors_never_echo_the_key(spec: str) -> None:
     line = one_line_error(flowscan_cli("scan", str(SDES_CALL), "--srtp-key", spec))
     assert line.startswith("flowscan: error: --srtp-key #1: ")
     assert KEY not in line and KEY[:8] not in line and "TARGET=SUITE:inline:KEY" in line
+
+
+def test_sdp_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    capture, bodies = _media_only(tmp_path)
+    sdp = tmp_path / "call.sdp"
+    sdp.write_bytes(b"\xef\xbb\xbf" + b"".join(bodies))
+    report = flowscan.scan(str(capture), sdp=[str(sdp)])
+    assert max(media(report), key=lambda f: f.packets).encryption.basis == "decrypted"
+    assert not [w for w in report.capture.warnings if str(sdp) in w]
+
+
+@pytest.mark.parametrize("vantage", ["\u0661\u0662,3", "nan,0", "inf,inf", "91,0", "0,181",
+                                     "1_0,2", "1,2,3"])
+def test_vantage_coordinates_are_ascii_decimals_in_range(vantage: str) -> None:
+    from flowscan.errors import UsageError
+
+    with pytest.raises(UsageError, match="--vantage"):
+        flowscan.scan(str(SDES_CALL), vantage=vantage)

@@ -126,6 +126,7 @@ class ExplicitKeys:
             data = Path(path).read_bytes()
         except OSError as exc:
             raise UsageError(f"{path}: cannot read SDP file: {exc.strerror}") from None
+        data = data.removeprefix(b"\xef\xbb\xbf")  # a byte order mark, as editors may write
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:

@@ -377,7 +377,11 @@ class _Collector:
         pos = 0
         found = False
         while pos < len(payload):
-            msg = sip.parse(payload[pos:])
+            # RFC 3261 section 7.5: CRLFs before a start line are ignored; in a stream they
+            # are keepalives (RFC 5626 section 3.5.1), and must not end the reading.
+            while payload.startswith(b"\r\n", pos):
+                pos += 2
+            msg = sip.parse(payload[pos:]) if pos < len(payload) else None
             if msg is None:
                 break
             found = True

@@ -189,6 +189,10 @@ def test_a_bad_start_line_skips_its_message_and_not_the_next(start: bytes) -> No
     assert facts.sip.malformed_lines[0] == {"message": 1, "line": 1,
                                             "reason": msg.skipped + "; the message is skipped"}
     assert all(m["message"] == 2 for m in facts.sip.malformed_lines[1:])
+    # CRLF keepalives between messages in a stream (RFC 5626 section 3.5.1) end nothing.
+    stream = b"\r\n\r\n" + bad + b"\r\n\r\n\r\n\r\n" + invite() + b"\r\n\r\n"
+    facts = identify_samples((6, key, [(0.0, 0, stream)], (0, 0)))
+    assert facts.sip is not None and facts.sip.messages == ["INVITE"]
 
 
 def test_sdes_call_with_a_bad_rtpmap_line_keeps_its_keys_and_verdict(tmp_path: Path) -> None:

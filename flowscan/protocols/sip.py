@@ -195,9 +195,9 @@ def read_sdp(body: bytes | str) -> Sdp:
         lines = list(body.split("\n"))
     else:
         lines = []
-        for raw in body.split(b"\n"):
+        for chunk in body.split(b"\n"):
             try:
-                lines.append(raw.decode("utf-8"))  # RFC 8866 section 5: UTF-8 by default
+                lines.append(chunk.decode("utf-8"))  # RFC 8866 section 5: UTF-8 by default
             except UnicodeDecodeError:
                 lines.append(None)
     session_address: str | None = None
@@ -208,13 +208,13 @@ def read_sdp(body: bytes | str) -> Sdp:
         if text is None:
             out.malformed.append((number, "not UTF-8 text"))
             continue
-        raw = text.rstrip("\r")
-        if not raw.strip():
+        line = text.rstrip("\r")
+        if not line.strip():
             continue  # a blank line (the CRLF that ends the last line) carries nothing
-        if len(raw) < 2 or raw[1] != "=" or not ("a" <= raw[0] <= "z" or "A" <= raw[0] <= "Z"):
+        if len(line) < 2 or line[1] != "=" or not line[0].isascii() or not line[0].isalpha():
             out.malformed.append((number, "not <type>=<value>"))
             continue
-        kind, value = raw[0], raw[2:].strip()
+        kind, value = line[0], line[2:].strip()
         if kind == "v":
             for m in out.media[session_start:]:
                 m.fingerprint = m.fingerprint or session_fingerprint
@@ -222,12 +222,13 @@ def read_sdp(body: bytes | str) -> Sdp:
             session_start, current = len(out.media), None
             continue
         if kind == "m":
-            current = _media_line(value, session_address)
-            if isinstance(current, str):
-                out.malformed.append((number, current))
+            section = _media_line(value, session_address)
+            if isinstance(section, str):
+                out.malformed.append((number, section))
                 current = SKIPPED
             else:
-                out.media.append(current)
+                out.media.append(section)
+                current = section
             continue
         if current is SKIPPED:
             continue

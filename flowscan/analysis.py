@@ -12,6 +12,7 @@ from typing import Any
 
 from flowscan.apps import FlowView, identify_apps
 from flowscan.decrypt import KeySources, decrypt_flows
+from flowscan.digits import is_ascii_digits
 from flowscan.flows import FlowState
 from flowscan.geo.hints import name_hints
 from flowscan.geo.locate import Locator, scope_of
@@ -189,4 +190,4 @@ def name_map(all_facts: list[FlowFacts], nrb_names: dict[str, list[str]]
 
 
 def _is_address(value: str) -> bool:
-    return value.replace(".", "").isdigit() or ":" in value
+    return is_ascii_digits(value.replace(".", "")) or ":" in value

@@ -205,7 +205,7 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
         for number, block in enumerate(facts.secrets, 1):
             if block.kind == "tls-keylog":
                 keylog.add_text(block.data.decode("ascii", "replace"),
-                                f"the capture's decryption secrets block {number}")
+                                f"the capture's decryption secrets block {block.number or number}")
         with _decrypted_output(options.decrypted_output, source.display,
                                source.sha256()) as output:
             flows, apps, names, sessions, findings = analysis.finish(
@@ -238,6 +238,8 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
         if explicit and path == "-":
             warnings.append("keys need a second pass over the capture; standard input "
                             "cannot be read twice, so nothing was decrypted")
+        warnings.extend(explicit.warnings)
+        warnings.extend(_malformed_sip_warnings(flows))
         if keylog.malformed:
             warnings.append(f"{len(keylog.malformed)} key log line(s) were not understood and "
                             f"were skipped: {', '.join(keylog.malformed[:5])}")
@@ -272,6 +274,20 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
     return Report(tool=ToolInfo("flowscan", __version__), capture=capture, flows=flows,
                   apps=apps, names=names, sessions=sessions, findings=findings,
                   geodata=locator.databases)
+
+
+def _malformed_sip_warnings(flows: list[Flow]) -> list[str]:
+    """One warning per flow whose SIP or SDP had lines skipped as malformed: where they
+    were, never what they held (details.sip.malformed_lines says why each was skipped)."""
+    out = []
+    for flow in flows:
+        bad = getattr(flow.details.get("sip"), "malformed_lines", None)
+        if bad:
+            where = ", ".join(f"message {m['message']} line {m['line']}" for m in bad[:5])
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            out.append(f"flow {flow.id}: {len(bad)} malformed SIP/SDP line(s) were skipped "
+                       f"({where}{more}); the rest of each message was read")
+    return out
 
 
 def decrypt(

@@ -16,6 +16,8 @@ from flowscan.verdict.signals import PayloadStats, payload_stats
 SIDES = ("client", "server")
 DNS_PORTS = (53, 5353, 5355)
 SIP_PORTS = (5060, 5061)
+# Malformed SIP and SDP lines named per flow, at most: enough to show what went wrong.
+MAX_MALFORMED_LINES = 50
 
 
 @dataclass
@@ -104,6 +106,11 @@ class SipFacts:
     messages: list[str] = field(default_factory=list)  # "INVITE", "200", ...
     call_ids: list[str] = field(default_factory=list)
     media: list[dict[str, object]] = field(default_factory=list)
+    # Lines skipped as malformed, so that one bad line hides nothing else: each names the
+    # message (its place in the flow, from 1), the line in it (the start line is 1) and
+    # why, never the line's content, which may hold a key. A whole message is skipped
+    # only for a malformed start line (line 1).
+    malformed_lines: list[dict[str, object]] = field(default_factory=list)
 
 
 @dataclass
@@ -154,6 +161,7 @@ class _Collector:
         self.zoom_port = any(p in zoom.SERVER_PORTS for p in ports)
         self.dns_port = any(p in DNS_PORTS for p in ports)
         self.sip_port = any(p in SIP_PORTS for p in ports)
+        self.sip_messages = 0  # SIP messages seen, skipped ones included
 
     # -- UDP ---------------------------------------------------------------------------
     def udp(self, side: int, payload: bytes, depth: int = 0, ts: float = -1.0) -> None:
@@ -369,7 +377,11 @@ class _Collector:
         pos = 0
         found = False
         while pos < len(payload):
-            msg = sip.parse(payload[pos:])
+            # RFC 3261 section 7.5: CRLFs before a start line are ignored; in a stream they
+            # are keepalives (RFC 5626 section 3.5.1), and must not end the reading.
+            while payload.startswith(b"\r\n", pos):
+                pos += 2
+            msg = sip.parse(payload[pos:]) if pos < len(payload) else None
             if msg is None:
                 break
             found = True
@@ -380,6 +392,15 @@ class _Collector:
     def _sip_message(self, msg: sip.SipMessage) -> None:
         facts = self.facts.sip = self.facts.sip or SipFacts()
         self.facts.add("sip")
+        self.sip_messages += 1
+        if len(facts.malformed_lines) < MAX_MALFORMED_LINES:
+            bad = ([(1, msg.skipped + "; the message is skipped")] if msg.skipped
+                   else []) + msg.malformed
+            facts.malformed_lines.extend(
+                {"message": self.sip_messages, "line": line, "reason": reason}
+                for line, reason in bad[:MAX_MALFORMED_LINES - len(facts.malformed_lines)])
+        if msg.skipped:
+            return
         facts.messages.append(msg.method or str(msg.status))
         if msg.call_id and msg.call_id not in facts.call_ids:
             facts.call_ids.append(msg.call_id)

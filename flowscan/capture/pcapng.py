@@ -88,6 +88,7 @@ class PcapngReader(ChunkedReader):
         self.interfaces: list[Interface] = []
         self._order = "<"
         self._tail_start = 0
+        self._secrets_blocks = 0  # decryption secrets blocks seen, corrupt ones included
 
     def _need(self, off: int, size: int) -> int:
         """Make sure size bytes from off are buffered; returns the (possibly moved) offset,
@@ -225,12 +226,19 @@ class PcapngReader(ChunkedReader):
             self.facts.interfaces += 1
             self.facts.link_types.add(link)
         elif btype == DSB:
-            if len(body) < 8:
-                raise self._fail(off, "decryption secrets block too short")
-            stype, slen = struct.unpack_from(order + "II", body, 0)
-            if 8 + slen > len(body):
-                raise self._fail(off, "decryption secrets block is corrupt")
-            self.facts.secrets.append(DecryptionSecrets(stype, body[8:8 + slen]))
+            # Section 4.7: secrets type, secrets length, then the secrets. The block's own
+            # length was checked with every other block's, so a bad secrets length spoils
+            # only this block: it is skipped with a warning naming it, never its content,
+            # and the packets and the other blocks are still read.
+            self._secrets_blocks += 1
+            number = self._secrets_blocks
+            stype, slen = struct.unpack_from(order + "II", body, 0) if len(body) >= 8 else (0, -1)
+            if not 0 <= slen <= len(body) - 8:
+                self.facts.warnings.append(
+                    f"decryption secrets block {number} (byte offset {self._base + off}) is "
+                    "corrupt: its secrets length does not fit the block; it was skipped")
+                return
+            self.facts.secrets.append(DecryptionSecrets(stype, body[8:8 + slen], number))
         elif btype == NRB:
             self._name_records(body, order)
         # Statistics, custom (0x00000BAD, 0x40000BAD) and unknown blocks are

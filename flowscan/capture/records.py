@@ -57,6 +57,7 @@ class DecryptionSecrets:
 
     secrets_type: int
     data: bytes = field(repr=False)
+    number: int = 0  # its place among the file's secrets blocks, from 1: how warnings name it
 
     @property
     def kind(self) -> str:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from flowscan.errors import UsageError
 
-LINE = re.compile(r"^([A-Z_0-9]+) ([0-9a-fA-F]{64}) ([0-9a-fA-F]{2,256})$")
+# The secret is whole bytes: an even number of hex digits. An odd count matched here once
+# and then failed bytes.fromhex, aborting the scan; now it is a malformed line like any other.
+LINE = re.compile(r"([A-Z_0-9]+) ([0-9a-fA-F]{64}) ((?:[0-9a-fA-F]{2}){1,128})")
 
 
 @dataclass
@@ -26,11 +28,13 @@ class KeyLog:
 
     def add_text(self, text: str, source: str) -> None:
         self.sources.append(source)
-        for number, raw in enumerate(text.splitlines(), 1):
+        # Lines end at LF (CRLF too, the CR stripped below), so numbers match an editor's:
+        # str.splitlines would also split at form feeds and other separators.
+        for number, raw in enumerate(text.split("\n"), 1):
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            match = LINE.match(line)
+            match = LINE.fullmatch(line)
             if match is None:
                 self.malformed.append(f"{source} line {number}")
                 continue

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flowscan.crypto.keylog import fingerprint
 from flowscan.crypto.srtp import PROFILES, SDES_SUITES, Profile, SrtpContext
+from flowscan.digits import ascii_int, ascii_int_auto
 from flowscan.errors import UsageError
 from flowscan.protocols import sip
 
@@ -41,10 +42,12 @@ class SrtpKey:
 def _mki(field_text: str) -> bytes | None:
     """`MKI:length` (RFC 4568 section 6.1): the value in `length` bytes, 1 to 128."""
     value, _, length = field_text.partition(":")
+    number, size = ascii_int(value), ascii_int(length)
+    if number is None or size is None or not 1 <= size <= 128:
+        return None
     try:
-        number, size = int(value), int(length)
-        return number.to_bytes(size, "big") if 1 <= size <= 128 else None
-    except (ValueError, OverflowError):
+        return number.to_bytes(size, "big")
+    except OverflowError:
         return None
 
 
@@ -112,13 +115,31 @@ class ExplicitKeys:
 
     by_endpoint: dict[Endpoint, SrtpKey] = field(default_factory=dict)
     by_ssrc: dict[int, SrtpKey] = field(default_factory=dict)
+    # For the report's capture warnings: SDP lines skipped, by file and line number only.
+    warnings: list[str] = field(default_factory=list)
 
     def add_sdp_file(self, path: str) -> None:
+        """The a=crypto keys of an SDP file. SDP is UTF-8 text (RFC 8866 section 5): a file
+        that is not is the wrong file, a usage error; a malformed line in it is skipped with
+        a warning, as in SDP read off the wire, and the other lines are used."""
         try:
-            text = Path(path).read_text(encoding="utf-8", errors="replace")
+            data = Path(path).read_bytes()
         except OSError as exc:
             raise UsageError(f"{path}: cannot read SDP file: {exc.strerror}") from None
-        found = media_keys(sip.parse_sdp(text), f"SDES (a=crypto in {path})")
+        data = data.removeprefix(b"\xef\xbb\xbf")  # a byte order mark, as editors may write
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            raise UsageError(f"{path}: not an SDP file: line {line} is not UTF-8 text "
+                             "(RFC 8866 section 5)") from None
+        sdp = sip.read_sdp(text)
+        if sdp.malformed:
+            lines = ", ".join(f"line {n} ({reason})" for n, reason in sdp.malformed[:5])
+            more = f" and {len(sdp.malformed) - 5} more" if len(sdp.malformed) > 5 else ""
+            self.warnings.append(f"{path}: {len(sdp.malformed)} malformed SDP line(s) were "
+                                 f"skipped: {lines}{more}")
+        found = media_keys(sdp.media, f"SDES (a=crypto in {path})")
         if not found:
             raise UsageError(f"{path}: no m= line with a connection address and a usable "
                              "a=crypto key (AES_CM_128_HMAC_SHA1_80/32, AEAD_AES_128/256_GCM)")
@@ -127,34 +148,36 @@ class ExplicitKeys:
 
     def add_spec(self, spec: str, number: int) -> None:
         """`TARGET=SUITE:inline:BASE64` with TARGET an SSRC (0x1234abcd or decimal) or the
-        sender's IP:PORT ([v6]:PORT)."""
+        sender's IP:PORT ([v6]:PORT). No error quotes the spec or any part of it: parts in
+        the wrong order would put the key where a target or suite was expected."""
         where = f"--srtp-key #{number}"
+        form = ("expected TARGET=SUITE:inline:KEY, TARGET being the sender's SSRC (0x1234abcd "
+                "or decimal) or its IP:PORT, in that order")
         target, sep, rest = spec.partition("=")
         suite, sep2, params = rest.partition(":")
-        if not sep or not sep2:
-            raise UsageError(f"{where}: expected SSRC=SUITE:inline:BASE64 or "
-                             "IP:PORT=SUITE:inline:BASE64")
+        if not sep or not sep2 or "inline:" in target:
+            raise UsageError(f"{where}: {form}")
         key = sdes_key(suite, params, f"--srtp-key #{number}")
         if key is None:
-            raise UsageError(f"{where}: not a usable key: the suite must be one of "
+            raise UsageError(f"{where}: not a usable key: {form}; the suite one of "
                              f"{', '.join(SDES_SUITES)} and the inline key||salt base64 of "
                              "the suite's length")
         target = target.strip()
-        try:
-            ssrc = int(target, 0)
-        except ValueError:
-            ssrc = None
+        ssrc = ascii_int_auto(target)
         if ssrc is not None:
             if not 0 <= ssrc < 2**32:
-                raise UsageError(f"{where}: SSRC out of range")
+                raise UsageError(f"{where}: SSRC out of range (32 bits)")
             self.by_ssrc[ssrc] = key
             return
         host, _, port = target.rpartition(":")
+        port_number = ascii_int(port)
         try:
             address = ipaddress.ip_address(host.strip("[]"))
-            port_number = int(port)
         except ValueError:
-            raise UsageError(f"{where}: {target!r} is neither an SSRC nor IP:PORT") from None
+            address = None
+        if address is None or port_number is None:
+            raise UsageError(f"{where}: the part before '=' is neither an SSRC nor IP:PORT; "
+                             f"{form}")
         if not 0 < port_number < 65536:
             raise UsageError(f"{where}: port out of range")
         self.by_endpoint[(str(address), port_number)] = key

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from flowscan.digits import ascii_float
 from flowscan.errors import UsageError
 
 KM_PER_MS_ONE_WAY = 200.0
@@ -63,11 +64,12 @@ class Vantage:
 def parse_vantage(value: str) -> Vantage:
     text = value.strip()
     if "," in text:
-        try:
-            lat, lon = (float(x) for x in text.split(","))
-        except ValueError:
-            raise UsageError(f"--vantage {value!r}: give LAT,LON or a country code") from None
-        return Vantage(text, (lat, lon), None)
+        numbers = [ascii_float(x.strip()) for x in text.split(",")]
+        if len(numbers) != 2 or numbers[0] is None or numbers[1] is None or not (
+                -90 <= numbers[0] <= 90 and -180 <= numbers[1] <= 180):
+            raise UsageError(f"--vantage {value!r}: give LAT,LON (degrees, -90 to 90 and -180 "
+                             "to 180) or a country code")
+        return Vantage(text, (numbers[0], numbers[1]), None)
     code = text.upper()
     if code not in CENTROIDS:
         raise UsageError(f"--vantage {value!r}: no coordinates known for that country; "

@@ -48,14 +48,24 @@ def _line_of(text: str, key: str) -> int:
 
 
 def load_claims(path: str) -> dict[str, Any]:
+    """The [claims] table of a TOML file; every problem with the file is a UsageError that
+    names it (TOML is UTF-8 text: bytes that are not are one of those problems)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data_bytes = Path(path).read_bytes()
     except OSError as exc:
         raise UsageError(f"{path}: cannot read claims: {exc.strerror}") from None
+    try:
+        text = data_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data_bytes.count(b"\n", 0, exc.start) + 1
+        raise UsageError(f"{path}, line {line}: not UTF-8 text, so not valid TOML") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    except (ValueError, RecursionError):  # an integer of thousands of digits, deep nesting
+        raise UsageError(f"{path}: not valid TOML for flowscan: a number too long or arrays "
+                         "nested too deep") from None
     claims = data.get("claims")
     if not isinstance(claims, dict) or set(data) - {"claims"}:
         raise UsageError(f"{path}: expected a single [claims] table")
@@ -70,8 +80,9 @@ def load_claims(path: str) -> dict[str, Any]:
                 parse_home(str(value))
             except UsageError as exc:
                 raise UsageError(f"{path}, line {_line_of(text, key)}: {exc}") from None
-        if key == "allowed_operators" and not (
-                isinstance(value, list) and all(isinstance(v, int) for v in value)):
+        if key == "allowed_operators" and not (  # AS numbers are 32 bits (RFC 6793)
+                isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                and 0 <= v < 2**32 for v in value)):
             raise UsageError(f"{path}, line {_line_of(text, key)}: allowed_operators takes a "
                              "list of AS numbers")
     return claims

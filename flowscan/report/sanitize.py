@@ -41,6 +41,10 @@ def _escape_char(c: str) -> str:
     if named:
         return named
     code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:
+        # surrogateescape's stand-in for an undecodable byte (a file name that is not
+        # UTF-8): show the byte itself, as ls -b does.
+        return f"\\x{code - 0xDC00:02x}"
     if code < 0x100:
         return f"\\x{code:02x}"
     if code < 0x10000:

@@ -12,11 +12,16 @@ import datetime as dt
 from typing import TextIO
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
 from flowscan.report.model import Flow, Report
 from flowscan.report.sanitize import LINE_MAX, inert_text
+
+# An evidence detail is mostly one capture string (an SNI, a name, a SOFTWARE value) in a
+# few words: room for the longest DNS name (253) with the address it resolved to.
+EVIDENCE_MAX = 320
 
 # A piece of a line: our own words as they are, or (words, rich style).
 Piece = str | tuple[str, str]
@@ -93,7 +98,7 @@ def _render_one(console: Console, report: Report, top: int) -> None:
             "  app      ", (_d(group.name, 80), "bold"),
             f" ({_d(group.confidence, 40)} confidence): {len(group.flows)} flows, "
             f"{_size(group.bytes)}",
-            f"; e.g. {_d(why.signal, 80)}: {_d(why.detail)}" if why else "",
+            f"; e.g. {_d(why.signal, 80)}: {_d(why.detail, EVIDENCE_MAX)}" if why else "",
         ))
     for session in report.sessions:
         console.print(_line(f"  call {session.id:<3} ", _d(session.summary)))
@@ -118,19 +123,44 @@ def _render_one(console: Console, report: Report, top: int) -> None:
             ("protocols", "left"), ("encryption", "left"), ("remote", "left"),
             ("via", "left"))):
         if name in ("client", "server"):
-            # Addresses are never cut or folded (an IPv6 address is up to 47 characters
-            # with its port): other columns give way when the table is too wide.
+            # An address (IPv6 with its port: up to 47 characters) is kept on one line
+            # while other columns can give way; where even that cannot fit, it folds.
             widest = max(len(row[index]) for row in rows)
             table.add_column(name, justify=justify, no_wrap=True,  # type: ignore[arg-type]
-                             min_width=max(widest, len(name)))
+                             min_width=max(widest, len(name)), overflow="fold")
         else:
             table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))
-    console.print(table)
+    _print_table(console, table)
     if len(shown) < len(flows):
         hidden = len(flows) - len(shown)
         console.print(_line(f"  ... {hidden} smaller flows not shown (see --top, --format json)"))
+
+
+def _print_table(console: Console, table: Table) -> None:
+    """Draw the table without cutting an address. In a file or pipe a table wider than the
+    fixed width is drawn at its natural width, so no column is cut. On a terminal the
+    table fits the screen: other columns give way to the addresses, and when the
+    addresses alone leave too little room they fold onto a second line, whole."""
+    if not console.is_terminal:
+        need = Measurement.get(console, console.options.update(max_width=1 << 16),
+                               table).maximum
+        if need <= console.width:
+            console.print(table)
+        else:
+            Console(file=console.file, width=need, no_color=True, highlight=False,
+                    soft_wrap=False, markup=False, emoji=False).print(table)
+        return
+    addresses = [c for c in table.columns if c.no_wrap]
+    others = len(table.columns) - len(addresses)
+    # Room for the addresses, the two spaces between columns, and 4 characters for each
+    # other column (enough for "udp", "1/0" or "US…"); otherwise fold the addresses.
+    need = sum(c.min_width or 0 for c in addresses) + 2 * (len(table.columns) - 1) + 4 * others
+    if need > console.width:
+        for column in addresses:
+            column.no_wrap, column.min_width = False, None
+    console.print(table)
 
 
 def _remote(flow: Flow) -> str:

@@ -37,6 +37,7 @@ from flowscan.report.sanitize import (
     html_text,
     inert_line,
     inert_text,
+    json_inert,
     json_safe,
 )
 
@@ -264,7 +265,9 @@ def table_cells(report: str, endpoint: str) -> list[str]:
 def test_json_report_is_utf8_and_keeps_strings_whole(hostile_path: Path) -> None:
     proc = run_scan(hostile_path, "--format", "json")
     assert proc.returncode == 0, proc.stderr
-    assert b"\x1b" not in proc.stdout and b"\r" not in proc.stdout  # JSON escapes them
+    for raw in (b"\x1b", b"\r", "\u202e".encode()):  # escaped by JSON: \u001b, \u202e
+        assert raw not in proc.stdout, raw
+    assert b"\\u202e" in proc.stdout
     report = json.loads(proc.stdout.decode("utf-8"))
     # The path's byte 0xff (a lone surrogate in Python) is the one thing replaced.
     assert report["capture"]["path"] == str(hostile_path).replace("\udcff", "\ufffd")
@@ -345,13 +348,22 @@ def test_json_safe_leaves_valid_strings_alone_and_replaces_surrogates() -> None:
         orjson.dumps("a\udcff")  # why json_safe exists
 
 
+def test_json_inert_escapes_invisible_characters_and_parses_the_same() -> None:
+    hidden = "a\x7f\x85\x9b\u061c\u200b\u200f\u2028\u202e\u2060\u2066\u2069\ufeff"
+    kept = "é 日本 \u00a0\u2010\u2030\u2065 😀"
+    data = json_inert(orjson.dumps({"s": hidden + kept}))
+    assert json.loads(data) == {"s": hidden + kept}
+    assert data.decode("ascii", "replace").count("\\u") == len(hidden) - 1
+    assert kept.encode() in data
+
+
 def test_json_fallback_equals_orjson_output(hostile_path: Path) -> None:
     """The repaired dump (asdict, strings through json_safe) is the same document orjson
     writes from the dataclasses: same fields, same order, same bytes."""
     report = flowscan.scan(str(hostile_path))
     report.capture.path = "clean.pcap"
-    assert orjson.dumps(json_report._utf8_safe(report), option=json_report.OPTIONS) == (
-        json_report.dumps_bytes([report]))
+    repaired = orjson.dumps(json_report._utf8_safe(report), option=json_report.OPTIONS)
+    assert json_inert(repaired) == json_report.dumps_bytes([report])
 
 
 def test_escape_controls_without_limit_keeps_length() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from flowscan.report.model import Report
-from flowscan.report.sanitize import json_safe
+from flowscan.report.sanitize import json_inert, json_safe
 
 OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 
@@ -20,12 +20,13 @@ OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 def dumps_bytes(reports: list[Report]) -> bytes:
     """One report as an object; several as an array of objects. Always valid UTF-8: a
     string orjson refuses (a lone surrogate, from a capture path that is not UTF-8) sends
-    the reports through json_safe; every other string is kept whole."""
+    the reports through json_safe; every other string is kept whole, its invisible and
+    bidi characters escaped (json_inert)."""
     data: object = reports[0] if len(reports) == 1 else reports
     try:
-        return orjson.dumps(data, option=OPTIONS)
+        return json_inert(orjson.dumps(data, option=OPTIONS))
     except orjson.JSONEncodeError:
-        return orjson.dumps(_utf8_safe(data), option=OPTIONS)
+        return json_inert(orjson.dumps(_utf8_safe(data), option=OPTIONS))
 
 
 def _utf8_safe(value: object) -> object:

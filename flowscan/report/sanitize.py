@@ -16,6 +16,9 @@ passes such strings through one function here, chosen for its output:
   would run as a formula prefixed with ``'``.
 - ``json_safe``: JSON keeps strings whole; only lone surrogates (a file name that is not
   valid UTF-8 arrives with surrogateescape) become U+FFFD, as orjson refuses them.
+- ``json_inert``: applied to the encoded JSON, writes DEL, C1, bidi, zero-width and line
+  separator characters as \\u escapes, so the file is inert when shown on a terminal
+  or in an editor while every string parses back exactly the same.
 
 A backslash already in the data is left as it is: an escape in the output may have been
 typed literally, which is harmless; what matters is that no raw control reaches a reader.
@@ -30,6 +33,14 @@ TEXT_MAX = 200  # a field in the text report: SNI, name, header value
 LINE_MAX = 1000  # a composed sentence or a path: long but still bounded
 
 _NAMED = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+# In UTF-8 JSON from orjson (which escapes only U+0000-001F): DEL; C1 (C2 80-9F); U+061C
+# (D8 9C); zero-width and direction marks U+200B-200F, line and paragraph separators
+# U+2028-2029, bidi embeddings and overrides U+202A-202E (E2 80 ...); U+2060-2064 and
+# bidi isolates U+2066-2069 (E2 81 ...); the BOM U+FEFF (EF BB BF). A lead byte cannot be
+# a continuation byte, so these byte patterns match only whole characters.
+_JSON_INVISIBLE = re.compile(
+    rb"\x7f|\xc2[\x80-\x9f]|\xd8\x9c|\xe2\x80[\x8b-\x8f\xa8-\xae]|\xe2\x81[\xa0-\xa4\xa6-\xa9]"
+    rb"|\xef\xbb\xbf")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # What a spreadsheet starts a formula with (OWASP CSV injection), tab and CR included.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -106,3 +117,14 @@ def json_safe(s: str) -> str:
     """s encodable as UTF-8: each lone surrogate (from surrogateescape or a bad decoder)
     becomes U+FFFD; everything else, controls included, is kept for JSON to escape."""
     return _SURROGATES.sub("\ufffd", s)
+
+
+def _json_escape(match: re.Match[bytes]) -> bytes:
+    return b"\\u%04x" % ord(match.group().decode("utf-8"))
+
+
+def json_inert(data: bytes) -> bytes:
+    """Encoded JSON with its invisible and bidi characters written as \\u escapes: the
+    same document to a parser, inert to a terminal or an editor (no reordered lines, no
+    C1 control sequences)."""
+    return _JSON_INVISIBLE.sub(_json_escape, data)

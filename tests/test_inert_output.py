@@ -36,6 +36,7 @@ from flowscan.report.sanitize import (
     escape_controls,
     html_text,
     inert_line,
+    inert_markup,
     inert_text,
     json_inert,
     json_safe,
@@ -322,6 +323,18 @@ def test_inert_text_shortens_without_cutting_an_escape() -> None:
     assert inert_text("y" * 198 + "\x1b" + "z" * 10) == "y" * 198 + "… (11 more characters cut)"
     assert len(inert_text("\x1b" * 65536)) < 240
     assert inert_text(12345) == "12345"
+
+
+@pytest.mark.parametrize("data", [*HOSTILE, "\\[bold]x\\", "a\\", "[/]" + LONG])
+def test_inert_markup_renders_as_the_plain_text(data: str) -> None:
+    from rich.text import Text
+
+    # Inside a template, as a progress bar's label is: one style, the text as it is (but
+    # a trailing backslash, which rich.markup.escape doubles so no tag after it is lost).
+    rendered = Text.from_markup(f"[bold]{inert_markup(data)}[/bold]")
+    assert rendered.plain.rstrip("\\") == inert_text(data).rstrip("\\")
+    assert [(s.start, s.end, s.style) for s in rendered.spans] == [
+        (0, len(rendered.plain), "bold")]
 
 
 @pytest.mark.parametrize("cell", ["=cmd|' /C calc'!A0", "+1", "-1+2", "@SUM(A1)", "\tx", "\rx"])

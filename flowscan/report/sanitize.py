@@ -11,6 +11,8 @@ passes such strings through one function here, chosen for its output:
   ``\\u202e``). Long strings are shortened, saying how much was cut. The result is plain
   text: the text renderer wraps it in a rich ``Text`` so it is never parsed as markup.
 - ``inert_line``: the same for one line of a message on stderr (longer limit).
+- ``inert_markup``: ``inert_text`` escaped for rich markup, for the few places that must
+  hand rich a markup string (a progress bar's label); elsewhere build a rich ``Text``.
 - ``html_text``: ``inert_text`` then HTML-escaped, for an HTML renderer.
 - ``csv_cell``: controls escaped, the string kept whole, and a cell that a spreadsheet
   would run as a formula prefixed with ``'``.
@@ -96,6 +98,14 @@ def inert_line(s: object, max_len: int = LINE_MAX) -> str:
     """A message for stderr (an error naming a path or quoting a line from a file): one
     line that cannot clear the screen, move the cursor or forge further lines."""
     return inert_text(s, max_len)
+
+
+def inert_markup(s: object, max_len: int = TEXT_MAX) -> str:
+    """inert_text escaped for rich markup: rich shows it as it is, with no style, link or
+    '[/]' error taken from it."""
+    from rich.markup import escape  # rich only when asked: JSON runs never import it
+
+    return escape(inert_text(s, max_len))
 
 
 def html_text(s: object, max_len: int = TEXT_MAX) -> str:

@@ -140,7 +140,7 @@ def capture() -> bytes:
     v4("192.0.2.1", "198.51.100.5", 5060, 5060, sip_invite())
     for i in range(12):
         rtp = bytes([0x80, 0]) + (i + 1).to_bytes(2, "big") + (160 * i).to_bytes(4, "big")
-        v4("192.0.2.1", "198.51.100.5", 30000, 40000, rtp + b"\xd5" * 160 + b"\x00" * 0)
+        v4("192.0.2.1", "198.51.100.5", 30000, 40000, rtp + b"\xd5" * 160)
     # STUN over IPv6 between long addresses, with a long SOFTWARE.
     txid = bytes(range(12))
     v6(V6_CLIENT, V6_SERVER, 50000, 3478,
@@ -191,6 +191,7 @@ def test_piped_text_report_shows_every_hostile_string_as_text(hostile_path: Path
         assert raw not in out, raw
     report = out.decode("utf-8")  # strict: the report is valid UTF-8
     assert forged_lines(report) == []
+    assert "media travels unencrypted" in report  # the SDP without a=crypto was read
     shown = flat(report)
     for text_ in SHOWN_ESCAPED:
         assert text_ in shown, text_
@@ -277,6 +278,9 @@ def test_json_report_is_utf8_and_keeps_strings_whole(hostile_path: Path) -> None
     assert by_proto["tls"]["sni"] == SNI.decode("ascii", "replace")
     assert DNS_SHOWN in by_proto["dns"]["queries"]
     assert by_proto["sip"]["call_ids"] == [CALL_ID]
+    # The rtpmap codec name: its SDP line ends at the hostile CR LF.
+    codec = SDP_NAME.decode("utf-8", "replace").splitlines()[0].strip()
+    assert by_proto["sip"]["media"][0]["codecs"] == [codec]
     assert by_proto["stun"]["software"] == [STUN_SOFTWARE.decode("utf-8", "replace")]
 
 

@@ -122,10 +122,9 @@ def scan(
                           keylog=tuple(keylog), srtp_key=tuple(srtp_key), sdp=tuple(sdp),
                           decrypted_output=decrypted_output)
     if decrypted_output is not None:
-        if path == "-" or options.engine != "native":
-            raise UsageError("a decrypted capture needs the native engine and a capture file "
-                             "(standard input cannot be read twice)")
-        if Path(decrypted_output).resolve() == Path(path).resolve():
+        if options.engine != "native":
+            raise UsageError("a decrypted capture needs the native engine")
+        if path != "-" and Path(decrypted_output).resolve() == Path(path).resolve():
             raise UsageError(f"{decrypted_output}: the output would overwrite the capture")
     explicit = ExplicitKeys()  # bad key specs are an error before any reading
     for number, spec in enumerate(options.srtp_key, 1):
@@ -206,13 +205,18 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             if block.kind == "tls-keylog":
                 keylog.add_text(block.data.decode("ascii", "replace"),
                                 f"the capture's decryption secrets block {number}")
+        # Decryption reads the capture again: standard input from the copy made meanwhile.
+        replay = source.replay_path()
+        if replay is None and options.decrypted_output is not None:
+            raise UsageError(f"{options.decrypted_output}: cannot decrypt standard input, "
+                             f"{source.replay_error}")
         with _decrypted_output(options.decrypted_output, source.display,
                                source.sha256()) as output:
             flows, apps, names, sessions, findings = analysis.finish(
                 facts.names, locator,
                 parse_home(options.home) if options.home else None,
                 parse_vantage(options.vantage) if options.vantage else None,
-                KeySources(path, keylog, explicit, output) if path != "-" else None)
+                KeySources(replay, keylog, explicit, output) if replay is not None else None)
         warnings = list(facts.warnings)
         malformed, unsupported = accounting.malformed, accounting.unsupported
         count = facts.packets
@@ -235,9 +239,9 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             warnings.append(f"{output.left_encrypted} decrypted packets travel in IP "
                             "fragments (or IPv6 jumbograms); the decrypted capture keeps them "
                             "as they were")
-        if explicit and path == "-":
-            warnings.append("keys need a second pass over the capture; standard input "
-                            "cannot be read twice, so nothing was decrypted")
+        if replay is None:
+            warnings.append(f"standard input: {source.replay_error}; decryption needs a "
+                            "second pass over the capture, so nothing was decrypted")
         if keylog.malformed:
             warnings.append(f"{len(keylog.malformed)} key log line(s) were not understood and "
                             f"were skipped: {', '.join(keylog.malformed[:5])}")

@@ -208,7 +208,7 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
         # Decryption reads the capture again: standard input from the copy made meanwhile.
         replay = source.replay_path()
         if replay is None and options.decrypted_output is not None:
-            raise UsageError(f"{options.decrypted_output}: cannot decrypt standard input, "
+            raise UsageError(f"{options.decrypted_output}: cannot decrypt {source.display}: "
                              f"{source.replay_error}")
         with _decrypted_output(options.decrypted_output, source.display,
                                source.sha256()) as output:
@@ -240,7 +240,7 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
                             "fragments (or IPv6 jumbograms); the decrypted capture keeps them "
                             "as they were")
         if replay is None:
-            warnings.append(f"standard input: {source.replay_error}; decryption needs a "
+            warnings.append(f"{source.display}: {source.replay_error}; decryption needs a "
                             "second pass over the capture, so nothing was decrypted")
         if keylog.malformed:
             warnings.append(f"{len(keylog.malformed)} key log line(s) were not understood and "

@@ -119,3 +119,24 @@ def test_stdin_copy_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         assert Path(copy).stat().st_mode & 0o077 == 0
         assert Path(copy).read_bytes() == capture.read_bytes()
     assert not Path(copy).exists()
+
+
+def test_fifo_is_copied_for_the_second_pass(tmp_path: Path) -> None:
+    """A FIFO, like standard input, cannot be opened again once read: without the copy the
+    second pass would wait for a writer forever."""
+    capture = LAB / "sip-sdes-srtp/capture.pcapng"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    env = {**os.environ, "TMPDIR": str(spool)}
+    proc = subprocess.Popen([sys.executable, "-m", "flowscan", "scan", "--format", "json",
+                             str(fifo)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    with open(fifo, "wb") as writer:
+        writer.write(capture.read_bytes())
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert decrypted_flows(report) > 0
+    assert report["capture"]["path"] == str(fifo)
+    assert list(spool.iterdir()) == []

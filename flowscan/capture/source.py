@@ -4,8 +4,8 @@ The SHA-256 is taken over the bytes as stored (compressed or not), so a report n
 exact file a regulator holds. Reads go straight into the caller's buffer: the hot path
 copies each byte of the file once.
 
-Standard input is copied to a private temporary file while it is read: decryption is a
-second pass over the capture, and a pipe cannot be read twice.
+Standard input, a FIFO or a device is copied to a private temporary file while it is read:
+decryption is a second pass over the capture, and a pipe cannot be read twice.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ class GunzipStream:
         return joined[:n]
 
 
-class StdinSpool:
-    """A copy of standard input as it is read, for the second pass decryption makes.
+class ReplayCopy:
+    """A copy of an input that cannot be read twice, for the second pass decryption makes.
 
     The file is made by mkstemp (mode 0600, a name nobody else can claim) and removed when
     the source closes. When it cannot be written (a full disk), the copy is given up and
@@ -77,7 +77,7 @@ class StdinSpool:
         self.path: str | None = None
         self._file: BinaryIO | None = None
         try:
-            fd, self.path = tempfile.mkstemp(prefix="flowscan-stdin-", suffix=".cap")
+            fd, self.path = tempfile.mkstemp(prefix="flowscan-input-", suffix=".cap")
             self._file = os.fdopen(fd, "wb")
         except OSError as exc:
             self._give_up(exc)
@@ -132,11 +132,11 @@ class CaptureSource:
         self.path = path
         self.display = "<stdin>" if path == "-" else path
         self.size: int | None = None
-        self._spool: StdinSpool | None = None
+        self._spool: ReplayCopy | None = None
         raw: BinaryIO
         if path == "-":
             raw = _stdin()
-            self._spool = StdinSpool()
+            self._spool = ReplayCopy()
         else:
             try:
                 st = os.stat(path)
@@ -151,6 +151,8 @@ class CaptureSource:
                 raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
             except OSError as exc:
                 raise CaptureError(path, f"cannot open: {exc.strerror}") from None
+            if self.size is None:  # a FIFO, /dev/stdin, <(...): gone once read
+                self._spool = ReplayCopy()
         self._raw = raw
         self._digest = hashlib.sha256()
         # Large reads are hashed on a worker thread (hashlib releases the GIL), in order.
@@ -253,8 +255,8 @@ class CaptureSource:
 
     def replay_path(self) -> str | None:
         """A file holding the whole stored capture, for a second pass: the path itself, or
-        for standard input its copy (read to the end first). None when standard input could
-        not be copied; `replay_error` says why."""
+        for standard input (a FIFO...) its copy, read to the end first. None when the input
+        could not be copied; `replay_error` says why."""
         if self._spool is None:
             return self.path
         self.sha256()  # reads, and so copies, whatever the first pass left
@@ -270,7 +272,7 @@ class CaptureSource:
             self._hasher = None
         if self._spool is not None:
             self._spool.discard()
-        elif self.path != "-":
+        if self.path != "-":
             self._raw.close()
 
     def __enter__(self) -> CaptureSource:

@@ -159,11 +159,13 @@ def _cyclic_gc_paused() -> Iterator[None]:
 def _decrypted_output(target: str | None, display: str, sha256: str
                       ) -> Iterator[DecryptedCapture | None]:
     """The decrypted capture goes to a temporary name first: no half-written file is left
-    under the name asked for."""
+    under the name asked for. A device or FIFO (/dev/stdout, a pipe) is written in place:
+    renaming over it would replace the device node itself."""
     if target is None:
         yield None
         return
-    partial = Path(f"{target}.part")
+    direct = Path(target).exists() and not Path(target).is_file()
+    partial = Path(target) if direct else Path(f"{target}.part")
     comment = (f"Written by flowscan {__version__} from {display} (SHA-256 {sha256}): SRTP "
                "and SRTCP of the flows with keys replaced by RTP and RTCP in the clear.")
     try:
@@ -171,11 +173,16 @@ def _decrypted_output(target: str | None, display: str, sha256: str
     except OSError as exc:
         raise UsageError(f"{target}: cannot write: {exc.strerror}") from None
     try:
-        with stream:
-            yield DecryptedCapture(stream, comment)
-        partial.replace(target)
+        try:
+            with stream:
+                yield DecryptedCapture(stream, comment)
+        except OSError as exc:  # a full disk, a closed pipe: the user's to fix
+            raise UsageError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        if not direct:
+            partial.replace(target)
     finally:
-        partial.unlink(missing_ok=True)
+        if not direct:
+            partial.unlink(missing_ok=True)
 
 
 def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | None,

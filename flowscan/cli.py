@@ -270,10 +270,13 @@ def lab_group() -> None:
 @lab_group.command("list")
 def lab_list() -> None:
     """Name every scenario and what it shows."""
-    from flowscan.lab.scenarios import SCENARIOS
+    from flowscan.lab.scenarios import SCENARIOS, missing_for_any
 
     for name, scenario in SCENARIOS.items():
-        click.echo(f"{name:18} {scenario.summary}")
+        _echo(f"{name:18} {scenario.summary}")
+    lacking = missing_for_any()
+    if lacking:
+        click.echo(f"flowscan: note: to run them, this machine also needs {lacking}", err=True)
 
 
 @lab_group.command("run")
@@ -291,7 +294,7 @@ def lab_run(scenario: str, output: str) -> None:
         out = run_scenario(scenario, Path(output))
     except LabError as exc:
         raise FlowscanError(f"lab: {exc}") from None
-    click.echo(f"{scenario}: wrote {out}")
+    _echo(f"{scenario}: wrote {out}")
 
 
 def _write(reports: list[Report], fmt: str, output: str | None, top: int) -> None:

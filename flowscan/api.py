@@ -11,7 +11,7 @@ from pathlib import Path
 from flowscan import __version__
 from flowscan.accounting import FlowAccounting
 from flowscan.analysis import FlowAnalysis
-from flowscan.capture import CaptureSource, open_reader
+from flowscan.capture import CaptureSource, displayable, open_reader
 from flowscan.capture.decode import LINK_NAMES, Decoder
 from flowscan.crypto.keylog import KeyLog
 from flowscan.crypto.keys import ExplicitKeys
@@ -138,7 +138,9 @@ def scan(
     if options.engine == "tshark":
         from flowscan.capture.tshark import scan_with_tshark
 
-        return scan_with_tshark(path, options)
+        report: Report = scan_with_tshark(path, options)
+        report.capture.path = displayable(report.capture.path)
+        return report
     return _scan_native(path, options, progress, explicit)
 
 

@@ -311,7 +311,7 @@ def _write(reports: list[Report], fmt: str, output: str | None, top: int) -> Non
         # Drawn in memory first: rich would turn a failed write into exit 1, unexplained.
         text = io.StringIO()
         _text().render(reports, text, top=top, color=False)
-        data = text.getvalue().encode("utf-8")
+        data = text.getvalue().encode("utf-8", "backslashreplace")
     if output is None:
         _stdout_bytes(data)
         return

@@ -126,3 +126,33 @@ def test_unexpected_failure_is_one_line_without_the_message(
     assert err.count("\n") == 1 and err.startswith("flowscan: error: unexpected failure")
     assert "ValueError in flowscan/" in err and "please report this" in err
     assert "c2VjcmV0" not in err
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_capture_name_that_is_not_utf8(tmp_path: Path, fmt: str) -> None:
+    """Python keeps such a name's bytes as lone surrogates, which neither the JSON encoder
+    nor stdout take: the report shows them as \\xNN."""
+    name = os.fsdecode(bytes(tmp_path) + b"/call-\xff.pcapng")
+    Path(name).write_bytes(Path(CAPTURE).read_bytes())
+    proc = subprocess.run([sys.executable, "-m", "flowscan", "scan", "--format", fmt, name],
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b""
+    assert b"call-\\\\xff.pcapng" in proc.stdout if fmt == "json" else (
+        b"call-\\xff.pcapng" in proc.stdout)
+
+
+def test_stdin_from_a_terminal_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`flowscan scan -` typed at a terminal would wait for input that never comes."""
+    import io
+
+    import flowscan
+    from flowscan.errors import CaptureError
+
+    class Terminal(io.TextIOWrapper):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setattr(sys, "stdin", Terminal(io.BytesIO(b"")))
+    with pytest.raises(CaptureError, match="standard input is a terminal"):
+        flowscan.scan("-")

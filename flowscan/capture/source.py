@@ -64,6 +64,12 @@ class GunzipStream:
         return joined[:n]
 
 
+def displayable(path: str) -> str:
+    """A file name as reports show it: bytes that are not UTF-8 (kept by Python as lone
+    surrogates, which no JSON or terminal encoder takes) written as \\xNN escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class ReplayCopy:
     """A copy of an input that cannot be read twice, for the second pass decryption makes.
 
@@ -130,7 +136,7 @@ class CaptureSource:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.display = "<stdin>" if path == "-" else path
+        self.display = "<stdin>" if path == "-" else displayable(path)
         self.size: int | None = None
         self._spool: ReplayCopy | None = None
         raw: BinaryIO

@@ -175,6 +175,10 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
                  keylog: tuple[str, ...], srtp_key: tuple[str, ...], sdp: tuple[str, ...],
                  home: str | None, vantage: str | None) -> None:
     """Analyse CAPTURE files (pcap, pcapng, optionally gzip-compressed; '-' for stdin)."""
+    if output and output != "-" and any(
+            path != "-" and os.path.exists(path) and os.path.exists(output)
+            and os.path.samefile(path, output) for path in captures):
+        raise FlowscanError(f"{output}: the report would overwrite a capture")
     reports: list[Report] = []
     failed = False
     for path in captures:

@@ -62,6 +62,18 @@ def test_usage_and_input_errors(tmp_path: Path, args: list[str], expected: list[
     assert_one_line_error(proc, *expected)
 
 
+def test_report_never_overwrites_a_capture(tmp_path: Path) -> None:
+    copy = tmp_path / "call.pcapng"
+    copy.write_bytes(Path(CAPTURE).read_bytes())
+    assert_one_line_error(run("scan", str(copy), "-o", str(copy)), "would overwrite a capture")
+    assert copy.read_bytes() == Path(CAPTURE).read_bytes()
+
+
+def test_output_dash_is_stdout() -> None:
+    proc = run("scan", "--format", "json", CAPTURE, "-o", "-")
+    assert proc.returncode == 0 and proc.stdout.startswith("{")
+
+
 def test_control_characters_in_a_name_stay_escaped(tmp_path: Path) -> None:
     name = str(tmp_path / "a\nb\x1b[31mc.pcap")
     line = assert_one_line_error(run("scan", name), "no such file")

@@ -211,6 +211,9 @@ def decrypt_command(capture: str, output: str, keylog: tuple[str, ...],
                     srtp_key: tuple[str, ...], sdp: tuple[str, ...]) -> None:
     """Decrypt the media of CAPTURE with its keys; every authentication tag is verified and
     only packets whose tag verifies are replaced. Exit 1 when nothing could be decrypted."""
+    if output == "-":
+        raise FlowscanError("-o -: the decrypted capture needs a file name (standard output "
+                            "carries the summary); /dev/stdout if you mean it")
     try:
         report = decrypt(capture, output, keylog=keylog, srtp_key=srtp_key, sdp=sdp)
     except FlowscanError as exc:

@@ -48,6 +48,7 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *expected: str
     pytest.param([], ["missing command", "scan", "flowscan --help"], id="no-command"),
     pytest.param(["lab"], ["missing command", "list"], id="no-lab-command"),
     pytest.param(["bogus"], ["no such command 'bogus'"], id="unknown-command"),
+    pytest.param(["decrypt", CAPTURE, "-o", "-"], ["needs a file name"], id="decrypt-to-dash"),
     pytest.param(["scan", "--format", "xml", CAPTURE], ["'xml' is not one of"],
                  id="bad-choice"),
     pytest.param(["scan", "{tmp}"], ["is a directory"], id="directory-as-capture"),

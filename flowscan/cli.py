@@ -223,9 +223,9 @@ def decrypt_command(capture: str, output: str, keylog: tuple[str, ...],
     for flow in done:
         d = flow.encryption.decryption  # type: ignore[union-attr]
         _echo(f"flow {flow.id} {flow.client.ip}:{flow.client.port} <-> "
-                   f"{flow.server.ip}:{flow.server.port}: {d.packets_decrypted} packets "
-                   f"decrypted, {d.tag_failures} failed authentication; inside: {d.inner} "
-                   f"(key {d.key_sha256} from {d.key_source})")
+              f"{flow.server.ip}:{flow.server.port}: {d.packets_decrypted} packets "
+              f"decrypted, {d.tag_failures} failed authentication; inside: {d.inner} "
+              f"(key {d.key_sha256} from {d.key_source})")
     for warning in report.capture.warnings:
         click.echo(f"warning: {_one_line(warning)}", err=True)
     decrypted = sum(f.encryption.decryption.packets_decrypted for f in done)  # type: ignore[union-attr]
@@ -259,8 +259,8 @@ def check_command(capture: str, claims_path: str, fmt: str, geoip_db: tuple[str,
     results = check_claims(report, claims)
     if fmt == "json":
         _echo(json.dumps({"capture": report.capture.path, "sha256": report.capture.sha256,
-                               "tool": dataclasses.asdict(report.tool),
-                               "claims": [dataclasses.asdict(r) for r in results]}, indent=2))
+                          "tool": dataclasses.asdict(report.tool),
+                          "claims": [dataclasses.asdict(r) for r in results]}, indent=2))
     else:
         _echo(f"{report.capture.path}  sha256 {report.capture.sha256}")
         for r in results:

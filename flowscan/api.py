@@ -11,7 +11,7 @@ from pathlib import Path
 from flowscan import __version__
 from flowscan.accounting import FlowAccounting
 from flowscan.analysis import FlowAnalysis
-from flowscan.capture import CaptureSource, open_reader
+from flowscan.capture import CaptureSource, displayable, open_reader
 from flowscan.capture.decode import LINK_NAMES, Decoder
 from flowscan.crypto.keylog import KeyLog
 from flowscan.crypto.keys import ExplicitKeys
@@ -122,10 +122,9 @@ def scan(
                           keylog=tuple(keylog), srtp_key=tuple(srtp_key), sdp=tuple(sdp),
                           decrypted_output=decrypted_output)
     if decrypted_output is not None:
-        if path == "-" or options.engine != "native":
-            raise UsageError("a decrypted capture needs the native engine and a capture file "
-                             "(standard input cannot be read twice)")
-        if Path(decrypted_output).resolve() == Path(path).resolve():
+        if options.engine != "native":
+            raise UsageError("a decrypted capture needs the native engine")
+        if path != "-" and Path(decrypted_output).resolve() == Path(path).resolve():
             raise UsageError(f"{decrypted_output}: the output would overwrite the capture")
     explicit = ExplicitKeys()  # bad key specs are an error before any reading
     for number, spec in enumerate(options.srtp_key, 1):
@@ -139,7 +138,9 @@ def scan(
     if options.engine == "tshark":
         from flowscan.capture.tshark import scan_with_tshark
 
-        return scan_with_tshark(path, options)
+        report: Report = scan_with_tshark(path, options)
+        report.capture.path = displayable(report.capture.path)
+        return report
     return _scan_native(path, options, progress, explicit)
 
 
@@ -160,11 +161,13 @@ def _cyclic_gc_paused() -> Iterator[None]:
 def _decrypted_output(target: str | None, display: str, sha256: str
                       ) -> Iterator[DecryptedCapture | None]:
     """The decrypted capture goes to a temporary name first: no half-written file is left
-    under the name asked for."""
+    under the name asked for. A device or FIFO (/dev/stdout, a pipe) is written in place:
+    renaming over it would replace the device node itself."""
     if target is None:
         yield None
         return
-    partial = Path(f"{target}.part")
+    direct = Path(target).exists() and not Path(target).is_file()
+    partial = Path(target) if direct else Path(f"{target}.part")
     comment = (f"Written by flowscan {__version__} from {display} (SHA-256 {sha256}): SRTP "
                "and SRTCP of the flows with keys replaced by RTP and RTCP in the clear.")
     try:
@@ -172,11 +175,16 @@ def _decrypted_output(target: str | None, display: str, sha256: str
     except OSError as exc:
         raise UsageError(f"{target}: cannot write: {exc.strerror}") from None
     try:
-        with stream:
-            yield DecryptedCapture(stream, comment)
-        partial.replace(target)
+        try:
+            with stream:
+                yield DecryptedCapture(stream, comment)
+        except OSError as exc:  # a full disk, a closed pipe: the user's to fix
+            raise UsageError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        if not direct:
+            partial.replace(target)
     finally:
-        partial.unlink(missing_ok=True)
+        if not direct:
+            partial.unlink(missing_ok=True)
 
 
 def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | None,
@@ -206,13 +214,18 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             if block.kind == "tls-keylog":
                 keylog.add_text(block.data.decode("ascii", "replace"),
                                 f"the capture's decryption secrets block {block.number or number}")
+        # Decryption reads the capture again: standard input from the copy made meanwhile.
+        replay = source.replay_path()
+        if replay is None and options.decrypted_output is not None:
+            raise UsageError(f"{options.decrypted_output}: cannot decrypt {source.display}: "
+                             f"{source.replay_error}")
         with _decrypted_output(options.decrypted_output, source.display,
                                source.sha256()) as output:
             flows, apps, names, sessions, findings = analysis.finish(
                 facts.names, locator,
                 parse_home(options.home) if options.home else None,
                 parse_vantage(options.vantage) if options.vantage else None,
-                KeySources(path, keylog, explicit, output) if path != "-" else None)
+                KeySources(replay, keylog, explicit, output) if replay is not None else None)
         warnings = list(facts.warnings)
         malformed, unsupported = accounting.malformed, accounting.unsupported
         count = facts.packets
@@ -235,9 +248,9 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             warnings.append(f"{output.left_encrypted} decrypted packets travel in IP "
                             "fragments (or IPv6 jumbograms); the decrypted capture keeps them "
                             "as they were")
-        if explicit and path == "-":
-            warnings.append("keys need a second pass over the capture; standard input "
-                            "cannot be read twice, so nothing was decrypted")
+        if replay is None:
+            warnings.append(f"{source.display}: {source.replay_error}; decryption needs a "
+                            "second pass over the capture, so nothing was decrypted")
         warnings.extend(explicit.warnings)
         warnings.extend(_malformed_sip_warnings(flows))
         if keylog.malformed:

@@ -8,6 +8,8 @@ or usage.
 from __future__ import annotations
 
 import gc
+import io
+import os
 import sys
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -20,6 +22,7 @@ from flowscan.api import ENGINES, decrypt, scan
 from flowscan.errors import FlowscanError
 from flowscan.report import json as json_report
 from flowscan.report.model import Report
+from flowscan.report.sanitize import inert_line, inert_markup
 
 EXIT_OK = 0
 EXIT_POLICY = 1
@@ -36,7 +39,49 @@ def _text() -> ModuleType:
 
 
 def _error(message: str) -> None:
-    click.echo(f"flowscan: error: {message}", err=True)
+    click.echo(f"flowscan: error: {inert_line(message)}", err=True)
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null after it failed (full disk, closed pipe), so the
+    interpreter's last flush of what is still buffered reports nothing more."""
+    if sys.stdout is None:
+        return
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        sys.stdout = None  # type: ignore[assignment]
+
+
+class _ReaderGone(Exception):
+    """Standard output's reader closed the pipe; main() ends quietly."""
+
+
+def _echo(line: str) -> None:
+    """A line of a command's result on standard output (none when it is closed)."""
+    if sys.stdout is not None:
+        _stdout_bytes(f"{line}\n".encode("utf-8", "backslashreplace"))
+
+
+def _stdout_bytes(data: bytes) -> None:
+    """Write the report to standard output, a failure there being one line of error."""
+    if sys.stdout is None:
+        raise FlowscanError("standard output is closed; give -o FILE for the report")
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader (head, less) went away: not an error. Raised as BrokenPipeError,
+        # click would catch it and exit 1, which here means a contradicted claim.
+        _silence_stdout()
+        raise _ReaderGone from None
+    except OSError as exc:
+        _silence_stdout()
+        raise FlowscanError(f"standard output: cannot write: "
+                            f"{exc.strerror or exc}") from None
 
 
 class _Progress:
@@ -67,11 +112,9 @@ class _Progress:
 
 
 def _wants_progress(path: str) -> bool:
-    if not sys.stderr.isatty() or path == "-":
+    if sys.stderr is None or not sys.stderr.isatty() or path == "-":
         return False
     try:
-        import os
-
         return os.path.getsize(path) >= PROGRESS_MIN_BYTES
     except OSError:
         return False
@@ -127,11 +170,15 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
                  keylog: tuple[str, ...], srtp_key: tuple[str, ...], sdp: tuple[str, ...],
                  home: str | None, vantage: str | None) -> None:
     """Analyse CAPTURE files (pcap, pcapng, optionally gzip-compressed; '-' for stdin)."""
+    if output and output != "-" and any(
+            path != "-" and os.path.exists(path) and os.path.exists(output)
+            and os.path.samefile(path, output) for path in captures):
+        raise FlowscanError(f"{output}: the report would overwrite a capture")
     reports: list[Report] = []
     failed = False
     for path in captures:
         use_bar = engine == "native" and _wants_progress(path)
-        bar = _Progress(path) if use_bar else None
+        bar = _Progress(inert_markup(path)) if use_bar else None
         try:
             with bar or nullcontext():
                 reports.append(scan(path, engine=engine, idle_timeout=idle_timeout,
@@ -159,6 +206,9 @@ def decrypt_command(capture: str, output: str, keylog: tuple[str, ...],
                     srtp_key: tuple[str, ...], sdp: tuple[str, ...]) -> None:
     """Decrypt the media of CAPTURE with its keys; every authentication tag is verified and
     only packets whose tag verifies are replaced. Exit 1 when nothing could be decrypted."""
+    if output == "-":
+        raise FlowscanError("-o -: the decrypted capture needs a file name (standard output "
+                            "carries the summary); /dev/stdout if you mean it")
     try:
         report = decrypt(capture, output, keylog=keylog, srtp_key=srtp_key, sdp=sdp)
     except FlowscanError as exc:
@@ -167,14 +217,14 @@ def decrypt_command(capture: str, output: str, keylog: tuple[str, ...],
     done = [f for f in report.flows if f.encryption and f.encryption.decryption]
     for flow in done:
         d = flow.encryption.decryption  # type: ignore[union-attr]
-        click.echo(f"flow {flow.id} {flow.client.ip}:{flow.client.port} <-> "
-                   f"{flow.server.ip}:{flow.server.port}: {d.packets_decrypted} packets "
-                   f"decrypted, {d.tag_failures} failed authentication; inside: {d.inner} "
-                   f"(key {d.key_sha256} from {d.key_source})")
+        _echo(f"flow {flow.id} {flow.client.ip}:{flow.client.port} <-> "
+              f"{flow.server.ip}:{flow.server.port}: {d.packets_decrypted} packets "
+              f"decrypted, {d.tag_failures} failed authentication; inside: {d.inner} "
+              f"(key {d.key_sha256} from {d.key_source})")
     for warning in report.capture.warnings:
-        click.echo(f"warning: {warning}", err=True)
+        click.echo(f"warning: {inert_line(warning)}", err=True)
     decrypted = sum(f.encryption.decryption.packets_decrypted for f in done)  # type: ignore[union-attr]
-    click.echo(f"{output}: {decrypted} packets in the clear")
+    _echo(f"{output}: {decrypted} packets in the clear")
     if not decrypted:
         _error("nothing was decrypted: no key matches this capture's media (give --keylog, "
                "--srtp-key or --sdp; a pcapng's decryption secrets blocks count too)")
@@ -195,18 +245,19 @@ def check_command(capture: str, claims_path: str, fmt: str, geoip_db: tuple[str,
 
     from flowscan.policy.claims import CONTRADICTED, check_claims, load_claims
 
-    claims = load_claims(claims_path)
+    claims = load_claims(claims_path)  # a UsageError naming the file and line if bad
     report = scan(capture, geoip_db=geoip_db)
     results = check_claims(report, claims)
     if fmt == "json":
-        click.echo(json.dumps({"capture": report.capture.path, "sha256": report.capture.sha256,
-                               "tool": dataclasses.asdict(report.tool),
-                               "claims": [dataclasses.asdict(r) for r in results]}, indent=2))
+        _echo(json.dumps({"capture": report.capture.path, "sha256": report.capture.sha256,
+                          "tool": dataclasses.asdict(report.tool),
+                          "claims": [dataclasses.asdict(r) for r in results]}, indent=2))
     else:
-        click.echo(f"{report.capture.path}  sha256 {report.capture.sha256}")
+        _echo(f"{inert_line(report.capture.path)}  sha256 {report.capture.sha256}")
         for r in results:
             flows = f" (flows {', '.join(map(str, r.flows[:12]))})" if r.flows else ""
-            click.echo(f"  {r.status:13} {r.claim} = {r.stated!r}: {r.why}{flows}")
+            stated, why = inert_line(repr(r.stated)), inert_line(r.why)
+            _echo(f"  {r.status:13} {r.claim} = {stated}: {why}{flows}")
     sys.exit(EXIT_POLICY if any(r.status == CONTRADICTED for r in results) else EXIT_OK)
 
 
@@ -218,10 +269,13 @@ def lab_group() -> None:
 @lab_group.command("list")
 def lab_list() -> None:
     """Name every scenario and what it shows."""
-    from flowscan.lab.scenarios import SCENARIOS
+    from flowscan.lab.scenarios import SCENARIOS, missing_for_any
 
     for name, scenario in SCENARIOS.items():
-        click.echo(f"{name:18} {scenario.summary}")
+        _echo(f"{name:18} {scenario.summary}")
+    lacking = missing_for_any()
+    if lacking:
+        click.echo(f"flowscan: note: to run them, this machine also needs {lacking}", err=True)
 
 
 @lab_group.command("run")
@@ -239,53 +293,106 @@ def lab_run(scenario: str, output: str) -> None:
         out = run_scenario(scenario, Path(output))
     except LabError as exc:
         raise FlowscanError(f"lab: {exc}") from None
-    click.echo(f"{scenario}: wrote {out}")
+    _echo(f"{scenario}: wrote {out}")
 
 
 def _write(reports: list[Report], fmt: str, output: str | None, top: int) -> None:
+    if output == "-":
+        output = None
+    terminal = output is None and sys.stdout is not None and sys.stdout.isatty()
     if fmt == "json":
         data = json_report.dumps_bytes(reports)
-        if output:
-            try:
-                with open(output, "wb") as out:
-                    out.write(data)
-            except OSError as exc:
-                raise FlowscanError(f"{output}: cannot write report: {exc.strerror}") from None
-        else:
-            sys.stdout.buffer.write(data)
-            sys.stdout.flush()
+    elif terminal:
+        # Colour and the terminal's width; a terminal neither fills up nor goes away.
+        _text().render(reports, sys.stdout, top=top, color=True)
         return
-    if output:
-        try:
-            with open(output, "w", encoding="utf-8") as out:
-                _text().render(reports, out, top=top, color=False)
-        except OSError as exc:
-            raise FlowscanError(f"{output}: cannot write report: {exc.strerror}") from None
     else:
-        _text().render(reports, sys.stdout, top=top, color=sys.stdout.isatty())
+        # Drawn in memory first: rich would turn a failed write into exit 1, unexplained.
+        text = io.StringIO()
+        _text().render(reports, text, top=top, color=False)
+        data = text.getvalue().encode("utf-8", "backslashreplace")
+    if output is None:
+        _stdout_bytes(data)
+        return
+    try:
+        with open(output, "wb") as out:
+            out.write(data)
+    except OSError as exc:
+        raise FlowscanError(f"{output}: cannot write report: {exc.strerror or exc}") from None
+
+
+def _usage_line(exc: click.UsageError) -> str:
+    """Click's usage error as one line: its message, then where the help is."""
+    message = exc.format_message().strip().rstrip(".").replace(". (", " (")
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError) or message == "Missing command":
+        group = exc.ctx.command if exc.ctx is not None else cli
+        names = ", ".join(getattr(group, "commands", {}))
+        message = f"missing command ({names})" if names else "missing command"
+    elif message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    path = exc.ctx.command_path if exc.ctx is not None else "flowscan"
+    return f"{message}; try '{path} --help'"
+
+
+def _unexpected(exc: BaseException) -> str:
+    """Names the exception's type and where flowscan raised it, never its message: that
+    can quote a key or a line of a key log."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "flowscan" in f.filename.replace(os.sep, "/").split("/")]
+    where = ""
+    if frames:
+        parts = frames[-1].filename.replace(os.sep, "/").split("/")
+        where = f" in {'/'.join(parts[parts.index('flowscan'):])}:{frames[-1].lineno}"
+    return (f"unexpected failure ({type(exc).__name__}{where}); please report this "
+            "(FLOWSCAN_DEBUG=1 shows the traceback)")
+
+
+def _run() -> int:
+    """The command's exit code; every failure printed as one line on stderr."""
+    try:
+        result = cli.main(prog_name="flowscan", standalone_mode=False)
+        return result if isinstance(result, int) else EXIT_OK
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except click.UsageError as exc:
+        _error(_usage_line(exc))
+    except click.ClickException as exc:
+        _error(exc.format_message())
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        return 130
+    except FlowscanError as exc:
+        _error(str(exc))
+    except (_ReaderGone, BrokenPipeError):
+        _silence_stdout()  # the reader (head, less) went away: nothing more to say
+        return EXIT_OK
+    except UnicodeDecodeError as exc:
+        _error(f"a file given is not UTF-8 text ({exc.reason} at byte {exc.start})")
+    except OSError as exc:  # a full disk or a failing device, met outside the checks
+        _silence_stdout()
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error(f"{where}{exc.strerror or type(exc).__name__}")
+    except Exception as exc:  # one line for the user, never a traceback
+        if os.environ.get("FLOWSCAN_DEBUG"):
+            raise
+        _error(_unexpected(exc))
+    return EXIT_BAD_INPUT
 
 
 def main() -> None:
-    """Entry point: every failure is one line on stderr, never a traceback."""
-    try:
-        cli.main(standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(EXIT_BAD_INPUT)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except FlowscanError as exc:
-        _error(str(exc))
-        sys.exit(EXIT_BAD_INPUT)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    """Entry point: every failure is one line on stderr and exit 2, never a traceback."""
+    code = _run()
+    try:  # what is still buffered fails here, if anywhere: one line for that too
+        if sys.stdout is not None:
+            sys.stdout.flush()
     except BrokenPipeError:
-        sys.exit(EXIT_OK)
-    except Exception as exc:  # noqa: BLE001 - one line for the user, never a traceback
-        _error(f"unexpected failure ({type(exc).__name__}: {exc}); please report this")
-        sys.exit(EXIT_BAD_INPUT)
+        _silence_stdout()
+    except OSError as exc:
+        _silence_stdout()
+        _error(f"standard output: {exc.strerror or exc}")
+        code = EXIT_BAD_INPUT
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -271,8 +271,9 @@ def test_json_report_is_utf8_and_keeps_strings_whole(hostile_path: Path) -> None
         assert raw not in proc.stdout, raw
     assert b"\\u202e" in proc.stdout
     report = json.loads(proc.stdout.decode("utf-8"))
-    # The path's byte 0xff (a lone surrogate in Python) is the one thing replaced.
-    assert report["capture"]["path"] == str(hostile_path).replace("\udcff", "\ufffd")
+    # The path's byte 0xff (a lone surrogate in Python) is the one thing rewritten: shown
+    # as the escape \xff, as `ls -b` shows it (capture.source.displayable).
+    assert report["capture"]["path"] == str(hostile_path).replace("\udcff", "\\xff")
     details = {f["id"]: f["details"] for f in report["flows"]}
     by_proto = {name: d[name] for d in details.values() for name in d}
     assert by_proto["tls"]["sni"] == SNI.decode("ascii", "replace")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flowscan.capture.pcap import PCAP_MAGICS, PcapReader
 from flowscan.capture.pcapng import SHB_MAGIC_BYTES, PcapngReader
 from flowscan.capture.records import CaptureFacts, ChunkedReader, DecryptionSecrets, Packet
-from flowscan.capture.source import CaptureSource
+from flowscan.capture.source import CaptureSource, displayable
 from flowscan.errors import CaptureError
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "CaptureSource",
     "DecryptionSecrets",
     "Packet",
+    "displayable",
     "open_reader",
 ]
 

@@ -3,14 +3,19 @@
 The SHA-256 is taken over the bytes as stored (compressed or not), so a report names the
 exact file a regulator holds. Reads go straight into the caller's buffer: the hot path
 copies each byte of the file once.
+
+Standard input, a FIFO or a device is copied to a private temporary file while it is read:
+decryption is a second pass over the capture, and a pipe cannot be read twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
 import sys
+import tempfile
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -59,16 +64,85 @@ class GunzipStream:
         return joined[:n]
 
 
+def displayable(path: str) -> str:
+    """A file name as reports show it: bytes that are not UTF-8 (kept by Python as lone
+    surrogates, which no JSON or terminal encoder takes) written as \\xNN escapes."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+class ReplayCopy:
+    """A copy of an input that cannot be read twice, for the second pass decryption makes.
+
+    The file is made by mkstemp (mode 0600, a name nobody else can claim) and removed when
+    the source closes. When it cannot be written (a full disk), the copy is given up and
+    `error` says why: the first pass goes on, only decryption is lost.
+    """
+
+    def __init__(self) -> None:
+        self.error: str | None = None
+        self.path: str | None = None
+        self._file: BinaryIO | None = None
+        try:
+            fd, self.path = tempfile.mkstemp(prefix="flowscan-input-", suffix=".cap")
+            self._file = os.fdopen(fd, "wb")
+        except OSError as exc:
+            self._give_up(exc)
+
+    def _give_up(self, exc: OSError) -> None:
+        self.error = f"cannot keep a copy in {tempfile.gettempdir()}: {exc.strerror or exc}"
+        self.discard()
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._file is None:
+            return
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            self._give_up(exc)
+
+    def finish(self) -> str | None:
+        """The copy's path once every byte is written, or None if it was given up."""
+        if self._file is not None:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                self._give_up(exc)
+        return self.path
+
+    def discard(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):  # a failed flush of a copy being removed
+                self._file.close()
+            self._file = None
+        if self.path is not None:
+            with contextlib.suppress(OSError):  # already gone: nothing is left either way
+                os.unlink(self.path)
+            self.path = None
+
+
+def _stdin() -> BinaryIO:
+    """Standard input as bytes, refused when nothing can be piped through it."""
+    stream = sys.stdin
+    if stream is None or stream.closed:
+        raise CaptureError("<stdin>", "standard input is closed; pipe a capture into it")
+    if stream.isatty():
+        raise CaptureError("<stdin>", "standard input is a terminal; pipe a capture into it "
+                                      "(flowscan scan - < capture.pcapng)")
+    return stream.buffer
+
+
 class CaptureSource:
     """A capture's byte stream plus what the report needs to know about the file."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.display = "<stdin>" if path == "-" else path
+        self.display = "<stdin>" if path == "-" else displayable(path)
         self.size: int | None = None
+        self._spool: ReplayCopy | None = None
         raw: BinaryIO
         if path == "-":
-            raw = sys.stdin.buffer
+            raw = _stdin()
+            self._spool = ReplayCopy()
         else:
             try:
                 st = os.stat(path)
@@ -83,6 +157,8 @@ class CaptureSource:
                 raw = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by close()
             except OSError as exc:
                 raise CaptureError(path, f"cannot open: {exc.strerror}") from None
+            if self.size is None:  # a FIFO, /dev/stdin, <(...): gone once read
+                self._spool = ReplayCopy()
         self._raw = raw
         self._digest = hashlib.sha256()
         # Large reads are hashed on a worker thread (hashlib releases the GIL), in order.
@@ -90,7 +166,11 @@ class CaptureSource:
         self._hashing: Future[None] | None = None
         self.consumed = 0  # bytes of the stored file read so far (for progress)
         # The first bytes are read to tell gzip from a capture; they are served again first.
-        self._prefix = self._read_raw(2)
+        try:
+            self._prefix = self._read_raw(2)
+        except BaseException:
+            self.close()
+            raise
         self.compressed = self._prefix == GZIP_MAGIC
         self._gunzip = GunzipStream(self._read_stored) if self.compressed else None
 
@@ -106,6 +186,8 @@ class CaptureSource:
             raise CaptureError(self.display, f"read failed: {exc.strerror or exc}") from None
         self.wait_hashed()
         self._digest.update(data)
+        if self._spool is not None:
+            self._spool.write(data)
         self.consumed += len(data)
         return data
 
@@ -137,6 +219,8 @@ class CaptureSource:
                     raise CaptureError(self.display,
                                        f"read failed: {exc.strerror or exc}") from None
                 self._hash_later(view[total:total + k])
+                if self._spool is not None:
+                    self._spool.write(view[total:total + k])
                 self.consumed += k
             if not k:
                 break
@@ -175,10 +259,25 @@ class CaptureSource:
             pass
         return self._digest.hexdigest()
 
+    def replay_path(self) -> str | None:
+        """A file holding the whole stored capture, for a second pass: the path itself, or
+        for standard input (a FIFO...) its copy, read to the end first. None when the input
+        could not be copied; `replay_error` says why."""
+        if self._spool is None:
+            return self.path
+        self.sha256()  # reads, and so copies, whatever the first pass left
+        return self._spool.finish()
+
+    @property
+    def replay_error(self) -> str | None:
+        return self._spool.error if self._spool is not None else None
+
     def close(self) -> None:
         if self._hasher is not None:
             self._hasher.shutdown(wait=True)
             self._hasher = None
+        if self._spool is not None:
+            self._spool.discard()
         if self.path != "-":
             self._raw.close()
 

@@ -22,7 +22,8 @@ def _ip(*args: str, ns: str | None = None) -> None:
     cmd = ["ip", *args] if ns is None else ["ip", "netns", "exec", ns, "ip", *args]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
-        raise LabError(f"{' '.join(cmd)}: {done.stderr.strip()}")
+        said = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise LabError(f"{' '.join(cmd)}: {said}")
 
 
 @dataclass

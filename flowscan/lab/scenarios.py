@@ -9,6 +9,8 @@ keys are used ("decrypted").
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 import os
 import shutil
@@ -26,6 +28,13 @@ from flowscan.lab.netns import LabError, LabNetwork
 from flowscan.lab.rewrite import long_term_key, rewrite_capture, short_term_key
 
 TURN_USER, TURN_PASSWORD, TURN_REALM = "lab", "lab-secret", "lab.example"
+
+# Programs every scenario runs: namespaces (ip), the capture (tcpdump), pcapng and its
+# secrets block (editcap), the manifest's independent flow list (tshark).
+BASE_PROGRAMS = ("ip", "tcpdump", "editcap", "tshark")
+DEBIAN_PACKAGES = {"ip": "iproute2", "tcpdump": "tcpdump", "editcap": "wireshark-common",
+                   "tshark": "tshark", "turnserver": "coturn", "baresip": "baresip"}
+PIP_EXTRA = "pip install 'flowscan[lab]'"
 
 
 @dataclass
@@ -46,6 +55,72 @@ class Scenario:
     captured_at: str
     run: Callable[[Scenario, LabNetwork, Path], dict[str, Any]]
     truth: dict[str, Any] = field(default_factory=dict)
+    modules: tuple[str, ...] = ("scapy",)  # Python packages of the lab extra it imports
+    programs: tuple[str, ...] = ()  # beside BASE_PROGRAMS
+
+    def missing(self) -> str | None:
+        """What this machine lacks for the scenario, as one line saying how to get it; None
+        when nothing is."""
+        lacking = _lacking(self.modules, (*BASE_PROGRAMS, *self.programs), load=True)
+        return f"{self.name} needs {lacking}" if lacking else None
+
+
+def missing_for_any() -> str | None:
+    """What this machine lacks for some scenario, as one line; cheap enough for `lab list`
+    (modules are looked up, not imported)."""
+    modules = sorted({m for s in SCENARIOS.values() for m in s.modules})
+    programs = sorted({p for s in SCENARIOS.values() for p in (*BASE_PROGRAMS, *s.programs)})
+    return _lacking(tuple(modules), tuple(programs), load=False)
+
+
+def _lacking(modules: tuple[str, ...], programs: tuple[str, ...], *, load: bool
+             ) -> str | None:
+    absent_modules = [m for m in modules if not _importable(m, load)]
+    absent_programs = [p for p in programs if shutil.which(p) is None]
+    parts = []
+    if absent_modules:
+        parts.append(f"the Python packages {', '.join(absent_modules)} ({PIP_EXTRA})")
+    if absent_programs:
+        packages = " ".join(sorted({DEBIAN_PACKAGES[p] for p in absent_programs}))
+        parts.append(f"the programs {', '.join(absent_programs)} (apt install {packages})")
+    return " and ".join(parts) or None
+
+
+def _importable(module: str, load: bool) -> bool:
+    """Whether the module imports: a package present but broken (a missing shared library
+    under aiortc's av) counts as missing, which only importing it finds out."""
+    try:
+        if not load:
+            return importlib.util.find_spec(module) is not None
+        importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - whatever breaks the import, the answer is "no"
+        return False
+    return True
+
+
+class _Helper(subprocess.Popen[str]):
+    """A lab process (a WebRTC peer, the SFU) talking JSON lines on stdin/stdout; its stderr,
+    tracebacks included, goes to a log file that a failure points to, never to the user."""
+
+    def __init__(self, name: str, args: list[str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        with log.open("w") as stderr:
+            super().__init__(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=stderr, text=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+
+
+def _tool(cmd: list[str]) -> str:
+    """Run a lab tool to completion; its failure is one LabError line, not a traceback."""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as exc:
+        raise LabError(f"{cmd[0]}: {exc.strerror}") from None
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise LabError(f"{cmd[0]} failed: {last}")
+    return done.stdout
 
 
 def _tcpdump(net: LabNetwork, host: str, out: Path) -> subprocess.Popen[bytes]:
@@ -57,11 +132,13 @@ def _tcpdump(net: LabNetwork, host: str, out: Path) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     assert proc.stderr is not None
-    line = b""
+    line = said = b""
     while time.monotonic() < deadline and b"listening" not in line:
         line = proc.stderr.readline()
+        said = line.strip() or said
         if not line and proc.poll() is not None:
-            raise LabError("tcpdump did not start")
+            why = said.decode(errors="replace") or f"exit code {proc.returncode}"
+            raise LabError(f"tcpdump did not start ({why})")
     return proc
 
 
@@ -74,29 +151,31 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.kill()
 
 
-def _peer(net: LabNetwork, host: str, role: str, keylog: Path, *extra: str
-          ) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [*net.exec_args(host), sys.executable, "-m", "flowscan.lab.webrtc_peer", "--role",
-         role, "--keylog", str(keylog), *extra],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+def _peer(net: LabNetwork, host: str, role: str, keylog: Path, *extra: str) -> _Helper:
+    return _Helper(f"the WebRTC peer at {host}",
+                   [*net.exec_args(host), sys.executable, "-m", "flowscan.lab.webrtc_peer",
+                    "--role", role, "--keylog", str(keylog), *extra],
+                   keylog.parent / f"{host}.log")
 
 
-def _read(proc: subprocess.Popen[str], key: str, timeout: float = 30) -> dict[str, Any]:
+def _read(proc: _Helper, key: str, timeout: float = 30) -> dict[str, Any]:
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
-            raise LabError(f"a WebRTC peer exited early (code {proc.poll()})")
-        message = json.loads(line)
+            proc.wait()
+            raise LabError(f"{proc.name} exited early (code {proc.returncode})")
+        try:
+            message = json.loads(line)
+        except ValueError:
+            raise LabError(f"{proc.name} said something other than JSON") from None
         if key in message:
             return message
-    raise LabError("a WebRTC peer did not answer in time")
+    raise LabError(f"{proc.name} did not answer in time")
 
 
-def _final_state(proc: subprocess.Popen[str]) -> str:
+def _final_state(proc: _Helper) -> str:
     while True:
         state = _read(proc, "state")["state"]
         if state in ("connected", "failed", "closed"):
@@ -163,11 +242,9 @@ def _sfu_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = F
                     if place.role == "participant"]
     captures = [_tcpdump(net, "alice", work / "raw.pcap"),
                 _tcpdump(net, "sfu", work / "raw-sfu.pcap")]
-    sfu = subprocess.Popen(
-        [*net.exec_args("sfu"), sys.executable, "-m", "flowscan.lab.sfu", "--participants",
-         str(len(participants)), "--keylog", str(keylog), "--duration", "3.5"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    sfu = _Helper("the SFU", [*net.exec_args("sfu"), sys.executable, "-m", "flowscan.lab.sfu",
+                              "--participants", str(len(participants)), "--keylog",
+                              str(keylog), "--duration", "3.5"], work / "sfu.log")
     base_key = os.urandom(16).hex()
     peers = {}
     for kid, name in enumerate(participants, start=1):
@@ -258,6 +335,8 @@ def _sip_call(scenario: Scenario, net: LabNetwork, work: Path, *, sdes: bool = F
     try:
         caller.wait(timeout=30)
         callee.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        raise LabError("baresip did not end the call within 30 s") from None
     finally:
         for proc in (caller, callee):
             if proc.poll() is None:
@@ -282,12 +361,10 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
     for stem, raw in result.get("captures", {"capture": "raw.pcap"}).items():
         rewritten = work / f"{stem}.pcap"
         rewrite_capture(work / raw, rewritten, mapping, result["keys"])
-        subprocess.run(["editcap", "-F", "pcapng", str(rewritten), str(out / f"{stem}.pcapng")],
-                       check=True, capture_output=True)
+        _tool(["editcap", "-F", "pcapng", str(rewritten), str(out / f"{stem}.pcapng")])
         if keylog.exists():
-            subprocess.run(["editcap", "--inject-secrets", f"tls,{out / 'keys.log'}",
-                            str(out / f"{stem}.pcapng"), str(out / f"{stem}-dsb.pcapng")],
-                           check=True, capture_output=True)
+            _tool(["editcap", "--inject-secrets", f"tls,{out / 'keys.log'}",
+                   str(out / f"{stem}.pcapng"), str(out / f"{stem}-dsb.pcapng")])
     manifest = {
         "scenario": scenario.name,
         "flows": _flows_with_truth(scenario, out / "capture.pcapng"),
@@ -308,10 +385,9 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
 def conversations(capture: Path) -> dict[tuple[str, str], list[int]]:
     """UDP conversations by tshark (independent of flowscan): sorted endpoint pair ->
     [packets from the first endpoint, packets from the second]."""
-    rows = subprocess.run(
-        ["tshark", "-r", str(capture), "-Y", "udp && !icmp", "-T", "fields", "-e", "ip.src",
-         "-e", "udp.srcport", "-e", "ip.dst", "-e", "udp.dstport"],
-        capture_output=True, text=True, check=True).stdout.splitlines()
+    rows = _tool(["tshark", "-r", str(capture), "-Y", "udp && !icmp", "-T", "fields", "-e",
+                  "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e",
+                  "udp.dstport"]).splitlines()
     out: dict[tuple[str, str], list[int]] = {}
     for row in rows:
         src, sport, dst, dport = row.split("\t")[:4]
@@ -363,6 +439,7 @@ _register(Scenario(
                 "encryption_terminates": "bob", "key_exchange": "dtls-srtp",
                 "observed": {"verdict": "end-to-end", "termination": "peer"},
                 "decrypted": {"verdict": "end-to-end", "termination": "peer"}}]},
+    modules=("aiortc", "scapy"),
 ))
 _register(Scenario(
     "p2p-webrtc-turn",
@@ -379,6 +456,7 @@ _register(Scenario(
                 "relay_sees": "ciphertext only",
                 "observed": {"verdict": "end-to-end", "termination": "relay"},
                 "decrypted": {"verdict": "end-to-end", "termination": "relay"}}]},
+    modules=("aiortc", "scapy"), programs=("turnserver",),
 ))
 
 
@@ -394,6 +472,7 @@ _register(Scenario(
                 "codecs": ["pcmu"], "encryption_terminates": None, "key_exchange": "none",
                 "observed": {"verdict": "plaintext", "termination": "peer"},
                 "decrypted": {"verdict": "plaintext", "termination": "peer"}}]},
+    programs=("baresip",),
 ))
 _register(Scenario(
     "sip-sdes-srtp",
@@ -407,6 +486,7 @@ _register(Scenario(
                 "codecs": ["pcmu"], "encryption_terminates": "bob", "key_exchange": "sdes",
                 "observed": {"verdict": "keys-exposed", "termination": "peer"},
                 "decrypted": {"verdict": "keys-exposed", "termination": "peer"}}]},
+    programs=("baresip",),
 ))
 
 
@@ -437,6 +517,7 @@ _register(Scenario(
     "Three aiortc participants through an SFU that terminates each leg's DTLS-SRTP and "
     "forwards RTP re-encrypted per leg without decoding. Captured at alice and at the SFU.",
     _SFU_HOSTS, "alice", lambda s, n, w: _sfu_call(s, n, w), _sfu_truth(e2ee=False),
+    modules=("aiortc", "scapy"),
 ))
 _register(Scenario(
     "sfu-webrtc-e2ee",
@@ -444,18 +525,43 @@ _register(Scenario(
     "the participants hold; the SFU forwards what it cannot read. Captured at alice and at "
     "the SFU.",
     _SFU_HOSTS, "alice", lambda s, n, w: _sfu_call(s, n, w, e2ee=True), _sfu_truth(e2ee=True),
+    modules=("aiortc", "scapy"),
 ))
 
 
 def run_scenario(name: str, out: Path) -> Path:
+    """Run the scenario and write its capture, keys and manifest to out. A failure is a
+    LabError of one line; the lab processes' logs are then kept in out/logs."""
     if name not in SCENARIOS:
         raise LabError(f"no scenario {name!r}; see 'flowscan lab list'")
     scenario = SCENARIOS[name]
-    with tempfile.TemporaryDirectory(prefix="flowscan-lab-") as tmp, LabNetwork(
-            list(scenario.hosts)) as net:
+    lacking = scenario.missing()
+    if lacking:
+        raise LabError(lacking)
+    with tempfile.TemporaryDirectory(prefix="flowscan-lab-") as tmp:
         work = Path(tmp)
-        result = scenario.run(scenario, net, work)
-        if any(state != "connected" for state in result.get("states", ["connected"])):
-            raise LabError(f"{name}: the call did not connect ({result.get('states')})")
-        _finish(scenario, net, work, out, result)
+        try:
+            with LabNetwork(list(scenario.hosts)) as net:
+                result = scenario.run(scenario, net, work)
+                if any(state != "connected" for state in result.get("states", ["connected"])):
+                    raise LabError(f"the call did not connect ({result.get('states')})")
+                _finish(scenario, net, work, out, result)
+        except LabError as exc:
+            logs = _keep_logs(work, out / "logs")
+            raise LabError(f"{name}: {exc}" + (f"; logs in {logs}" if logs else "")) from None
     return out
+
+
+def _keep_logs(work: Path, logs: Path) -> Path | None:
+    """Copy the lab processes' logs out of the work folder, which is about to go."""
+    found = sorted(work.rglob("*.log"))
+    found = [f for f in found if f.name != "keys.log" and f.stat().st_size]
+    if not found:
+        return None
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        for log in found:
+            shutil.copyfile(log, logs / "-".join(log.relative_to(work).parts))
+    except OSError:
+        return None
+    return logs

@@ -12,9 +12,11 @@ import pytest
 from conftest import real_capture
 
 import flowscan
-from flowscan.geo.locate import BUNDLED, Locator, scope_of
+from flowscan.geo.locate import Locator, scope_of
 from flowscan.lab.scenarios import SCENARIOS
 
+# The project's copy, which setup.py installs as the package flowscan._geodata.
+BUNDLED = Path(__file__).resolve().parent.parent / "geodata"
 sys.path.insert(0, str(BUNDLED))
 
 

@@ -40,6 +40,8 @@ ENV_DATABASES = "FLOWSCAN_GEOIP_DB"
 ENV_BUNDLED = "FLOWSCAN_GEODATA"
 # Kinds of database that answer where an address is located (not where it is registered).
 LOCATING = ("city", "country")
+# How a report's warning says no remote could be located (the CLI repeats it on stderr).
+UNLOCATED = "remote endpoints have no country"
 
 # Ranges that are not on the public internet (RFC 6890 and the registries it points to).
 SCOPES = [
@@ -167,10 +169,18 @@ def bundled_geodata() -> tuple[Traversable | None, str]:
         return importlib.resources.files(GEODATA_PACKAGE), ""
     except ModuleNotFoundError:
         pass
+    checkout = _checkout_geodata()
+    if checkout is not None:
+        return checkout, ""
+    return None, f"the bundled databases are not installed (no package {GEODATA_PACKAGE})"
+
+
+def _checkout_geodata() -> Path | None:
+    """geodata/ of the source checkout this flowscan is imported from, if it is one."""
     checkout = Path(__file__).resolve().parents[2]
     if (checkout / "pyproject.toml").is_file() and (checkout / "geodata").is_dir():
-        return checkout / "geodata", ""
-    return None, f"the bundled databases are not installed (no package {GEODATA_PACKAGE})"
+        return checkout / "geodata"
+    return None
 
 
 class Locator:
@@ -244,7 +254,7 @@ class Locator:
         """What a report says when no remote can be located, instead of '?' in silence."""
         if self.answers(LOCATING):
             return None
-        return f"remote endpoints have no country: flowscan needs {self._gap(LOCATING)}"
+        return f"{UNLOCATED}: flowscan needs {self._gap(LOCATING)}"
 
     def require(self, what: str, kinds: tuple[str, ...] = LOCATING) -> None:
         """Refuse a question no open database can answer (--home, a location claim): an

@@ -207,3 +207,32 @@ def test_a_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert locator.databases == []
     with pytest.raises(UsageError, match=r"not installed \(no package flowscan._no_geodata"):
         locator.require("--home")
+
+
+def test_a_city_database_of_your_own_is_read_with_geoip2_and_comes_first(
+        tmp_path: Path) -> None:
+    """A GeoLite2-City layout (written here, for the TURN relay's network) says Paris where
+    the bundled DB-IP file says Germany: the user's database answers, city and all."""
+    from mmdb_writer import MmdbF64, MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, database_type="GeoLite2-City", languages=["en"],
+                        description={"en": "flowscan test"}, ipv4_compatible=True)
+    writer.insert_network(IPSet(["78.46.0.0/15"]), {
+        "country": {"iso_code": "FR", "names": {"en": "France"}},
+        "city": {"names": {"en": "Paris", "fr": "Paris"}},
+        "location": {"latitude": MmdbF64(48.8566), "longitude": MmdbF64(2.3522)}})
+    city = tmp_path / "city.mmdb"
+    writer.to_db_file(str(city))
+    locator = Locator([str(city)])
+    (source,) = [s for info, s in locator._sources["city"] if info.path == str(city)]
+    assert type(source).__name__ == "_Geoip2Source"
+    report = flowscan.scan(TURN, geoip_db=[str(city)])
+    assert (report.geodata[0].name, report.geodata[0].kind) == ("GeoLite2-City", "city")
+    (flow,) = report.flows
+    remote = flow.remote
+    assert remote is not None
+    assert (remote.country, remote.city, remote.latitude, remote.longitude) == (
+        "FR", "Paris", 48.8566, 2.3522)
+    assert remote.sources[0] == "GeoLite2-City" and "DBIP-Country-Lite" not in remote.sources
+    assert remote.asn == 24940  # the bundled ASN databases still answer the rest

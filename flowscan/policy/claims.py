@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,10 +109,11 @@ def geodata_for(claims: dict[str, Any], extra: Sequence[str] = ()) -> Locator | 
 
 def check_claims(report: Report, claims: dict[str, Any]) -> list[ClaimResult]:
     locator = geodata_for(claims, [d.path for d in report.geodata if d.license is None])
-    checks = {"media_end_to_end": _end_to_end, "no_plaintext_media": _no_plaintext,
-              "media_stays_in": functools.partial(_media_stays, locator=locator),
-              "signalling_stays_in": functools.partial(_signalling_stays, locator=locator),
-              "allowed_operators": _operators}
+    checks: dict[str, Callable[[Report, Any], ClaimResult]] = {
+        "media_end_to_end": _end_to_end, "no_plaintext_media": _no_plaintext,
+        "media_stays_in": functools.partial(_media_stays, locator=locator),
+        "signalling_stays_in": functools.partial(_signalling_stays, locator=locator),
+        "allowed_operators": _operators}
     return [checks[key](report, stated) for key, stated in claims.items()]
 
 

@@ -236,3 +236,26 @@ def test_a_city_database_of_your_own_is_read_with_geoip2_and_comes_first(
         "FR", "Paris", 48.8566, 2.3522)
     assert remote.sources[0] == "GeoLite2-City" and "DBIP-Country-Lite" not in remote.sources
     assert remote.asn == 24940  # the bundled ASN databases still answer the rest
+
+
+def test_the_environment_still_points_at_other_databases(tmp_path: Path) -> None:
+    """FLOWSCAN_GEODATA names another folder of bundled databases (its databases.json says
+    which), FLOWSCAN_GEOIP_DB adds the user's own; either is enough to locate."""
+    folder = tmp_path / "geodata"
+    folder.mkdir()
+    index = json.loads((BUNDLED / "databases.json").read_text())
+    index["databases"] = [e for e in index["databases"] if e["file"] == "iptoasn-asn.mmdb"]
+    (folder / "databases.json").write_text(json.dumps(index))
+    (folder / "iptoasn-asn.mmdb").symlink_to(BUNDLED / "iptoasn-asn.mmdb")
+    env = without_geodata(tmp_path) | {"FLOWSCAN_GEODATA": str(folder)}
+    only_asn = flowscan_cli(env, "scan", TURN, "--format", "json")
+    report = json.loads(only_asn.stdout)
+    assert [d["name"] for d in report["geodata"]] == ["IPtoASN-ASN"]
+    assert report["flows"][0]["remote"]["asn"] == 24940
+    assert UNLOCATED in only_asn.stderr  # an ASN database locates nothing
+    env["FLOWSCAN_GEOIP_DB"] = str(BUNDLED / "dbip-country-lite.mmdb")
+    located = flowscan_cli(env, "scan", TURN, "--home", "EU", "--format", "json")
+    assert located.returncode == 0 and located.stderr == "", located.stderr
+    report = json.loads(located.stdout)
+    assert [d["name"] for d in report["geodata"]] == ["DBIP-Country-Lite", "IPtoASN-ASN"]
+    assert report["flows"][0]["remote"]["country"] == "DE"

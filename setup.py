@@ -1,7 +1,17 @@
-"""The compiled record walker (flowscan/capture/_walk.c). Optional: where it cannot be
-built, flowscan runs the same walk in Python (flowscan/capture/walk.py)."""
+"""Packages and the compiled record walker.
 
-from setuptools import Extension, setup
+geodata/ is the project's home of the bundled databases; it is installed as the package
+flowscan._geodata, so a wheel carries the databases and flowscan.geo.locate finds them with
+importlib.resources wherever it is installed. pyproject.toml cannot add a mapped package to
+the ones it finds, so the package list is made here.
 
-setup(ext_modules=[Extension("flowscan.capture._walk", ["flowscan/capture/_walk.c"],
+The record walker (flowscan/capture/_walk.c) is optional: where it cannot be built, flowscan
+runs the same walk in Python (flowscan/capture/walk.py).
+"""
+
+from setuptools import Extension, find_packages, setup
+
+setup(packages=[*find_packages(include=["flowscan", "flowscan.*"]), "flowscan._geodata"],
+      package_dir={"flowscan._geodata": "geodata"},
+      ext_modules=[Extension("flowscan.capture._walk", ["flowscan/capture/_walk.c"],
                              extra_compile_args=["-O2"], optional=True)])

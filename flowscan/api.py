@@ -135,13 +135,20 @@ def scan(
         parse_home(home)  # bad input is an error before any reading
     if vantage:
         parse_vantage(vantage)
+    locator = Locator(list(options.geoip_db))
+    # Jurisdiction and plausibility are about where remotes are: without a database that
+    # locates them, every flow would pass as at home and every location as plausible.
+    if home:
+        locator.require("--home")
+    if vantage:
+        locator.require("--vantage")
     if options.engine == "tshark":
         from flowscan.capture.tshark import scan_with_tshark
 
         report: Report = scan_with_tshark(path, options)
         report.capture.path = displayable(report.capture.path)
         return report
-    return _scan_native(path, options, progress, explicit)
+    return _scan_native(path, options, progress, explicit, locator)
 
 
 @contextmanager
@@ -188,9 +195,8 @@ def _decrypted_output(target: str | None, display: str, sha256: str
 
 
 def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | None,
-                 explicit: ExplicitKeys) -> Report:
+                 explicit: ExplicitKeys, locator: Locator) -> Report:
     analysis = FlowAnalysis(flow_record)
-    locator = Locator(list(options.geoip_db))
     with _cyclic_gc_paused(), CaptureSource(path) as source:
         reader = open_reader(source)
         decoder = Decoder()
@@ -261,6 +267,8 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
                 f"{decoder.fragments_unmatched} IP fragments arrived without their first "
                 "fragment; they are accounted to address-only flows"
             )
+        if (unlocated := locator.warning()) is not None:
+            warnings.append(unlocated)
         sha = source.sha256()
         capture = CaptureInfo(
             path=source.display,

@@ -20,6 +20,7 @@ import click
 from flowscan import __version__
 from flowscan.api import ENGINES, decrypt, scan
 from flowscan.errors import FlowscanError
+from flowscan.geo.locate import UNLOCATED
 from flowscan.report import json as json_report
 from flowscan.report.model import Report
 from flowscan.report.sanitize import inert_line, inert_markup
@@ -192,6 +193,9 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
         # sight, they no longer make it rescan them (about a second per million packets
         # while the JSON is written).
         gc.freeze()
+    for warning in dict.fromkeys(w for r in reports for w in r.capture.warnings
+                                 if w.startswith(UNLOCATED)):  # once, not once a capture
+        click.echo(f"flowscan: warning: {warning}", err=True)
     if reports:
         _write(reports, fmt, output, top)
     sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
@@ -243,9 +247,10 @@ def check_command(capture: str, claims_path: str, fmt: str, geoip_db: tuple[str,
     import dataclasses
     import json
 
-    from flowscan.policy.claims import CONTRADICTED, check_claims, load_claims
+    from flowscan.policy.claims import CONTRADICTED, check_claims, geodata_for, load_claims
 
     claims = load_claims(claims_path)  # a UsageError naming the file and line if bad
+    geodata_for(claims, geoip_db)  # a location claim without databases: exit 2, before reading
     report = scan(capture, geoip_db=geoip_db)
     results = check_claims(report, claims)
     if fmt == "json":

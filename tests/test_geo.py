@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,14 @@ import pytest
 from conftest import real_capture
 
 import flowscan
-from flowscan.geo.locate import BUNDLED, Locator, scope_of
+from flowscan.errors import UsageError
+from flowscan.geo import locate
+from flowscan.geo.locate import UNLOCATED, Locator, scope_of
 from flowscan.lab.scenarios import SCENARIOS
+from flowscan.policy.claims import check_claims, load_claims
 
+# The project's copy, which setup.py installs as the package flowscan._geodata.
+BUNDLED = Path(__file__).resolve().parent.parent / "geodata"
 sys.path.insert(0, str(BUNDLED))
 
 
@@ -99,3 +105,156 @@ def test_name_hints_are_evidence_beside_the_database_answer() -> None:
     # The name says Amsterdam; the database says Ireland, and stays the answer.
     assert remote.country == "IE"
     assert remote.name_hints[0]["code"] == "ams" and remote.name_hints[0]["country"] == "NL"
+
+
+LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
+TURN = str(LAB / "p2p-webrtc-turn" / "capture.pcapng")  # its TURN relay is located in DE
+
+
+def without_geodata(tmp_path: Path) -> dict[str, str]:
+    """An environment whose bundled folder (FLOWSCAN_GEODATA) holds no databases."""
+    empty = tmp_path / "empty"
+    empty.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "FLOWSCAN_GEOIP_DB"}
+    return env | {"FLOWSCAN_GEODATA": str(empty)}
+
+
+def flowscan_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flowscan", *args], capture_output=True,
+                          text=True, env=env)
+
+
+def test_geoip2_reads_the_maxmind_layouts_and_maxminddb_the_custom_ones() -> None:
+    readers = {info.name: type(source).__name__
+               for sources in Locator()._sources.values() for info, source in sources}
+    assert readers == {"DBIP-Country-Lite": "_Geoip2Source", "DBIP-ASN-Lite": "_Geoip2Source",
+                       "IPtoASN-ASN": "_RawSource", "IPtoASN-Country": "_RawSource"}
+
+
+def test_without_databases_a_scan_says_so_in_the_report_and_on_stderr(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = without_geodata(tmp_path)
+    monkeypatch.setenv("FLOWSCAN_GEODATA", env["FLOWSCAN_GEODATA"])
+    report = flowscan.scan(TURN)
+    assert report.geodata == []
+    assert all(f.remote is None or f.remote.country is None for f in report.flows)
+    (warning,) = [w for w in report.capture.warnings if w.startswith(UNLOCATED)]
+    assert "FLOWSCAN_GEODATA" in warning and "--geoip-db" in warning
+    # Two captures: one report each, the warning in both, and once on stderr.
+    done = flowscan_cli(env, "scan", TURN, TURN, "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == [f"flowscan: warning: {warning}"]
+    reports = json.loads(done.stdout)
+    assert [r["capture"]["warnings"] for r in reports] == [[warning], [warning]]
+
+
+def test_with_the_databases_no_such_warning(tmp_path: Path) -> None:
+    done = flowscan_cli(dict(os.environ), "scan", TURN, "--format", "json")
+    assert done.returncode == 0 and done.stderr == ""
+    report = json.loads(done.stdout)
+    assert not [w for w in report["capture"]["warnings"] if w.startswith(UNLOCATED)]
+    assert {f["remote"]["country"] for f in report["flows"] if f.get("remote")} >= {"DE"}
+
+
+@pytest.mark.parametrize(("args", "what"), [
+    (["scan", TURN, "--home", "EU"], "--home"),
+    (["scan", TURN, "--vantage", "DE"], "--vantage"),
+    (["check", TURN, "--claims", "{claims}", "--format", "json"], "the claim media_stays_in"),
+])
+def test_without_databases_location_questions_are_exit_2_in_one_line(
+        tmp_path: Path, args: list[str], what: str) -> None:
+    claims = tmp_path / "claims.toml"
+    claims.write_text('[claims]\nmedia_end_to_end = true\nmedia_stays_in = "EU"\n')
+    done = flowscan_cli(without_geodata(tmp_path),
+                        *[a.replace("{claims}", str(claims)) for a in args])
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"flowscan: error: {what} needs a geolocation database that "
+                           "locates addresses, and none could be opened")
+
+
+@pytest.mark.parametrize(("claim", "kind"), [
+    ('signalling_stays_in = "US"', "a geolocation database that locates addresses"),
+    ("allowed_operators = [14618]", "an ASN database"),
+])
+def test_each_location_claim_needs_its_kind_of_database(
+        tmp_path: Path, claim: str, kind: str) -> None:
+    """A country database given by hand is enough to locate, not to name operators."""
+    claims = tmp_path / "claims.toml"
+    claims.write_text(f"[claims]\n{claim}\n")
+    env = without_geodata(tmp_path)
+    bare = flowscan_cli(env, "check", TURN, "--claims", str(claims))
+    assert bare.returncode == 2 and bare.stderr.count("\n") == 1, bare.stderr
+    assert f"needs {kind}, and none could be opened" in bare.stderr
+    country = flowscan_cli(env, "check", TURN, "--claims", str(claims), "--geoip-db",
+                           str(BUNDLED / "dbip-country-lite.mmdb"))
+    assert country.returncode == (2 if "ASN" in kind else 0), country.stderr
+    # The API says the same as the CLI.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FLOWSCAN_GEODATA", env["FLOWSCAN_GEODATA"])
+        with pytest.raises(UsageError, match=f"needs {kind}"):
+            check_claims(flowscan.scan(TURN), load_claims(str(claims)))
+
+
+def test_a_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed without its data: the reason says what is missing."""
+    monkeypatch.delenv("FLOWSCAN_GEODATA", raising=False)
+    monkeypatch.delenv("FLOWSCAN_GEOIP_DB", raising=False)
+    monkeypatch.setattr(locate, "GEODATA_PACKAGE", "flowscan._no_geodata_here")
+    locator = Locator()
+    assert locator.databases == []
+    with pytest.raises(UsageError, match=r"not installed \(no package flowscan._no_geodata"):
+        locator.require("--home")
+
+
+def test_a_city_database_of_your_own_is_read_with_geoip2_and_comes_first(
+        tmp_path: Path) -> None:
+    """A GeoLite2-City layout (written here, for the TURN relay's network) says Paris where
+    the bundled DB-IP file says Germany: the user's database answers, city and all."""
+    from mmdb_writer import MmdbF64, MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, database_type="GeoLite2-City", languages=["en"],
+                        description={"en": "flowscan test"}, ipv4_compatible=True)
+    writer.insert_network(IPSet(["78.46.0.0/15"]), {
+        "country": {"iso_code": "FR", "names": {"en": "France"}},
+        "city": {"names": {"en": "Paris", "fr": "Paris"}},
+        "location": {"latitude": MmdbF64(48.8566), "longitude": MmdbF64(2.3522)}})
+    city = tmp_path / "city.mmdb"
+    writer.to_db_file(str(city))
+    locator = Locator([str(city)])
+    (source,) = [s for info, s in locator._sources["city"] if info.path == str(city)]
+    assert type(source).__name__ == "_Geoip2Source"
+    report = flowscan.scan(TURN, geoip_db=[str(city)])
+    assert (report.geodata[0].name, report.geodata[0].kind) == ("GeoLite2-City", "city")
+    (flow,) = report.flows
+    remote = flow.remote
+    assert remote is not None
+    assert (remote.country, remote.city, remote.latitude, remote.longitude) == (
+        "FR", "Paris", 48.8566, 2.3522)
+    assert remote.sources[0] == "GeoLite2-City" and "DBIP-Country-Lite" not in remote.sources
+    assert remote.asn == 24940  # the bundled ASN databases still answer the rest
+
+
+def test_the_environment_still_points_at_other_databases(tmp_path: Path) -> None:
+    """FLOWSCAN_GEODATA names another folder of bundled databases (its databases.json says
+    which), FLOWSCAN_GEOIP_DB adds the user's own; either is enough to locate."""
+    folder = tmp_path / "geodata"
+    folder.mkdir()
+    index = json.loads((BUNDLED / "databases.json").read_text())
+    index["databases"] = [e for e in index["databases"] if e["file"] == "iptoasn-asn.mmdb"]
+    (folder / "databases.json").write_text(json.dumps(index))
+    (folder / "iptoasn-asn.mmdb").symlink_to(BUNDLED / "iptoasn-asn.mmdb")
+    env = without_geodata(tmp_path) | {"FLOWSCAN_GEODATA": str(folder)}
+    only_asn = flowscan_cli(env, "scan", TURN, "--format", "json")
+    report = json.loads(only_asn.stdout)
+    assert [d["name"] for d in report["geodata"]] == ["IPtoASN-ASN"]
+    assert report["flows"][0]["remote"]["asn"] == 24940
+    assert UNLOCATED in only_asn.stderr  # an ASN database locates nothing
+    env["FLOWSCAN_GEOIP_DB"] = str(BUNDLED / "dbip-country-lite.mmdb")
+    located = flowscan_cli(env, "scan", TURN, "--home", "EU", "--format", "json")
+    assert located.returncode == 0 and located.stderr == "", located.stderr
+    report = json.loads(located.stdout)
+    assert [d["name"] for d in report["geodata"]] == ["DBIP-Country-Lite", "IPtoASN-ASN"]
+    assert report["flows"][0]["remote"]["country"] == "DE"

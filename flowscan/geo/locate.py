@@ -2,6 +2,12 @@
 its network's ASN and organisation, and the country where that network is registered, so
 that a foreign operator's server located at home shows as such. Addresses that are not
 routable on the internet are labelled for what they are and given no country.
+
+Databases in MaxMind's own layouts (GeoIP2/GeoLite2 City, Country and ASN, and DB-IP's files
+that copy them) are read with geoip2, whose models know those layouts; the others (the
+IPtoASN files, IPinfo's) have layouts of their own and are read with maxminddb, field by
+field. The bundled databases are the package flowscan._geodata (the project's geodata/
+folder, mapped by setup.py), found with importlib.resources wherever flowscan is installed.
 """
 
 from __future__ import annotations
@@ -9,21 +15,33 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import importlib.resources
 import ipaddress
 import json
 import os
 import socket
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
+import geoip2.database
+import geoip2.errors
+import geoip2.models
 import maxminddb
 
 from flowscan.errors import UsageError
 from flowscan.report.model import GeoDatabase, RemoteInfo
 
-BUNDLED = Path(__file__).resolve().parent.parent.parent / "geodata"
+GEODATA_PACKAGE = "flowscan._geodata"
 ENV_DATABASES = "FLOWSCAN_GEOIP_DB"
 ENV_BUNDLED = "FLOWSCAN_GEODATA"
+# Kinds of database that answer where an address is located (not where it is registered).
+LOCATING = ("city", "country")
+# How a report's warning says no remote could be located (the CLI repeats it on stderr).
+UNLOCATED = "remote endpoints have no country"
 
 # Ranges that are not on the public internet (RFC 6890 and the registries it points to).
 SCOPES = [
@@ -66,22 +84,125 @@ def _kind(database_type: str) -> str:
     return "other"
 
 
+@dataclass(frozen=True)
+class _Answer:
+    """What one database says about one address, whatever its layout."""
+
+    country: str | None = None
+    city: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    asn: int | None = None
+    organisation: str | None = None
+
+
+# The database types geoip2.database.Reader accepts for each of its models: it checks that
+# the name is in the metadata's database_type (geoip2/database.py, Reader._get). DB-IP's files
+# name the MaxMind layout they copy, e.g. "DBIP-ASN-Lite (compat=GeoLite2-ASN)".
+_GEOIP2_TYPES = {"city": "City", "country": "Country", "asn": "GeoLite2-ASN"}
+
+
+def _maxmind_layout(kind: str, database_type: str) -> bool:
+    """True when geoip2 models this database: a MaxMind layout, not a custom one."""
+    name = _GEOIP2_TYPES.get(kind)
+    return name is not None and name in database_type
+
+
+class _Geoip2Source:
+    """A database in a MaxMind layout, read through geoip2's models for that layout."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        self._reader = geoip2.database.Reader(str(path), locales=["en"])
+        self._model: Callable[[str], Any] = {"city": self._reader.city,
+                                             "country": self._reader.country,
+                                             "asn": self._reader.asn}[kind]
+
+    def get(self, ip: str) -> _Answer | None:
+        try:
+            model = self._model(ip)
+        except geoip2.errors.AddressNotFoundError:
+            return None
+        if isinstance(model, geoip2.models.ASN):
+            return _Answer(asn=model.autonomous_system_number,
+                           organisation=model.autonomous_system_organization)
+        if isinstance(model, geoip2.models.City):
+            return _Answer(model.country.iso_code, model.city.name, model.location.latitude,
+                           model.location.longitude)
+        return _Answer(model.country.iso_code)
+
+
+class _RawSource:
+    """A database with a layout of its own (IPtoASN: country_code; IPinfo), read field by
+    field with maxminddb."""
+
+    def __init__(self, reader: Any, kind: str) -> None:
+        self._reader = reader
+        self._kind = kind
+
+    def get(self, ip: str) -> _Answer | None:
+        record = self._reader.get(ip)
+        if not record or not isinstance(record, dict):
+            return None
+        if self._kind == "asn":
+            return _Answer(asn=record.get("autonomous_system_number"),
+                           organisation=record.get("autonomous_system_organization"))
+        country = record.get("country")
+        code = (country.get("iso_code") if isinstance(country, dict) else None) or record.get(
+            "country_code")
+        if self._kind != "city":
+            return _Answer(code)
+        names = (record.get("city") or {}).get("names") or {}
+        location = record.get("location") or {}
+        return _Answer(code, names.get("en"), location.get("latitude"),
+                       location.get("longitude"))
+
+
+def bundled_geodata() -> tuple[Traversable | None, str]:
+    """The folder of the bundled databases and, where there is none, why.
+
+    It is the package flowscan._geodata, wherever pip put it: a wheel carries it, an editable
+    install maps it onto the checkout's geodata/. Never a path relative to the source:
+    what is not installed is said to be missing, so a broken install cannot pass unseen.
+    """
+    try:
+        return importlib.resources.files(GEODATA_PACKAGE), ""
+    except ModuleNotFoundError:
+        return None, f"the bundled databases are not installed (no package {GEODATA_PACKAGE})"
+
+
 class Locator:
     """Answers lookups from the bundled databases and any the user adds (theirs first)."""
 
     def __init__(self, extra: list[str] | None = None, bundled: Path | None = None) -> None:
         self.databases: list[GeoDatabase] = []
-        self._readers: dict[str, list[tuple[GeoDatabase, Any]]] = {}
+        self._sources: dict[str, list[tuple[GeoDatabase, _Geoip2Source | _RawSource]]] = {}
         self._cache: dict[str, RemoteInfo] = {}  # ip -> its answer, as a template
+        self._files = ExitStack()  # bundled files extracted from a zip import, if ever
         paths = list(extra or [])
         paths += [p for p in os.environ.get(ENV_DATABASES, "").split(os.pathsep) if p]
         for path in paths:
             self._open(Path(path), None)
-        folder = bundled or Path(os.environ.get(ENV_BUNDLED, BUNDLED))
+        folder: Traversable | None
+        if bundled is not None:
+            folder, self.missing_bundled = bundled, ""
+        elif os.environ.get(ENV_BUNDLED):
+            folder = Path(os.environ[ENV_BUNDLED])
+            self.missing_bundled = f"{ENV_BUNDLED} is {folder}"
+        else:
+            folder, self.missing_bundled = bundled_geodata()
+        if folder is None:
+            return
         index = folder / "databases.json"
-        if index.exists():
-            for entry in json.loads(index.read_text())["databases"]:
-                self._open(folder / entry["file"], entry)
+        if not index.is_file():
+            self.missing_bundled = f"{self.missing_bundled or folder}, which holds no " \
+                                   "databases.json"
+            return
+        self.missing_bundled = ""
+        for entry in json.loads(index.read_text())["databases"]:
+            resource = folder / entry["file"]
+            if not isinstance(resource, Path):  # a zip import: maxminddb needs a real file
+                resource = self._files.enter_context(importlib.resources.as_file(resource))
+            self._open(resource, entry)
 
     def _open(self, path: Path, entry: dict[str, Any] | None) -> None:
         try:
@@ -92,18 +213,47 @@ class Locator:
         kind = _kind(meta.database_type)
         if entry and "registered" in entry.get("answers", ""):
             kind = "registration"
+        source: _Geoip2Source | _RawSource
+        if _maxmind_layout(kind, meta.database_type):
+            reader.close()
+            source = _Geoip2Source(path, kind)
+        else:
+            source = _RawSource(reader, kind)
         built = dt.datetime.fromtimestamp(meta.build_epoch, dt.UTC).date().isoformat()
         info = GeoDatabase(entry["name"] if entry else meta.database_type, kind, built,
                            str(path), entry.get("license") if entry else None,
                            entry.get("attribution") if entry else None)
         self.databases.append(info)
-        self._readers.setdefault(kind, []).append((info, reader))
+        self._sources.setdefault(kind, []).append((info, source))
 
-    def _get(self, kind: str, ip: str) -> tuple[GeoDatabase, dict[str, Any]] | None:
-        for info, reader in self._readers.get(kind, []):
-            record = reader.get(ip)
-            if record:
-                return info, record
+    def answers(self, kinds: tuple[str, ...] = LOCATING) -> bool:
+        """Whether any open database is of one of these kinds."""
+        return any(self._sources.get(kind) for kind in kinds)
+
+    def _gap(self, kinds: tuple[str, ...]) -> str:
+        need = ("an ASN database" if kinds == ("asn",)
+                else "a geolocation database that locates addresses")
+        why = f" ({self.missing_bundled})" if self.missing_bundled else ""
+        return f"{need}, and none could be opened{why}; give one with --geoip-db or " \
+               f"{ENV_DATABASES}"
+
+    def warning(self) -> str | None:
+        """What a report says when no remote can be located, instead of '?' in silence."""
+        if self.answers(LOCATING):
+            return None
+        return f"{UNLOCATED}: flowscan needs {self._gap(LOCATING)}"
+
+    def require(self, what: str, kinds: tuple[str, ...] = LOCATING) -> None:
+        """Refuse a question no open database can answer (--home, a location claim): an
+        answer from no data would look like a real one."""
+        if not self.answers(kinds):
+            raise UsageError(f"{what} needs {self._gap(kinds)}")
+
+    def _get(self, kind: str, ip: str) -> tuple[GeoDatabase, _Answer] | None:
+        for info, source in self._sources.get(kind, []):
+            answer = source.get(ip)
+            if answer:
+                return info, answer
         return None
 
     def lookup(self, ip: str, which: str = "server") -> RemoteInfo:
@@ -122,24 +272,22 @@ class Locator:
         for kind in ("city", "country"):
             found = self._get(kind, ip)
             if found and info.country is None:
-                db, record = found
-                info.country = (record.get("country") or {}).get("iso_code") or record.get(
-                    "country_code")
+                db, answer = found
+                info.country = answer.country
                 if kind == "city":
-                    info.city = ((record.get("city") or {}).get("names") or {}).get("en")
-                    location = record.get("location") or {}
-                    info.latitude = location.get("latitude")
-                    info.longitude = location.get("longitude")
+                    info.city = answer.city
+                    info.latitude = answer.latitude
+                    info.longitude = answer.longitude
                 info.sources.append(db.name)
         found = self._get("asn", ip)
         if found:
-            db, record = found
-            info.asn = record.get("autonomous_system_number")
-            info.organisation = record.get("autonomous_system_organization")
+            db, answer = found
+            info.asn = answer.asn
+            info.organisation = answer.organisation
             info.sources.append(db.name)
         found = self._get("registration", ip)
         if found:
-            db, record = found
-            info.registered_country = record.get("country_code")
+            db, answer = found
+            info.registered_country = answer.country
             info.sources.append(db.name)
         return info

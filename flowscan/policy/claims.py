@@ -16,19 +16,24 @@ which keys would settle it.
 
 from __future__ import annotations
 
+import functools
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from flowscan.errors import UsageError
-from flowscan.geo.locate import Locator
+from flowscan.geo.locate import LOCATING, Locator
 from flowscan.policy.jurisdictions import Home, parse_home
 from flowscan.report.model import Flow, Report
 
 KNOWN = {"media_end_to_end", "no_plaintext_media", "media_stays_in", "signalling_stays_in",
          "allowed_operators"}
 HOLDS, CONTRADICTED, UNVERIFIABLE = "holds", "contradicted", "unverifiable"
+# The claims that only databases can settle, and the kinds of database each needs.
+NEEDS_GEODATA = {"media_stays_in": LOCATING, "signalling_stays_in": LOCATING,
+                 "allowed_operators": ("asn",)}
 
 
 @dataclass
@@ -98,13 +103,29 @@ def _signalling(report: Report) -> list[Flow]:
                                                                        "gquic"}]
 
 
+def geodata_for(claims: dict[str, Any], extra: Sequence[str] = ()) -> Locator | None:
+    """The databases the location claims need, opened (None when no claim needs any).
+
+    Raises UsageError (exit 2) when none that answers such a claim can be opened: an
+    'unverifiable' or a 'holds' drawn from no data would read as a finding about the capture.
+    """
+    needs = [key for key in claims if key in NEEDS_GEODATA]
+    if not needs:
+        return None
+    locator = Locator(list(extra))
+    for key in needs:
+        locator.require(f"the claim {key}", NEEDS_GEODATA[key])
+    return locator
+
+
 def check_claims(report: Report, claims: dict[str, Any]) -> list[ClaimResult]:
-    out = []
-    for key, stated in claims.items():
-        out.append({"media_end_to_end": _end_to_end, "no_plaintext_media": _no_plaintext,
-                    "media_stays_in": _media_stays, "signalling_stays_in": _signalling_stays,
-                    "allowed_operators": _operators}[key](report, stated))
-    return out
+    locator = geodata_for(claims, [d.path for d in report.geodata if d.license is None])
+    checks: dict[str, Callable[[Report, Any], ClaimResult]] = {
+        "media_end_to_end": _end_to_end, "no_plaintext_media": _no_plaintext,
+        "media_stays_in": functools.partial(_media_stays, locator=locator),
+        "signalling_stays_in": functools.partial(_signalling_stays, locator=locator),
+        "allowed_operators": _operators}
+    return [checks[key](report, stated) for key, stated in claims.items()]
 
 
 def _end_to_end(report: Report, stated: Any) -> ClaimResult:
@@ -150,12 +171,13 @@ def _no_plaintext(report: Report, stated: Any) -> ClaimResult:
                        [f.id for f in media])
 
 
-def _stays(report: Report, stated: Any, flows: list[Flow], name: str, what: str
+def _stays(stated: Any, flows: list[Flow], name: str, what: str, locator: Locator | None
            ) -> ClaimResult:
     home: Home = parse_home(str(stated))
     if not flows:
         return ClaimResult(name, stated, UNVERIFIABLE, f"the capture holds no {what}")
-    locator = Locator([d.path for d in report.geodata if d.license is None])
+    if locator is None:  # check_claims opens one for every location claim
+        raise ValueError(f"{name} needs a Locator")
     located = {f.id: sorted({c for ip in (f.client.ip, f.server.ip)
                              if (c := locator.lookup(ip).country)}) for f in flows}
     outside = [f for f in flows if any(not home.contains(c) for c in located[f.id])]
@@ -174,12 +196,12 @@ def _stays(report: Report, stated: Any, flows: list[Flow], name: str, what: str
                        f"{home.name}", [f.id for f in flows])
 
 
-def _media_stays(report: Report, stated: Any) -> ClaimResult:
-    return _stays(report, stated, _media(report), "media_stays_in", "media")
+def _media_stays(report: Report, stated: Any, locator: Locator | None) -> ClaimResult:
+    return _stays(stated, _media(report), "media_stays_in", "media", locator)
 
 
-def _signalling_stays(report: Report, stated: Any) -> ClaimResult:
-    return _stays(report, stated, _signalling(report), "signalling_stays_in", "signalling")
+def _signalling_stays(report: Report, stated: Any, locator: Locator | None) -> ClaimResult:
+    return _stays(stated, _signalling(report), "signalling_stays_in", "signalling", locator)
 
 
 def _operators(report: Report, stated: Any) -> ClaimResult:

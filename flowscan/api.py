@@ -17,20 +17,18 @@ from flowscan.crypto.keylog import KeyLog
 from flowscan.crypto.keys import ExplicitKeys
 from flowscan.decrypt import DecryptedCapture, KeySources
 from flowscan.errors import UsageError
-from flowscan.flows import FlowState, FlowTable, split_key
+from flowscan.flows import FlowTable
 from flowscan.geo.locate import Locator
 from flowscan.geo.plausibility import parse_vantage
 from flowscan.policy.jurisdictions import parse_home
 from flowscan.report.model import (
     CaptureInfo,
-    DirectionStats,
-    Endpoint,
     Flow,
     Report,
     SecretsInfo,
-    TcpHandshake,
     ToolInfo,
 )
+from flowscan.report.records import flow_record, timestamp
 
 ENGINES = ("native", "tshark")
 
@@ -61,40 +59,22 @@ class ScanOptions:
             raise UsageError("idle timeout must be positive")
 
 
-def _ms(a: float, b: float) -> float | None:
-    return round((b - a) * 1000.0, 3) if a and b and b >= a else None
+# The options only the native pipeline honours, as the CLI names them.
+NATIVE_ONLY = {"geoip_db": "--geoip-db", "home": "--home", "vantage": "--vantage",
+               "keylog": "--keylog", "srtp_key": "--srtp-key", "sdp": "--sdp",
+               "decrypted_output": "a decrypted output (flowscan decrypt)"}
 
 
-def _ts(value: float) -> float:
-    return round(value, 6)
-
-
-def flow_record(state: FlowState) -> Flow:
-    """The report's view of a closed flow."""
-    key = split_key(state.proto, state.key)
-    handshake = None
-    if state.proto == 6 and any(state.handshake):
-        syn, synack, ack = state.handshake
-        handshake = TcpHandshake(_ms(syn, synack), _ms(synack, ack))
-    directions = [
-        DirectionStats(
-            state.pkts[d], state.octets[d],
-            _ts(state.first[d]) if state.pkts[d] else None,
-            _ts(state.last[d]) if state.pkts[d] else None,
-        )
-        for d in (0, 1)
-    ]
-    return Flow(
-        id=state.flow_id,
-        transport=key.transport,
-        client=Endpoint(key.client_ip, key.client_port),
-        server=Endpoint(key.server_ip, key.server_port),
-        client_basis=state.client_basis,
-        to_server=directions[0],
-        to_client=directions[1],
-        encapsulation=list(state.encap or ()),
-        tcp_handshake=handshake,
-    )
+def _refuse_what_the_engine_ignores(options: ScanOptions) -> None:
+    """The tshark engine builds the flow table only: an option it cannot honour is an
+    error, never silently dropped."""
+    if options.engine == "native":
+        return
+    given = [flag for name, flag in NATIVE_ONLY.items() if getattr(options, name)]
+    if given:
+        raise UsageError(f"the {options.engine} engine gives the flow table only and cannot "
+                         f"honour {', '.join(given)}; use the native engine (the default), or "
+                         "'flowscan crosscheck' to compare the two engines' flow tables")
 
 
 def scan(
@@ -121,11 +101,10 @@ def scan(
                           geoip_db=tuple(geoip_db), home=home, vantage=vantage,
                           keylog=tuple(keylog), srtp_key=tuple(srtp_key), sdp=tuple(sdp),
                           decrypted_output=decrypted_output)
-    if decrypted_output is not None:
-        if options.engine != "native":
-            raise UsageError("a decrypted capture needs the native engine")
-        if path != "-" and Path(decrypted_output).resolve() == Path(path).resolve():
-            raise UsageError(f"{decrypted_output}: the output would overwrite the capture")
+    _refuse_what_the_engine_ignores(options)
+    if (decrypted_output is not None and path != "-"
+            and Path(decrypted_output).resolve() == Path(path).resolve()):
+        raise UsageError(f"{decrypted_output}: the output would overwrite the capture")
     explicit = ExplicitKeys()  # bad key specs are an error before any reading
     for number, spec in enumerate(options.srtp_key, 1):
         explicit.add_spec(spec, number)
@@ -281,8 +260,8 @@ def _scan_native(path: str, options: ScanOptions, progress: ProgressCallback | N
             interfaces=facts.interfaces,
             packets=facts.packets,
             bytes=accounting.bytes,
-            first_timestamp=_ts(accounting.first_ts) if count else None,
-            last_timestamp=_ts(accounting.last_ts) if count else None,
+            first_timestamp=timestamp(accounting.first_ts) if count else None,
+            last_timestamp=timestamp(accounting.last_ts) if count else None,
             ip_packets=accounting.ip_packets,
             non_ip_packets=decoder.non_ip,
             undecoded_packets=malformed + sum(unsupported.values()),

@@ -235,6 +235,40 @@ def decrypt_command(capture: str, output: str, keylog: tuple[str, ...],
     sys.exit(EXIT_OK if decrypted else EXIT_POLICY)
 
 
+@cli.command("crosscheck")
+@click.argument("captures", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True)
+@click.option("--idle-timeout", type=click.FloatRange(min=0.001), default=300.0,
+              show_default=True, help="Seconds of silence after which a flow is closed.")
+def crosscheck_command(captures: tuple[str, ...], fmt: str, idle_timeout: float) -> None:
+    """Compare flowscan's flow table with Wireshark's dissectors (tshark), flow by flow:
+    packets and bytes. Exit 1 if any capture's tables differ."""
+    import dataclasses
+    import json
+
+    from flowscan.crosscheck import crosscheck
+
+    results = [crosscheck(path, idle_timeout=idle_timeout) for path in captures]
+    if fmt == "json":
+        _echo(json.dumps([dataclasses.asdict(r) | {"agree": r.agree} for r in results],
+                         indent=2))
+    else:
+        for r in results:
+            _echo(f"{inert_line(r.path)}  sha256 {r.sha256}")
+            _echo(f"  {'agree' if r.agree else 'DIFFER'}: {r.flows[0]} flows native, "
+                  f"{r.flows[1]} tshark; packets {r.packets[0]}/{r.packets[1]}, bytes "
+                  f"{r.bytes[0]}/{r.bytes[1]}, IP packets {r.ip_packets[0]}/{r.ip_packets[1]}")
+            for d in r.differences:
+                transport, cip, cport, sip, sport, encap = d.flow
+                tunnels = f" in {'/'.join(encap)}" if encap else ""
+                _echo(f"  {transport} {cip}:{cport} <-> {sip}:{sport}{tunnels}: {d.measure} "
+                      f"{d.native} native, {d.tshark} tshark")
+            for warning in r.tshark_warnings:
+                _echo(f"  tshark: {inert_line(warning)}")
+    sys.exit(EXIT_OK if all(r.agree for r in results) else EXIT_POLICY)
+
+
 @cli.command("check")
 @click.argument("capture")
 @click.option("--claims", "claims_path", required=True, type=click.Path(dir_okay=False),

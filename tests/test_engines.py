@@ -2,39 +2,77 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import shutil
-from collections import Counter
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import flowscan
-from flowscan.report.model import Report
+from flowscan.capture.tshark import FLOW_TABLE_ONLY
+from flowscan.crosscheck import compare, crosscheck, flow_key
+
+needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None,
+                                  reason="tshark is not installed")
 
 
-def by_tuple(report: Report) -> Counter[tuple[object, ...]]:
-    totals: Counter[tuple[object, ...]] = Counter()
-    for f in report.flows:
-        key = (f.transport, f.client.ip, f.client.port, f.server.ip, f.server.port,
-               tuple(f.encapsulation))
-        totals[(*key, "packets")] += f.packets
-        totals[(*key, "bytes")] += f.bytes
-    return totals
-
-
+@needs_tshark
 def test_native_and_tshark_engines_agree(real_path: Path) -> None:
-    if shutil.which("tshark") is None:
-        pytest.skip("tshark is not installed")
-    native = flowscan.scan(str(real_path))
-    wireshark = flowscan.scan(str(real_path), engine="tshark")
-    assert wireshark.capture.warnings == []
-    assert (native.capture.packets, native.capture.bytes) == (
-        wireshark.capture.packets, wireshark.capture.bytes)
-    assert native.capture.ip_packets == wireshark.capture.ip_packets
-    assert by_tuple(native) == by_tuple(wireshark)
-    assert len(native.flows) == len(wireshark.flows)
+    result = crosscheck(str(real_path))
+    assert result.tshark_warnings == []
+    assert result.differences == []
+    assert result.agree, result
 
 
+def test_crosscheck_names_the_flow_that_differs() -> None:
+    """One packet fewer on one flow in the second table: that flow, and only it, differs,
+    by one packet and its bytes."""
+    path = "captures/lab/sip-sdes-srtp/capture.pcapng"
+    native = flowscan.scan(path)
+    other = copy.deepcopy(native)
+    flow = max(other.flows, key=lambda f: f.packets)
+    flow.to_server.packets -= 1
+    flow.to_server.bytes -= 100
+    result = compare(native, other)
+    assert not result.agree
+    assert [(d.flow, d.measure, d.native - d.tshark) for d in result.differences] == [
+        (flow_key(flow), "bytes", 100), (flow_key(flow), "packets", 1)]
+    assert compare(native, copy.deepcopy(native)).agree
+
+
+@needs_tshark
+def test_crosscheck_command_exits_0_when_the_tables_agree() -> None:
+    proc = subprocess.run([sys.executable, "-m", "flowscan", "crosscheck", "--format", "json",
+                           "captures/lab/sip-sdes-srtp/capture.pcapng"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["agree"] is True
+
+
+def test_the_tshark_engine_refuses_what_it_cannot_honour() -> None:
+    """No option is silently ignored: the flow-table-only engine names each it cannot use."""
+    capture = "captures/lab/sip-sdes-srtp/capture.pcapng"
+    for args, named in ((["--home", "EU"], "--home"), (["--vantage", "DE"], "--vantage"),
+                        (["--keylog", "x.log"], "--keylog"), (["--sdp", "x.sdp"], "--sdp")):
+        proc = subprocess.run([sys.executable, "-m", "flowscan", "scan", capture,
+                               "--engine", "tshark", *args], capture_output=True, text=True)
+        assert proc.returncode == 2
+        lines = proc.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("flowscan: error:"), proc.stderr
+        assert named in lines[0] and "flow table only" in lines[0]
+
+
+@needs_tshark
+def test_the_tshark_report_says_it_is_a_flow_table_only() -> None:
+    report = flowscan.scan("captures/lab/sip-sdes-srtp/capture.pcapng", engine="tshark")
+    assert report.capture.warnings == [FLOW_TABLE_ONLY]
+    assert all(f.encryption is None and f.app is None for f in report.flows)
+
+
+@needs_tshark
 def test_ipv6_extension_headers_name_the_upper_layer(tmp_path: Path) -> None:
     """RFC 8200 section 4: MLD reports travel behind a Hop-by-Hop header (Next Header 0),
     and a fragment or destination-options header may stand before UDP. Both engines

@@ -24,6 +24,9 @@ from flowscan.flows import FlowTable
 TUNNEL_LAYERS = {"gtp": "gtp-u", "gre": "gre", "vxlan": "vxlan", "pppoes": "pppoe",
                  "mpls": "mpls"}
 ICMP_LAYERS = {"icmp": 1, "icmpv6": 58}
+FLOW_TABLE_ONLY = ("the tshark engine gives the flow table only (packets and bytes per flow "
+                   "through Wireshark's dissectors): no apps, encryption verdicts, locations, "
+                   "sessions or findings; scan with the native engine for those")
 
 
 def _upper_layer(ip_layer: Any) -> int:
@@ -98,8 +101,8 @@ def scan_with_tshark(path: str, options: Any) -> Any:
     """Build the report's flow table from tshark's dissection of the capture."""
     import pyshark  # imported here: the native engine must not need tshark
 
-    from flowscan.api import flow_record
     from flowscan.report.model import CaptureInfo, Report, ToolInfo
+    from flowscan.report.records import flow_record, timestamp
 
     if shutil.which("tshark") is None:
         raise CaptureError(path, "the tshark engine needs tshark installed (apt install tshark)")
@@ -152,9 +155,10 @@ def scan_with_tshark(path: str, options: Any) -> Any:
             compressed=compressed, format=facts.format + ("+gzip" if compressed else ""),
             link_types=[], sections=facts.sections, interfaces=facts.interfaces,
             packets=packets, bytes=total,
-            first_timestamp=round(first, 6) if packets else None,
-            last_timestamp=round(last, 6) if packets else None,
-            ip_packets=ip_packets, non_ip_packets=packets - ip_packets, warnings=warnings,
+            first_timestamp=timestamp(first) if packets else None,
+            last_timestamp=timestamp(last) if packets else None,
+            ip_packets=ip_packets, non_ip_packets=packets - ip_packets,
+            warnings=[FLOW_TABLE_ONLY, *warnings],
         )
         return Report(tool=ToolInfo("flowscan", __version__ + "+tshark"), capture=info,
                       flows=flows)

@@ -11,6 +11,8 @@ The result equals feeding every packet to FlowTable.add; a test holds the two to
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from flowscan.capture.columns import FastColumns, decode_columns
@@ -29,6 +31,20 @@ from flowscan.flows import (
 )
 
 CLASS_TABLE = np.asarray(CLASS_OF, dtype=np.int64)
+
+
+class _MergePlan(NamedTuple):
+    """What _plan found for the packets a batch can sum per flow, in _merge's order."""
+
+    fast: np.ndarray  # indices into the batch's IP columns, summed not walked
+    sampled: np.ndarray  # of those, the ones whose payload is kept as a sample
+    before: np.ndarray  # packets per (group, sender) before this batch
+    whole: np.ndarray  # groups that go packet by packet
+    column: np.ndarray  # 0: the lower endpoint sends, 1: the upper
+    known: dict[int, tuple[FlowState, int]]  # group -> existing flow and its lower side
+    klass: np.ndarray  # payload class of each packet
+    rtp: np.ndarray  # fast packets with an RTP header
+    ssrc: np.ndarray  # their SSRCs
 
 
 class FlowAccounting:
@@ -97,7 +113,7 @@ class FlowAccounting:
         return bytes(buf[l3 + 12:l3 + 20]) + bytes(buf[l4:l4 + 4])
 
     def _plan(self, batch: Batch, cols: FastColumns
-              ) -> tuple[np.ndarray, tuple[np.ndarray, ...] | None]:
+              ) -> tuple[np.ndarray, _MergePlan | None]:
         """Which packets go one by one; for the rest, what the merge needs."""
         n = len(batch)
         slow = np.ones(n, dtype=bool)
@@ -159,14 +175,14 @@ class FlowAccounting:
         slow[cols.idx[~one_by_one]] = False
         fast = np.flatnonzero(~one_by_one)
         # RTP (not RTCP) headers of the fast packets, for the per-flow SSRC count.
-        g = Gather(batch.buf)
+        gather = Gather(batch.buf)
         rtp = fast[(klass[fast] == RTP_CLASS) & (cols.pe[fast] - cols.ps[fast] >= 12)
                    & (cols.ps[fast] + 12 <= batch.data_off[rows[fast]]
                       + batch.caplen[rows[fast]])]
-        second = g.u8[cols.ps[rtp] + 1]
+        second = gather.u8[cols.ps[rtp] + 1]
         rtp = rtp[(second < 192) | (second > 223)]
-        ssrc = g.u32be[cols.ps[rtp] + 8].astype(np.int64)
-        return slow, (fast, sampled, before, whole, column, known, klass, rtp, ssrc)
+        ssrc = gather.u32be[cols.ps[rtp] + 8].astype(np.int64)
+        return slow, _MergePlan(fast, sampled, before, whole, column, known, klass, rtp, ssrc)
 
     def _merge(self, batch: Batch, cols: FastColumns, fast: np.ndarray, sampled: np.ndarray,
                before: np.ndarray, whole: np.ndarray, column: np.ndarray,
@@ -191,7 +207,8 @@ class FlowAccounting:
         first_at[present] = at
         present, at = np.unique(pair[::-1], return_index=True)
         last_at[present] = len(pair) - 1 - at
-        first_at, last_at = first_at.reshape(groups, 2), last_at.reshape(groups, 2)
+        first_at, last_at = (np.reshape(first_at, (groups, 2)),  # type: ignore[assignment]
+                             np.reshape(last_at, (groups, 2)))
         # Existing flows were found before the per-packet pass; new ones exist since it.
         # Plain lists: indexing numpy arrays one element at a time is slow.
         todo = np.flatnonzero((packets.sum(axis=1) > 0) & ~whole)

@@ -144,10 +144,10 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
                   ) -> dict[int, Decryption]:
     path, keylog, explicit, output = keys.path, keys.keylog, keys.explicit, keys.output
     # Keys given outright come first: the user named them for these senders.
-    keys = dict(explicit.by_endpoint)
+    endpoint_keys = dict(explicit.by_endpoint)
     for endpoint, key in _sdes_keys(flows).items():
-        keys.setdefault(endpoint, key)
-    jobs = _endpoint_jobs(flows, keys)
+        endpoint_keys.setdefault(endpoint, key)
+    jobs = _endpoint_jobs(flows, endpoint_keys)
     sources = ", ".join(keylog.sources) or "key log"
     for flow, facts in flows:
         if flow.encryption is not None and flow.id not in jobs:
@@ -159,14 +159,14 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
     if explicit.by_ssrc:
         for flow, _facts in flows:
             if flow.encryption is not None and flow.id not in jobs:
-                for key, sender in _directions(flow):
-                    unkeyed[key] = (flow, sender)
+                for direction, sender in _directions(flow):
+                    unkeyed[direction] = (flow, sender)
     if not jobs and not unkeyed and output is None:
         return {}
     by_key: dict[bytes, tuple[_Job, Endpoint]] = {}
     for job in jobs.values():
-        for key, sender in _directions(job.flow):
-            by_key[key] = (job, sender)
+        for direction, sender in _directions(job.flow):
+            by_key[direction] = (job, sender)
     ssrc_contexts: dict[tuple[int, int], SrtpContext] = {}  # (flow id, ssrc) -> context
     decoder = LayerDecoder()
     with CaptureSource(path) as source:

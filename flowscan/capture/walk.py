@@ -18,7 +18,7 @@ from flowscan.capture.records import MAX_RECORD
 try:
     from flowscan.capture import _walk
 except ImportError:  # built optionally (setup.py); the Python loops below do the same
-    _walk = None
+    _walk = None  # type: ignore[assignment]
 
 EPB = 0x00000006
 

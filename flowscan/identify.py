@@ -12,7 +12,7 @@ from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
 from flowscan.verdict import streams as rtp_streams
-from flowscan.verdict.signals import PayloadStats, payload_stats
+from flowscan.verdict.signals import PayloadStats, frame_sizes, payload_stats
 
 SIDES = ("client", "server")
 DNS_PORTS = (53, 5353, 5355)
@@ -99,6 +99,9 @@ class RtpFacts:
     # and the number of such source groups estimated over the whole flow.
     sources: dict[str, list[list[str]]] = field(default_factory=dict)
     source_groups: dict[str, int] = field(default_factory=dict)
+    # Per side: payloads that are exactly a static payload type's codec frames, leaving no
+    # room for an SRTP authentication tag (evidence of plaintext).
+    frame_sizes: dict[str, str] = field(default_factory=dict)
     payload: dict[str, PayloadStats] = field(default_factory=dict)  # side -> statistics
 
 
@@ -517,6 +520,14 @@ class _Collector:
             types = [c.payload_type if c.clock_ok else None for c in valid]
             if payloads:
                 facts.payload[name] = payload_stats(payloads, max(set(types), key=types.count))
+            for c in valid:
+                packets = streams[c.ssrc]
+                frames = frame_sizes(c.payload_type, [
+                    (p.sequence, p.timestamp, p.payload_length) for p in packets
+                    if p.payload_type == c.payload_type]) if c.clock_ok else None
+                if frames is not None:
+                    facts.frame_sizes[name] = frames
+                    break
         if states and all(state == "invalid" for state in states):
             # Not RTP after all: the bytes only resembled its header.
             self.facts.protocols = [p for p in self.facts.protocols if p not in ("rtp", "srtp")]

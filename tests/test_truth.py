@@ -382,3 +382,43 @@ def test_many_sources_from_the_remote_are_fan_in(tmp_path: Path) -> None:
     phone_streams(call, False, [(0x10 + i, 111, 960) for i in range(5)], rounds=2)
     flow = only_flow(flowscan.scan(call.write(tmp_path)))
     assert summary(flow)[0] == "hop-by-hop" and "fan-in" in signals(flow)
+
+
+# 7. Plaintext by frame sizes ------------------------------------------------------------------
+
+def g729_call(tmp_path: Path, tag: int) -> str:
+    """G.729 (static payload type 18, RFC 3551 section 4.5.6): two 10-byte frames per packet,
+    timestamp +160 every 20 ms; compressed, so the bytes look random. tag: bytes appended
+    as an SRTP authentication tag would be (RFC 3711 section 3.1)."""
+    call = Call(DOC_A, DOC_B)
+    for i in range(16):
+        call.send(True, rtp(40 + i, 160 * i, 0x7297, 18, os.urandom(20 + tag)), dt=0.02)
+    return call.write(tmp_path, f"g729-{tag}.pcap")
+
+
+def test_g729_frames_with_no_room_for_a_tag_are_plaintext(tmp_path: Path) -> None:
+    report = flowscan.scan(g729_call(tmp_path, 0))
+    flow = only_flow(report)
+    assert summary(flow)[0] == "plaintext"
+    detail = {e.signal: e.detail for e in flow.encryption.evidence}  # type: ignore[union-attr]
+    assert "G.729" in detail["codec-frame-sizes"] and "20 bytes" in detail["codec-frame-sizes"]
+    assert [f.kind for f in report.findings] == ["plaintext-media"]
+
+
+@pytest.mark.parametrize("tag", [4, 10, 16])
+def test_g729_frames_followed_by_a_tag_are_not_plaintext(tmp_path: Path, tag: int) -> None:
+    flow = only_flow(flowscan.scan(g729_call(tmp_path, tag)))
+    assert summary(flow)[0] != "plaintext"
+    assert "codec-frame-sizes" not in signals(flow)
+
+
+def test_frame_sizes_of_static_payload_types() -> None:
+    from flowscan.verdict.signals import frame_sizes
+
+    def run(pt: int, step: int, size: int) -> str | None:
+        return frame_sizes(pt, [(i, step * i, size) for i in range(6)])
+
+    assert run(0, 160, 160) and run(8, 80, 80) and run(8, 240, 240) and run(9, 160, 160)
+    assert run(3, 160, 33) and run(4, 240, 24) and run(4, 240, 20) and run(18, 80, 10)
+    assert not run(0, 160, 170) and not run(3, 160, 37) and not run(18, 160, 30)
+    assert not run(111, 960, 80)  # a dynamic type names no codec

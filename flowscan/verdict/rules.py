@@ -112,14 +112,18 @@ def build_context(flows: list[tuple[Flow, FlowFacts]]) -> VerdictContext:
 
 
 def _payload_look(facts: FlowFacts) -> tuple[str | None, list[EvidenceItem]]:
-    """'plain' or 'random' from the RTP payload statistics, with the evidence."""
-    if facts.rtp is None or not facts.rtp.payload:
+    """'plain' or 'random' from the RTP payload statistics and codec frame sizes, with the
+    evidence. Compressed codecs (G.729, GSM) look random byte for byte; their exact frame
+    sizes still show that no authentication tag follows them."""
+    if facts.rtp is None or not (facts.rtp.payload or facts.rtp.frame_sizes):
         return None, []
     looks = {side: stats for side, stats in facts.rtp.payload.items()}
     evidence = [EvidenceItem("rtp-payload", f"{side}: {stats.looks}; {stats.detail}")
                 for side, stats in looks.items() if stats.looks != "insufficient"]
+    evidence += [EvidenceItem("codec-frame-sizes", f"{side}: {detail}")
+                 for side, detail in facts.rtp.frame_sizes.items()]
     kinds = {stats.looks for stats in looks.values()}
-    if kinds & {"skewed", "codec-structure"}:
+    if kinds & {"skewed", "codec-structure"} or facts.rtp.frame_sizes:
         return "plain", evidence
     if "random" in kinds:
         return "random", evidence

@@ -92,10 +92,13 @@ def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
                            [f.id for f in leaking]))
     by_id = {f.id: f for f in flows}
     for session in sessions:
-        if "end-to-end" in session.verdicts and len(session.verdicts) > 1:
+        # An unknown leg (a handshake without media, too little to judge) protects nothing
+        # less: it is not a mix of protections.
+        others = [v for v in session.verdicts if v not in ("end-to-end", "unknown")]
+        if "end-to-end" in session.verdicts and others:
             out.append(Finding(
                 "medium", "mixed-protection",
                 f"session {session.id} ({session.app}): some legs are end-to-end and others "
-                f"are {', '.join(v for v in session.verdicts if v != 'end-to-end')}",
+                f"are {', '.join(others)}",
                 [i for i in session.flows if by_id[i].encryption]))
     return out

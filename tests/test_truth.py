@@ -422,3 +422,22 @@ def test_frame_sizes_of_static_payload_types() -> None:
     assert run(3, 160, 33) and run(4, 240, 24) and run(4, 240, 20) and run(18, 80, 10)
     assert not run(0, 160, 170) and not run(3, 160, 37) and not run(18, 160, 30)
     assert not run(111, 960, 80)  # a dynamic type names no codec
+
+
+def test_a_handshake_only_leg_is_no_mixed_protection(tmp_path: Path) -> None:
+    """ICE tried a second candidate pair from the same socket and only the handshake went
+    there; the media went end-to-end on the first. That is not mixed protection."""
+    call = Call(ALICE, BOB)
+    call.ice()
+    call.dtls(throwaway(), throwaway())
+    srtp_audio(call, True, 0x1111)
+    srtp_audio(call, False, 0x2222)
+    other = Call(ALICE, "91.64.10.21", 40000, 50002)
+    other.t = call.t
+    other.ice()
+    other.dtls(throwaway(), throwaway())
+    call.frames += other.frames
+    report = flowscan.scan(call.write(tmp_path))
+    (session,) = report.sessions
+    assert sorted(session.verdicts) == ["end-to-end", "unknown"]
+    assert not [f for f in report.findings if f.kind == "mixed-protection"]

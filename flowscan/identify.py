@@ -7,7 +7,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from flowscan.flows import FlowState
+from flowscan.flows import OTHER_CLASS, RTP_CLASS, SAMPLE_CLASSES, FlowState
 from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
@@ -140,6 +140,10 @@ class FlowFacts:
     discord_ip_discovery: bool = False
     discord_ping: bool = False
     public_addresses: list[str] = field(default_factory=list)  # the client as others see it
+    # The flow table keeps a few payload samples per direction and kind of first byte
+    # (flows.CLASS_BUDGET); True when the RTP or "other" kind (ChannelData, proprietary
+    # media, TCP) ran out, so packets that may be media were never read.
+    media_unread: bool = False
     # Kept for the decryption stage, never reported: SDES keys seen in SDP bodies.
     # The SDP media as parsed, a=crypto keys included: for decryption, never reported.
     sdp_media: list[sip.SdpMedia] = field(default_factory=list, repr=False)
@@ -625,8 +629,11 @@ FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
 
 def identify(state: FlowState) -> FlowFacts:
     """Facts of one flow from its payload samples; never raises on bad payloads."""
-    return identify_samples((state.proto, state.key, state.samples,
-                             (len(state.ssrcs[0]), len(state.ssrcs[1]))))
+    facts = identify_samples((state.proto, state.key, state.samples,
+                              (len(state.ssrcs[0]), len(state.ssrcs[1]))))
+    facts.media_unread = any(state.budget[d * SAMPLE_CLASSES + c] == 0
+                             for d in (0, 1) for c in (RTP_CLASS, OTHER_CLASS))
+    return facts
 
 
 def identify_samples(job: FlowSamples) -> FlowFacts:

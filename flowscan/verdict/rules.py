@@ -161,7 +161,9 @@ def _handshake_only(facts: FlowFacts) -> Encryption:
 def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | None:
     if not is_media(flow, facts):
         return None
-    if not media_packets(facts):
+    if not media_packets(facts) and not facts.media_unread:
+        # Every packet that could be media was read, and none was. (With such packets left
+        # unread beyond the samples, the handshake is judged: the media may be there.)
         return _handshake_only(facts)
     app = flow.app.name if flow.app else None
     ends = ((flow.server.ip, flow.server.port), (flow.client.ip, flow.client.port))
@@ -402,6 +404,32 @@ def _relay_signals(flow: Flow, ctx: VerdictContext) -> list[EvidenceItem]:
     return out
 
 
+def _peer_behind_relay(flow: Flow, facts: FlowFacts, ctx: VerdictContext
+                       ) -> EvidenceItem | None:
+    """Positive evidence that the peer behind a TURN relay is a participant: its address
+    (XOR-PEER-ADDRESS, RFC 8656 section 18.3) is itself a relayed address (another TURN
+    client, as participants behind NAT are; media servers sit on public addresses and
+    allocate no relays), or is on a residential or mobile network."""
+    if facts.stun is None:
+        return None
+    for text in facts.stun.peer_addresses:
+        ip = text.rpartition(":")[0]
+        ip = ip.strip("[]")
+        if text in ctx.relayed or ip == flow.server.ip:
+            return EvidenceItem("peer-is-relayed", f"the peer address behind the relay, "
+                                f"{text}, is itself a relayed address of a TURN server: the "
+                                "other end is a TURN client too, as participants behind NAT "
+                                "are; media servers sit on public addresses and allocate no "
+                                "relays")
+        info = ctx.locate(ip) if ctx.locate is not None and _scope(ip) == "public" else None
+        kind = network_kind(info.asn, info.organisation) if info and info.asn else None
+        if kind is not None and kind[0] == "access":
+            return EvidenceItem("peer-access-network", f"the peer address behind the relay, "
+                                f"{text}, is on a residential or mobile network, where "
+                                f"participants' devices sit: {kind[1]}")
+    return None
+
+
 def _peer_signals(flow: Flow, facts: FlowFacts) -> list[EvidenceItem]:
     out: list[EvidenceItem] = []
     if facts.stun is not None and facts.stun.ice == "full":
@@ -459,17 +487,20 @@ def _dtls_srtp(flow: Flow, facts: FlowFacts, app: str | None,
                           [keyed, *server, *payload, EvidenceItem("inner-layer", INNER_LAYER)])
     peer = _peer_signals(flow, facts)
     if relayed:
-        if peer:
+        behind_peer = _peer_behind_relay(flow, facts, ctx)
+        _positive, supporting = _participant_signals(flow, facts, ctx, None)
+        if peer and behind_peer is not None:
             return Encryption("end-to-end", "relay", "dtls-srtp", "observed", "medium", [
                 keyed, EvidenceItem("turn-relay", "the relay forwards ChannelData; it is not "
                                     "the DTLS peer and sees only ciphertext"),
                 *peer, EvidenceItem("ice-through-relay", "the connectivity checks of both "
-                                    "participants pass through the relay, so the DTLS peer "
-                                    "behind it is the other participant"), *payload])
+                                    "ends pass through the relay"), behind_peer,
+                *supporting, *payload])
         return Encryption("encrypted-unverified", "relay", "dtls-srtp", "observed", "low",
                           [keyed, EvidenceItem("turn-relay", "the media is relayed through "
-                                               "TURN; nothing shows who the peer behind the "
-                                               "relay is"), *payload])
+                                               "TURN; nothing shows that the peer behind the "
+                                               "relay is a participant rather than a media "
+                                               "server"), *peer, *supporting, *payload])
     via_relay = _relay_signals(flow, ctx)
     if via_relay:
         return Encryption("encrypted-unverified", "relay", "dtls-srtp", "observed", "low",
@@ -542,7 +573,8 @@ def _proprietary(flow: Flow, facts: FlowFacts, app: str,
 def apply_decryption(enc: Encryption, dec: Decryption) -> None:
     """What the transport keys revealed (basis decrypted), issue 6's rules:
     codec frames behind keys a server holds -> hop-by-hop; an SFrame layer -> end-to-end;
-    keys held by a participant (the DTLS peer is one) -> end-to-end; all high confidence."""
+    keys held by a participant (the DTLS peer shown to be one) stay end-to-end; all high
+    confidence."""
     enc.decryption = dec
     opened = EvidenceItem("decrypted", f"{dec.packets_decrypted} packets decrypted, their "
                           f"authentication tags verified ({dec.tag_failures} failed), with "
@@ -568,6 +600,6 @@ def apply_decryption(enc: Encryption, dec: Decryption) -> None:
         enc.verdict = "end-to-end"
     elif dec.inner == "codec" and enc.termination == "server":
         enc.verdict = "hop-by-hop"
-    elif dec.inner == "codec" and enc.termination in ("peer", "relay") and (
-            enc.key_exchange == "dtls-srtp"):
-        enc.verdict = "end-to-end"
+    # Codec frames behind keys the DTLS peer holds are end-to-end only if that peer was
+    # shown to be a participant (the observed verdict); an unverified peer may be a media
+    # server, and the keys say nothing of who it is (issue 17).

@@ -195,18 +195,23 @@ def test_full_ice_between_residential_participants_is_end_to_end(tmp_path: Path)
     assert "Rogers" in detail["access-networks"] and "Vodafone" in detail["access-networks"]
 
 
+def xor_address(ip: str, port: int) -> bytes:
+    """XOR-MAPPED-ADDRESS encoding (RFC 8489 section 14.2), IPv4."""
+    return struct.pack(">BBH", 0, 1, port ^ 0x2112) + bytes(
+        a ^ b for a, b in zip(bytes(map(int, ip.split("."))), b"\x21\x12\xa4\x42",
+                              strict=True))
+
+
 def test_media_to_a_turn_relayed_address_is_not_end_to_end(tmp_path: Path) -> None:
     """The remote address is one a TURN server handed out (XOR-RELAYED-ADDRESS, RFC 8656
     section 18.5): the packets pass a relay, and who is behind it is not seen."""
     from packets import stun_message
 
     relayed = BOB, 61000
-    xor = struct.pack(">BBH", 0, 1, relayed[1] ^ 0x2112) + bytes(
-        a ^ b for a, b in zip(bytes(map(int, relayed[0].split("."))), b"\x21\x12\xa4\x42",
-                              strict=True))
     allocation = Call(ALICE, HETZNER, 40000, 3478)
     allocation.send(True, stun_message(0x0003, b"\x01" * 12, []))
-    allocation.send(False, stun_message(0x0103, b"\x01" * 12, [(0x0016, xor)]))
+    allocation.send(False, stun_message(0x0103, b"\x01" * 12,
+                                        [(0x0016, xor_address(*relayed))]))
     call = Call(ALICE, relayed[0], 40001, relayed[1])
     call.t = allocation.t + 0.1
     call.ice()
@@ -218,6 +223,45 @@ def test_media_to_a_turn_relayed_address_is_not_end_to_end(tmp_path: Path) -> No
     (media,) = [f for f in report.flows if f.encryption and f.server.port == relayed[1]]
     assert summary(media)[:2] == ("encrypted-unverified", "relay")
     assert "turn-relayed-address" in signals(media)
+
+
+def relayed_call(tmp_path: Path, peer: tuple[str, int]) -> str:
+    """A call through TURN (RFC 8656): allocation, a channel bound to the peer's address
+    (XOR-PEER-ADDRESS), then ICE both ways, DTLS-SRTP and SRTP inside ChannelData."""
+    from packets import stun_message
+
+    call = Call(ALICE, HETZNER, 40000, 3478)
+    call.send(True, stun_message(0x0003, b"\x01" * 12, []))
+    call.send(False, stun_message(0x0103, b"\x01" * 12,
+                                  [(0x0016, xor_address(HETZNER, 49163))]))
+    call.send(True, stun_message(0x0009, b"\x02" * 12, [
+        (0x000C, b"\x40\x00\x00\x00"), (0x0012, xor_address(*peer))]))
+    call.send(False, stun_message(0x0109, b"\x02" * 12, []))
+    inner = Call(ALICE, HETZNER, 40000, 3478)
+    inner.ice()
+    inner.dtls(throwaway(), throwaway())
+    srtp_audio(inner, True, 0x1111)
+    srtp_audio(inner, False, 0x2222)
+    for when, frame in inner.frames:
+        payload = bytes(UDP(frame[34:]).payload)
+        from_a = frame[26:30] == bytes(map(int, ALICE.split(".")))
+        call.t = when + 1
+        call.send(from_a, b"\x40\x00" + len(payload).to_bytes(2, "big") + payload, dt=0)
+    return call.write(tmp_path, "relayed.pcap")
+
+
+def test_relayed_call_to_a_peer_on_a_data_centre_is_unverified(tmp_path: Path) -> None:
+    """ICE checks both ways through the relay do not make the peer behind it a participant:
+    a media server behind a TURN relay runs them too."""
+    flow = only_flow(flowscan.scan(relayed_call(tmp_path, (CLOUD, 50000))))
+    assert summary(flow) == ("encrypted-unverified", "relay", "dtls-srtp")
+    assert "ice-full" in signals(flow)
+
+
+def test_relayed_call_to_a_residential_peer_is_end_to_end(tmp_path: Path) -> None:
+    flow = only_flow(flowscan.scan(relayed_call(tmp_path, (BOB, 50000))))
+    assert summary(flow) == ("end-to-end", "relay", "dtls-srtp")
+    assert "peer-access-network" in signals(flow)
 
 
 def test_lab_p2p_call_rests_on_access_networks() -> None:

@@ -485,3 +485,23 @@ def test_a_handshake_only_leg_is_no_mixed_protection(tmp_path: Path) -> None:
     (session,) = report.sessions
     assert sorted(session.verdicts) == ["end-to-end", "unknown"]
     assert not [f for f in report.findings if f.kind == "mixed-protection"]
+
+
+def test_a_remote_named_by_dns_in_the_capture_is_a_server(tmp_path: Path) -> None:
+    """A DNS answer in the capture led to the remote's address (RFC 1035 section 4.1.3):
+    participants' devices are not looked up by name, a service's servers are."""
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    answer = DNS(id=7, qr=1, qd=DNSQR(qname="media7.examplevideo.com"),
+                 an=DNSRR(rrname="media7.examplevideo.com", type="A", rdata=BOB))
+    call = Call(ALICE, BOB)
+    dns = Call(ALICE, DOC_B, 53000, 53)
+    dns.send(False, bytes(answer))
+    call.ice()
+    call.dtls(throwaway(), throwaway())
+    srtp_audio(call, True, 0x1111)
+    srtp_audio(call, False, 0x2222)
+    call.frames = dns.frames + call.frames
+    report = flowscan.scan(call.write(tmp_path))
+    (flow,) = [f for f in report.flows if f.encryption]
+    assert summary(flow)[0] == "hop-by-hop" and "dns-name" in signals(flow)

@@ -374,10 +374,11 @@ def _server_signals(flow: Flow, facts: FlowFacts, app: str | None,
             out.append(EvidenceItem("service-media-server", f"the remote is {app}'s "
                                     f"({why.signal}: {why.detail})"))
     out += _name_signals(flow, facts)
+    local = _local_side(flow, ctx)
     for side in SIDES:
         ip = _end(flow, side)[0]
         names = ctx.names.get(ip)
-        if names and _scope(ip) == "public":
+        if names and _scope(ip) == "public" and side != local:
             out.append(EvidenceItem("dns-name", f"{ip} is the address of "
                                     f"{', '.join(names[:3])} (DNS in this capture): a named "
                                     "host, as a service's servers are"))

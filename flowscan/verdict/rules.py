@@ -434,8 +434,9 @@ def _peer_behind_relay(flow: Flow, facts: FlowFacts, ctx: VerdictContext
 def _peer_signals(flow: Flow, facts: FlowFacts) -> list[EvidenceItem]:
     out: list[EvidenceItem] = []
     if facts.stun is not None and facts.stun.ice == "full":
-        out.append(EvidenceItem("ice-full", "both sides send ICE connectivity checks, as "
-                                "participants do (and media servers running full ICE)"))
+        out.append(EvidenceItem("ice-full", "both sides send ICE connectivity checks (full "
+                                "ICE, RFC 8445): participants do, and so do media servers "
+                                "that do not run ICE-lite"))
     return out
 
 
@@ -450,9 +451,11 @@ def _participant_signals(flow: Flow, facts: FlowFacts, ctx: VerdictContext,
     public = [k for k in kinds.values() if k is not None and k[0] == "access"]
     if public and all(k is not None and k[0] in ("access", "private") for k in kinds.values()):
         where = "; ".join(f"{_end(flow, side)[0]}: {k[1]}" for side, k in kinds.items() if k)
+        nat = (" (one behind a NAT on a private network)" if len(public) < len(kinds)
+               else "")
         positive.append(EvidenceItem("access-networks", "both ends are on residential or "
-                                     "mobile access networks (or behind the capture's own "
-                                     f"NAT), where participants' devices sit: {where}"))
+                                     f"mobile access networks{nat}, where participants' "
+                                     f"devices sit: {where}"))
     supporting: list[EvidenceItem] = []
     certs = facts.dtls.certificates if facts.dtls else {}
     if len(certs) == 2 and all(c and throwaway_certificate(c[0]) for c in certs.values()):

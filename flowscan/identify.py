@@ -89,7 +89,7 @@ class RtpFacts:
     rtcp_clear_types: list[str] = field(default_factory=list)
     rtcp_clear_cnames: list[str] = field(default_factory=list)
     # Distinct SSRCs each side sent over the whole flow (not just the samples), counted by
-    # the flow table on anything RTP-shaped: trusted only where the side validated.
+    # the flow table on anything RTP-shaped: kept only for sides whose RTP validated.
     ssrc_count: dict[str, int] = field(default_factory=dict)
     # Per side: is its RTP a stream (RFC 3550)? "valid", "invalid" (the bytes only resemble
     # RTP) or "unconfirmed" (too few packets), and why.
@@ -652,6 +652,7 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
             collector.tcp(streams)
     facts = collector.finish()
     if facts.rtp is not None:
-        facts.rtp.ssrc_count = {side: n for side, n in zip(SIDES, ssrc_counts, strict=True) if n}
+        facts.rtp.ssrc_count = {side: n for side, n in zip(SIDES, ssrc_counts, strict=True)
+                                if n and facts.rtp.streams.get(side) == "valid"}
         collector.source_groups(facts.rtp, ssrc_counts)
     return facts

@@ -330,7 +330,10 @@ def test_random_payloads_make_no_ssrcs_and_no_fan_in(tmp_path: Path) -> None:
                   dt=0.01)
     report = flowscan.scan(call.write(tmp_path))
     (flow,) = report.flows
-    assert flow.details["rtp"].ssrc_count.get("client", 0) > 3  # type: ignore[union-attr]
+    rtp_facts = flow.details["rtp"]
+    assert len(rtp_facts.ssrcs["client"]) > 3  # type: ignore[union-attr]
+    assert rtp_facts.streams == {"client": "invalid", "server": "invalid"}  # type: ignore[union-attr]
+    assert not rtp_facts.ssrc_count  # type: ignore[union-attr]
     assert flow.encryption is not None and flow.encryption.verdict != "hop-by-hop"
     assert "fan-in" not in signals(flow)
     assert not flow.details["rtp"].source_groups  # type: ignore[union-attr]

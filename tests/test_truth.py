@@ -365,6 +365,18 @@ def test_one_sided_capture_is_not_ice_lite(tmp_path: Path) -> None:
     assert summary(flow)[0] == "encrypted-unverified"
 
 
+@pytest.mark.parametrize("name", ["zoom_p2p.pcapng", "teams.pcap", "stun_wa_call.pcapng"])
+def test_unanswered_checks_in_real_captures_are_not_ice_lite(name: str) -> None:
+    """Binding requests that nothing answered (candidate pairs that failed, or a direction
+    the capture did not see) were read as ICE-lite servers."""
+    report = flowscan.scan(str(real_capture(name)))
+    one_way = [f for f in report.flows if f.details.get("stun") and not f.to_client.packets
+               and f.details["stun"].methods.get("binding-request")]  # type: ignore[union-attr]
+    assert one_way
+    for flow in one_way:
+        assert flow.details["stun"].ice == "one-direction"  # type: ignore[union-attr]
+
+
 def test_remote_that_answers_but_never_checks_is_still_ice_lite(tmp_path: Path) -> None:
     call = Call(DOC_A, DOC_B)
     call.ice(b_checks=False)

@@ -520,3 +520,37 @@ def test_a_remote_named_by_dns_in_the_capture_is_a_server(tmp_path: Path) -> Non
     report = flowscan.scan(call.write(tmp_path))
     (flow,) = [f for f in report.flows if f.encryption]
     assert summary(flow)[0] == "hop-by-hop" and "dns-name" in signals(flow)
+
+
+@pytest.mark.parametrize(("asn", "organisation", "kind"), [
+    (16509, "Amazon.com, Inc.", "hosting"), (None, "Zoom Video Communications, Inc", "hosting"),
+    (64512, "Example Cloud Hosting Ltd", "hosting"), (3209, "Vodafone GmbH", "access"),
+    (7922, "Comcast Cable Communications, LLC", "access"),
+    (64513, "Example Broadband Co-op", "access"), (16591, "Google Fiber Inc.", "access"),
+    (64514, "Capgemini Nederland B.V.", None),
+])
+def test_network_kinds(asn: int | None, organisation: str, kind: str | None) -> None:
+    from flowscan.verdict.endpoints import network_kind
+
+    found = network_kind(asn, organisation)
+    assert (found[0] if found else None) == kind
+
+
+@pytest.mark.parametrize(("subject", "issuer", "names", "server", "throwaway_cert"), [
+    ("CN=13cfee497d9b3a47cdab42a29937e06f", None, [], False, True),  # aiortc
+    ("CN=WebRTC", None, [], False, True),  # libwebrtc
+    ("CN=mediarouter-fra1.examplevideo.com", None, [], True, False),
+    ("CN=a1b2c3,O=Example Video Inc.", None, [], True, False),
+    ("CN=x1y2z3w4", None, ["sfu.example.net"], True, False),
+    ("CN=jvb-media-bridge", None, [], True, False),
+    ("CN=a1b2c3d4e5", "CN=Example CA,O=Example", [], True, False),
+])
+def test_certificates_of_servers_and_of_participants(
+        subject: str, issuer: str | None, names: list[str], server: bool,
+        throwaway_cert: bool) -> None:
+    from flowscan.verdict.endpoints import server_certificate, throwaway_certificate
+
+    cert: dict[str, object] = {"subject": subject, "issuer": issuer or subject,
+                               "dns_names": names}
+    assert (server_certificate(cert) is not None) == server
+    assert throwaway_certificate(cert) == throwaway_cert

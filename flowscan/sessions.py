@@ -52,6 +52,12 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
     assert enc is not None
     why = next((e.detail for e in enc.evidence), "")
     others = f" (+{len(members) - 1} more flows)" if len(members) > 1 else ""
+    if all(f.encryption and [e.signal for e in f.encryption.evidence] == ["handshake-only"]
+           for f in members):
+        # No media to speak of: say what there was (issue 17).
+        return MediaSession(number, app, [f.id for f in members], verdicts,
+                            f"{app or 'unidentified app'}: a handshake with {main.server.ip}:"
+                            f"{main.server.port}{others} and no media: {why}")
     summary = (f"{app or 'unidentified app'}: media to {main.server.ip}:{main.server.port}"
                f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
                f"{_path(enc.verdict, enc.termination)}): {why}")

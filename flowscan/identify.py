@@ -3,6 +3,7 @@ and keep what later stages and the report need (small, JSON-ready, no key materi
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -99,6 +100,10 @@ class RtpFacts:
     # and the number of such source groups estimated over the whole flow.
     sources: dict[str, list[list[str]]] = field(default_factory=dict)
     source_groups: dict[str, int] = field(default_factory=dict)
+    # Per side: the most source groups whose primary SSRCs share one payload type, as
+    # (count, payload type): one participant sends one source of a kind (simulcast layers
+    # go only to a media server), so several of one type come from several senders.
+    same_type: dict[str, tuple[int, int]] = field(default_factory=dict)
     # Per side: payloads that are exactly a static payload type's codec frames, leaving no
     # room for an SRTP authentication tag (evidence of plaintext).
     frame_sizes: dict[str, str] = field(default_factory=dict)
@@ -519,6 +524,10 @@ class _Collector:
             valid = [c for c in check.streams if c.state == "valid"]
             groups = rtp_streams.source_groups(streams, check.streams)
             facts.sources[name] = [[_hex(s) for s in g] for g in groups]
+            pts = {c.ssrc: c.payload_type for c in valid}
+            shared = Counter(pts[g[0]] for g in groups).most_common(1)
+            if shared:
+                facts.same_type[name] = (shared[0][1], shared[0][0])
             payloads = [p for c in valid for p in self.rtp_payloads_by.get((side, c.ssrc), [])]
             # A static payload type names its codec only if the clock matches it.
             types = [c.payload_type if c.clock_ok else None for c in valid]

@@ -556,3 +556,17 @@ def test_certificates_of_servers_and_of_participants(
                                "dns_names": names}
     assert (server_certificate(cert) is not None) == server
     assert throwaway_certificate(cert) == throwaway_cert
+
+
+def test_four_kinds_from_one_remote_are_not_fan_in(tmp_path: Path) -> None:
+    """Audio, camera, screen share and a data-like stream, each its own payload type, with
+    no companion in the sample to group: four groups, but one source of each kind, as one
+    participant sends."""
+    call = Call(DOC_A, DOC_B)
+    call.ice()
+    call.dtls(throwaway(), throwaway())
+    phone_streams(call, False, [(0xA2, 111, 960), (0xB2, 96, 1800), (0xC2, 98, 1800),
+                                (0xD2, 100, 1800)], rounds=2)
+    flow = only_flow(flowscan.scan(call.write(tmp_path)))
+    assert flow.details["rtp"].source_groups == {"server": 4}  # type: ignore[union-attr]
+    assert "fan-in" not in signals(flow)

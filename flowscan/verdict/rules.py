@@ -323,18 +323,21 @@ def _fan_in(facts: FlowFacts, flow: Flow, ctx: VerdictContext
             ) -> tuple[EvidenceItem | None, EvidenceItem | None]:
     """(fan-in from the remote side, more sources sent by the local side than one
     participant sends). Only validated RTP streams count, a source grouped with its RTX
-    and FEC companions; one participant sends at most audio, camera and screen (3)."""
+    and FEC companions; one participant sends at most audio, camera and screen (3), and
+    one source of a kind, so several must also share a payload type."""
     if facts.rtp is None:
         return None, None
     local = _local_side(flow, ctx)
     remote, own = None, None
     for side in SIDES:
         groups = facts.rtp.source_groups.get(side, 0)
-        if groups <= MAX_PARTICIPANT_SOURCES:
+        same, pt = facts.rtp.same_type.get(side, (0, 0))
+        if groups <= MAX_PARTICIPANT_SOURCES or same < 2:
             continue
         ip, port = _end(flow, side)
         sampled = facts.rtp.sources.get(side, [])
-        listed = "; ".join("+".join(g) for g in sampled[:6])
+        listed = "; ".join("+".join(g) for g in sampled[:6]) + (
+            f"; {same} of them with payload type {pt}")
         if side == local:
             own = EvidenceItem("local-sources", f"the capture's own end {ip}:{port} sends "
                                f"{groups} source groups ({listed}), more than one "

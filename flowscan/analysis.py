@@ -93,6 +93,9 @@ class FlowAnalysis:
                 f.bytes for f in kv[1]))
         ]
         context = build_context(self.flows)
+        # What the verdicts need to tell a participant from a server: the names that led to
+        # each address, where the capture was taken, and the network of either end.
+        context.names, context.capture_host, context.locate = names, host, locator.lookup
         for flow, facts in self.flows:
             flow.encryption = judge(flow, facts, context)
         if keys is not None:

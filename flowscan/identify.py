@@ -3,15 +3,17 @@ and keep what later stages and the report need (small, JSON-ready, no key materi
 
 from __future__ import annotations
 
+from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import pairwise
 
-from flowscan.flows import FlowState
+from flowscan.flows import OTHER_CLASS, RTP_CLASS, SAMPLE_CLASSES, FlowState
 from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
-from flowscan.verdict.signals import PayloadStats, payload_stats
+from flowscan.verdict import streams as rtp_streams
+from flowscan.verdict.signals import PayloadStats, frame_sizes, payload_stats
 
 SIDES = ("client", "server")
 DNS_PORTS = (53, 5353, 5355)
@@ -38,7 +40,9 @@ class StunFacts:
     zoom_signature: bool = False
     rtt_ms: float | None = None  # shortest request (client) to response (server) round trip
     # full: both sides send connectivity checks; lite-or-server: one side only answers
-    # (ICE-lite, RFC 8445 section 2.5, as media servers do). Set when the flow is done.
+    # (ICE-lite, RFC 8445 section 2.5, as media servers do); one-direction: the checks of
+    # only one side were captured and nothing came back, so nothing can be inferred about
+    # the other side. Set when the flow is done.
     ice: str | None = None
 
 
@@ -87,8 +91,24 @@ class RtpFacts:
     rtcp_trailer_packets: int = 0
     rtcp_clear_types: list[str] = field(default_factory=list)
     rtcp_clear_cnames: list[str] = field(default_factory=list)
-    # Distinct SSRCs each side sent over the whole flow (not just the samples).
+    # Distinct SSRCs each side sent over the whole flow (not just the samples), counted by
+    # the flow table on anything RTP-shaped: kept only for sides whose RTP validated.
     ssrc_count: dict[str, int] = field(default_factory=dict)
+    # Per side: is its RTP a stream (RFC 3550)? "valid", "invalid" (the bytes only resemble
+    # RTP) or "unconfirmed" (too few packets), and why.
+    streams: dict[str, str] = field(default_factory=dict)
+    stream_check: dict[str, str] = field(default_factory=dict)
+    # Per side: validated SSRCs grouped with their RTX/FEC companions (RFC 4588, RFC 5109),
+    # and the number of such source groups estimated over the whole flow.
+    sources: dict[str, list[list[str]]] = field(default_factory=dict)
+    source_groups: dict[str, int] = field(default_factory=dict)
+    # Per side: the most source groups whose primary SSRCs share one payload type, as
+    # (count, payload type): one participant sends one source of a kind (simulcast layers
+    # go only to a media server), so several of one type come from several senders.
+    same_type: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # Per side: payloads that are exactly a static payload type's codec frames, leaving no
+    # room for an SRTP authentication tag (evidence of plaintext).
+    frame_sizes: dict[str, str] = field(default_factory=dict)
     payload: dict[str, PayloadStats] = field(default_factory=dict)  # side -> statistics
 
 
@@ -96,6 +116,9 @@ class RtpFacts:
 class ZoomFacts:
     form: str = ""
     packets: int = 0
+    # Packets of the media form (server outer type 0x05, or a recognised p2p media type),
+    # as opposed to session set-up (outer types 1-4).
+    media_packets: int = 0
     media: list[str] = field(default_factory=list)
     directions: list[str] = field(default_factory=list)
     rtp_ssrcs: list[str] = field(default_factory=list)
@@ -129,6 +152,10 @@ class FlowFacts:
     discord_ip_discovery: bool = False
     discord_ping: bool = False
     public_addresses: list[str] = field(default_factory=list)  # the client as others see it
+    # The flow table keeps a few payload samples per direction and kind of first byte
+    # (flows.CLASS_BUDGET); True when the RTP or "other" kind (ChannelData, proprietary
+    # media, TCP) ran out, so packets that may be media were never read.
+    media_unread: bool = False
     # Kept for the decryption stage, never reported: SDES keys seen in SDP bodies.
     # The SDP media as parsed, a=crypto keys included: for decryption, never reported.
     sdp_media: list[sip.SdpMedia] = field(default_factory=list, repr=False)
@@ -149,9 +176,14 @@ class _Collector:
         self.facts = FlowFacts()
         self.stun_requests: set[str] = set()
         self.dtls = (DtlsSide(), DtlsSide())
-        self.rtp_seq: dict[tuple[int, int], list[int]] = {}
+        self.rtp_packets: dict[tuple[int, int], list[rtp_streams.Packet]] = {}
+        self.rtp_payloads_by: dict[tuple[int, int], list[bytes]] = {}
+        # (side, bytes 8-11) -> versions of datagrams no parser recognised: an "RTP" SSRC
+        # also seen with other version bits is not RTP (RFC 3550 section 5.1).
+        self.other_versions: dict[tuple[int, int], set[int]] = {}
+        self.stun_answers: set[str] = set()  # sides that answered a STUN request
+        self.now = 0.0  # capture time of the datagram being read (relayed ones: its carrier)
         self.quic_initials: list[quic.QuicInitial] = []
-        self.rtp_payloads: tuple[list[bytes], list[bytes]] = ([], [])
         self.srtcp_last: dict[tuple[int, str], int] = {}  # (ssrc, trailer layout) -> index
         self.stun_sent: dict[bytes, float] = {}
         self.ts = 0.0
@@ -167,16 +199,25 @@ class _Collector:
     def udp(self, side: int, payload: bytes, depth: int = 0, ts: float = -1.0) -> None:
         # Round trips are measured to the endpoint itself, not through a relay.
         self.ts = ts if depth == 0 else -1.0
+        if depth == 0:
+            self.now = ts
+        if not self._udp(side, payload, depth) and depth == 0 and len(payload) >= 12 and (
+                payload[0] >> 6 != 2):
+            key = (side, int.from_bytes(payload[8:12], "big"))
+            self.other_versions.setdefault(key, set()).add(payload[0] >> 6)
+
+    def _udp(self, side: int, payload: bytes, depth: int) -> bool:
+        """Read one datagram; whether some parser recognised it."""
         if self.zoom_port and depth == 0:
             packet = zoom.parse_server(payload)
             if packet is not None:
                 self._zoom(packet)
-                return
+                return True
         if depth == 0 and self.dns_port and self._dns(payload):
-            return
+            return True
         kind = demux.classify(payload)
         if kind == demux.STUN and self._stun(side, payload, exact=True):
-            return
+            return True
         if kind == demux.TURN_CHANNEL and depth == 0:
             channel = stun.parse_channel_data(payload, exact=True)
             if channel is not None:
@@ -186,31 +227,33 @@ class _Collector:
                 inner = demux.classify(channel.payload) or "other"
                 turn.relayed[inner] = turn.relayed.get(inner, 0) + 1
                 self.udp(side, channel.payload, depth + 1)
-                return
+                return True
         if kind == demux.DTLS and self.dtls[side].add_datagram(payload):
             self.facts.add("dtls")
-            return
+            return True
         if kind == demux.RTP and self._rtp(side, payload):
-            return
+            return True
         if payload and payload[0] & 0xC0 == 0xC0 and side == 0 and depth == 0:
             initials = quic.parse_client_initials(payload)
             if initials:
                 self.quic_initials.extend(initials)
                 self.facts.add("quic")
-                return
+                return True
         if side == 0 and depth == 0 and self.gquic is None:
             self.gquic = quic.parse_gquic_chlo(payload)
             if self.gquic is not None:
                 self.facts.add("gquic")
-                return
+                return True
         if self._sip(payload):
-            return
+            return True
         if depth == 0 and self._discord(payload):
-            return
+            return True
         if depth == 0 and payload and payload[0] in zoom.MEDIA_TYPES:
             packet = zoom.parse_p2p(payload)
             if packet is not None:
                 self._zoom(packet)
+                return True
+        return False
 
     def _stun(self, side: int, data: bytes, *, exact: bool) -> bool:
         msg = stun.parse(data, exact=exact)
@@ -224,6 +267,8 @@ class _Collector:
         facts.methods[name] = facts.methods.get(name, 0) + 1
         if msg.msg_class == "request" and SIDES[side] not in facts.requests_from:
             facts.requests_from.append(SIDES[side])
+        if msg.msg_class in ("success", "error") and msg.method == "binding":
+            self.stun_answers.add(SIDES[side])
         if self.ts < 0:
             pass
         elif msg.msg_class == "request" and side == 0:
@@ -324,9 +369,10 @@ class _Collector:
                                      f" E flag set, index {last} then {index}")
 
     def _rtp_header(self, side: int, header: rtp.RtpHeader, data: bytes = b"") -> None:
+        key = (side, header.ssrc)
         if data:
             payload = data[header.header_length:header.header_length + header.payload_length]
-            self.rtp_payloads[side].append(payload)
+            self.rtp_payloads_by.setdefault(key, []).append(payload)
         facts = self.facts.rtp = self.facts.rtp or RtpFacts()
         self.facts.add("rtp")
         name = SIDES[side]
@@ -339,12 +385,16 @@ class _Collector:
             pts.append(header.payload_type)
         if header.extension_form and header.extension_form not in facts.header_extensions:
             facts.header_extensions.append(header.extension_form)
-        self.rtp_seq.setdefault((side, header.ssrc), []).append(header.sequence)
+        self.rtp_packets.setdefault(key, []).append(rtp_streams.Packet(
+            self.now, header.sequence, header.timestamp, header.payload_type,
+            header.payload_length))
 
     def _zoom(self, packet: zoom.ZoomPacket) -> None:
         facts = self.facts.zoom = self.facts.zoom or ZoomFacts(form=packet.form)
         self.facts.add("zoom")
         facts.packets += 1
+        if packet.outer_type == zoom.OUTER_MEDIA or packet.media:
+            facts.media_packets += 1
         if packet.media and packet.media not in facts.media:
             facts.media.append(packet.media)
         if packet.direction and packet.direction not in facts.directions:
@@ -450,15 +500,10 @@ class _Collector:
     def finish(self) -> FlowFacts:
         stun_facts = self.facts.stun
         if stun_facts is not None and stun_facts.methods.get("binding-request"):
-            stun_facts.ice = "full" if len(stun_facts.requests_from) == 2 else "lite-or-server"
+            stun_facts.ice = _ice(stun_facts.requests_from, self.stun_answers)
         dtls_client, dtls_server = self.dtls
         if dtls_client.records or dtls_server.records:
             self.facts.dtls = _dtls_facts(dtls_client, dtls_server)
-            d = self.facts.dtls
-            # DTLS 1.3 sends the chosen profile encrypted (in EncryptedExtensions).
-            hidden = d.version == "DTLS 1.3" and bool(d.srtp_profiles_offered)
-            if (d.srtp_profile or hidden) and "rtp" in self.facts.protocols:
-                self.facts.add("srtp")
         if self.quic_initials:
             hello = quic.client_hello(self.quic_initials)
             qf = HandshakeFacts(version=f"QUIC 0x{self.quic_initials[0].version:08x}")
@@ -469,14 +514,80 @@ class _Collector:
             self.facts.quic = HandshakeFacts(version=f"gQUIC {self.gquic.version}",
                                              sni=self.gquic.sni)
         if self.facts.rtp is not None:
-            steps = [b - a for seqs in self.rtp_seq.values() for a, b in pairwise(seqs)]
-            for side, payloads in enumerate(self.rtp_payloads):
-                if payloads:
-                    types = self.facts.rtp.payload_types.get(SIDES[side]) or [None]
-                    self.facts.rtp.payload[SIDES[side]] = payload_stats(payloads, types[0])
-            self.facts.rtp.sequence_ok = bool(steps) and sum(
-                1 for s in steps if 0 < (s % 65536) < 64) >= 0.8 * len(steps)
+            self._validate_rtp(self.facts.rtp)
+        dtls_facts = self.facts.dtls
+        if dtls_facts is not None:
+            # DTLS 1.3 sends the chosen profile encrypted (in EncryptedExtensions).
+            hidden = dtls_facts.version == "DTLS 1.3" and bool(dtls_facts.srtp_profiles_offered)
+            if (dtls_facts.srtp_profile or hidden) and "rtp" in self.facts.protocols:
+                self.facts.add("srtp")
         return self.facts
+
+    def _validate_rtp(self, facts: RtpFacts) -> None:
+        """RTP counts as media, codec evidence and sources only as validated streams."""
+        steps = [(b.sequence - a.sequence) % 65536 for packets in self.rtp_packets.values()
+                 for a, b in pairwise(packets)]
+        facts.sequence_ok = bool(steps) and sum(
+            1 for s in steps if 0 < s < 64) >= 0.8 * len(steps)
+        states = []
+        for side, name in enumerate(SIDES):
+            streams = {ssrc: packets for (s, ssrc), packets in self.rtp_packets.items()
+                       if s == side}
+            if not streams:
+                continue
+            check = rtp_streams.check_side(streams, {
+                ssrc: v for (s, ssrc), v in self.other_versions.items() if s == side})
+            facts.streams[name] = check.state
+            facts.stream_check[name] = check.reason
+            states.append(check.state)
+            if check.state != "valid":
+                continue
+            valid = [c for c in check.streams if c.state == "valid"]
+            groups = rtp_streams.source_groups(streams, check.streams)
+            facts.sources[name] = [[_hex(s) for s in g] for g in groups]
+            pts = {c.ssrc: c.payload_type for c in valid}
+            shared = Counter(pts[g[0]] for g in groups).most_common(1)
+            if shared:
+                facts.same_type[name] = (shared[0][1], shared[0][0])
+            payloads = [p for c in valid for p in self.rtp_payloads_by.get((side, c.ssrc), [])]
+            # A static payload type names its codec only if the clock matches it.
+            types = [c.payload_type if c.clock_ok else None for c in valid]
+            if payloads:
+                facts.payload[name] = payload_stats(payloads, max(set(types), key=types.count))
+            for c in valid:
+                packets = streams[c.ssrc]
+                frames = frame_sizes(c.payload_type, [
+                    (p.sequence, p.timestamp, p.payload_length) for p in packets
+                    if p.payload_type == c.payload_type]) if c.clock_ok else None
+                if frames is not None:
+                    facts.frame_sizes[name] = frames
+                    break
+        if states and all(state == "invalid" for state in states):
+            # Not RTP after all: the bytes only resembled its header.
+            self.facts.protocols = [p for p in self.facts.protocols if p not in ("rtp", "srtp")]
+
+    def source_groups(self, facts: RtpFacts, whole: tuple[int, int]) -> None:
+        """Source groups over the whole flow: the sampled groups, plus the SSRCs the flow
+        table saw beyond those validated in the sample, counted as if each came with a
+        companion (RTX or FEC) so that a participant's own streams are not mistaken for
+        several sources."""
+        for side, name in enumerate(SIDES):
+            groups = facts.sources.get(name)
+            if groups is None:
+                continue
+            extra = max(0, whole[side] - sum(len(g) for g in groups))
+            facts.source_groups[name] = len(groups) + (extra + 1) // 2
+
+
+def _ice(requests_from: list[str], answered: set[str]) -> str:
+    """Full ICE when both sides send checks; ICE-lite (RFC 8445 section 2.5) only when one
+    side's checks were answered by the other, which was seen and never checked itself. A
+    capture of one direction shows nothing about the other side's checks."""
+    if len(requests_from) == 2:
+        return "full"
+    if requests_from and (set(SIDES) - set(requests_from)) <= answered:
+        return "lite-or-server"
+    return "one-direction"
 
 
 def _certs(certificates: list[bytes]) -> list[dict[str, object]]:
@@ -548,8 +659,11 @@ FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
 
 def identify(state: FlowState) -> FlowFacts:
     """Facts of one flow from its payload samples; never raises on bad payloads."""
-    return identify_samples((state.proto, state.key, state.samples,
-                             (len(state.ssrcs[0]), len(state.ssrcs[1]))))
+    facts = identify_samples((state.proto, state.key, state.samples,
+                              (len(state.ssrcs[0]), len(state.ssrcs[1]))))
+    facts.media_unread = any(state.budget[d * SAMPLE_CLASSES + c] == 0
+                             for d in (0, 1) for c in (RTP_CLASS, OTHER_CLASS))
+    return facts
 
 
 def identify_samples(job: FlowSamples) -> FlowFacts:
@@ -568,5 +682,7 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
             collector.tcp(streams)
     facts = collector.finish()
     if facts.rtp is not None:
-        facts.rtp.ssrc_count = {side: n for side, n in zip(SIDES, ssrc_counts, strict=True) if n}
+        facts.rtp.ssrc_count = {side: n for side, n in zip(SIDES, ssrc_counts, strict=True)
+                                if n and facts.rtp.streams.get(side) == "valid"}
+        collector.source_groups(facts.rtp, ssrc_counts)
     return facts

@@ -52,6 +52,12 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
     assert enc is not None
     why = next((e.detail for e in enc.evidence), "")
     others = f" (+{len(members) - 1} more flows)" if len(members) > 1 else ""
+    if all(f.encryption and [e.signal for e in f.encryption.evidence] == ["handshake-only"]
+           for f in members):
+        # No media to speak of: say what there was (issue 17).
+        return MediaSession(number, app, [f.id for f in members], verdicts,
+                            f"{app or 'unidentified app'}: a handshake with {main.server.ip}:"
+                            f"{main.server.port}{others} and no media: {why}")
     summary = (f"{app or 'unidentified app'}: media to {main.server.ip}:{main.server.port}"
                f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
                f"{_path(enc.verdict, enc.termination)}): {why}")
@@ -92,10 +98,13 @@ def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
                            [f.id for f in leaking]))
     by_id = {f.id: f for f in flows}
     for session in sessions:
-        if "end-to-end" in session.verdicts and len(session.verdicts) > 1:
+        # An unknown leg (a handshake without media, too little to judge) protects nothing
+        # less: it is not a mix of protections.
+        others = [v for v in session.verdicts if v not in ("end-to-end", "unknown")]
+        if "end-to-end" in session.verdicts and others:
             out.append(Finding(
                 "medium", "mixed-protection",
                 f"session {session.id} ({session.app}): some legs are end-to-end and others "
-                f"are {', '.join(v for v in session.verdicts if v != 'end-to-end')}",
+                f"are {', '.join(others)}",
                 [i for i in session.flows if by_id[i].encryption]))
     return out

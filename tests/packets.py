@@ -41,7 +41,8 @@ def dtls_client_hello_body(sni: bytes = b"sfu.example.net") -> bytes:
     """DTLS 1.2 ClientHello (RFC 6347 4.2.1: a cookie after the session id) offering
     use_srtp with two profiles and an empty MKI (RFC 5764 4.1.1)."""
     use_srtp = struct.pack(">HHHHHB", 14, 7, 4, 0x0007, 0x0001, 0)
-    sni_ext = struct.pack(">HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni
+    sni_ext = struct.pack(">HHHBH", 0, len(sni) + 5, len(sni) + 3, 0, len(sni)) + sni if (
+        sni) else b""  # WebRTC endpoints send no SNI
     exts = use_srtp + sni_ext
     return (b"\xfe\xfd" + b"\x11" * 32 + b"\x00" + b"\x00" + struct.pack(">HH", 2, 0xC02B)
             + b"\x01\x00" + len(exts).to_bytes(2, "big") + exts)
@@ -53,9 +54,17 @@ def dtls_server_hello_body(profile: int = 0x0001) -> bytes:
             + len(exts).to_bytes(2, "big") + exts)
 
 
-def dtls_client_hello() -> bytes:
-    body = dtls_client_hello_body()
+def dtls_client_hello(sni: bytes = b"sfu.example.net") -> bytes:
+    body = dtls_client_hello_body(sni)
     return dtls_record(dtls_handshake(1, body, 0, 0, len(body)))
+
+
+def dtls_certificate(ders: list[bytes], seq: int = 1, record_seq: int = 1) -> bytes:
+    """A DTLS 1.2 Certificate message in the clear (RFC 5246 7.4.2: a 24-bit list length,
+    then each DER certificate with a 24-bit length), in one record."""
+    chain = b"".join(len(d).to_bytes(3, "big") + d for d in ders)
+    body = len(chain).to_bytes(3, "big") + chain
+    return dtls_record(dtls_handshake(11, body, seq, 0, len(body)), seq=record_seq)
 
 
 def dtls_server_hello() -> bytes:

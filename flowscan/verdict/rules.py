@@ -5,18 +5,26 @@ The rules, in order, for each media flow:
 2. Payloads with codec structure in the clear and no key exchange: plaintext.
 3. The key exchange and where the encryption ends decide the rest. end-to-end needs
    positive evidence: DTLS-SRTP whose DTLS peer is another participant (full ICE both ways,
-   nothing pointing to a service's server). A proprietary key exchange that ends at a peer
-   is encrypted-unverified. Encryption that ends at a service-operated server is
-   hop-by-hop, at most medium confidence: without keys an inner end-to-end layer (such as
-   SFrame, RFC 9605) cannot be excluded, and the evidence says so.
+   the ends on residential or mobile networks or the parties' own SDP, and nothing -- a
+   data-centre network, a certificate or DNS name of a server, a TURN relay, fan-in --
+   pointing to a server). Full ICE alone is not enough: media servers run full ICE too.
+   With nothing positive either way the verdict is encrypted-unverified. A proprietary key
+   exchange that ends at a peer is encrypted-unverified. Encryption that ends at a
+   service-operated server is hop-by-hop, at most medium confidence: without keys an inner
+   end-to-end layer (such as SFrame, RFC 9605) cannot be excluded, and the evidence says so.
+A verdict about media needs media packets: a flow that carried only a handshake (DTLS,
+ICE, a voice server's address discovery) is unknown, and says so.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from flowscan.identify import FlowFacts
-from flowscan.report.model import Decryption, Encryption, EvidenceItem, Flow
+from flowscan.geo.locate import scope_of
+from flowscan.identify import SIDES, FlowFacts
+from flowscan.report.model import Decryption, Encryption, EvidenceItem, Flow, RemoteInfo
+from flowscan.verdict.endpoints import network_kind, server_certificate, throwaway_certificate
 
 # Apps whose media keys are negotiated by their own protocols, not visible on the wire.
 PROPRIETARY_KEYING = {
@@ -53,6 +61,15 @@ class VerdictContext:
     sdp_plain_rtp: dict[tuple[str, int], str] = field(default_factory=dict)
     # Media endpoints offered in SDP (RTCP on the next port too) -> the SIP call's Call-ID.
     sdp_media: dict[tuple[str, int], str] = field(default_factory=dict)
+    # Set by the analysis: address -> DNS names that led to it, the address the capture
+    # was taken at (if one stands out), and a geolocation lookup for either end of a flow.
+    names: dict[str, list[str]] = field(default_factory=dict)
+    capture_host: str | None = None
+    locate: Callable[[str], RemoteInfo] | None = None
+    # TURN servers (address -> the flow that allocated there) and relayed transport
+    # addresses they handed out (RFC 8656 section 7.3): media to these goes via a relay.
+    turn_servers: dict[str, int] = field(default_factory=dict)
+    relayed: dict[str, int] = field(default_factory=dict)
 
 
 def is_media(flow: Flow, facts: FlowFacts) -> bool:
@@ -67,6 +84,10 @@ def is_media(flow: Flow, facts: FlowFacts) -> bool:
 def build_context(flows: list[tuple[Flow, FlowFacts]]) -> VerdictContext:
     ctx = VerdictContext()
     for flow, facts in flows:
+        if facts.stun is not None and facts.stun.methods.get("allocate-request"):
+            ctx.turn_servers.setdefault(flow.server.ip, flow.id)
+            for address in facts.stun.relayed_addresses:
+                ctx.relayed.setdefault(address, flow.id)
         if facts.sip is None:
             continue
         over_tls = flow.transport == "tcp" and "tls" in facts.protocols
@@ -91,23 +112,59 @@ def build_context(flows: list[tuple[Flow, FlowFacts]]) -> VerdictContext:
 
 
 def _payload_look(facts: FlowFacts) -> tuple[str | None, list[EvidenceItem]]:
-    """'plain' or 'random' from the RTP payload statistics, with the evidence."""
-    if facts.rtp is None or not facts.rtp.payload:
+    """'plain' or 'random' from the RTP payload statistics and codec frame sizes, with the
+    evidence. Compressed codecs (G.729, GSM) look random byte for byte; their exact frame
+    sizes still show that no authentication tag follows them."""
+    if facts.rtp is None or not (facts.rtp.payload or facts.rtp.frame_sizes):
         return None, []
     looks = {side: stats for side, stats in facts.rtp.payload.items()}
     evidence = [EvidenceItem("rtp-payload", f"{side}: {stats.looks}; {stats.detail}")
                 for side, stats in looks.items() if stats.looks != "insufficient"]
+    evidence += [EvidenceItem("codec-frame-sizes", f"{side}: {detail}")
+                 for side, detail in facts.rtp.frame_sizes.items()]
     kinds = {stats.looks for stats in looks.values()}
-    if kinds & {"skewed", "codec-structure"}:
+    if kinds & {"skewed", "codec-structure"} or facts.rtp.frame_sizes:
         return "plain", evidence
     if "random" in kinds:
         return "random", evidence
     return None, evidence
 
 
+def media_packets(facts: FlowFacts) -> int:
+    """Media packets among the flow's samples: RTP of senders not shown to be something
+    else, RTCP, and Zoom's media encapsulation."""
+    count = 0
+    if facts.rtp is not None:
+        count += sum(n for side, n in facts.rtp.packets.items()
+                     if facts.rtp.streams.get(side) != "invalid")
+        count += facts.rtp.rtcp_clear_packets + facts.rtp.rtcp_trailer_packets
+    if facts.zoom is not None:
+        count += facts.zoom.media_packets
+    return count
+
+
+def _handshake_only(facts: FlowFacts) -> Encryption:
+    seen = [name for name, present in (
+        ("ICE/STUN", facts.stun is not None), ("TURN", facts.turn is not None),
+        ("DTLS", facts.dtls is not None), ("Zoom control", facts.zoom is not None),
+        ("Discord voice address discovery", facts.discord_ip_discovery or facts.discord_ping))
+        if present]
+    dtls = facts.dtls
+    keyed = bool(dtls and (dtls.srtp_profile or dtls.srtp_profiles_offered))
+    return Encryption("unknown", "unknown", "dtls-srtp" if keyed else "unknown", "observed",
+                      "low", [EvidenceItem("handshake-only", f"handshake only, no media "
+                                           f"packets: this flow carried {', '.join(seen)} "
+                                           "and no RTP, RTCP or media payload, so there is "
+                                           "no media here to judge")])
+
+
 def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | None:
     if not is_media(flow, facts):
         return None
+    if not media_packets(facts) and not facts.media_unread:
+        # Every packet that could be media was read, and none was. (With such packets left
+        # unread beyond the samples, the handshake is judged: the media may be there.)
+        return _handshake_only(facts)
     app = flow.app.name if flow.app else None
     ends = ((flow.server.ip, flow.server.port), (flow.client.ip, flow.client.port))
     look, payload_evidence = _payload_look(facts)
@@ -161,11 +218,11 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
                           "high" if plain_sdp or len(evidence) > 2 else "medium", evidence)
 
     if dtls_srtp and dtls is not None:
-        return _dtls_srtp(flow, facts, app, payload_evidence)
+        return _dtls_srtp(flow, facts, app, payload_evidence, ctx, sip_path)
     if facts.zoom is not None:
         return _zoom(facts, payload_evidence)
     if app in PROPRIETARY_KEYING:
-        return _proprietary(flow, facts, app, payload_evidence)
+        return _proprietary(flow, facts, app, payload_evidence, ctx)
     if look == "random" or srtcp:
         return Encryption("encrypted-unverified", "unknown", "unknown", "observed", "low", [
             *payload_evidence,
@@ -193,21 +250,122 @@ def _rtcp_partly_clear(facts: FlowFacts) -> EvidenceItem | None:
                         "reads them")
 
 
-# Data-centre and service networks: a remote there is a server or relay, not a participant.
-HOSTING_ASNS = {14618: "Amazon", 16509: "Amazon", 15169: "Google", 396982: "Google",
-                8075: "Microsoft", 31898: "Oracle", 24940: "Hetzner", 16276: "OVH",
-                14061: "DigitalOcean", 63949: "Akamai/Linode", 20473: "Vultr",
-                13335: "Cloudflare", 30103: "Zoom", 13445: "Cisco Webex", 49544: "i3D.net",
-                32934: "Meta", 62041: "Telegram"}
+def _end(flow: Flow, side: str) -> tuple[str, int]:
+    end = flow.client if side == "client" else flow.server
+    return end.ip, end.port
 
 
-def _server_signals(flow: Flow, facts: FlowFacts, app: str | None) -> list[EvidenceItem]:
+def _local_side(flow: Flow, ctx: VerdictContext) -> str | None:
+    """The flow side at the capture point, when it can be told: the capture host, else the
+    only end on a private network (behind the NAT where the capture was taken)."""
+    ips = {"client": flow.client.ip, "server": flow.server.ip}
+    if ctx.capture_host and list(ips.values()).count(ctx.capture_host) == 1:
+        return next(side for side, ip in ips.items() if ip == ctx.capture_host)
+    private = [side for side, ip in ips.items() if _scope(ip) != "public"]
+    return private[0] if len(private) == 1 else None
+
+
+def _scope(ip: str) -> str:
+    try:
+        return scope_of(ip)
+    except ValueError:
+        return "unknown"
+
+
+def _network(flow: Flow, side: str, ctx: VerdictContext) -> tuple[str, str] | None:
+    """The kind of network ("hosting", "access", "private") one end of the flow sits on."""
+    ip = _end(flow, side)[0]
+    scope = _scope(ip)
+    if scope != "public":
+        return ("private", f"{ip} is a {scope} address") if scope in (
+            "private", "cgnat", "unique-local") else None
+    info = flow.remote if flow.remote is not None and flow.remote.ip == ip else (
+        ctx.locate(ip) if ctx.locate is not None else None)
+    if info is None or info.asn is None:
+        return None
+    return network_kind(info.asn, info.organisation)
+
+
+def _dtls_side(facts: FlowFacts, role: str) -> str:
+    """The flow side (client/server) of a DTLS role."""
+    dtls_client = facts.dtls.dtls_client if facts.dtls else None
+    if dtls_client in (None, "client"):
+        return role
+    return "server" if role == "client" else "client"
+
+
+def _name_signals(flow: Flow, facts: FlowFacts) -> list[EvidenceItem]:
+    """Names that make a DTLS end a server: its certificate, or the SNI the other end
+    asked for. They hold whether or not the packets pass a relay."""
     out: list[EvidenceItem] = []
-    remote = flow.remote
-    if remote is not None and remote.asn in HOSTING_ASNS:
-        out.append(EvidenceItem("remote-network", f"{remote.ip} is in AS{remote.asn} "
-                                f"({remote.organisation}), a data-centre or service network, "
-                                "not an access network where participants sit"))
+    dtls = facts.dtls
+    if dtls is None:
+        return out
+    for role, certs in dtls.certificates.items():
+        if not certs:
+            continue
+        why = server_certificate(certs[0])
+        if why is not None:
+            ip, port = _end(flow, _dtls_side(facts, role))
+            out.append(EvidenceItem("dtls-certificate", f"the DTLS certificate of {ip}:{port} "
+                                    f"({certs[0].get('subject')}) is a server's: {why}; a "
+                                    "participant's WebRTC certificate is a self-signed "
+                                    "throwaway authenticated by its fingerprint (RFC 5763 "
+                                    "section 5)"))
+    if dtls.sni:
+        out.append(EvidenceItem("dtls-sni", f"the DTLS ClientHello asks for the server name "
+                                f"{dtls.sni} (SNI, RFC 6066 section 3): the DTLS peer is a "
+                                "named server, not a participant's device"))
+    return out
+
+
+def _fan_in(facts: FlowFacts, flow: Flow, ctx: VerdictContext
+            ) -> tuple[EvidenceItem | None, EvidenceItem | None]:
+    """(fan-in from the remote side, more sources sent by the local side than one
+    participant sends). Only validated RTP streams count, a source grouped with its RTX
+    and FEC companions; one participant sends at most audio, camera and screen (3), and
+    one source of a kind, so several must also share a payload type."""
+    if facts.rtp is None:
+        return None, None
+    local = _local_side(flow, ctx)
+    remote, own = None, None
+    for side in SIDES:
+        groups = facts.rtp.source_groups.get(side, 0)
+        same, pt = facts.rtp.same_type.get(side, (0, 0))
+        if groups <= MAX_PARTICIPANT_SOURCES or same < 2:
+            continue
+        ip, port = _end(flow, side)
+        sampled = facts.rtp.sources.get(side, [])
+        listed = "; ".join("+".join(g) for g in sampled[:6]) + (
+            f"; {same} of them with payload type {pt}")
+        if side == local:
+            own = EvidenceItem("local-sources", f"the capture's own end {ip}:{port} sends "
+                               f"{groups} source groups ({listed}), more than one "
+                               "participant sends: it may be a media server itself")
+            continue
+        remote = EvidenceItem("fan-in", f"{groups} source groups come from {ip}:{port} on "
+                              f"one 5-tuple (validated RTP streams, RTX/FEC companions "
+                              f"grouped: {listed}), more than one participant sends: a "
+                              "mixer or SFU forwards several participants' sources and "
+                              "terminates this leg's encryption")
+    return remote, own
+
+
+MAX_PARTICIPANT_SOURCES = 3
+
+
+def _server_signals(flow: Flow, facts: FlowFacts, app: str | None,
+                    ctx: VerdictContext) -> list[EvidenceItem]:
+    out: list[EvidenceItem] = []
+    for side in SIDES:
+        kind = _network(flow, side, ctx)
+        if kind is not None and kind[0] == "hosting":
+            ip = _end(flow, side)[0]
+            signal = "remote-network" if flow.remote and flow.remote.ip == ip else (
+                "server-network")
+            out.append(EvidenceItem(signal, f"{ip} is on a data-centre or service network, "
+                                    f"not an access network where participants sit: "
+                                    f"{kind[1]}"))
     stun = facts.stun
     if stun is not None and stun.ice == "lite-or-server":
         out.append(EvidenceItem("ice-lite", f"only {', '.join(stun.requests_from)} sends ICE "
@@ -218,28 +376,103 @@ def _server_signals(flow: Flow, facts: FlowFacts, app: str | None) -> list[Evide
         if why is not None:
             out.append(EvidenceItem("service-media-server", f"the remote is {app}'s "
                                     f"({why.signal}: {why.detail})"))
-    if facts.rtp is not None:
-        for side in ("client", "server"):
-            count = max(len(facts.rtp.ssrcs.get(side, [])), facts.rtp.ssrc_count.get(side, 0))
-            if count >= 3:
-                end = flow.server if side == "server" else flow.client
-                out.append(EvidenceItem(
-                    "fan-in", f"{count} SSRCs come from {end.ip}:{end.port} on one "
-                    "5-tuple: a mixer or SFU forwards several participants' sources, and "
-                    "terminates this leg's encryption"))
+    out += _name_signals(flow, facts)
+    local = _local_side(flow, ctx)
+    for side in SIDES:
+        ip = _end(flow, side)[0]
+        names = ctx.names.get(ip)
+        if names and _scope(ip) == "public" and side != local:
+            out.append(EvidenceItem("dns-name", f"{ip} is the address of "
+                                    f"{', '.join(names[:3])} (DNS in this capture): a named "
+                                    "host, as a service's servers are"))
+    fan_in, _own = _fan_in(facts, flow, ctx)
+    if fan_in is not None:
+        out.append(fan_in)
     return out
+
+
+def _relay_signals(flow: Flow, ctx: VerdictContext) -> list[EvidenceItem]:
+    """The remote end is a TURN server or one of its relayed addresses (RFC 8656)."""
+    out: list[EvidenceItem] = []
+    for side in SIDES:
+        ip, port = _end(flow, side)
+        text = f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+        if text in ctx.relayed:
+            out.append(EvidenceItem("turn-relayed-address", f"{text} is a relayed address a "
+                                    f"TURN server handed out (flow {ctx.relayed[text]}): the "
+                                    "media passes a relay, and who is behind it is not seen"))
+        elif ip in ctx.turn_servers and _local_side(flow, ctx) != side:
+            out.append(EvidenceItem("turn-server", f"{ip} is a TURN server (allocation on flow "
+                                    f"{ctx.turn_servers[ip]}): the media passes a relay, and "
+                                    "who is behind it is not seen"))
+    return out
+
+
+def _peer_behind_relay(flow: Flow, facts: FlowFacts, ctx: VerdictContext
+                       ) -> EvidenceItem | None:
+    """Positive evidence that the peer behind a TURN relay is a participant: its address
+    (XOR-PEER-ADDRESS, RFC 8656 section 18.3) is itself a relayed address (another TURN
+    client, as participants behind NAT are; media servers sit on public addresses and
+    allocate no relays), or is on a residential or mobile network."""
+    if facts.stun is None:
+        return None
+    for text in facts.stun.peer_addresses:
+        ip = text.rpartition(":")[0]
+        ip = ip.strip("[]")
+        if text in ctx.relayed or ip == flow.server.ip:
+            return EvidenceItem("peer-is-relayed", f"the peer address behind the relay, "
+                                f"{text}, is itself a relayed address of a TURN server: the "
+                                "other end is a TURN client too, as participants behind NAT "
+                                "are; media servers sit on public addresses and allocate no "
+                                "relays")
+        info = ctx.locate(ip) if ctx.locate is not None and _scope(ip) == "public" else None
+        kind = network_kind(info.asn, info.organisation) if info and info.asn else None
+        if kind is not None and kind[0] == "access":
+            return EvidenceItem("peer-access-network", f"the peer address behind the relay, "
+                                f"{text}, is on a residential or mobile network, where "
+                                f"participants' devices sit: {kind[1]}")
+    return None
 
 
 def _peer_signals(flow: Flow, facts: FlowFacts) -> list[EvidenceItem]:
     out: list[EvidenceItem] = []
     if facts.stun is not None and facts.stun.ice == "full":
-        out.append(EvidenceItem("ice-full", "both sides send ICE connectivity checks, as "
-                                "participants do"))
+        out.append(EvidenceItem("ice-full", "both sides send ICE connectivity checks (full "
+                                "ICE, RFC 8445): participants do, and so do media servers "
+                                "that do not run ICE-lite"))
     return out
 
 
+def _participant_signals(flow: Flow, facts: FlowFacts, ctx: VerdictContext,
+                         sip_path: EvidenceItem | None) -> tuple[list[EvidenceItem],
+                                                                 list[EvidenceItem]]:
+    """(positive evidence that the DTLS peer is a participant, supporting detail)."""
+    positive: list[EvidenceItem] = []
+    if sip_path is not None:
+        positive.append(sip_path)
+    kinds = {side: _network(flow, side, ctx) for side in SIDES}
+    public = [k for k in kinds.values() if k is not None and k[0] == "access"]
+    if public and all(k is not None and k[0] in ("access", "private") for k in kinds.values()):
+        where = "; ".join(f"{_end(flow, side)[0]}: {k[1]}" for side, k in kinds.items() if k)
+        nat = (" (one behind a NAT on a private network)" if len(public) < len(kinds)
+               else "")
+        positive.append(EvidenceItem("access-networks", "both ends are on residential or "
+                                     f"mobile access networks{nat}, where participants' "
+                                     f"devices sit: {where}"))
+    supporting: list[EvidenceItem] = []
+    certs = facts.dtls.certificates if facts.dtls else {}
+    if len(certs) == 2 and all(c and throwaway_certificate(c[0]) for c in certs.values()):
+        names = ", ".join(str(c[0].get("subject")) for c in certs.values())
+        supporting.append(EvidenceItem("throwaway-certificates", f"both DTLS certificates "
+                                       f"are self-signed with throwaway names ({names}), as "
+                                       "WebRTC endpoints generate per call (RFC 5763 section "
+                                       "5)"))
+    return positive, supporting
+
+
 def _dtls_srtp(flow: Flow, facts: FlowFacts, app: str | None,
-               payload: list[EvidenceItem]) -> Encryption:
+               payload: list[EvidenceItem], ctx: VerdictContext,
+               sip_path: EvidenceItem | None) -> Encryption:
     dtls = facts.dtls
     assert dtls is not None
     profile = dtls.srtp_profile or ", ".join(dtls.srtp_profiles_offered) + " offered"
@@ -255,31 +488,46 @@ def _dtls_srtp(flow: Flow, facts: FlowFacts, app: str | None,
         keyed = EvidenceItem("dtls-srtp", f"DTLS ({dtls.version}) between {flow.client.ip}:"
                              f"{flow.client.port} and {flow.server.ip}:{flow.server.port} "
                              f"negotiates SRTP keys ({profile}); both ends hold them")
-    server = _server_signals(flow, facts, app)
-    if server and not relayed:
+    server = _name_signals(flow, facts) if relayed else _server_signals(flow, facts, app, ctx)
+    if server:
         return Encryption("hop-by-hop", "server", "dtls-srtp", "observed", "medium",
                           [keyed, *server, *payload, EvidenceItem("inner-layer", INNER_LAYER)])
     peer = _peer_signals(flow, facts)
     if relayed:
-        if peer:
+        behind_peer = _peer_behind_relay(flow, facts, ctx)
+        _positive, supporting = _participant_signals(flow, facts, ctx, None)
+        if peer and behind_peer is not None:
             return Encryption("end-to-end", "relay", "dtls-srtp", "observed", "medium", [
                 keyed, EvidenceItem("turn-relay", "the relay forwards ChannelData; it is not "
                                     "the DTLS peer and sees only ciphertext"),
                 *peer, EvidenceItem("ice-through-relay", "the connectivity checks of both "
-                                    "participants pass through the relay, so the DTLS peer "
-                                    "behind it is the other participant"), *payload])
+                                    "ends pass through the relay"), behind_peer,
+                *supporting, *payload])
         return Encryption("encrypted-unverified", "relay", "dtls-srtp", "observed", "low",
                           [keyed, EvidenceItem("turn-relay", "the media is relayed through "
-                                               "TURN; nothing shows who the peer behind the "
-                                               "relay is"), *payload])
-    if peer:
+                                               "TURN; nothing shows that the peer behind the "
+                                               "relay is a participant rather than a media "
+                                               "server"), *peer, *supporting, *payload])
+    via_relay = _relay_signals(flow, ctx)
+    if via_relay:
+        return Encryption("encrypted-unverified", "relay", "dtls-srtp", "observed", "low",
+                          [keyed, *via_relay, *peer, *payload])
+    positive, supporting = _participant_signals(flow, facts, ctx, sip_path)
+    _fan, own = _fan_in(facts, flow, ctx)
+    if peer and positive and own is None:
         return Encryption("end-to-end", "peer", "dtls-srtp", "observed", "medium", [
-            keyed, *peer,
-            EvidenceItem("no-server-signal", "no ICE-lite answering, service name, fan-in "
-                         "or relay points to a media server"), *payload])
+            keyed, *peer, *positive, *supporting,
+            EvidenceItem("no-server-signal", "no data-centre network, server certificate or "
+                         "name, ICE-lite answering, fan-in or relay points to a media "
+                         "server"), *payload])
+    missing = ("both sides send ICE checks, but media servers running full ICE do too, and "
+               if peer else "")
     return Encryption("encrypted-unverified", "unknown", "dtls-srtp", "observed", "low", [
-        keyed, *payload, EvidenceItem("termination-unknown", "nothing shows whether the DTLS "
-                                      "peer is a participant or a server")])
+        keyed, *peer, *supporting, *([own] if own else []), *payload,
+        EvidenceItem("termination-unknown", f"{missing}nothing positive shows whether the "
+                     "DTLS peer is a participant or a server: no residential or mobile "
+                     "network at both ends, no SDP of both parties, no server name, "
+                     "data-centre network or fan-in")])
 
 
 def _zoom(facts: FlowFacts, payload: list[EvidenceItem]) -> Encryption:
@@ -301,7 +549,7 @@ def _zoom(facts: FlowFacts, payload: list[EvidenceItem]) -> Encryption:
 
 
 def _proprietary(flow: Flow, facts: FlowFacts, app: str,
-                 payload: list[EvidenceItem]) -> Encryption:
+                 payload: list[EvidenceItem], ctx: VerdictContext) -> Encryption:
     keying = EvidenceItem("proprietary-keying", PROPRIETARY_KEYING[app] + "; the capture "
                           "cannot show who holds the keys")
     turn = facts.turn is not None or bool(facts.stun and facts.stun.methods.get(
@@ -311,7 +559,7 @@ def _proprietary(flow: Flow, facts: FlowFacts, app: str,
             EvidenceItem("turn-relay", f"the media goes through the relay at "
                          f"{flow.server.ip}:{flow.server.port} (TURN allocation), which "
                          "forwards it to the other side"), keying, *payload])
-    server = _server_signals(flow, facts, app)
+    server = _server_signals(flow, facts, app, ctx)
     if server:
         return Encryption("hop-by-hop", "server", "proprietary", "observed", "low", [
             *server, keying, *payload, EvidenceItem("inner-layer", INNER_LAYER)])
@@ -332,7 +580,8 @@ def _proprietary(flow: Flow, facts: FlowFacts, app: str,
 def apply_decryption(enc: Encryption, dec: Decryption) -> None:
     """What the transport keys revealed (basis decrypted), issue 6's rules:
     codec frames behind keys a server holds -> hop-by-hop; an SFrame layer -> end-to-end;
-    keys held by a participant (the DTLS peer is one) -> end-to-end; all high confidence."""
+    keys held by a participant (the DTLS peer shown to be one) stay end-to-end; all high
+    confidence."""
     enc.decryption = dec
     opened = EvidenceItem("decrypted", f"{dec.packets_decrypted} packets decrypted, their "
                           f"authentication tags verified ({dec.tag_failures} failed), with "
@@ -358,6 +607,6 @@ def apply_decryption(enc: Encryption, dec: Decryption) -> None:
         enc.verdict = "end-to-end"
     elif dec.inner == "codec" and enc.termination == "server":
         enc.verdict = "hop-by-hop"
-    elif dec.inner == "codec" and enc.termination in ("peer", "relay") and (
-            enc.key_exchange == "dtls-srtp"):
-        enc.verdict = "end-to-end"
+    # Codec frames behind keys the DTLS peer holds are end-to-end only if that peer was
+    # shown to be a participant (the observed verdict); an unverified peer may be a media
+    # server, and the keys say nothing of who it is (issue 17).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -95,3 +96,56 @@ def payload_stats(payloads: list[bytes], payload_type: int | None = None) -> Pay
         "codec-structure", "skewed") else None
     return PayloadStats(n, len(joined), len(firsts), round(top, 3),
                         None if p is None else float(f"{p:.3g}"), looks, codec)
+
+
+# Frame sizes of static payload types' codecs, per timestamp step (RFC 3551 section 4.5):
+# G.711 (PCMU 0, PCMA 8) and G.722 (9, clocked at 8000 by RFC 3551's note) carry one byte
+# per timestamp tick; G.729 (18) 10 bytes per 80 ticks (a 2-byte Annex B SID frame may end
+# a packet); G.723.1 (4) 24 or 20 bytes per 240 ticks (4-byte SID); GSM (3) 33 bytes per
+# 160 ticks.
+def _frames_expected(payload_type: int, step: int) -> set[int]:
+    if payload_type in (0, 8, 9):
+        return {step}
+    if payload_type == 18 and step % 80 == 0:
+        n = step // 80
+        return {10 * n, 10 * (n - 1) + 2}
+    if payload_type == 4 and step % 240 == 0:
+        n = step // 240
+        return {24 * n, 20 * n, 24 * (n - 1) + 4, 20 * (n - 1) + 4}
+    if payload_type == 3 and step % 160 == 0:
+        return {33 * (step // 160)}
+    return set()
+
+
+FRAME_CODECS = {0: "G.711 u-law", 8: "G.711 A-law", 9: "G.722", 18: "G.729", 4: "G.723.1",
+                3: "GSM"}
+MIN_FRAME_PACKETS = 4
+
+
+def frame_sizes(payload_type: int, packets: list[tuple[int, int, int]]) -> str | None:
+    """Evidence that a static payload type's packets carry exactly its codec frames and
+    nothing more: (sequence, timestamp, payload length) in capture order. SRTP appends an
+    authentication tag to every packet (RFC 3711 section 3.1: 10 or 4 bytes with
+    HMAC-SHA1, 16 with AES-GCM, RFC 7714 section 7.2), so payloads that are exactly whole
+    frames for the timestamp step leave no room for one: plaintext RTP, or SRTP with
+    authentication switched off."""
+    if payload_type not in FRAME_CODECS or len(packets) < MIN_FRAME_PACKETS:
+        return None
+    checked = 0
+    sizes: list[int] = []
+    for (seq_a, ts_a, _), (seq_b, ts_b, size) in pairwise(packets):
+        if (seq_b - seq_a) % 65536 != 1:
+            continue
+        step = (ts_b - ts_a) % (1 << 32)
+        if size not in _frames_expected(payload_type, step) or not size:
+            return None
+        checked += 1
+        sizes.append(size)
+    if checked < MIN_FRAME_PACKETS - 1:
+        return None
+    steps = sorted({(b[1] - a[1]) % (1 << 32) for a, b in pairwise(packets)})
+    return (f"{FRAME_CODECS[payload_type]} (static payload type {payload_type}): "
+            f"{checked} payloads of {', '.join(map(str, sorted(set(sizes))))} bytes are "
+            f"exactly whole codec frames for their timestamp steps "
+            f"(+{', +'.join(map(str, steps[:3]))}), with no room for an SRTP authentication "
+            "tag (RFC 3711 section 3.1): plaintext, or SRTP with authentication switched off")

@@ -207,7 +207,7 @@ class FlowAccounting:
         first_at[present] = at
         present, at = np.unique(pair[::-1], return_index=True)
         last_at[present] = len(pair) - 1 - at
-        first_at, last_at = (np.reshape(first_at, (groups, 2)),  # type: ignore[assignment]
+        first_at, last_at = (np.reshape(first_at, (groups, 2)),
                              np.reshape(last_at, (groups, 2)))
         # Existing flows were found before the per-packet pass; new ones exist since it.
         # Plain lists: indexing numpy arrays one element at a time is slow.

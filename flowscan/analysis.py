@@ -109,13 +109,14 @@ class FlowAnalysis:
         if home is not None:
             transfers.judge(records, home, locator)
             found += transfers.transfer_findings(records, home)
-        impossible = [f for f in records if f.remote and f.remote.plausibility
+        impossible = [(f.id, f.remote.plausibility) for f in records
+                      if f.remote and f.remote.plausibility
                       and f.remote.plausibility.plausible is False]
         if impossible:
             found.append(Finding("medium", "implausible-location",
                                  f"{len(impossible)} remote location(s) cannot be right for the "
-                                 "round-trip times seen: " + impossible[0].remote.plausibility
-                                 .detail, [f.id for f in impossible]))  # type: ignore[union-attr]
+                                 "round-trip times seen: " + impossible[0][1].detail,
+                                 [flow_id for flow_id, _ in impossible]))
         return records, apps, names, sessions, found
 
 

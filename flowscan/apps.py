@@ -121,7 +121,8 @@ def _candidates(view: FlowView, names_for: dict[str, list[str]]
     if f.tls:
         named("tls-sni", f.tls.sni, STRONG)
         for cert in f.tls.certificates.get("server", [])[:1]:
-            for n in cert.get("dns_names", [])[:5]:  # type: ignore[union-attr]
+            names = cert.get("dns_names")
+            for n in names[:5] if isinstance(names, list) else ():
                 named("tls-certificate", str(n), STRONG)
     if f.quic:
         named("quic-sni", f.quic.sni, STRONG)

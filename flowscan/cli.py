@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from contextlib import nullcontext
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -24,6 +25,9 @@ from flowscan.geo.locate import UNLOCATED
 from flowscan.report import json as json_report
 from flowscan.report.model import Report
 from flowscan.report.sanitize import inert_line, inert_markup
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 EXIT_OK = 0
 EXIT_POLICY = 1
@@ -97,7 +101,7 @@ class _Progress:
             TimeRemainingColumn(), console=Console(stderr=True), transient=True,
         )
         self._label = label
-        self._task: int | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> _Progress:
         self._progress.__enter__()
@@ -218,16 +222,16 @@ def decrypt_command(capture: str, output: str, keylog: tuple[str, ...],
     except FlowscanError as exc:
         _error(str(exc))
         sys.exit(EXIT_BAD_INPUT)
-    done = [f for f in report.flows if f.encryption and f.encryption.decryption]
-    for flow in done:
-        d = flow.encryption.decryption  # type: ignore[union-attr]
+    done = [(f, f.encryption.decryption) for f in report.flows
+            if f.encryption and f.encryption.decryption]
+    for flow, d in done:
         _echo(f"flow {flow.id} {flow.client.ip}:{flow.client.port} <-> "
               f"{flow.server.ip}:{flow.server.port}: {d.packets_decrypted} packets "
               f"decrypted, {d.tag_failures} failed authentication; inside: {d.inner} "
               f"(key {d.key_sha256} from {d.key_source})")
     for warning in report.capture.warnings:
         click.echo(f"warning: {inert_line(warning)}", err=True)
-    decrypted = sum(f.encryption.decryption.packets_decrypted for f in done)  # type: ignore[union-attr]
+    decrypted = sum(d.packets_decrypted for _, d in done)
     _echo(f"{output}: {decrypted} packets in the clear")
     if not decrypted:
         _error("nothing was decrypted: no key matches this capture's media (give --keylog, "

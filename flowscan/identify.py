@@ -12,6 +12,7 @@ from flowscan.flows import OTHER_CLASS, RTP_CLASS, SAMPLE_CLASSES, FlowState
 from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
+from flowscan.protocols.sip import SdpMedia
 from flowscan.verdict import streams as rtp_streams
 from flowscan.verdict.signals import PayloadStats, frame_sizes, payload_stats
 
@@ -158,7 +159,7 @@ class FlowFacts:
     media_unread: bool = False
     # Kept for the decryption stage, never reported: SDES keys seen in SDP bodies.
     # The SDP media as parsed, a=crypto keys included: for decryption, never reported.
-    sdp_media: list[sip.SdpMedia] = field(default_factory=list, repr=False)
+    sdp_media: list[SdpMedia] = field(default_factory=list, repr=False)
 
     def add(self, protocol: str) -> None:
         if protocol not in self.protocols:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flowscan.protocols import rtp
+from flowscan.protocols.rtp import RtcpCompound, RtpHeader
 
 SERVER_PORTS = range(8801, 8811)
 OUTER_MEDIA = 0x05
@@ -30,8 +31,8 @@ class ZoomPacket:
     direction: str | None
     inner_type: int | None
     media: str | None  # audio, video, screen-share, rtcp, or None when not recognised
-    rtp: rtp.RtpHeader | None = None
-    rtcp: rtp.RtcpCompound | None = None
+    rtp: RtpHeader | None = None  # a field named as the module: the types imported by name
+    rtcp: RtcpCompound | None = None
 
 
 def _inner(data: bytes, start: int) -> tuple[int | None, str | None, rtp.RtpHeader | None,

@@ -92,22 +92,22 @@ def build_context(flows: list[tuple[Flow, FlowFacts]]) -> VerdictContext:
             continue
         over_tls = flow.transport == "tcp" and "tls" in facts.protocols
         for media in facts.sip.media:
-            address, port = media.get("address"), media.get("port")
-            if not isinstance(address, str) or not isinstance(port, int):
+            media_address, port = media.get("address"), media.get("port")
+            if not isinstance(media_address, str) or not isinstance(port, int):
                 continue
             keys = media.get("sdes") or []
             call = facts.sip.call_ids[0] if facts.sip.call_ids else "?"
-            for endpoint in ((address, port), (address, port + 1)):
+            for endpoint in ((media_address, port), (media_address, port + 1)):
                 ctx.sdp_media.setdefault(endpoint, call)
                 if keys and not over_tls:
                     key = keys[0]  # type: ignore[index]
                     ctx.sdes.setdefault(endpoint, SdesExposure(
                         flow.id, str(key["suite"]), str(key["key_sha256"]),
-                        f"{media.get('media')} {address}:{port}"))
+                        f"{media.get('media')} {media_address}:{port}"))
                 elif str(media.get("protocol", "")).upper() == "RTP/AVP":
                     ctx.sdp_plain_rtp.setdefault(
                         endpoint, f"SDP on flow {flow.id} offers {media.get('media')} "
-                                  f"{address}:{port} as RTP/AVP (unencrypted RTP)")
+                                  f"{media_address}:{port} as RTP/AVP (unencrypted RTP)")
     return ctx
 
 

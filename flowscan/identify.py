@@ -9,12 +9,12 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 from flowscan.flows import OTHER_CLASS, RTP_CLASS, SAMPLE_CLASSES, FlowState
+from flowscan.media import streams as rtp_streams
+from flowscan.media.payload import PayloadStats, frame_sizes, payload_stats
 from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
 from flowscan.protocols.sip import SdpMedia
-from flowscan.verdict import streams as rtp_streams
-from flowscan.verdict.signals import PayloadStats, frame_sizes, payload_stats
 
 SIDES = ("client", "server")
 DNS_PORTS = (53, 5353, 5355)

@@ -474,7 +474,7 @@ def test_g729_frames_followed_by_a_tag_are_not_plaintext(tmp_path: Path, tag: in
 
 
 def test_frame_sizes_of_static_payload_types() -> None:
-    from flowscan.verdict.signals import frame_sizes
+    from flowscan.media.payload import frame_sizes
 
     def run(pt: int, step: int, size: int) -> str | None:
         return frame_sizes(pt, [(i, step * i, size) for i in range(6)])

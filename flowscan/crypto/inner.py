@@ -12,7 +12,7 @@ import itertools
 from dataclasses import dataclass
 
 from flowscan.crypto.sframe import parse_header
-from flowscan.verdict.signals import payload_stats
+from flowscan.media.payload import payload_stats
 
 
 def vp8_descriptor_length(payload: bytes) -> int | None:

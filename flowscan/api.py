@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from flowscan import __version__
 from flowscan.accounting import FlowAccounting
 from flowscan.analysis import FlowAnalysis
 from flowscan.capture import CaptureSource, displayable, open_reader
@@ -29,6 +28,7 @@ from flowscan.report.model import (
     ToolInfo,
 )
 from flowscan.report.records import flow_record, timestamp
+from flowscan.version import __version__
 
 ENGINES = ("native", "tshark")
 
@@ -122,7 +122,7 @@ def scan(
     if vantage:
         locator.require("--vantage")
     if options.engine == "tshark":
-        from flowscan.capture.tshark import scan_with_tshark
+        from flowscan.tshark import scan_with_tshark
 
         report: Report = scan_with_tshark(path, options)
         report.capture.path = displayable(report.capture.path)

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowscan import __version__
 from flowscan.api import ENGINES, decrypt, scan
 from flowscan.errors import FlowscanError
 from flowscan.geo.locate import UNLOCATED
 from flowscan.report import json as json_report
 from flowscan.report.model import Report
 from flowscan.report.sanitize import inert_line, inert_markup
+from flowscan.version import __version__
 
 if TYPE_CHECKING:
     from rich.progress import TaskID

@@ -11,9 +11,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from flowscan.api import scan
-from flowscan.capture.tshark import FLOW_TABLE_ONLY
 from flowscan.errors import UsageError
 from flowscan.report.model import Flow, Report
+from flowscan.tshark import FLOW_TABLE_ONLY
 
 FlowKey = tuple[str, str, int, str, int, tuple[str, ...]]
 

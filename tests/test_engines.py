@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import flowscan
-from flowscan.capture.tshark import FLOW_TABLE_ONLY
 from flowscan.crosscheck import compare, crosscheck, flow_key
+from flowscan.tshark import FLOW_TABLE_ONLY
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None,
                                   reason="tshark is not installed")

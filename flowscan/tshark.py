@@ -15,11 +15,11 @@ import sys
 import tempfile
 from typing import Any
 
-from flowscan import __version__
 from flowscan.capture import CaptureSource, open_reader
 from flowscan.capture.decode import NO_PORTS, PROTO_TCP, PROTO_UDP, Decoded
 from flowscan.errors import CaptureError
 from flowscan.flows import FlowTable
+from flowscan.version import __version__
 
 TUNNEL_LAYERS = {"gtp": "gtp-u", "gre": "gre", "vxlan": "vxlan", "pppoes": "pppoe",
                  "mpls": "mpls"}

@@ -15,9 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from flowscan.identify import FlowFacts
+from flowscan.report.model import AppGroup, Flow, RemoteInfo
 from flowscan.report.model import AppInfo as AppLabel
 from flowscan.report.model import EvidenceItem as Evidence
-from flowscan.report.model import RemoteInfo
 
 APPS = ("zoom", "teams", "meet", "webex", "whatsapp", "signal", "telegram", "discord",
         "facetime", "jitsi", "webrtc", "sip")
@@ -281,3 +281,23 @@ def identify_apps(views: list[FlowView], names_for: dict[str, list[str]]
              lambda v, d: f"{v.client[0]}:{v.client[1]} also carries {d.name} traffic "
                           f"identified by {d.evidence[0].signal}")
     return labels
+
+
+CONFIDENCE_ORDER = {"high": 3, "medium": 2, "low": 1}
+
+
+def app_groups(flows: list[Flow], labels: dict[int, AppLabel]) -> list[AppGroup]:
+    """The flows of each application, largest first by bytes; a group is as confident as
+    its most confident flow."""
+    groups: dict[str, list[Flow]] = defaultdict(list)
+    for flow in flows:
+        if flow.id in labels:
+            groups[labels[flow.id].name].append(flow)
+    return [
+        AppGroup(name, max((labels[f.id].confidence for f in members),
+                           key=lambda c: CONFIDENCE_ORDER[c]),
+                 [f.id for f in members], sum(f.packets for f in members),
+                 sum(f.bytes for f in members))
+        for name, members in sorted(groups.items(),
+                                    key=lambda kv: -sum(f.bytes for f in kv[1]))
+    ]

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from flowscan.api import ENGINES, decrypt, scan
+from flowscan.api import decrypt, scan
 from flowscan.errors import FlowscanError
 from flowscan.geo.locate import UNLOCATED
+from flowscan.options import ENGINES, ScanOptions
 from flowscan.report import json as json_report
 from flowscan.report.model import Report
 from flowscan.report.sanitize import inert_line, inert_markup
@@ -156,7 +157,8 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
               show_default=True, help="Report format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the report to this file instead of standard output.")
-@click.option("--engine", type=click.Choice(ENGINES), default="native", show_default=True,
+@click.option("--engine", type=click.Choice([str(e) for e in ENGINES]), default="native",
+              show_default=True,
               help="native: flowscan's own reader; tshark: Wireshark's dissectors via pyshark.")
 @click.option("--idle-timeout", type=click.FloatRange(min=0.001), default=300.0,
               show_default=True, help="Seconds of silence after which a flow is closed.")
@@ -179,6 +181,9 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
             path != "-" and os.path.exists(path) and os.path.exists(output)
             and os.path.samefile(path, output) for path in captures):
         raise FlowscanError(f"{output}: the report would overwrite a capture")
+    options = ScanOptions(engine=engine, idle_timeout=idle_timeout, geoip_db=geoip_db,
+                          home=home, vantage=vantage, keylog=keylog, srtp_key=srtp_key,
+                          sdp=sdp)
     reports: list[Report] = []
     failed = False
     for path in captures:
@@ -186,10 +191,7 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
         bar = _Progress(inert_markup(path)) if use_bar else None
         try:
             with bar or nullcontext():
-                reports.append(scan(path, engine=engine, idle_timeout=idle_timeout,
-                                    progress=bar, geoip_db=geoip_db, home=home,
-                                    vantage=vantage, keylog=keylog, srtp_key=srtp_key,
-                                    sdp=sdp))
+                reports.append(scan(path, options, progress=bar))
         except FlowscanError as exc:
             _error(str(exc))
             failed = True

@@ -7,6 +7,7 @@ from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import pairwise
+from typing import Any
 
 from flowscan.flows import OTHER_CLASS, RTP_CLASS, SAMPLE_CLASSES, FlowState
 from flowscan.media import streams as rtp_streams
@@ -687,3 +688,21 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
                                 if n and facts.rtp.streams.get(side) == "valid"}
         collector.source_groups(facts.rtp, ssrc_counts)
     return facts
+
+
+DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip")
+
+
+def facts_to_details(facts: FlowFacts) -> dict[str, Any]:
+    """The report's per-protocol facts; the dataclasses themselves (serialised as they are,
+    no copies), and never the SDES keys FlowFacts also holds."""
+    out: dict[str, Any] = {name: getattr(facts, name) for name in DETAIL_FIELDS
+                           if getattr(facts, name) is not None}
+    if facts.dns or facts.dns_queries:
+        out["dns"] = {"queries": facts.dns_queries, "answers": facts.dns or {}}
+    if facts.discord_ip_discovery or facts.discord_ping:
+        out["discord"] = {"ip_discovery": facts.discord_ip_discovery,
+                          "voice_ping": facts.discord_ping}
+    if facts.public_addresses:
+        out["public_addresses"] = facts.public_addresses
+    return out

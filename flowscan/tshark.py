@@ -19,6 +19,8 @@ from flowscan.capture import CaptureSource, open_reader
 from flowscan.capture.decode import NO_PORTS, PROTO_TCP, PROTO_UDP, Decoded
 from flowscan.errors import CaptureError
 from flowscan.flows import FlowTable
+from flowscan.options import ScanOptions
+from flowscan.report.model import Report
 from flowscan.version import __version__
 
 TUNNEL_LAYERS = {"gtp": "gtp-u", "gre": "gre", "vxlan": "vxlan", "pppoes": "pppoe",
@@ -97,11 +99,11 @@ def _sha256(path: str) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def scan_with_tshark(path: str, options: Any) -> Any:
+def scan_with_tshark(path: str, options: ScanOptions) -> Report:
     """Build the report's flow table from tshark's dissection of the capture."""
     import pyshark  # imported here: the native engine must not need tshark
 
-    from flowscan.report.model import CaptureInfo, Report, ToolInfo
+    from flowscan.report.model import CaptureInfo, ToolInfo
     from flowscan.report.records import flow_record, timestamp
 
     if shutil.which("tshark") is None:

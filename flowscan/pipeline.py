@@ -1,0 +1,366 @@
+"""The scan pipeline: its stages, in the order they run, and the one place that runs them.
+
+    read -> account -> identify -> geolocate -> apps -> verdicts -> keys and decryption
+         -> sessions -> policy -> report
+
+Read, account and identify stream: the reader hands batches of packets to the flow table,
+and each flow the table closes (idle, or at the end) is identified at once and its payload
+samples dropped, so what stays in memory is the open flows and the compact facts of closed
+ones. The later stages each need every flow: an address's names come from other flows' DNS,
+apps are inherited across the flows of one socket, a verdict weighs TURN allocations and
+SIP calls seen on other flows. Decryption follows the observed verdicts: it tries the flows
+the wire shows encrypted, and what it finds inside turns an observed verdict into a
+decrypted one. Sessions group the judged flows; policy compares them with the user's
+jurisdiction; the report is built once, at the end, and renderers only render it.
+
+Each stage is a function here with a typed input and output; its work lives in the module
+named beside it. The pipeline, not the stages, attaches each output to the flow records,
+so what every stage adds to a flow is visible in one place.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from flowscan.accounting import FlowAccounting
+from flowscan.apps import FlowView, app_groups, identify_apps
+from flowscan.capture import CaptureSource, open_reader
+from flowscan.capture.decode import Decoder
+from flowscan.capture.records import CaptureFacts as ReaderFacts
+from flowscan.crypto.keylog import KeyLog
+from flowscan.crypto.keys import ExplicitKeys
+from flowscan.decrypt import DecryptedCapture, KeySources, decrypt_flows
+from flowscan.errors import UsageError
+from flowscan.flows import FlowState, FlowTable
+from flowscan.geo.hints import name_hints
+from flowscan.geo.locate import Locator
+from flowscan.geo.names import name_map
+from flowscan.geo.plausibility import Vantage, parse_vantage
+from flowscan.geo.remotes import capture_host, plausibility_of, remote_of
+from flowscan.identify import FlowFacts, facts_to_details, identify
+from flowscan.options import ScanOptions
+from flowscan.policy import transfers
+from flowscan.policy.jurisdictions import Home, parse_home
+from flowscan.report.build import (
+    CaptureTotals,
+    build_report,
+    malformed_sip_warnings,
+    reading_warnings,
+)
+from flowscan.report.model import AppGroup, Finding, Flow, MediaSession, Report
+from flowscan.report.records import flow_record
+from flowscan.sessions import build_sessions, findings
+from flowscan.verdict.rules import apply_decryption, build_context, judge
+from flowscan.version import __version__
+
+# progress(bytes of the file consumed, file size or None)
+ProgressCallback = Callable[[int, int | None], None]
+
+
+class Stage(StrEnum):
+    """The stages, in the order they run."""
+
+    READ = "read"  # capture/: the file's records, in batches of columns
+    ACCOUNT = "account"  # accounting.py, flows.py: packets and bytes per flow
+    IDENTIFY = "identify"  # identify.py, protocols/: each closed flow's protocols and facts
+    GEOLOCATE = "geolocate"  # geo/: each flow's remote, its names and location
+    APPS = "apps"  # apps.py: the application of each flow, with evidence
+    VERDICTS = "verdicts"  # verdict/: encryption as the wire shows it (basis observed)
+    DECRYPTION = "keys and decryption"  # crypto/, decrypt.py: with keys (basis decrypted)
+    SESSIONS = "sessions"  # sessions.py: calls and media sockets, findings over them
+    POLICY = "policy"  # policy/: jurisdiction, transfers, implausible locations
+    REPORT = "report"  # report/build.py: the report, assembled once
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The options made into what the stages use, checked before a byte is read."""
+
+    locator: Locator
+    home: Home | None
+    vantage: Vantage | None
+    explicit: ExplicitKeys
+
+
+def check_options(path: str, options: ScanOptions) -> Checked:
+    """Every input the user gave, checked first: a bad key spec, home or vantage is an
+    error before any reading, and so is a location option without a database."""
+    if (options.decrypted_output is not None and path != "-"
+            and Path(options.decrypted_output).resolve() == Path(path).resolve()):
+        raise UsageError(f"{options.decrypted_output}: the output would overwrite the capture")
+    explicit = ExplicitKeys()
+    for number, spec in enumerate(options.srtp_key, 1):
+        explicit.add_spec(spec, number)
+    for sdp_file in options.sdp:
+        explicit.add_sdp_file(sdp_file)
+    home = parse_home(options.home) if options.home else None
+    vantage = parse_vantage(options.vantage) if options.vantage else None
+    locator = Locator(list(options.geoip_db))
+    # Jurisdiction and plausibility are about where remotes are: without a database that
+    # locates them, every flow would pass as at home and every location as plausible.
+    if home:
+        locator.require("--home")
+    if vantage:
+        locator.require("--vantage")
+    return Checked(locator, home, vantage, explicit)
+
+
+def run(path: str, options: ScanOptions, progress: ProgressCallback | None = None) -> Report:
+    """Scan one capture with the native engine: every stage, in order."""
+    checked = check_options(path, options)
+    with _cyclic_gc_paused(), CaptureSource(path) as source:
+        read = read_account_identify(source, options, progress)
+        flows = read.flows
+        names = geolocate(flows, checked.locator, checked.vantage, read.reader.names)
+        apps = label_apps(flows, names)
+        judge_flows(flows, names, checked.locator)
+        keylog = key_log(options, read.reader)
+        replay = source.replay_path()  # decryption reads the capture again
+        if replay is None and options.decrypted_output is not None:
+            raise UsageError(f"{options.decrypted_output}: cannot decrypt {source.display}: "
+                             f"{source.replay_error}")
+        with _decrypted_output(options.decrypted_output, source.display,
+                               source.sha256()) as output:
+            if replay is not None:
+                decrypt(flows, KeySources(replay, keylog, checked.explicit, output))
+        records = [flow for flow, _ in flows]
+        sessions, found = group_sessions(flows)
+        found += policy(records, checked.home, checked.locator)
+        totals = capture_totals(source, read)
+        warnings = reading_warnings(totals) + decryption_warnings(
+            options, records, checked.explicit, keylog, output)
+        if replay is None:
+            warnings.append(f"{source.display}: {source.replay_error}; decryption needs a "
+                            "second pass over the capture, so nothing was decrypted")
+        warnings += checked.explicit.warnings + malformed_sip_warnings(records)
+        warnings += late_warnings(keylog, totals, checked.locator)
+    return build_report(totals, warnings, records, apps, names, sessions, found,
+                        checked.locator.databases)
+
+
+# --- read, account, identify (streaming) ---------------------------------------------
+
+@dataclass
+class ReadFlows:
+    """What the streaming stages leave: every flow's record and facts, in order."""
+
+    flows: list[tuple[Flow, FlowFacts]]
+    reader: ReaderFacts
+    accounting: FlowAccounting
+    decoder: Decoder
+
+
+class _Identify:
+    """The identify stage, run on each flow as the table closes it: its record and facts
+    are kept, its payload samples are not."""
+
+    def __init__(self) -> None:
+        self.flows: list[tuple[Flow, FlowFacts]] = []
+
+    def __call__(self, state: FlowState) -> None:
+        record = flow_record(state)
+        facts = identify(state)
+        state.samples = []
+        record.protocols = list(facts.protocols)
+        record.details = facts_to_details(facts)
+        self.flows.append((record, facts))
+
+
+def read_account_identify(source: CaptureSource, options: ScanOptions,
+                          progress: ProgressCallback | None) -> ReadFlows:
+    reader = open_reader(source)
+    decoder = Decoder()
+    closed = _Identify()
+    table = FlowTable(on_close=closed, idle_timeout=options.idle_timeout,
+                      sample_packets=options.sample_packets,
+                      sample_bytes=options.sample_bytes)
+    accounting = FlowAccounting(table, decoder, columnar=options.columnar)
+    for batch in reader.batches():
+        accounting.add_batch(batch)
+        if progress is not None:
+            progress(source.consumed, source.size)
+    table.close_all()
+    closed.flows.sort(key=lambda pair: pair[0].id)
+    return ReadFlows(closed.flows, reader.facts, accounting, decoder)
+
+
+# --- the stages over all flows ----------------------------------------------------------
+
+def geolocate(flows: list[tuple[Flow, FlowFacts]], locator: Locator, vantage: Vantage | None,
+              nrb_names: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each flow's remote (located, with its plausibility from the vantage point) and the
+    capture's names for addresses, which later stages read."""
+    host = capture_host([flow for flow, _ in flows])
+    for flow, facts in flows:
+        flow.remote = remote_of(flow, locator, host)
+        if vantage is not None and flow.remote.scope == "public":
+            flow.remote.plausibility = plausibility_of(flow, facts, vantage)
+    names = name_map([facts for _, facts in flows], nrb_names)
+    for flow, facts in flows:
+        assert flow.remote is not None
+        own = list(names.get(flow.remote.ip, []))
+        if facts.tls and facts.tls.sni and flow.remote.which == "server":
+            own.append(facts.tls.sni)
+        flow.remote.name_hints = name_hints(own)
+    return names
+
+
+def label_apps(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
+               ) -> list[AppGroup]:
+    views = [FlowView(f.id, f.transport, (f.client.ip, f.client.port),
+                      (f.server.ip, f.server.port), facts, remote=f.remote)
+             for f, facts in flows]
+    labels = identify_apps(views, names)
+    for flow, _ in flows:
+        flow.app = labels.get(flow.id)
+    return app_groups([flow for flow, _ in flows], labels)
+
+
+def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]],
+                locator: Locator) -> None:
+    """The observed verdicts. What tells a participant from a server: the names that led
+    to each address, where the capture was taken, and the network of either end."""
+    context = build_context(flows)
+    context.names, context.locate = names, locator.lookup
+    context.capture_host = capture_host([flow for flow, _ in flows])
+    for flow, facts in flows:
+        flow.encryption = judge(flow, facts, context)
+
+
+def key_log(options: ScanOptions, reader: ReaderFacts) -> KeyLog:
+    """The DTLS secrets: the key log files given, then the capture's secrets blocks."""
+    keylog = KeyLog()
+    for keyfile in options.keylog:
+        keylog.add_file(keyfile)
+    for number, block in enumerate(reader.secrets, 1):
+        if block.kind == "tls-keylog":
+            keylog.add_text(block.data.decode("ascii", "replace"),
+                            f"the capture's decryption secrets block {block.number or number}")
+    return keylog
+
+
+def decrypt(flows: list[tuple[Flow, FlowFacts]], keys: KeySources) -> None:
+    """With keys: each flow's media decrypted and its verdict made from what is inside."""
+    by_id = {flow.id: flow for flow, _ in flows}
+    for flow_id, result in decrypt_flows(keys, flows).items():
+        encryption = by_id[flow_id].encryption
+        if encryption is not None:
+            apply_decryption(encryption, result)
+
+
+def group_sessions(flows: list[tuple[Flow, FlowFacts]]
+                   ) -> tuple[list[MediaSession], list[Finding]]:
+    sessions = build_sessions(flows)
+    return sessions, findings([flow for flow, _ in flows], sessions)
+
+
+def policy(flows: list[Flow], home: Home | None, locator: Locator) -> list[Finding]:
+    """Transfers out of the user's jurisdiction, and locations the round trips refute."""
+    found: list[Finding] = []
+    if home is not None:
+        transfers.judge(flows, home, locator)
+        found += transfers.transfer_findings(flows, home)
+    impossible = [(f.id, f.remote.plausibility) for f in flows
+                  if f.remote and f.remote.plausibility
+                  and f.remote.plausibility.plausible is False]
+    if impossible:
+        found.append(Finding("medium", "implausible-location",
+                             f"{len(impossible)} remote location(s) cannot be right for the "
+                             "round-trip times seen: " + impossible[0][1].detail,
+                             [flow_id for flow_id, _ in impossible]))
+    return found
+
+
+# --- the report's inputs ----------------------------------------------------------------
+
+def capture_totals(source: CaptureSource, read: ReadFlows) -> CaptureTotals:
+    facts, accounting, decoder = read.reader, read.accounting, read.decoder
+    return CaptureTotals(
+        path=source.display, sha256=source.sha256(), size_bytes=source.consumed,
+        compressed=source.compressed, format=facts.format, link_types=set(facts.link_types),
+        sections=facts.sections, interfaces=facts.interfaces, packets=facts.packets,
+        bytes=accounting.bytes, first_ts=accounting.first_ts, last_ts=accounting.last_ts,
+        ip_packets=accounting.ip_packets, non_ip_packets=decoder.non_ip,
+        malformed=accounting.malformed, unsupported=dict(accounting.unsupported),
+        ip_fragments=decoder.fragments_seen, fragments_unmatched=decoder.fragments_unmatched,
+        secrets_kinds=[s.kind for s in facts.secrets], reader_warnings=list(facts.warnings),
+    )
+
+
+def decryption_warnings(options: ScanOptions, flows: list[Flow], explicit: ExplicitKeys,
+                        keylog: KeyLog, output: DecryptedCapture | None) -> list[str]:
+    """Keys that were given and opened nothing: said, so a wrong key file is noticed."""
+    out = []
+    decrypted = any(f.encryption and f.encryption.decryption for f in flows)
+    if options.keylog and not decrypted:
+        out.append("the key log(s) given hold no secret for the DTLS sessions in this "
+                   "capture; nothing was decrypted")
+    if explicit and not decrypted:
+        out.append("the SRTP keys given (--srtp-key, --sdp) match no sender address or SSRC "
+                   "of an encrypted flow in this capture; nothing was decrypted with them")
+    if output is not None and output.left_encrypted:
+        out.append(f"{output.left_encrypted} decrypted packets travel in IP fragments (or "
+                   "IPv6 jumbograms); the decrypted capture keeps them as they were")
+    return out
+
+
+def late_warnings(keylog: KeyLog, totals: CaptureTotals, locator: Locator) -> list[str]:
+    out = []
+    if keylog.malformed:
+        out.append(f"{len(keylog.malformed)} key log line(s) were not understood and were "
+                   f"skipped: {', '.join(keylog.malformed[:5])}")
+    if totals.fragments_unmatched:
+        out.append(f"{totals.fragments_unmatched} IP fragments arrived without their first "
+                   "fragment; they are accounted to address-only flows")
+    if (unlocated := locator.warning()) is not None:
+        out.append(unlocated)
+    return out
+
+
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """The flow structures hold no reference cycles, so reference counting frees them; the
+    cyclic collector would only rescan the growing set of live flows, again and again."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+@contextmanager
+def _decrypted_output(target: str | None, display: str, sha256: str
+                      ) -> Iterator[DecryptedCapture | None]:
+    """The decrypted pcapng, written beside the target and renamed only once complete, so
+    a failed run never leaves half a capture under the name asked for. A device or FIFO
+    (/dev/stdout, a pipe) is written in place: renaming over it would replace the device
+    node itself."""
+    if target is None:
+        yield None
+        return
+    direct = Path(target).exists() and not Path(target).is_file()
+    partial = Path(target) if direct else Path(f"{target}.part")
+    comment = (f"Written by flowscan {__version__} from {display} (SHA-256 {sha256}): SRTP "
+               "and SRTCP of the flows with keys replaced by RTP and RTCP in the clear.")
+    try:
+        stream = partial.open("wb")
+    except OSError as exc:
+        raise UsageError(f"{target}: cannot write: {exc.strerror}") from None
+    try:
+        try:
+            with stream:
+                yield DecryptedCapture(stream, comment)
+        except OSError as exc:  # a full disk, a closed pipe: the user's to fix
+            raise UsageError(f"{target}: cannot write: {exc.strerror or exc}") from None
+        if not direct:
+            partial.replace(target)
+    finally:
+        if not direct:
+            partial.unlink(missing_ok=True)

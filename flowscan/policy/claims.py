@@ -28,8 +28,16 @@ from flowscan.geo.locate import LOCATING, Locator
 from flowscan.policy.jurisdictions import Home, parse_home
 from flowscan.report.model import Flow, Report
 
-KNOWN = {"media_end_to_end", "no_plaintext_media", "media_stays_in", "signalling_stays_in",
-         "allowed_operators"}
+# Each claim a vendor can state, with what it says: CI reports (SARIF rules) show these.
+DESCRIPTIONS = {
+    "media_end_to_end": "All media is end-to-end encrypted.",
+    "no_plaintext_media": "No media travels unencrypted or with its keys in the clear.",
+    "media_stays_in": "Media goes only to endpoints located in the stated jurisdiction.",
+    "signalling_stays_in": "The service's signalling goes only to endpoints located in the "
+                           "stated jurisdiction.",
+    "allowed_operators": "Media and signalling go only to the stated networks (AS numbers).",
+}
+KNOWN = set(DESCRIPTIONS)
 HOLDS, CONTRADICTED, UNVERIFIABLE = "holds", "contradicted", "unverifiable"
 # The claims that only databases can settle, and the kinds of database each needs.
 NEEDS_GEODATA = {"media_stays_in": LOCATING, "signalling_stays_in": LOCATING,
@@ -146,8 +154,9 @@ def _end_to_end(report: Report, stated: Any) -> ClaimResult:
         return ClaimResult(name, stated, UNVERIFIABLE,
                            f"media is {', '.join(verdicts)} from the wire alone: an inner "
                            "end-to-end layer cannot be excluded without keys; the DTLS-SRTP "
-                           "secrets (an SSLKEYLOGFILE or a pcapng with a Decryption Secrets "
-                           "Block) or the SRTP keys of these flows would settle it",
+                           "secrets (--keylog with an SSLKEYLOGFILE, or a pcapng with a "
+                           "Decryption Secrets Block) or the SRTP keys of these flows "
+                           "(--srtp-key, --sdp) would settle it",
                            [f.id for f in open_])
     return ClaimResult(name, stated, HOLDS, f"all {len(media)} media flows are end-to-end",
                        [f.id for f in media])

@@ -50,7 +50,9 @@ class ExitCode(IntEnum):
 class CaptureCheck:
     """One capture's answers (or why it could not be read: `error`, and no results)."""
 
-    path: str
+    path: str  # as reports show it (bytes that are not UTF-8 as \\xNN escapes)
+    # The path as given, for a URI that finds the file itself (SARIF); shown nowhere raw.
+    source: str = ""
     sha256: str | None = None
     size_bytes: int | None = None
     results: list[ClaimResult] = field(default_factory=list)
@@ -208,10 +210,11 @@ def run_checks(captures: Iterable[str], claims: dict[str, Any], strict: bool,
         try:
             report = scan(path)
         except CaptureError as exc:
-            run.captures.append(CaptureCheck(path=displayable(path), error=exc.reason))
+            run.captures.append(CaptureCheck(path=displayable(path), source=path,
+                                             error=exc.reason))
             continue
         run.captures.append(CaptureCheck(
-            path=report.capture.path, sha256=report.capture.sha256,
+            path=report.capture.path, source=path, sha256=report.capture.sha256,
             size_bytes=report.capture.size_bytes, results=check_claims(report, claims),
             findings=[f for f in report.findings if f.kind.startswith("foreign-")],
             warnings=list(report.capture.warnings)))

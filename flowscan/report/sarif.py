@@ -37,7 +37,7 @@ def artifact_uri(path: str) -> str:
     """A capture's path as a URI reference: relative paths stay relative (GitHub resolves
     them against the repository), absolute ones become file: URIs; every byte outside the
     unreserved set is percent-encoded."""
-    raw = os.fsencode(path)
+    raw = os.fsencode(path)  # a name that is not UTF-8: its own bytes, percent-encoded
     if os.path.isabs(path):
         return "file://" + urllib.parse.quote(raw, safe="/")
     return urllib.parse.quote(raw, safe="/")
@@ -71,7 +71,7 @@ def _level(run: CheckRun, outcome: Outcome) -> str | None:
 
 def _results(run: CheckRun, capture: CaptureCheck, index: int, rules: list[str]
              ) -> list[dict[str, Any]]:
-    uri = artifact_uri(capture.path)
+    uri = artifact_uri(capture.source or capture.path)
     out: list[dict[str, Any]] = []
     for result in capture.results:
         level = _level(run, Outcome(result.status))
@@ -112,8 +112,8 @@ def render(run: CheckRun) -> bytes:
     results: list[dict[str, Any]] = []
     notifications: list[dict[str, Any]] = []
     for index, capture in enumerate(run.captures):
-        artifact: dict[str, Any] = {"location": {"uri": artifact_uri(capture.path)},
-                                    "roles": ["analysisTarget"]}
+        uri = artifact_uri(capture.source or capture.path)
+        artifact: dict[str, Any] = {"location": {"uri": uri}, "roles": ["analysisTarget"]}
         if capture.sha256:
             artifact["hashes"] = {"sha-256": capture.sha256}
         if capture.size_bytes is not None:
@@ -123,7 +123,7 @@ def render(run: CheckRun) -> bytes:
             notifications.append({
                 "level": "error",
                 "message": _message(f"{capture.path}: cannot be read: {capture.error}"),
-                "locations": [_location(artifact_uri(capture.path), index)]})
+                "locations": [_location(uri, index)]})
         results.extend(_results(run, capture, index, rules))
     code = int(run.exit_code())
     log = {

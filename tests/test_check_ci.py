@@ -140,16 +140,28 @@ def test_keylog_turns_unverifiable_end_to_end_into_a_verdict(tmp_path: Path) -> 
 
 
 def test_srtp_key_and_sdp_reach_the_scan(tmp_path: Path) -> None:
-    """--srtp-key and --sdp are used, not ignored: keys that do not fit this call's media
-    change nothing, while a malformed one is refused before any capture is read."""
-    fake = "0x12345678=AES_CM_128_HMAC_SHA1_80:inline:" + "A" * 40
-    done = check(SFU, "--claims", claims(tmp_path), "--srtp-key", fake, "--strict")
-    assert done.returncode == 3, done.stderr
+    """--srtp-key and --sdp are used, not ignored: the SDES call with its SIP removed is
+    judged from the wire alone without them, and from decrypted media with either; a
+    malformed one is refused before any capture is read."""
+    from test_decrypt import _inline_keys, _without_sip
+
+    media_only, bodies = _without_sip(tmp_path)
+    sdp = tmp_path / "call.sdp"
+    sdp.write_text("\r\n".join(bodies))
+    keys = [f"{address}:{port}={key}" for address, port, key in _inline_keys(bodies)]
+    toml = claims(tmp_path, "[claims]\nmedia_end_to_end = true\n")
+    wire = check(str(media_only), "--claims", toml)
+    assert "from the wire alone" in wire.stdout and "even with its keys" not in wire.stdout
+    for options in (["--sdp", str(sdp)], [arg for k in keys for arg in ("--srtp-key", k)]):
+        keyed = check(str(media_only), "--claims", toml, "--strict", *options)
+        assert keyed.returncode == 3, keyed.stderr  # keys exposed only the codec frames ...
+        assert "even with its keys (decrypted, flows " in keyed.stdout  # ... but were used
+        assert not any(k.split("inline:")[1] in keyed.stdout for k in keys)
     bad = check(SFU, P2P, "--claims", claims(tmp_path), "--srtp-key", "0x1=NOPE:inline:QUJD")
     one_error_line(bad, "--srtp-key")
-    sdp = tmp_path / "offer.sdp"
-    sdp.write_bytes(b"\xff\xfe not utf-8\n")
-    one_error_line(check(SFU, "--claims", claims(tmp_path), "--sdp", str(sdp)), "offer.sdp")
+    offer = tmp_path / "offer.sdp"
+    offer.write_bytes(b"\xff\xfe not utf-8\n")
+    one_error_line(check(SFU, "--claims", claims(tmp_path), "--sdp", str(offer)), "offer.sdp")
     missing = check(SFU, P2P, "--claims", claims(tmp_path), "--keylog",
                     str(tmp_path / "nope.log"))
     one_error_line(missing, "nope.log", "key log")

@@ -20,7 +20,7 @@ import click
 
 from flowscan import __version__
 from flowscan.api import ENGINES, decrypt, scan
-from flowscan.errors import CaptureError, FlowscanError
+from flowscan.errors import CaptureError, FlowscanError, UsageError
 from flowscan.geo.locate import UNLOCATED
 from flowscan.policy.ci import CaptureCheck, CheckRun
 from flowscan.report import json as json_report
@@ -272,7 +272,8 @@ def check_command(captures: tuple[str, ...], claims_path: str, fmt: str, strict:
     claims = load_claims(claims_path)  # a UsageError naming the file and line if bad
     geodata_for(claims, geoip_db)  # a location claim without databases: exit 2, before reading
     paths = expand_inputs(captures)
-    _refuse_overwrite([*paths, claims_path], {"--junit": junit_path, "--sarif": sarif_path})
+    _check_outputs([*paths, claims_path, *keylog, *sdp],
+                   {"--junit": junit_path, "--sarif": sarif_path})
     _preflight_keys(keylog, srtp_key, sdp)
 
     def scan_one(path: str) -> Report:
@@ -298,10 +299,19 @@ def check_command(captures: tuple[str, ...], claims_path: str, fmt: str, strict:
     sys.exit(int(run.exit_code()))
 
 
-def _refuse_overwrite(inputs: list[str], outputs: dict[str, str | None]) -> None:
-    """A report written over a capture or the claims file would destroy the evidence."""
-    for option, output in outputs.items():
-        if not output or not os.path.exists(output):
+def _check_outputs(inputs: list[str], outputs: dict[str, str | None]) -> None:
+    """Report files are refused before any capture is read when they cannot be what was
+    meant: '-' (standard output carries the answers), one file for both reports, or a
+    report written over a capture, the claims or a key file (the evidence)."""
+    given = {option: output for option, output in outputs.items() if output}
+    for option, output in given.items():
+        if output == "-":
+            raise UsageError(f"{option} -: the report needs a file name (standard output "
+                             "carries the check's answers); /dev/stdout if you mean it")
+    if len({os.path.realpath(output) for output in given.values()}) < len(given):
+        raise UsageError(f"{' and '.join(given)} name the same file; give each its own")
+    for option, output in given.items():
+        if not os.path.exists(output):
             continue
         for path in inputs:
             if path != "-" and os.path.exists(path) and os.path.samefile(path, output):
@@ -326,7 +336,16 @@ def _preflight_keys(keylog: tuple[str, ...], srtp_key: tuple[str, ...],
 
 def _write_file(path: str, data: bytes, what: str) -> None:
     """A report file, written whole under a temporary name then renamed: a CI job never
-    reads half a report."""
+    reads half a report. A device or FIFO (/dev/stdout, a pipe) is written in place:
+    renaming over it would replace the device node itself."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        try:
+            with open(path, "wb") as out:
+                out.write(data)
+        except OSError as exc:
+            raise FlowscanError(f"{path}: cannot write {what}: {exc.strerror or exc}"
+                                ) from None
+        return
     partial = f"{path}.part"
     try:
         with open(partial, "wb") as out:

@@ -82,6 +82,9 @@ def load_claims(path: str) -> dict[str, Any]:
     claims = data.get("claims")
     if not isinstance(claims, dict) or set(data) - {"claims"}:
         raise UsageError(f"{path}: expected a single [claims] table")
+    if not claims:  # a gate that checks nothing would pass every capture
+        raise UsageError(f"{path}: the [claims] table states no claim (known: "
+                         f"{', '.join(sorted(KNOWN))})")
     for key, value in claims.items():
         if key not in KNOWN:
             raise UsageError(f"{path}, line {_line_of(text, key)}: unknown claim {key!r} "

@@ -398,7 +398,15 @@ def test_reports_never_overwrite_the_evidence(tmp_path: Path) -> None:
     toml = claims(tmp_path)
     one_error_line(check(str(capture), "--claims", toml, "--junit", str(capture)), "--junit")
     one_error_line(check(str(capture), "--claims", toml, "--sarif", toml), "--sarif")
+    keylog = tmp_path / "keys.log"
+    shutil.copy(LAB / "sfu-webrtc" / "keys.log", keylog)
+    one_error_line(check(str(capture), "--claims", toml, "--keylog", str(keylog), "--junit",
+                         str(keylog)), "--junit")
+    assert keylog.read_bytes() == (LAB / "sfu-webrtc" / "keys.log").read_bytes()
     assert capture.read_bytes() == before
+    one_error_line(check(str(capture), "--claims", toml, "--junit", "r", "--sarif", "./r"),
+                   "name the same file")
+    one_error_line(check(str(capture), "--claims", toml, "--junit", "-"), "file name")
     unwritable = tmp_path / "no" / "such" / "dir" / "r.xml"
     one_error_line(check(str(capture), "--claims", toml, "--junit", str(unwritable)),
                    "cannot write JUnit report")
@@ -448,3 +456,15 @@ def test_readme_ci_examples_run_the_documented_command(tmp_path: Path) -> None:
     assert done.returncode == 3, done.stderr  # the SFU call's end-to-end claim: unverifiable
     validate_sarif(tmp_path / "flowscan.sarif")
     assert len(junit_cases(tmp_path / "report.xml")) == 4
+
+
+def test_standard_input_once_and_a_claims_file_that_states_something(tmp_path: Path) -> None:
+    toml = claims(tmp_path)
+    with open(ROOT / SDES, "rb") as stdin:
+        done = subprocess.run([sys.executable, "-m", "flowscan", "check", "-", P2P,
+                               "--claims", toml], cwd=ROOT, stdin=stdin, capture_output=True,
+                              text=True, timeout=300)
+    assert done.returncode == 1 and "<stdin>" in done.stdout
+    one_error_line(check("-", "-", "--claims", toml), "standard input")
+    one_error_line(check(P2P, "--claims", claims(tmp_path, "[claims]\n", "none.toml")),
+                   "none.toml", "states no claim")

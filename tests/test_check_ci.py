@@ -27,8 +27,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-import yaml
+import jsonschema  # type: ignore[import-untyped]
+import yaml  # type: ignore[import-untyped]
 from conftest import real_capture
 from junitparser import Error, Failure, JUnitXml, Skipped
 
@@ -332,7 +332,7 @@ def test_hostile_capture_names_stay_inert_in_every_output(tmp_path: Path) -> Non
     folder.mkdir()
     shutil.copy(ROOT / SDES, folder / f"{HOSTILE}.pcapng")
     # A name that is not UTF-8 at all.
-    shutil.copy(ROOT / SFU, os.fsencode(folder) + b"/bad\xff\xfename.pcap")
+    shutil.copy(os.fsencode(ROOT / SFU), os.fsencode(folder) + b"/bad\xff\xfename.pcap")
     junit, sarif = tmp_path / "r.xml", tmp_path / "r.sarif"
     done = check(str(folder), "--claims", claims(tmp_path), "--strict", "--junit", str(junit),
                  "--sarif", str(sarif))

@@ -392,6 +392,7 @@ def _check_json(run: CheckRun) -> str:
     def capture(c: CaptureCheck) -> dict[str, object]:
         return {"capture": c.path, "sha256": c.sha256, "error": c.error,
                 "claims": [dataclasses.asdict(r) for r in c.results],
+                "flows": {str(i): line for i, line in sorted(c.flows.items())},
                 "findings": [dataclasses.asdict(f) for f in c.findings],
                 "warnings": c.warnings}
 

@@ -233,6 +233,9 @@ def test_junit_counts_failures_skips_and_errors(tmp_path: Path) -> None:
     (failure,) = cases[(SDES, "media_end_to_end")].result
     assert isinstance(failure, Failure) and failure.type == "contradicted"
     assert "keys-exposed" in failure.message and "flows 2, 3" in failure.message
+    # The body names each flow: endpoints and verdict, for a reader without the report.
+    assert re.search(r"^flow 2 udp [\d.]+:\d+ <-> [\d.]+:\d+, keys-exposed", failure.text, re.M)
+    assert re.search(r"^flow 3 udp ", failure.text, re.M)
     (skip,) = cases[(SFU, "media_end_to_end")].result
     assert isinstance(skip, Skipped) and "--keylog" in skip.message
     assert cases[(P2P, "media_end_to_end")].result == []
@@ -296,6 +299,7 @@ def test_sarif_is_valid_and_names_each_contradiction(tmp_path: Path) -> None:
     result = found[("media_end_to_end", SDES)]
     assert "keys-exposed" in result["message"]["text"]
     assert result["properties"]["flows"] == [2, 3]
+    assert [d.split(" ")[1] for d in result["properties"]["flowDetails"]] == ["2", "3"]
     assert rules[result["ruleId"]] == driver["rules"][result["ruleIndex"]]
     (invocation,) = run["invocations"]
     assert invocation["executionSuccessful"] is False and invocation["exitCode"] == 2

@@ -19,7 +19,7 @@ from typing import Any
 from flowscan.capture.source import displayable
 from flowscan.errors import CaptureError, UsageError
 from flowscan.policy.claims import ClaimResult, check_claims
-from flowscan.report.model import Finding, Report
+from flowscan.report.model import Finding, Flow, Report
 
 # What a folder given to `check` is searched for (any case: captures from Windows tools).
 CAPTURE_SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcapng.gz")
@@ -60,6 +60,9 @@ class CaptureCheck:
     findings: list[Finding] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
+    # One line per flow a claim names (endpoints, transport, verdict, app): the evidence
+    # a CI report shows without the full report at hand.
+    flows: dict[int, str] = field(default_factory=dict)
 
     def outcome(self, claim: str) -> Outcome:
         if self.error is not None:
@@ -199,6 +202,21 @@ def _captures_in(folder: str) -> list[str]:
     return sorted(found, key=lambda p: Path(p).parts)
 
 
+def flow_line(flow: Flow) -> str:
+    """A flow in one line: id, transport, endpoints, verdict, app and where its remote is
+    located (raw strings from the capture: renderers make them inert)."""
+    line = (f"flow {flow.id} {flow.transport} {flow.client.ip}:{flow.client.port} <-> "
+            f"{flow.server.ip}:{flow.server.port}")
+    if flow.encryption is not None:
+        line += f", {flow.encryption.verdict} ({flow.encryption.basis})"
+    if flow.app is not None:
+        line += f", app {flow.app.name}"
+    if flow.remote is not None and (flow.remote.country or flow.remote.asn):
+        where = [flow.remote.country or "", f"AS{flow.remote.asn}" if flow.remote.asn else ""]
+        line += f", remote in {' '.join(w for w in where if w)}"
+    return line
+
+
 def run_checks(captures: Iterable[str], claims: dict[str, Any], strict: bool,
                scan: Callable[[str], Report]) -> CheckRun:
     """Check claims against each capture in turn, keeping only the answers (a report can
@@ -213,10 +231,13 @@ def run_checks(captures: Iterable[str], claims: dict[str, Any], strict: bool,
             run.captures.append(CaptureCheck(path=displayable(path), source=path,
                                              error=exc.reason))
             continue
+        results = check_claims(report, claims)
+        named = {i for r in results if r.status != Outcome.HOLDS for i in r.flows}
         run.captures.append(CaptureCheck(
             path=report.capture.path, source=path, sha256=report.capture.sha256,
-            size_bytes=report.capture.size_bytes, results=check_claims(report, claims),
+            size_bytes=report.capture.size_bytes, results=results,
             findings=[f for f in report.findings if f.kind.startswith("foreign-")],
-            warnings=list(report.capture.warnings)))
+            warnings=list(report.capture.warnings),
+            flows={f.id: flow_line(f) for f in report.flows if f.id in named}))
         del report
     return run

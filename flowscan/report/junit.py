@@ -53,11 +53,14 @@ def _case(suite: ET.Element, capture: CaptureCheck, claim: str, run: CheckRun) -
             ET.SubElement(case, "system-out").text = xml_text(evidence(result))
         return ""
     message = xml_text(evidence(result))
+    # The body: the evidence, then each flow the claim names, one line each.
+    body = "\n".join([message, *(xml_text(capture.flows[i]) for i in result.flows
+                                  if i in capture.flows)])
     if outcome == Outcome.CONTRADICTED or run.strict:
         failure = ET.SubElement(case, "failure", message=message, type=str(outcome))
-        failure.text = message
+        failure.text = body
         return "failures"
-    ET.SubElement(case, "skipped", message=message)
+    ET.SubElement(case, "skipped", message=message).text = body
     return "skipped"
 
 

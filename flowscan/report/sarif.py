@@ -84,7 +84,9 @@ def _results(run: CheckRun, capture: CaptureCheck, index: int, rules: list[str]
             "locations": [_location(uri, index)],
             "partialFingerprints": _fingerprint(result.claim, uri),
             "properties": {"status": result.status, "stated": result.stated,
-                           "flows": result.flows}})
+                           "flows": result.flows,
+                           "flowDetails": [inert_line(capture.flows[i]) for i in result.flows
+                                           if i in capture.flows]}})
     for finding in capture.findings:
         out.append({
             "ruleId": FOREIGN_MEDIA, "ruleIndex": rules.index(FOREIGN_MEDIA),

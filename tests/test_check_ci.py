@@ -206,6 +206,11 @@ def test_folders_are_searched_recursively_sorted_and_once(tmp_path: Path) -> Non
     assert names == [str(tree / "a" / "p2p.PCAPNG"), str(tree / "b" / "deep" / "sdes.pcapng"),
                      str(tree / "b" / "sfu.pcapng.gz")]  # sorted, the p2p file once
     assert combined(as_json(done), "media_end_to_end")["contradicted_in"] == [names[1]]
+    # A dangling link in the folder is a capture that cannot be read, not one passed over.
+    (tree / "b" / "gone.pcap").symlink_to(tmp_path / "deleted.pcap")
+    gone = check(str(tree), "--claims", toml, "--format", "json")
+    one_error_line(gone, "gone.pcap")
+    assert as_json(gone)["captures"][2]["capture"] == str(tree / "b" / "gone.pcap")
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)
     one_error_line(check(str(empty), "--claims", toml), "empty", "no capture")

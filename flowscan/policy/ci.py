@@ -188,8 +188,9 @@ def expand_inputs(paths: Sequence[str]) -> list[str]:
 
 def _captures_in(folder: str) -> list[str]:
     """Capture files under folder, sorted by their path; symbolic links to folders are not
-    followed (a link to a parent would loop), links to files are. A subfolder that cannot
-    be listed is a usage error: skipping it would pass its captures over in silence."""
+    followed (a link to a parent would loop), links to files are, and a dangling link is
+    kept so that reading it fails aloud. A subfolder that cannot be listed is a usage
+    error: skipping it would pass its captures over in silence."""
 
     def refuse(exc: OSError) -> None:
         raise UsageError(f"{exc.filename or folder}: cannot list folder: "
@@ -197,8 +198,7 @@ def _captures_in(folder: str) -> list[str]:
 
     found: list[str] = []
     for root, _dirs, files in os.walk(folder, onerror=refuse):
-        found.extend(os.path.join(root, f) for f in files if is_capture_name(f)
-                     and os.path.isfile(os.path.join(root, f)))
+        found.extend(os.path.join(root, f) for f in files if is_capture_name(f))
     return sorted(found, key=lambda p: Path(p).parts)
 
 

@@ -102,12 +102,6 @@ class CheckRun:
     def combined(self) -> list[CombinedClaim]:
         return [_combine(claim, stated, self.captures) for claim, stated in self.claims.items()]
 
-    def fails(self, outcome: Outcome) -> bool:
-        """Whether this outcome fails the gate: a contradiction always, an unverifiable
-        claim under --strict, an unread capture always (as an error)."""
-        return outcome in (Outcome.CONTRADICTED, Outcome.UNREAD) or (
-            self.strict and outcome == Outcome.UNVERIFIABLE)
-
     def exit_code(self) -> ExitCode:
         if any(c.error is not None for c in self.captures):
             return ExitCode.BAD_INPUT

@@ -2,7 +2,7 @@
 
 click gives subcommands, option parsing and help text; rich draws the tables and the
 progress bar. Exit codes: 0 analysed, 1 a policy was violated (claims check), 2 bad input
-or usage.
+or usage, 3 a claim unverifiable under `check --strict`.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import io
 import os
 import sys
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 import click
 
 from flowscan.api import decrypt, scan
-from flowscan.errors import FlowscanError
+from flowscan.errors import CaptureError, FlowscanError, UsageError
 from flowscan.geo.locate import UNLOCATED
 from flowscan.options import ENGINES, ScanOptions
+from flowscan.policy.ci import CaptureCheck, CheckRun
 from flowscan.report import json as json_report
 from flowscan.report.model import Report
 from flowscan.report.sanitize import inert_line, inert_markup
@@ -29,6 +30,9 @@ from flowscan.version import __version__
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
+
+if TYPE_CHECKING:
+    from flowscan.policy.ci import CaptureCheck, CheckRun
 
 EXIT_OK = 0
 EXIT_POLICY = 1
@@ -276,34 +280,152 @@ def crosscheck_command(captures: tuple[str, ...], fmt: str, idle_timeout: float)
 
 
 @cli.command("check")
-@click.argument("capture")
+@click.argument("captures", nargs=-1, required=True)
 @click.option("--claims", "claims_path", required=True, type=click.Path(dir_okay=False),
               help="TOML file with a [claims] table (see README).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True)
-@click.option("--geoip-db", "geoip_db", multiple=True, type=click.Path(dir_okay=False))
-def check_command(capture: str, claims_path: str, fmt: str, geoip_db: tuple[str, ...]) -> None:
-    """Check a vendor's CLAIMS against CAPTURE. Exit 1 if any claim is contradicted."""
-    import dataclasses
-    import json
+              show_default=True, help="What is written on standard output.")
+@click.option("--strict", is_flag=True,
+              help="An unverifiable claim fails too (exit 3 when nothing is contradicted).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False),
+              help="Also write a JUnit XML report: a test case per claim and capture.")
+@click.option("--sarif", "sarif_path", type=click.Path(dir_okay=False),
+              help="Also write a SARIF 2.1.0 log (GitHub code scanning).")
+@click.option("--geoip-db", "geoip_db", multiple=True, type=click.Path(dir_okay=False),
+              help="A MaxMind-format database to use before the bundled ones; repeatable.")
+@_key_options
+@click.option("--home", help="Your jurisdiction: a country code (DE), or EU or EEA. Media "
+              "leaving it is listed with each capture (it fails no claim).")
+def check_command(captures: tuple[str, ...], claims_path: str, fmt: str, strict: bool,
+                  junit_path: str | None, sarif_path: str | None, geoip_db: tuple[str, ...],
+                  keylog: tuple[str, ...], srtp_key: tuple[str, ...], sdp: tuple[str, ...],
+                  home: str | None) -> None:
+    """Check a vendor's claims against CAPTURES (files, or folders searched for captures).
 
-    from flowscan.policy.claims import CONTRADICTED, check_claims, geodata_for, load_claims
+    A claim holds only if it holds in every capture. Exit 0 all hold, 1 a claim is
+    contradicted, 2 bad input (a capture that cannot be read: the others are still
+    checked), 3 a claim is unverifiable under --strict."""
+    from flowscan.pipeline import check_options
+    from flowscan.policy.ci import expand_inputs, run_checks
+    from flowscan.policy.claims import geodata_for, load_claims
 
     claims = load_claims(claims_path)  # a UsageError naming the file and line if bad
     geodata_for(claims, geoip_db)  # a location claim without databases: exit 2, before reading
-    report = scan(capture, geoip_db=geoip_db)
-    results = check_claims(report, claims)
-    if fmt == "json":
-        _echo(json.dumps({"capture": report.capture.path, "sha256": report.capture.sha256,
-                          "tool": dataclasses.asdict(report.tool),
-                          "claims": [dataclasses.asdict(r) for r in results]}, indent=2))
-    else:
-        _echo(f"{inert_line(report.capture.path)}  sha256 {report.capture.sha256}")
-        for r in results:
+    paths = expand_inputs(captures)
+    _check_outputs([*paths, claims_path, *keylog, *sdp],
+                   {"--junit": junit_path, "--sarif": sarif_path})
+    options = ScanOptions(geoip_db=geoip_db, home=home, keylog=keylog, srtp_key=srtp_key,
+                          sdp=sdp)
+    check_options(options)  # bad keys or key files fail once, before any capture is read
+
+    def scan_one(path: str) -> Report:
+        bar = _Progress(inert_markup(path)) if _wants_progress(path) else None
+        try:
+            with bar or nullcontext():
+                return scan(path, options, progress=bar)
+        except CaptureError as exc:
+            _error(str(exc))  # one line now; the run goes on with the other captures
+            raise
+
+    run = run_checks(paths, claims, strict, scan_one)
+    if junit_path:
+        from flowscan.report import junit
+
+        _write_file(junit_path, junit.render(run), "JUnit report")
+    if sarif_path:
+        from flowscan.report import sarif
+
+        _write_file(sarif_path, sarif.render(run), "SARIF log")
+    _echo(_check_json(run) if fmt == "json" else _check_text(run))
+    sys.exit(int(run.exit_code()))
+
+
+def _check_outputs(inputs: list[str], outputs: dict[str, str | None]) -> None:
+    """Report files are refused before any capture is read when they cannot be what was
+    meant: '-' (standard output carries the answers), one file for both reports, or a
+    report written over a capture, the claims or a key file (the evidence)."""
+    given = {option: output for option, output in outputs.items() if output}
+    for option, output in given.items():
+        if output == "-":
+            raise UsageError(f"{option} -: the report needs a file name (standard output "
+                             "carries the check's answers); /dev/stdout if you mean it")
+    if len({os.path.realpath(output) for output in given.values()}) < len(given):
+        raise UsageError(f"{' and '.join(given)} name the same file; give each its own")
+    for option, output in given.items():
+        if not os.path.exists(output):
+            continue
+        for path in inputs:
+            if path != "-" and os.path.exists(path) and os.path.samefile(path, output):
+                raise FlowscanError(f"{option} {output}: the report would overwrite {path}")
+
+
+def _write_file(path: str, data: bytes, what: str) -> None:
+    """A report file, written whole under a temporary name then renamed: a CI job never
+    reads half a report. A device or FIFO (/dev/stdout, a pipe) is written in place:
+    renaming over it would replace the device node itself."""
+    if os.path.exists(path) and not os.path.isfile(path):
+        try:
+            with open(path, "wb") as out:
+                out.write(data)
+        except OSError as exc:
+            raise FlowscanError(f"{path}: cannot write {what}: {exc.strerror or exc}"
+                                ) from None
+        return
+    partial = f"{path}.part"
+    try:
+        with open(partial, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)
+    except OSError as exc:
+        with suppress(OSError):
+            os.unlink(partial)
+        raise FlowscanError(f"{path}: cannot write {what}: {exc.strerror or exc}") from None
+
+
+def _check_text(run: CheckRun) -> str:
+    """Per capture, each claim's answer; with several captures, the claims over all."""
+    lines: list[str] = []
+    for capture in run.captures:
+        if capture.error is not None:
+            lines.append(f"{inert_line(capture.path)}  not read: {inert_line(capture.error)}")
+            continue
+        lines.append(f"{inert_line(capture.path)}  sha256 {capture.sha256}")
+        for r in capture.results:
             flows = f" (flows {', '.join(map(str, r.flows[:12]))})" if r.flows else ""
             stated, why = inert_line(repr(r.stated)), inert_line(r.why)
-            _echo(f"  {r.status:13} {r.claim} = {stated}: {why}{flows}")
-    sys.exit(EXIT_POLICY if any(r.status == CONTRADICTED for r in results) else EXIT_OK)
+            lines.append(f"  {r.status:13} {r.claim} = {stated}: {why}{flows}")
+        for finding in capture.findings:
+            lines.append(f"  finding {finding.severity} {finding.kind}: "
+                         f"{inert_line(finding.detail)}")
+        for warning in capture.warnings:
+            lines.append(f"  warning: {inert_line(warning)}")
+    if len(run.captures) > 1:
+        lines.append(f"all {len(run.captures)} captures"
+                     + (" (--strict: unverifiable fails)" if run.strict else ""))
+        for c in run.combined():
+            lines.append(f"  {c.status:13} {c.claim} = {inert_line(repr(c.stated))}: "
+                         f"{inert_line(c.why)}")
+    return "\n".join(lines)
+
+
+def _check_json(run: CheckRun) -> str:
+    """One object: the claims over all captures, then each capture's answers. ASCII only,
+    so nothing from a file name or a capture reaches a terminal raw."""
+    import dataclasses
+    import json
+
+    def capture(c: CaptureCheck) -> dict[str, object]:
+        return {"capture": c.path, "sha256": c.sha256, "error": c.error,
+                "claims": [dataclasses.asdict(r) for r in c.results],
+                "flows": {str(i): line for i, line in sorted(c.flows.items())},
+                "findings": [dataclasses.asdict(f) for f in c.findings],
+                "warnings": c.warnings}
+
+    return json.dumps({
+        "tool": {"name": "flowscan", "version": __version__},
+        "strict": run.strict, "exit_code": int(run.exit_code()),
+        "claims": [{**dataclasses.asdict(c), "status": str(c.status)} for c in run.combined()],
+        "captures": [capture(c) for c in run.captures]}, indent=2, ensure_ascii=True)
 
 
 @cli.group("lab")

@@ -85,14 +85,19 @@ class Checked:
     home: Home | None
     vantage: Vantage | None
     explicit: ExplicitKeys
+    keylog: KeyLog  # the key log files' secrets; the capture's own are added after reading
 
 
-def check_options(path: str, options: ScanOptions) -> Checked:
-    """Every input the user gave, checked first: a bad key spec, home or vantage is an
-    error before any reading, and so is a location option without a database."""
-    if (options.decrypted_output is not None and path != "-"
+def check_options(options: ScanOptions, path: str | None = None) -> Checked:
+    """Every input the user gave, checked first: a bad key spec or key file, home or
+    vantage is an error before any reading, and so is a location option without a
+    database (and a decrypted output that would overwrite the capture at PATH)."""
+    if (options.decrypted_output is not None and path not in (None, "-")
             and Path(options.decrypted_output).resolve() == Path(path).resolve()):
         raise UsageError(f"{options.decrypted_output}: the output would overwrite the capture")
+    keylog = KeyLog()
+    for keyfile in options.keylog:
+        keylog.add_file(keyfile)
     explicit = ExplicitKeys()
     for number, spec in enumerate(options.srtp_key, 1):
         explicit.add_spec(spec, number)
@@ -107,19 +112,19 @@ def check_options(path: str, options: ScanOptions) -> Checked:
         locator.require("--home")
     if vantage:
         locator.require("--vantage")
-    return Checked(locator, home, vantage, explicit)
+    return Checked(locator, home, vantage, explicit, keylog)
 
 
 def run(path: str, options: ScanOptions, progress: ProgressCallback | None = None) -> Report:
     """Scan one capture with the native engine: every stage, in order."""
-    checked = check_options(path, options)
+    checked = check_options(options, path)
     with _cyclic_gc_paused(), CaptureSource(path) as source:
         read = read_account_identify(source, options, progress)
         flows = read.flows
         names = geolocate(flows, checked.locator, checked.vantage, read.reader.names)
         apps = label_apps(flows, names)
         judge_flows(flows, names, checked.locator)
-        keylog = key_log(options, read.reader)
+        keylog = with_secrets_blocks(checked.keylog, read.reader)
         replay = source.replay_path()  # decryption reads the capture again
         if replay is None and options.decrypted_output is not None:
             raise UsageError(f"{options.decrypted_output}: cannot decrypt {source.display}: "
@@ -232,11 +237,8 @@ def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
         flow.encryption = judge(flow, facts, context)
 
 
-def key_log(options: ScanOptions, reader: ReaderFacts) -> KeyLog:
+def with_secrets_blocks(keylog: KeyLog, reader: ReaderFacts) -> KeyLog:
     """The DTLS secrets: the key log files given, then the capture's secrets blocks."""
-    keylog = KeyLog()
-    for keyfile in options.keylog:
-        keylog.add_file(keyfile)
     for number, block in enumerate(reader.secrets, 1):
         if block.kind == "tls-keylog":
             keylog.add_text(block.data.decode("ascii", "replace"),

@@ -28,8 +28,16 @@ from flowscan.geo.locate import LOCATING, Locator
 from flowscan.policy.jurisdictions import Home, parse_home
 from flowscan.report.model import Flow, Report
 
-KNOWN = {"media_end_to_end", "no_plaintext_media", "media_stays_in", "signalling_stays_in",
-         "allowed_operators"}
+# Each claim a vendor can state, with what it says: CI reports (SARIF rules) show these.
+DESCRIPTIONS = {
+    "media_end_to_end": "All media is end-to-end encrypted.",
+    "no_plaintext_media": "No media travels unencrypted or with its keys in the clear.",
+    "media_stays_in": "Media goes only to endpoints located in the stated jurisdiction.",
+    "signalling_stays_in": "The service's signalling goes only to endpoints located in the "
+                           "stated jurisdiction.",
+    "allowed_operators": "Media and signalling go only to the stated networks (AS numbers).",
+}
+KNOWN = set(DESCRIPTIONS)
 HOLDS, CONTRADICTED, UNVERIFIABLE = "holds", "contradicted", "unverifiable"
 # The claims that only databases can settle, and the kinds of database each needs.
 NEEDS_GEODATA = {"media_stays_in": LOCATING, "signalling_stays_in": LOCATING,
@@ -74,6 +82,9 @@ def load_claims(path: str) -> dict[str, Any]:
     claims = data.get("claims")
     if not isinstance(claims, dict) or set(data) - {"claims"}:
         raise UsageError(f"{path}: expected a single [claims] table")
+    if not claims:  # a gate that checks nothing would pass every capture
+        raise UsageError(f"{path}: the [claims] table states no claim (known: "
+                         f"{', '.join(sorted(KNOWN))})")
     for key, value in claims.items():
         if key not in KNOWN:
             raise UsageError(f"{path}, line {_line_of(text, key)}: unknown claim {key!r} "
@@ -142,15 +153,28 @@ def _end_to_end(report: Report, stated: Any) -> ClaimResult:
                            [f.id for f in bad])
     open_ = [f for f in media if f.encryption and f.encryption.verdict != "end-to-end"]
     if open_:
-        verdicts = sorted({f.encryption.verdict for f in open_ if f.encryption})
-        return ClaimResult(name, stated, UNVERIFIABLE,
-                           f"media is {', '.join(verdicts)} from the wire alone: an inner "
-                           "end-to-end layer cannot be excluded without keys; the DTLS-SRTP "
-                           "secrets (an SSLKEYLOGFILE or a pcapng with a Decryption Secrets "
-                           "Block) or the SRTP keys of these flows would settle it",
-                           [f.id for f in open_])
+        # Keys settle flows seen from the wire alone; flows already decrypted without a
+        # verdict are said apart, so the message never asks for keys that were given.
+        wire = [f for f in open_ if f.encryption and f.encryption.basis != "decrypted"]
+        keyed = [f for f in open_ if f not in wire]
+        parts = []
+        if wire:
+            parts.append(f"media is {_verdicts(wire)} from the wire alone: an inner "
+                         "end-to-end layer cannot be excluded without keys; the DTLS-SRTP "
+                         "secrets (--keylog with an SSLKEYLOGFILE, or a pcapng with a "
+                         "Decryption Secrets Block) or the SRTP keys of these flows "
+                         "(--srtp-key, --sdp) would settle it")
+        if keyed:
+            parts.append(f"media is {_verdicts(keyed)} even with its keys (decrypted, flows "
+                         f"{', '.join(str(f.id) for f in keyed)}): the capture does not show "
+                         "who else holds them")
+        return ClaimResult(name, stated, UNVERIFIABLE, "; ".join(parts), [f.id for f in open_])
     return ClaimResult(name, stated, HOLDS, f"all {len(media)} media flows are end-to-end",
                        [f.id for f in media])
+
+
+def _verdicts(flows: list[Flow]) -> str:
+    return ", ".join(sorted({f.encryption.verdict for f in flows if f.encryption}))
 
 
 def _no_plaintext(report: Report, stated: Any) -> ClaimResult:

@@ -1,12 +1,17 @@
 """Home jurisdictions and the EU's adequacy decisions (GDPR Article 45).
 
 Groups are given by their members as of the tool's release; the adequacy list names the
-European Commission's decisions in force, with the date each was adopted.
+European Commission's decisions in force, with the date each was adopted. A single country
+is an ISO 3166-1 alpha-2 code, checked against pycountry's copy of the standard: a
+regulator's "UK" must not silently match nothing (ISO has GB), and a typo must not pass as a
+jurisdiction every flow leaves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import pycountry
 
 from flowscan.errors import UsageError
 
@@ -42,14 +47,57 @@ class Home:
         return country is not None and country in self.countries
 
 
-def parse_home(value: str) -> Home:
+# Codes people use that ISO 3166-1 reserves for something else or does not assign: the
+# United Kingdom is GB (UK is only exceptionally reserved), Greece is GR (EL is the EU's).
+ALIASES = {"UK": "GB", "EL": "GR"}
+
+
+def country_name(code: str) -> str | None:
+    """The ISO 3166 short name of an alpha-2 code, or None when ISO assigns no such code."""
+    found = pycountry.countries.get(alpha_2=code.upper()) if len(code) == 2 else None
+    return str(found.name) if found is not None else None
+
+
+def _suggestion(code: str) -> str | None:
+    """The alpha-2 code a user most likely meant by an unassigned code or a name."""
+    if code in ALIASES:
+        return ALIASES[code]
+    if len(code) == 3 and (found := pycountry.countries.get(alpha_3=code)) is not None:
+        return str(found.alpha_2)
+    if len(code) > 3:
+        try:
+            return str(pycountry.countries.lookup(code).alpha_2)
+        except LookupError:
+            return None
+    return None
+
+
+def country_code(value: str, option: str) -> str:
+    """value as an ISO 3166-1 alpha-2 code, or a UsageError that names option and, where it
+    can, the code meant ("--home UK is not an ISO 3166 country code; did you mean GB?")."""
+    code = value.strip().upper()
+    if len(code) == 2 and code.isascii() and country_name(code):
+        return code
+    hint = _suggestion(code)
+    shown = value.strip() or repr(value)
+    if hint:
+        raise UsageError(f"{option} {shown} is not an ISO 3166 country code; "
+                         f"did you mean {hint}?")
+    raise UsageError(f"{option} {shown} is not an ISO 3166 country code (two letters, "
+                     "such as DE, GB or US)")
+
+
+def parse_home(value: str, option: str = "--home") -> Home:
     code = value.strip().upper()
     if code in GROUPS:
         return Home(code, frozenset(GROUPS[code]))
-    if len(code) == 2 and code.isalpha():
-        return Home(code, frozenset({code}))
-    raise UsageError(f"--home {value!r}: give a two-letter country code or one of "
-                     f"{', '.join(sorted(GROUPS))}")
+    try:
+        country = country_code(value, option)
+    except UsageError as exc:
+        if "did you mean" in str(exc):
+            raise
+        raise UsageError(f"{exc}; or give one of {', '.join(sorted(GROUPS))}") from None
+    return Home(country, frozenset({country}))
 
 
 def adequacy(country: str | None) -> dict[str, str] | None:

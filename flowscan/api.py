@@ -21,6 +21,7 @@ from flowscan.flows import FlowState, FlowTable, split_key
 from flowscan.geo.locate import Locator
 from flowscan.geo.plausibility import parse_vantage
 from flowscan.policy.jurisdictions import parse_home
+from flowscan.report.answers import build as build_answers
 from flowscan.report.model import (
     CaptureInfo,
     DirectionStats,
@@ -147,8 +148,11 @@ def scan(
 
         report: Report = scan_with_tshark(path, options)
         report.capture.path = displayable(report.capture.path)
-        return report
-    return _scan_native(path, options, progress, explicit, locator)
+    else:
+        report = _scan_native(path, options, progress, explicit, locator)
+    # The plain answers are drawn from the finished report, so every engine gets them.
+    report.answers = build_answers(report, parse_home(home) if home else None)
+    return report
 
 
 @contextmanager

@@ -108,45 +108,54 @@ def encryption_answer(flows: list[Flow]) -> EncryptionAnswer:
     ids = [f.id for f in media]
     if not media:
         return EncryptionAnswer(
-            CANNOT_TELL, "Cannot tell from this capture: it holds no call media.",
+            CANNOT_TELL, "Cannot tell from this capture: no call media was recognised in it.",
             ["a capture taken while a call is running"], shares, ids)
 
     def having(*verdicts: str) -> list[Flow]:
         return [f for f in media if f.encryption and f.encryption.verdict in verdicts]
 
-    of = f"of {plural(len(media), 'media flow')}"
+    def some(hit: list[Flow], plural_verb: str, singular_verb: str) -> str:
+        """'the media flow travels', 'all 3 media flows travel', '1 of 2 media flows is'."""
+        if len(media) == 1:
+            return f"the media flow {singular_verb}"
+        whom = ("both media flows" if len(hit) == len(media) == 2
+                else f"all {len(media)} media flows" if len(hit) == len(media)
+                else f"{len(hit)} of {len(media)} media flows")
+        return f"{whom} {singular_verb if len(hit) == 1 else plural_verb}"
+
     if plain := having("plaintext"):
         return EncryptionAnswer(
-            NO, f"No: {len(plain)} {of} travel unencrypted, so anyone on the network path "
-                "can listen to the call.", [], shares, ids)
+            NO, f"No: {some(plain, 'travel', 'travels')} unencrypted, so anyone on the "
+                "network path can listen to the call.", [], shares, ids)
     if exposed := having("keys-exposed"):
         return EncryptionAnswer(
-            NO, f"No: the keys of {len(exposed)} {of} crossed the network in the clear, so "
-                "anyone who captured them can decrypt the call.", [], shares, ids)
+            NO, f"No: the keys of {some(exposed, 'crossed', 'crossed').replace(' crossed', '')}"
+                " crossed the network in the clear, so anyone who captured them can decrypt "
+                "the call.", [], shares, ids)
     opened = [f for f in having("hop-by-hop")
               if f.encryption and f.encryption.basis == "decrypted"]
     if opened:
         return EncryptionAnswer(
-            NO, f"No: decrypted with the keys given, {len(opened)} {of} carry the call "
-                "itself under the transport encryption alone, so the service's servers that "
-                "hold those keys can read it.", [], shares, ids)
-    if len(having("end-to-end")) == len(media):
+            NO, f"No: decrypted with the keys given, {some(opened, 'carry', 'carries')} the "
+                "call itself under the transport encryption alone, so the service's servers "
+                "that hold those keys can read it.", [], shares, ids)
+    if len(e2e := having("end-to-end")) == len(media):
         return EncryptionAnswer(
-            YES, f"Yes: all {plural(len(media), 'media flow')} are encrypted end to end, "
-                 "with keys only the participants hold; the servers on the way cannot read "
-                 "the call.", [], shares, ids)
+            YES, f"Yes: {some(e2e, 'are', 'is')} encrypted end to end, with keys only the "
+                 "participants hold; the servers on the way cannot read the call.",
+            [], shares, ids)
     if hop := having("hop-by-hop"):
-        sentence = (f"Cannot tell from this capture: {len(hop)} {of} are encrypted only up "
-                    "to the service's servers (hop-by-hop), which can read the call unless "
+        sentence = (f"Cannot tell from this capture: {some(hop, 'are', 'is')} encrypted only "
+                    "up to the service's servers (hop-by-hop), which can read the call unless "
                     "an inner end-to-end layer protects it, and that layer cannot be seen "
                     "without the keys.")
     elif unverified := having("encrypted-unverified"):
-        sentence = (f"Cannot tell from this capture: {len(unverified)} {of} are encrypted, "
-                    "but whether only the participants or also a server hold the keys cannot "
-                    "be seen on the wire.")
+        sentence = (f"Cannot tell from this capture: {some(unverified, 'are', 'is')} "
+                    "encrypted, but whether only the participants or also a server hold the "
+                    "keys cannot be seen on the wire.")
     else:
-        sentence = (f"Cannot tell from this capture: how {len(having('unknown'))} {of} are "
-                    "protected could not be determined.")
+        sentence = (f"Cannot tell from this capture: how {some(having('unknown'), 'are', 'is')}"
+                    " protected could not be determined.")
     return EncryptionAnswer(CANNOT_TELL, sentence, [KEYS, OTHER_END], shares, ids)
 
 

@@ -175,11 +175,11 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
                  keylog: tuple[str, ...], srtp_key: tuple[str, ...], sdp: tuple[str, ...],
                  home: str | None, vantage: str | None) -> None:
     """Analyse CAPTURE files (pcap, pcapng, optionally gzip-compressed; '-' for stdin)."""
-    fmt = report_format(fmt, output)  # before any reading: a bad name costs no scan
     if output and output != "-" and any(
             path != "-" and os.path.exists(path) and os.path.exists(output)
             and os.path.samefile(path, output) for path in captures):
         raise FlowscanError(f"{output}: the report would overwrite a capture")
+    fmt = report_format(fmt, output)  # before any reading: a bad name costs no scan
     reports: list[Report] = []
     failed = False
     for path in captures:

@@ -239,7 +239,8 @@ def test_terminal_text_report_has_styles_only(hostile_path: Path,
         assert text_ in out, text_
     # A terminal narrower than the table: other columns give way, then the addresses
     # stack (client above server), each still whole on one line and no line too long;
-    # narrower than any layout (this table needs 88), they fold but lose nothing.
+    # narrower, each flow is a block (addresses, then the rest); narrower than any
+    # layout, they fold but lose nothing.
     for columns in (160, 100, 80, 40):
         narrow = SGR.sub("", _render(report, columns, monkeypatch))
         for endpoint in (f"[{V6_CLIENT}]:50000", f"[{V6_SERVER}]:3478",

@@ -126,3 +126,35 @@ def test_output_format_follows_the_extension(tmp_path: Path) -> None:
     html = run("scan", "missing.pcap", "-o", str(tmp_path / "r.html"))
     assert html.returncode == 2 and not (tmp_path / "r.html").exists()
     assert html.stderr.count("\n") == 1 and "--format (text, json, csv)" in html.stderr
+
+
+SGR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+@pytest.mark.parametrize("name", ["zoom.pcap", "stun_google_meet.pcapng"])
+def test_a_terminal_of_80_or_120_columns_cuts_no_address(
+        name: str, columns: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", str(columns))
+    report = flowscan.scan(str(real_capture(name)))
+    buf = io.StringIO()
+    text.render([report], buf, top=0, color=True)
+    out = SGR.sub("", buf.getvalue())
+    assert max(map(len, out.splitlines())) <= columns
+    for flow in report.flows:
+        for ip, port in ((flow.client.ip, flow.client.port), (flow.server.ip, flow.server.port)):
+            assert endpoint(ip, port) in out, (columns, flow.id, ip)
+        if flow.encryption:
+            assert flow.encryption.verdict in out
+
+
+def test_a_long_list_of_flows_leaving_is_counted_past_a_dozen() -> None:
+    report = flowscan.scan(str(real_capture("zoom.pcap")), home="EU")
+    assert report.answers is not None
+    leaving = report.answers.data.leaving
+    report.answers.data.leaving = leaving * 3  # 27 flows
+    buf = io.StringIO()
+    text.render([report], buf)
+    out = buf.getvalue()
+    assert out.count("  left EU ") == text.LEAVING_MAX + 1
+    assert f"and {27 - text.LEAVING_MAX} more flows" in out

@@ -28,6 +28,8 @@ from flowscan.report.sanitize import LINE_MAX, inert_text
 FILE_WIDTH = 100
 # The table's name column: longer names are shortened there (whole in JSON and CSV).
 NAME_MAX = 30
+# Flows leaving home listed one a line; the rest are counted (all are in JSON and CSV).
+LEAVING_MAX = 12
 
 # An evidence detail is mostly one capture string (an SNI, a name, a SOFTWARE value) in a
 # few words: room for the longest DNS name (253) with the address it resolved to.
@@ -132,12 +134,17 @@ def _answers(answers: Answers, present: set[str]) -> list[tuple[Text | str, Text
     if enc.settle:
         rows.append(("would settle", _line("; or ".join(_d(s) for s in enc.settle))))
     rows.append((Text("data went", "bold"), _line(_d(data.sentence))))
-    for leaving in data.leaving:
+    for leaving in data.leaving[:LEAVING_MAX]:
         name = f" ({_d(leaving.name, NAME_MAX * 2)})" if leaving.name else ""
         verdict = f" {_d(leaving.verdict, 40)}" if leaving.verdict else ""
         rows.append((f"left {_d(data.home, 10)}", _line(
             f"flow {leaving.flow}: {_d(leaving.kind, 20)}{verdict} to "
             f"{_d(', '.join(leaving.countries), 80)}{name}, {_size(leaving.bytes)}")))
+    if len(data.leaving) > LEAVING_MAX:
+        rest = data.leaving[LEAVING_MAX:]
+        rows.append((f"left {_d(data.home, 10)}", _line(
+            f"and {plural(len(rest), 'more flow')}, {_size(sum(f.bytes for f in rest))} "
+            "(all in --format json or csv)")))
     for foreign in data.foreign_operators:
         rows.append(("registered", _line(_d(foreign.sentence))))
     for entry in answers.legend:
@@ -276,9 +283,17 @@ COLUMNS = (
 # Addresses stacked in one column (client above server) when side by side they leave too
 # little room: IPv6 ends take up to 47 characters each.
 STACKED = _Column("client / server", "left", 0)
+# The last resort before folding (a narrow terminal, IPv6): each flow a block in one column,
+# client, server (and its name), then size, duration, app, verdict and remote on a line that
+# wraps between words. Its width counted is the addresses'.
+RECORD = _Column("flow", "left", 0, False)
+RECORD_FIELDS = ("bytes", "duration", "app", "encryption", "remote")
 
 
 def _natural(column: _Column, rows: list[dict[str, str]]) -> int:
+    if column is RECORD:
+        return max([cell_len(column.name)] + [cell_len(line) for row in rows
+                                              for line in row[STACKED.name].split("\n")])
     widest = max([cell_len(column.name)] + [cell_len(line) for row in rows
                                            for line in row[column.name].split("\n")])
     return widest if column.whole else min(widest, max(column.squeeze, cell_len(column.name)))
@@ -303,6 +318,8 @@ def _layouts(columns: list[_Column]) -> Iterator[tuple[list[_Column], list[str],
                 kept.insert(at, STACKED)
             for gap in (2, 1):
                 yield kept, [c.name for c in order[:count]], gap
+    record = [c for c in columns if c.name in ("id", "proto")] + [RECORD]
+    yield record, [c.name for c in columns if c.name in ("packets", "protocols", "via")], 1
 
 
 def _print_table(console: Console, flows: list[Flow], names: dict[str, list[str]]
@@ -314,6 +331,8 @@ def _print_table(console: Console, flows: list[Flow], names: dict[str, list[str]
     rows = [_row(flow, names) for flow in flows]
     for row in rows:
         row[STACKED.name] = f"{row['client']}\n{row['server']}"
+        row[RECORD.name] = row[STACKED.name] + "\n" + "  ".join(
+            row[name] for name in RECORD_FIELDS if row[name])
     present = [c for c in COLUMNS if c.drop == 0 or any(row[c.name] for row in rows)]
     layouts = list(_layouts(present))
     columns, dropped, gap = next(

@@ -135,3 +135,11 @@ def test_no_media_cannot_be_told() -> None:
     enc = flowscan.scan(str(real_capture("signal.pcap"))).answers.encryption  # type: ignore[union-attr]
     assert enc.answer == "cannot-tell" and "no call media" in enc.sentence
     assert enc.flows == []
+
+
+def test_media_located_abroad_is_leaving_not_a_foreign_operator() -> None:
+    # sip-rtp-plain's media goes to a US address on a US network: with --home DE it leaves
+    # home (listed), and is no "registered abroad, located at home" case.
+    data = flowscan.scan(lab("sip-rtp-plain"), home="DE").answers.data  # type: ignore[union-attr]
+    assert sorted(f.flow for f in data.leaving if f.kind == "media") == [2, 3]
+    assert data.foreign_operators == []

@@ -261,9 +261,9 @@ def _leaving(report: Report, home: Home) -> list[LeavingFlow]:
 
 def _foreign_operators(flows: list[Flow], home: Home | None) -> list[ForeignOperator]:
     """Media the operator can read (plaintext, keys exposed, hop-by-hop) on a network
-    registered elsewhere than where its server is located (with --home: registered outside
-    home). The location says where the server stands; the registration, under whose law the
-    company that runs the network answers."""
+    registered elsewhere than where its server is located (with --home: located at home,
+    registered outside it). The location says where the server stands; the registration,
+    under whose law the company that runs the network answers."""
     out = []
     for flow in flows:
         r, enc = flow.remote, flow.encryption
@@ -271,8 +271,10 @@ def _foreign_operators(flows: list[Flow], home: Home | None) -> list[ForeignOper
             continue
         if r.scope != "public" or not r.registered_country:
             continue
-        abroad = (not home.contains(r.registered_country) if home is not None
-                  else r.registered_country != r.country)
+        # With --home, media located abroad is already listed as leaving: what is left to
+        # say is media located at home on a network registered outside it.
+        abroad = (home.contains(r.country) and not home.contains(r.registered_country)
+                  if home is not None else r.registered_country != r.country)
         if not abroad:
             continue
         network = (f"AS{r.asn}" + (f" ({r.organisation})" if r.organisation else "")

@@ -308,7 +308,8 @@ class LeavingFlow:
 @dataclass
 class ForeignOperator:
     """Media the network's operator can read where that network is registered in another
-    country than the one its server is located in (or, with --home, outside home)."""
+    country than the one its server is located in (with --home: a server located at home on
+    a network registered outside it)."""
 
     flow: int
     verdict: str

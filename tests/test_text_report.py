@@ -16,6 +16,7 @@ from conftest import REAL_CAPTURES, real_capture
 
 import flowscan
 from flowscan.report import text
+from flowscan.report.model import Report
 from flowscan.report.text import duration
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
@@ -31,7 +32,7 @@ def endpoint(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def rendered(path: Path, **scan: str) -> tuple[flowscan.Report, str]:
+def rendered(path: Path, **scan: str) -> tuple[Report, str]:
     report = flowscan.scan(str(path), **scan)  # type: ignore[arg-type]
     buf = io.StringIO()
     text.render([report], buf, top=0)

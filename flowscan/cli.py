@@ -38,6 +38,9 @@ EXIT_OK = 0
 EXIT_POLICY = 1
 EXIT_BAD_INPUT = 2
 PROGRESS_MIN_BYTES = 8 << 20
+FORMATS = ("text", "json", "csv")
+# -o's extension names the format when --format is not given ("" : no extension).
+EXTENSIONS = {".json": "json", ".csv": "csv", ".txt": "text", ".text": "text", "": "text"}
 
 
 def _text() -> ModuleType:
@@ -157,8 +160,9 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
 
 @cli.command("scan")
 @click.argument("captures", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Report format.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
+              help="Report format: text, json, or csv (one row per flow). Default: from the "
+                   "extension of -o (.json, .csv, .txt), else text.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
               help="Write the report to this file instead of standard output.")
 @click.option("--engine", type=click.Choice([str(e) for e in ENGINES]), default="native",
@@ -176,7 +180,7 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
               "whose remote is located outside it are foreign; findings follow.")
 @click.option("--vantage", help="Where the capture was taken: a country code or LAT,LON. "
               "Locations the round-trip times make impossible are flagged.")
-def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine: str,
+def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None, engine: str,
                  idle_timeout: float, top: int, geoip_db: tuple[str, ...],
                  keylog: tuple[str, ...], srtp_key: tuple[str, ...], sdp: tuple[str, ...],
                  home: str | None, vantage: str | None) -> None:
@@ -185,6 +189,7 @@ def scan_command(captures: tuple[str, ...], fmt: str, output: str | None, engine
             path != "-" and os.path.exists(path) and os.path.exists(output)
             and os.path.samefile(path, output) for path in captures):
         raise FlowscanError(f"{output}: the report would overwrite a capture")
+    fmt = report_format(fmt, output)  # before any reading: a bad name costs no scan
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, geoip_db=geoip_db,
                           home=home, vantage=vantage, keylog=keylog, srtp_key=srtp_key,
                           sdp=sdp)
@@ -463,12 +468,32 @@ def lab_run(scenario: str, output: str) -> None:
     _echo(f"{scenario}: wrote {out}")
 
 
+def report_format(fmt: str | None, output: str | None) -> str:
+    """The report's format: --format when given; else -o's extension (.json, .csv; .txt
+    or none: text); an extension naming no format is an error, not a text file under a
+    name that promises something else (an .html asked for before HTML exists)."""
+    if fmt is not None:
+        return fmt
+    if output is None or output == "-":
+        return "text"
+    suffix = os.path.splitext(output)[1].lower()
+    if suffix in EXTENSIONS:
+        return EXTENSIONS[suffix]
+    raise FlowscanError(
+        f"{output}: no report format is known for the extension {suffix}; name the file "
+        f".json, .csv or .txt, or give --format ({', '.join(FORMATS)})")
+
+
 def _write(reports: list[Report], fmt: str, output: str | None, top: int) -> None:
     if output == "-":
         output = None
     terminal = output is None and sys.stdout is not None and sys.stdout.isatty()
     if fmt == "json":
         data = json_report.dumps_bytes(reports)
+    elif fmt == "csv":
+        from flowscan.report import csv as csv_report
+
+        data = csv_report.dumps_bytes(reports)
     elif terminal:
         # Colour and the terminal's width; a terminal neither fills up nor goes away.
         _text().render(reports, sys.stdout, top=top, color=True)

@@ -145,7 +145,7 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
         warnings += checked.explicit.warnings + malformed_sip_warnings(records)
         warnings += late_warnings(keylog, totals, checked.locator)
     return build_report(totals, warnings, records, apps, names, sessions, found,
-                        checked.locator.databases)
+                        checked.locator.databases, checked.home)
 
 
 # --- read, account, identify (streaming) ---------------------------------------------

@@ -66,7 +66,13 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
 
 def _path(verdict: str, termination: str) -> str:
     """Where the packets go, in words that cannot be read against the verdict: a relayed
-    end-to-end call passes a relay, but its encryption ends at the other participant."""
+    end-to-end call passes a relay, but its encryption ends at the other participant.
+    Media without encryption (or with its keys in the clear) has no end of encryption to
+    name: saying where it "ends" would read as if it were protected up to there."""
+    if verdict == "plaintext":
+        return "not encrypted: anyone on the path can read it"
+    if verdict == "keys-exposed":
+        return "its keys crossed the network in the clear: anyone who captured them can read it"
     if termination == "relay":
         return ("via a relay that only forwards; encryption ends at the peer behind it"
                 if verdict == "end-to-end" else "via a relay; who holds the keys behind it is "

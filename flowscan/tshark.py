@@ -103,6 +103,7 @@ def scan_with_tshark(path: str, options: ScanOptions) -> Report:
     """Build the report's flow table from tshark's dissection of the capture."""
     import pyshark  # imported here: the native engine must not need tshark
 
+    from flowscan.report.build import with_answers
     from flowscan.report.model import CaptureInfo, ToolInfo
     from flowscan.report.records import flow_record, timestamp
 
@@ -162,8 +163,8 @@ def scan_with_tshark(path: str, options: ScanOptions) -> Report:
             ip_packets=ip_packets, non_ip_packets=packets - ip_packets,
             warnings=[FLOW_TABLE_ONLY, *warnings],
         )
-        return Report(tool=ToolInfo("flowscan", __version__ + "+tshark"), capture=info,
-                      flows=flows)
+        return with_answers(Report(tool=ToolInfo("flowscan", __version__ + "+tshark"),
+                                   capture=info, flows=flows), None)
     finally:
         if spool is not None:
             os.unlink(spool.name)

@@ -208,8 +208,11 @@ def test_ipv6_addresses_whole_in_the_flow_table(hostile_path: Path) -> None:
     for endpoint in (f"[{MDNS_SRC}]:5353", f"[{MDNS_DST}]:5353", f"[{V6_CLIENT}]:50000",
                      f"[{V6_SERVER}]:3478"):
         assert endpoint in report, endpoint
-    # Other columns are not cut to make room either.
-    assert "…" not in report.split("\nid ", 1)[1]
+    # Other columns are not cut to make room either: only a long name (SNI, DNS) is
+    # shortened in the table, to NAME_MAX characters ending in "…" (whole in JSON and CSV).
+    table = report.split("\nid ", 1)[1]
+    for cut in re.findall(r"\S*…\S*", table):
+        assert cut.endswith("…") and len(cut) <= text.NAME_MAX, cut
 
 
 def _render(report: Report, columns: int, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -234,15 +237,20 @@ def test_terminal_text_report_has_styles_only(hostile_path: Path,
     for text_ in SHOWN_ESCAPED:
         # Whole, with no style switched inside it: the markup had no effect.
         assert text_ in out, text_
-    # A terminal narrower than the table: other columns give way, addresses stay whole
-    # on one line; narrower still, they fold onto more lines but lose nothing.
-    for columns in (160, 80):
+    # A terminal narrower than the table: other columns give way, then the addresses
+    # stack (client above server), each still whole on one line and no line too long;
+    # narrower, each flow is a block (addresses, then the rest); narrower than any
+    # layout, they fold but lose nothing.
+    for columns in (160, 100, 80, 40):
         narrow = SGR.sub("", _render(report, columns, monkeypatch))
         for endpoint in (f"[{V6_CLIENT}]:50000", f"[{V6_SERVER}]:3478",
                          f"[{MDNS_DST}]:5353"):
-            if columns == 160:
-                assert endpoint in narrow, endpoint
-            assert endpoint in table_cells(narrow, endpoint), (columns, endpoint)
+            if columns >= 100:
+                assert endpoint in narrow, (columns, endpoint)
+                assert max(map(len, narrow.splitlines())) <= columns
+            else:  # read down the column: the stacked cell holds client then server
+                cells = table_cells(narrow, endpoint)
+                assert any(endpoint in cell for cell in cells), (columns, endpoint)
 
 
 def table_cells(report: str, endpoint: str) -> list[str]:
@@ -294,7 +302,8 @@ def test_a_64k_string_is_shortened_in_text_and_whole_in_json(hostile_path: Path)
     text.render([report], buf)
     out = buf.getvalue()
     assert out.count("B") < 2 * 1000 and "\x1b" not in out
-    assert out.count("[/]\\x1b[2J" + "B" * 100) == 2
+    # Folded at the report's width under its label: joined again, the text is whole.
+    assert re.sub(r" *\n {2,}", "", out).count("[/]\\x1b[2J" + "B" * 100) == 2
     # 1000 characters shown: the escape takes 4 for 1 of the input.
     assert flat(out).count(f"… ({len(huge) - 1000 + 3} more characters cut)") == 2
     whole = json.loads(json_report.dumps_bytes([report]))

@@ -5,39 +5,46 @@ milliseconds came from at most RTT/2 x 200 km away. A location farther than that
 capture point (the vantage, given by country or coordinates) is impossible: the database
 is wrong for that address, or the traffic was answered by a nearer box (anycast, a proxy).
 Locations are approximate (country centroids unless a City database gives coordinates), so
-each side gets generous slack by its country's size.
+each side gets generous slack by its country's size. The centroids come from countryinfo
+(MIT licence), which carries one for every ISO 3166 country with land people live on; a
+territory it gives none for falls back to its capital's coordinates.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from flowscan.digits import ascii_float
 from flowscan.errors import UsageError
+from flowscan.geo.countries import country_code, country_name
 
 KM_PER_MS_ONE_WAY = 200.0
-# Approximate country centroids (degrees).
-CENTROIDS = {
-    "US": (39.8, -98.6), "CA": (56.1, -106.3), "MX": (23.6, -102.5), "BR": (-14.2, -51.9),
-    "AR": (-38.4, -63.6), "CL": (-35.7, -71.5), "GB": (55.4, -3.4), "IE": (53.4, -8.2),
-    "FR": (46.6, 2.2), "DE": (51.2, 10.5), "NL": (52.1, 5.3), "BE": (50.5, 4.5),
-    "LU": (49.8, 6.1), "CH": (46.8, 8.2), "AT": (47.5, 14.6), "IT": (41.9, 12.6),
-    "ES": (40.5, -3.7), "PT": (39.4, -8.2), "SE": (60.1, 18.6), "NO": (60.5, 8.5),
-    "DK": (56.3, 9.5), "FI": (61.9, 25.7), "IS": (64.9, -19.0), "PL": (51.9, 19.1),
-    "CZ": (49.8, 15.5), "SK": (48.7, 19.7), "HU": (47.2, 19.5), "RO": (45.9, 25.0),
-    "BG": (42.7, 25.5), "GR": (39.1, 21.8), "HR": (45.1, 15.2), "SI": (46.2, 14.8),
-    "EE": (58.6, 25.0), "LV": (56.9, 24.6), "LT": (55.2, 23.9), "CY": (35.1, 33.4),
-    "MT": (35.9, 14.4), "TR": (39.0, 35.2), "RU": (61.5, 105.3), "UA": (48.4, 31.2),
-    "IL": (31.0, 34.9), "AE": (23.4, 53.8), "SA": (23.9, 45.1), "IN": (20.6, 79.0),
-    "SG": (1.35, 103.8), "JP": (36.2, 138.3), "KR": (35.9, 127.8), "CN": (35.9, 104.2),
-    "HK": (22.3, 114.2), "TW": (23.7, 121.0), "AU": (-25.3, 133.8), "NZ": (-40.9, 174.9),
-    "ZA": (-30.6, 22.9), "EG": (26.8, 30.8), "NG": (9.1, 8.7), "KE": (0.0, 37.9),
-    "ID": (-0.8, 113.9), "TH": (15.9, 101.0), "VN": (14.1, 108.3), "MY": (4.2, 102.0),
-    "PH": (12.9, 121.8),
-}
 LARGE = {"US", "CA", "RU", "CN", "BR", "AU", "IN", "AR", "KZ"}
 MEDIUM = {"MX", "ID", "SA", "DZ", "CL", "ZA", "TR", "IR", "EG", "NG", "JP", "SE", "NO", "FI"}
+
+
+@functools.cache
+def centroid(country: str | None) -> tuple[float, float] | None:
+    """A country's approximate centre (degrees), or None when neither it nor its capital
+    has coordinates (Antarctica, Bouvet Island, the US Minor Outlying Islands)."""
+    if not country or len(country) != 2 or not country_name(country):
+        return None
+    from countryinfo import CountryInfo  # imported when asked for: it reads 250 files
+
+    try:
+        info = CountryInfo(country.upper()).info()
+    except Exception:  # noqa: BLE001 - a code countryinfo lacks: no coordinates
+        return None
+    for key in ("latlng", "capital_latlng"):
+        point: Any = info.get(key)
+        if point and isinstance(point[0], list):  # several capitals: the first
+            point = point[0]
+        if point and len(point) == 2:
+            return (float(point[0]), float(point[1]))
+    return None
 
 
 def slack_km(country: str | None) -> float:
@@ -70,11 +77,12 @@ def parse_vantage(value: str) -> Vantage:
             raise UsageError(f"--vantage {value!r}: give LAT,LON (degrees, -90 to 90 and -180 "
                              "to 180) or a country code")
         return Vantage(text, (numbers[0], numbers[1]), None)
-    code = text.upper()
-    if code not in CENTROIDS:
-        raise UsageError(f"--vantage {value!r}: no coordinates known for that country; "
+    code = country_code(text, "--vantage")
+    point = centroid(code)
+    if point is None:
+        raise UsageError(f"--vantage {code}: no coordinates known for {country_name(code)}; "
                          "give LAT,LON instead")
-    return Vantage(code, CENTROIDS[code], code)
+    return Vantage(code, point, code)
 
 
 @dataclass
@@ -90,7 +98,7 @@ class Plausibility:
 def check(vantage: Vantage, rtt_ms: float, source: str, country: str | None,
           coordinates: tuple[float, float] | None) -> Plausibility:
     reach = rtt_ms / 2 * KM_PER_MS_ONE_WAY
-    point = coordinates or (CENTROIDS.get(country) if country else None)
+    point = coordinates or centroid(country)
     if point is None:
         return Plausibility(rtt_ms, source, round(reach), None, None,
                             f"{country or 'the remote'} has no known coordinates")

@@ -25,6 +25,7 @@ from typing import Any
 
 from flowscan.errors import UsageError
 from flowscan.geo.locate import LOCATING, Locator
+from flowscan.policy import transfers
 from flowscan.policy.jurisdictions import Home, parse_home
 from flowscan.report.model import Flow, Report
 
@@ -105,13 +106,12 @@ def load_claims(path: str) -> dict[str, Any]:
 
 
 def _media(report: Report) -> list[Flow]:
-    return [f for f in report.flows if f.encryption is not None]
+    return [f for f in report.flows if transfers.is_media(f)]
 
 
 def _signalling(report: Report) -> list[Flow]:
-    return [f for f in report.flows if f.encryption is None and f.app is not None
-            and f.app.name not in ("webrtc",) and set(f.protocols) & {"tls", "quic", "sip",
-                                                                       "gquic"}]
+    """The same flows `scan --home` counts as signalling (policy.transfers)."""
+    return [f for f in report.flows if transfers.is_signalling(f)]
 
 
 def geodata_for(claims: dict[str, Any], extra: Sequence[str] = ()) -> Locator | None:
@@ -202,9 +202,8 @@ def _stays(stated: Any, flows: list[Flow], name: str, what: str, locator: Locato
         return ClaimResult(name, stated, UNVERIFIABLE, f"the capture holds no {what}")
     if locator is None:  # check_claims opens one for every location claim
         raise ValueError(f"{name} needs a Locator")
-    located = {f.id: sorted({c for ip in (f.client.ip, f.server.ip)
-                             if (c := locator.lookup(ip).country)}) for f in flows}
-    outside = [f for f in flows if any(not home.contains(c) for c in located[f.id])]
+    located = {f.id: transfers.located_countries(f, locator) for f in flows}
+    outside = transfers.leaving(flows, home, lambda f: located[f.id])
     if outside:
         countries = sorted({c for f in outside for c in located[f.id]
                             if not home.contains(c)})

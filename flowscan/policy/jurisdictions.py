@@ -1,7 +1,10 @@
 """Home jurisdictions and the EU's adequacy decisions (GDPR Article 45).
 
 Groups are given by their members as of the tool's release; the adequacy list names the
-European Commission's decisions in force, with the date each was adopted.
+European Commission's decisions in force, with the date each was adopted. A single country
+is an ISO 3166-1 alpha-2 code, checked by geo.countries: a regulator's "UK" must not
+silently match nothing (ISO has GB), and a typo must not pass as a jurisdiction every flow
+leaves.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from flowscan.errors import UsageError
+from flowscan.geo.countries import country_code
 
 EU = frozenset((
     "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE",
@@ -42,14 +46,17 @@ class Home:
         return country is not None and country in self.countries
 
 
-def parse_home(value: str) -> Home:
+def parse_home(value: str, option: str = "--home") -> Home:
     code = value.strip().upper()
     if code in GROUPS:
         return Home(code, frozenset(GROUPS[code]))
-    if len(code) == 2 and code.isalpha():
-        return Home(code, frozenset({code}))
-    raise UsageError(f"--home {value!r}: give a two-letter country code or one of "
-                     f"{', '.join(sorted(GROUPS))}")
+    try:
+        country = country_code(value, option)
+    except UsageError as exc:
+        if "did you mean" in str(exc):
+            raise
+        raise UsageError(f"{exc}; or give one of {', '.join(sorted(GROUPS))}") from None
+    return Home(country, frozenset({country}))
 
 
 def adequacy(country: str | None) -> dict[str, str] | None:

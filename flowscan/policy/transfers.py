@@ -5,11 +5,16 @@ sent to outside parties, foreign jurisdictions included, must stay adequately pr
 Media a foreign operator can read (plaintext, keys in the clear, or only hop-by-hop
 encryption) is a high finding; media whose protection cannot be verified is medium; media
 encrypted end to end is informational, since the operator abroad cannot read it.
+
+Which flows are media, which are signalling, and which leave home are decided here once, for
+both `scan --home` (the findings and the report's answers) and `check` (media_stays_in,
+signalling_stays_in): the two commands name the same flows.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from flowscan.geo.locate import Locator
 from flowscan.policy.jurisdictions import Home, adequacy
@@ -25,6 +30,44 @@ READABLE = {"plaintext": "unencrypted", "keys-exposed": "encrypted with keys sen
             "unknown": "of unknown protection", "end-to-end": "end-to-end encrypted"}
 
 
+SIGNALLING_PROTOCOLS = frozenset({"tls", "quic", "sip", "gquic"})
+
+
+def is_media(flow: Flow) -> bool:
+    """A flow the analysis judged as media (it has an encryption verdict)."""
+    return flow.encryption is not None
+
+
+def is_signalling(flow: Flow) -> bool:
+    """A service's signalling: an identified app's TLS, QUIC or SIP that carries no media
+    (a bare WebRTC flow is the media path's own, not the service's)."""
+    return (flow.encryption is None and flow.app is not None and flow.app.name != "webrtc"
+            and bool(set(flow.protocols) & SIGNALLING_PROTOCOLS))
+
+
+def kind(flow: Flow) -> str | None:
+    """media, signalling, or None for any other traffic."""
+    return "media" if is_media(flow) else "signalling" if is_signalling(flow) else None
+
+
+def located_countries(flow: Flow, locator: Locator) -> list[str]:
+    """Where the flow's ends are located, both of them: which end is the user's need not be
+    known."""
+    return sorted({c for ip in (flow.client.ip, flow.server.ip)
+                   if (c := locator.lookup(ip).country)})
+
+
+def leaving(flows: list[Flow], home: Home, countries: Callable[[Flow], list[str]]
+            ) -> list[Flow]:
+    """The flows with an end located outside home (countries: a flow's located ends)."""
+    return [f for f in flows if any(not home.contains(c) for c in countries(f))]
+
+
+def jurisdiction_countries(flow: Flow) -> list[str]:
+    """The located ends judge() recorded on the flow (none when it was not judged)."""
+    return flow.jurisdiction.countries if flow.jurisdiction else []
+
+
 def judge(flows: list[Flow], home: Home, locator: Locator) -> None:
     """A flow leaves home when any of its public ends is located outside it: which end is
     the user's need not be known."""
@@ -32,8 +75,7 @@ def judge(flows: list[Flow], home: Home, locator: Locator) -> None:
         remote = flow.remote
         if remote is None:
             continue
-        ends = [locator.lookup(ip) for ip in (flow.client.ip, flow.server.ip)]
-        countries = sorted({e.country for e in ends if e.country})
+        countries = located_countries(flow, locator)
         abroad = [c for c in countries if not home.contains(c)]
         located = abroad[0] if abroad else remote.country
         flow.jurisdiction = Jurisdiction(
@@ -47,9 +89,8 @@ def judge(flows: list[Flow], home: Home, locator: Locator) -> None:
 
 def transfer_findings(flows: list[Flow], home: Home) -> list[Finding]:
     groups: dict[str, list[Flow]] = defaultdict(list)
-    for flow in flows:
-        if flow.encryption is None or flow.jurisdiction is None or not flow.jurisdiction.foreign:
-            continue
+    for flow in leaving([f for f in flows if is_media(f)], home, jurisdiction_countries):
+        assert flow.encryption is not None
         groups[flow.encryption.verdict].append(flow)
     out = []
     for verdict in ("plaintext", "keys-exposed", "hop-by-hop", "encrypted-unverified",
@@ -67,4 +108,15 @@ def transfer_findings(flows: list[Flow], home: Home) -> list[Finding]:
             detail += f" (EU adequacy decision covers {', '.join(adequate)})"
         out.append(Finding(SEVERITY[verdict], f"foreign-media-{verdict}", detail,
                            [f.id for f in hit]))
+    signalling = leaving([f for f in flows if is_signalling(f)], home, jurisdiction_countries)
+    if signalling:
+        countries = sorted({c for f in signalling for c in jurisdiction_countries(f)
+                            if not home.contains(c)})
+        total = sum(f.bytes for f in signalling)
+        out.append(Finding(
+            "medium", "foreign-signalling",
+            f"{len(signalling)} signalling flow(s), {total} bytes, leave {home.name} for "
+            f"{', '.join(countries)}: the service's servers there see who calls whom and when "
+            f"(the content of the calls is judged by the media findings); {PRINCIPLE}",
+            [f.id for f in signalling]))
     return out

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowscan.capture.decode import LINK_NAMES
+from flowscan.policy.jurisdictions import Home
+from flowscan.report.answers import build as build_answers
 from flowscan.report.model import (
     AppGroup,
     CaptureInfo,
@@ -103,7 +105,14 @@ def capture_info(totals: CaptureTotals, warnings: list[str]) -> CaptureInfo:
 def build_report(totals: CaptureTotals, warnings: list[str], flows: list[Flow],
                  apps: list[AppGroup], names: dict[str, list[str]],
                  sessions: list[MediaSession], findings: list[Finding],
-                 geodata: list[GeoDatabase]) -> Report:
-    return Report(tool=ToolInfo("flowscan", __version__),
-                  capture=capture_info(totals, warnings), flows=flows, apps=apps,
-                  names=names, sessions=sessions, findings=findings, geodata=geodata)
+                 geodata: list[GeoDatabase], home: Home | None) -> Report:
+    report = Report(tool=ToolInfo("flowscan", __version__),
+                    capture=capture_info(totals, warnings), flows=flows, apps=apps,
+                    names=names, sessions=sessions, findings=findings, geodata=geodata)
+    return with_answers(report, home)
+
+
+def with_answers(report: Report, home: Home | None) -> Report:
+    """The plain answers come last, drawn from everything else the report holds."""
+    report.answers = build_answers(report, home)
+    return report

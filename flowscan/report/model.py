@@ -241,3 +241,108 @@ class Report:
     # Every geolocation database used, with its build date (DB-IP Lite needs this credit).
     geodata: list[GeoDatabase] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # The plain answers (issue 16): is the media end-to-end encrypted, where did data go.
+    answers: Answers | None = None
+
+    def flows_records(self) -> list[dict[str, Any]]:
+        """One flat dict per flow, the CSV's columns (report.rows): what
+        pandas.DataFrame(report.flows_records()) and polars.DataFrame(...) read directly."""
+        from flowscan.report.rows import flow_rows
+
+        return flow_rows([self])
+
+
+# -- Plain answers (issue 16): what a regulator asks first, answered from the rest ------
+
+
+@dataclass
+class VerdictShare:
+    """Media flows and bytes that got one verdict."""
+
+    verdict: str
+    flows: int
+    bytes: int
+
+
+@dataclass
+class EncryptionAnswer:
+    """Is the media end-to-end encrypted? answer: yes | no | cannot-tell."""
+
+    answer: str
+    sentence: str  # the reason, in one plain sentence a regulator can quote
+    settle: list[str] = field(default_factory=list)  # what would settle a cannot-tell
+    verdicts: list[VerdictShare] = field(default_factory=list)
+    flows: list[int] = field(default_factory=list)  # the media flows the answer rests on
+
+
+@dataclass
+class Destination:
+    """Traffic to one country or one operator (network), media and signalling apart.
+
+    key: a country code, an AS number as text ("AS31898"), or "unlocated" (private,
+    multicast or addresses the databases do not know)."""
+
+    key: str
+    name: str | None
+    flows: int
+    bytes: int
+    media_flows: int = 0
+    media_bytes: int = 0
+    signalling_flows: int = 0
+    signalling_bytes: int = 0
+    registered_country: str | None = None  # operators: where the network is registered
+
+
+@dataclass
+class LeavingFlow:
+    """A flow with an end located outside home (--home); kind: media | signalling | other."""
+
+    flow: int
+    kind: str
+    countries: list[str]  # the located ends outside home
+    bytes: int
+    verdict: str | None = None  # media: its encryption verdict
+    name: str | None = None  # the remote's name (SNI or DNS) where the capture gives one
+
+
+@dataclass
+class ForeignOperator:
+    """Media the network's operator can read where that network is registered in another
+    country than the one its server is located in (with --home: a server located at home on
+    a network registered outside it)."""
+
+    flow: int
+    verdict: str
+    located: str | None
+    registered: str
+    asn: int | None
+    organisation: str | None
+    sentence: str
+
+
+@dataclass
+class DataAnswer:
+    """Where did the data go? Countries and operators by bytes, and with --home what left."""
+
+    sentence: str
+    home: str | None = None
+    countries: list[Destination] = field(default_factory=list)
+    operators: list[Destination] = field(default_factory=list)
+    leaving: list[LeavingFlow] = field(default_factory=list)
+    foreign_operators: list[ForeignOperator] = field(default_factory=list)
+
+
+@dataclass
+class LegendEntry:
+    word: str
+    meaning: str
+
+
+@dataclass
+class Answers:
+    """The report's plain answers, built from its flows (report.answers); the same object
+    feeds the text report, the JSON and any later renderer."""
+
+    encryption: EncryptionAnswer
+    data: DataAnswer
+    legend: list[LegendEntry] = field(default_factory=list)

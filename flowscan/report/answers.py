@@ -1,0 +1,288 @@
+"""The plain answers a regulator asks first (issue 16), built from a finished report.
+
+Is the media end-to-end encrypted? yes, no, or cannot tell from this capture, with the reason
+in one sentence and what would settle it. Where did the data go? Countries and operators by
+bytes, media and signalling apart, every flow that leaves the home jurisdiction (the same
+flows `check` names: policy.transfers decides for both), and media that an operator
+registered abroad can read even where its server is located at home.
+
+The answers are data (report.model.Answers), not text: the text and JSON renderers, and a
+later HTML one, draw the same object. Strings here are our own words around capture and
+database strings; every renderer makes them inert.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from flowscan.geo.countries import country_name
+from flowscan.policy import transfers
+from flowscan.policy.jurisdictions import Home
+from flowscan.report.model import (
+    Answers,
+    DataAnswer,
+    Destination,
+    EncryptionAnswer,
+    Flow,
+    ForeignOperator,
+    LeavingFlow,
+    LegendEntry,
+    Report,
+    VerdictShare,
+)
+
+YES, NO, CANNOT_TELL = "yes", "no", "cannot-tell"
+# The media verdicts, most to least exposed: the order the answers name them in.
+VERDICTS = ("plaintext", "keys-exposed", "hop-by-hop", "unknown", "encrypted-unverified",
+            "end-to-end")
+# Verdicts under which the operator of the server the media reaches can read it.
+READABLE_BY_OPERATOR = ("plaintext", "keys-exposed", "hop-by-hop")
+
+LEGEND = (
+    ("end-to-end", "encrypted so that only the people in the call hold the keys; the "
+                   "service's servers pass the media on but cannot read it"),
+    ("hop-by-hop", "encrypted on each network hop, but the service's servers decrypt it: the "
+                   "service can read the media"),
+    ("plaintext", "not encrypted: anyone on the network path can read it"),
+    ("keys-exposed", "encrypted, but the keys crossed the network in the clear: anyone who "
+                     "captured them can read it"),
+    ("encrypted-unverified", "encrypted, but who holds the keys cannot be seen on the wire"),
+    ("unknown", "the capture does not show how this media is protected"),
+)
+
+KEYS = ("the media keys: --keylog FILE for the DTLS secrets (an SSLKEYLOGFILE), or "
+        "--srtp-key / --sdp for SRTP keys")
+OTHER_END = ("a capture taken at the other participant, to see whether the media arrives "
+             "there under the same encryption or re-encrypted by a server")
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 flow', '3 flows': the count with its noun."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def place(code: str | None) -> str:
+    """A country code with its ISO name: 'Germany (DE)'; the code alone if ISO lacks it."""
+    if not code:
+        return "an unknown country"
+    name = country_name(code)
+    return f"{name} ({code})" if name else code
+
+
+def flow_name(flow: Flow, names: dict[str, list[str]]) -> str | None:
+    """The remote's name as the capture gives it: TLS or QUIC SNI, else a DNS answer."""
+    for proto in ("tls", "quic"):
+        detail = flow.details.get(proto)
+        sni = detail.get("sni") if isinstance(detail, dict) else getattr(detail, "sni", None)
+        if isinstance(sni, str) and sni:
+            return sni
+    remote = flow.remote.ip if flow.remote else flow.server.ip
+    found = names.get(remote)
+    return found[0] if found else None
+
+
+def build(report: Report, home: Home | None) -> Answers:
+    return Answers(encryption=encryption_answer(report.flows),
+                   data=data_answer(report, home),
+                   legend=[LegendEntry(w, m) for w, m in LEGEND])
+
+
+# -- Is the media end-to-end encrypted? ---------------------------------------------------
+
+
+def _shares(media: list[Flow]) -> list[VerdictShare]:
+    flows: Counter[str] = Counter()
+    size: Counter[str] = Counter()
+    for f in media:
+        assert f.encryption is not None
+        flows[f.encryption.verdict] += 1
+        size[f.encryption.verdict] += f.bytes
+    order = {v: i for i, v in enumerate(VERDICTS)}
+    return [VerdictShare(v, flows[v], size[v])
+            for v in sorted(flows, key=lambda v: (order.get(v, len(order)), v))]
+
+
+def encryption_answer(flows: list[Flow]) -> EncryptionAnswer:
+    media = [f for f in flows if transfers.is_media(f)]
+    shares = _shares(media)
+    ids = [f.id for f in media]
+    if not media:
+        return EncryptionAnswer(
+            CANNOT_TELL, "Cannot tell from this capture: no call media was recognised in it.",
+            ["a capture taken while a call is running"], shares, ids)
+
+    def having(*verdicts: str) -> list[Flow]:
+        return [f for f in media if f.encryption and f.encryption.verdict in verdicts]
+
+    def some(hit: list[Flow], plural_verb: str, singular_verb: str) -> str:
+        """'the media flow travels', 'all 3 media flows travel', '1 of 2 media flows is'."""
+        if len(media) == 1:
+            return f"the media flow {singular_verb}"
+        whom = ("both media flows" if len(hit) == len(media) == 2
+                else f"all {len(media)} media flows" if len(hit) == len(media)
+                else f"{len(hit)} of {len(media)} media flows")
+        return f"{whom} {singular_verb if len(hit) == 1 else plural_verb}"
+
+    if plain := having("plaintext"):
+        return EncryptionAnswer(
+            NO, f"No: {some(plain, 'travel', 'travels')} unencrypted, so anyone on the "
+                "network path can listen to the call.", [], shares, ids)
+    if exposed := having("keys-exposed"):
+        return EncryptionAnswer(
+            NO, f"No: the keys of {some(exposed, 'crossed', 'crossed').replace(' crossed', '')}"
+                " crossed the network in the clear, so anyone who captured them can decrypt "
+                "the call.", [], shares, ids)
+    opened = [f for f in having("hop-by-hop")
+              if f.encryption and f.encryption.basis == "decrypted"]
+    if opened:
+        return EncryptionAnswer(
+            NO, f"No: decrypted with the keys given, {some(opened, 'carry', 'carries')} the "
+                "call itself under the transport encryption alone, so the service's servers "
+                "that hold those keys can read it.", [], shares, ids)
+    if len(e2e := having("end-to-end")) == len(media):
+        return EncryptionAnswer(
+            YES, f"Yes: {some(e2e, 'are', 'is')} encrypted end to end, with keys only the "
+                 "participants hold; the servers on the way cannot read the call.",
+            [], shares, ids)
+    if hop := having("hop-by-hop"):
+        sentence = (f"Cannot tell from this capture: {some(hop, 'are', 'is')} encrypted only "
+                    "up to the service's servers (hop-by-hop), which can read the call unless "
+                    "an inner end-to-end layer protects it, and that layer cannot be seen "
+                    "without the keys.")
+    elif unverified := having("encrypted-unverified"):
+        sentence = (f"Cannot tell from this capture: {some(unverified, 'are', 'is')} "
+                    "encrypted, but whether only the participants or also a server hold the "
+                    "keys cannot be seen on the wire.")
+    else:
+        sentence = (f"Cannot tell from this capture: how {some(having('unknown'), 'are', 'is')}"
+                    " protected could not be determined.")
+    return EncryptionAnswer(CANNOT_TELL, sentence, [KEYS, OTHER_END], shares, ids)
+
+
+# -- Where did the data go? ---------------------------------------------------------------
+
+
+def _add(dest: Destination, flow: Flow) -> None:
+    dest.flows += 1
+    dest.bytes += flow.bytes
+    kind = transfers.kind(flow)
+    if kind == "media":
+        dest.media_flows += 1
+        dest.media_bytes += flow.bytes
+    elif kind == "signalling":
+        dest.signalling_flows += 1
+        dest.signalling_bytes += flow.bytes
+
+
+def _ranked(dests: Iterable[Destination]) -> list[Destination]:
+    return sorted(dests, key=lambda d: (d.key == "unlocated", -d.bytes, d.key))
+
+
+def _located(flow: Flow) -> bool:
+    return flow.remote is not None and flow.remote.scope == "public" and bool(
+        flow.remote.country)
+
+
+def _sizes(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def data_answer(report: Report, home: Home | None) -> DataAnswer:
+    countries: dict[str, Destination] = {}
+    operators: dict[str, Destination] = {}
+    for flow in report.flows:
+        r = flow.remote
+        key = r.country if r is not None and _located(flow) and r.country else "unlocated"
+        _add(countries.setdefault(key, Destination(
+            key, country_name(key) if key != "unlocated" else None, 0, 0)), flow)
+        if r is not None and r.scope == "public" and r.asn is not None:
+            asn = f"AS{r.asn}"
+            _add(operators.setdefault(asn, Destination(
+                asn, r.organisation, 0, 0, registered_country=r.registered_country)), flow)
+    ranked = _ranked(countries.values())
+    located = [d for d in ranked if d.key != "unlocated"]
+    media_to = [d.key for d in located if d.media_flows]
+    parts = [f"{_sizes(sum(f.bytes for f in report.flows))} in "
+             f"{plural(len(report.flows), 'flow')}"]
+    if located:
+        parts.append(f"went to {plural(len(located), 'country', 'countries')}: "
+                     + ", ".join(f"{d.key} {_sizes(d.bytes)}" for d in located[:6])
+                     + (", ..." if len(located) > 6 else ""))
+    else:
+        parts.append("went to no located public address")
+    sentence = " ".join(parts) + "."
+    if media_to:
+        sentence += f" Media went to {', '.join(media_to)}."
+    leaving = _leaving(report, home) if home is not None else []
+    if home is not None:
+        if leaving:
+            kinds = Counter(f.kind for f in leaving)
+            abroad = sorted({c for f in leaving for c in f.countries})
+            total = _sizes(sum(f.bytes for f in leaving))
+            sentence += (f" {plural(len(leaving), 'flow')} ({total})"
+                         f" left {home.name} for {', '.join(abroad)}: "
+                         + ", ".join(f"{n} {k}" for k, n in sorted(
+                             kinds.items(), key=lambda kv: ("media", "signalling",
+                                                            "other").index(kv[0])))
+                         + ".")
+        else:
+            sentence += f" No located flow left {home.name}."
+    foreign = _foreign_operators(report.flows, home)
+    if foreign:
+        registered = ", ".join(sorted({f.registered for f in foreign}))
+        where = ", ".join(sorted({f.located or "?" for f in foreign}))
+        verb = "goes" if len(foreign) == 1 else "go"
+        sentence += (f" {plural(len(foreign), 'media flow')} that the service can read "
+                     f"{verb} to a server located in {where} on a network registered in "
+                     f"{registered}.")
+    return DataAnswer(sentence, home.name if home else None, ranked,
+                      _ranked(operators.values()), leaving, foreign)
+
+
+def _leaving(report: Report, home: Home) -> list[LeavingFlow]:
+    """Every flow with an end outside home: media and signalling as `check` counts them
+    (policy.transfers.leaving), and the rest as other."""
+    out = []
+    for flow in transfers.leaving(report.flows, home, transfers.jurisdiction_countries):
+        countries = [c for c in transfers.jurisdiction_countries(flow)
+                     if not home.contains(c)]
+        out.append(LeavingFlow(
+            flow.id, transfers.kind(flow) or "other", countries, flow.bytes,
+            flow.encryption.verdict if flow.encryption else None,
+            flow_name(flow, report.names)))
+    return sorted(out, key=lambda f: (("media", "signalling", "other").index(f.kind),
+                                      -f.bytes, f.flow))
+
+
+def _foreign_operators(flows: list[Flow], home: Home | None) -> list[ForeignOperator]:
+    """Media the operator can read (plaintext, keys exposed, hop-by-hop) on a network
+    registered elsewhere than where its server is located (with --home: located at home,
+    registered outside it). The location says where the server stands; the registration,
+    under whose law the company that runs the network answers."""
+    out = []
+    for flow in flows:
+        r, enc = flow.remote, flow.encryption
+        if r is None or enc is None or enc.verdict not in READABLE_BY_OPERATOR:
+            continue
+        if r.scope != "public" or not r.registered_country:
+            continue
+        # With --home, media located abroad is already listed as leaving: what is left to
+        # say is media located at home on a network registered outside it.
+        abroad = (home.contains(r.country) and not home.contains(r.registered_country)
+                  if home is not None else r.registered_country != r.country)
+        if not abroad:
+            continue
+        network = (f"AS{r.asn}" + (f" ({r.organisation})" if r.organisation else "")
+                   if r.asn is not None else "a network")
+        sentence = (f"Flow {flow.id}: {enc.verdict} media to a server located in "
+                    f"{place(r.country)} on {network}, registered in "
+                    f"{place(r.registered_country)}.")
+        out.append(ForeignOperator(flow.id, enc.verdict, r.country, r.registered_country,
+                                   r.asn, r.organisation, sentence))
+    return out

@@ -19,15 +19,23 @@ from collections.abc import Callable
 from flowscan.geo.locate import Locator
 from flowscan.policy.jurisdictions import Home, adequacy
 from flowscan.report.model import Finding, Flow, Jurisdiction
+from flowscan.report.vocab import Verdict
 
 PRINCIPLE = ("transfer safeguards: data sent to outside parties, including in foreign "
              "jurisdictions, must stay adequately protected")
-SEVERITY = {"plaintext": "high", "keys-exposed": "high", "hop-by-hop": "high",
-            "encrypted-unverified": "medium", "unknown": "medium", "end-to-end": "info"}
-READABLE = {"plaintext": "unencrypted", "keys-exposed": "encrypted with keys sent in clear",
-            "hop-by-hop": "readable by the operator's servers (hop-by-hop encryption)",
-            "encrypted-unverified": "encrypted, but who holds the keys cannot be verified",
-            "unknown": "of unknown protection", "end-to-end": "end-to-end encrypted"}
+# Every verdict has its severity and its words (tests/test_vocab.py checks none is missing).
+SEVERITY = {Verdict.PLAINTEXT: "high", Verdict.KEYS_EXPOSED: "high", Verdict.HOP_BY_HOP: "high",
+            Verdict.ENCRYPTED_UNVERIFIED: "medium", Verdict.UNKNOWN: "medium",
+            Verdict.END_TO_END: "info"}
+READABLE = {Verdict.PLAINTEXT: "unencrypted",
+            Verdict.KEYS_EXPOSED: "encrypted with keys sent in clear",
+            Verdict.HOP_BY_HOP: "readable by the operator's servers (hop-by-hop encryption)",
+            Verdict.ENCRYPTED_UNVERIFIED: "encrypted, but who holds the keys cannot be verified",
+            Verdict.UNKNOWN: "of unknown protection",
+            Verdict.END_TO_END: "end-to-end encrypted"}
+# The order findings are listed in: the most exposed media first.
+FINDING_ORDER = (Verdict.PLAINTEXT, Verdict.KEYS_EXPOSED, Verdict.HOP_BY_HOP,
+                 Verdict.ENCRYPTED_UNVERIFIED, Verdict.UNKNOWN, Verdict.END_TO_END)
 
 
 SIGNALLING_PROTOCOLS = frozenset({"tls", "quic", "sip", "gquic"})
@@ -93,8 +101,7 @@ def transfer_findings(flows: list[Flow], home: Home) -> list[Finding]:
         assert flow.encryption is not None
         groups[flow.encryption.verdict].append(flow)
     out = []
-    for verdict in ("plaintext", "keys-exposed", "hop-by-hop", "encrypted-unverified",
-                    "unknown", "end-to-end"):
+    for verdict in FINDING_ORDER:
         hit = groups.get(verdict)
         if not hit:
             continue

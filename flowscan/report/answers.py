@@ -31,14 +31,15 @@ from flowscan.report.model import (
     Report,
     VerdictShare,
 )
+from flowscan.report.vocab import Verdict
 
 YES, NO, CANNOT_TELL = "yes", "no", "cannot-tell"
 # The media verdicts, most to least exposed: the order the answers name them in.
-VERDICTS = ("plaintext", "keys-exposed", "hop-by-hop", "unknown", "encrypted-unverified",
-            "end-to-end")
+VERDICTS = tuple(Verdict)
 # Verdicts under which the operator of the server the media reaches can read it.
-READABLE_BY_OPERATOR = ("plaintext", "keys-exposed", "hop-by-hop")
+READABLE_BY_OPERATOR = (Verdict.PLAINTEXT, Verdict.KEYS_EXPOSED, Verdict.HOP_BY_HOP)
 
+# One plain-language line per verdict (tests/test_vocab.py checks none is missing).
 LEGEND = (
     ("end-to-end", "encrypted so that only the people in the call hold the keys; the "
                    "service's servers pass the media on but cannot read it"),
@@ -98,9 +99,8 @@ def _shares(media: list[Flow]) -> list[VerdictShare]:
         assert f.encryption is not None
         flows[f.encryption.verdict] += 1
         size[f.encryption.verdict] += f.bytes
-    order = {v: i for i, v in enumerate(VERDICTS)}
-    return [VerdictShare(v, flows[v], size[v])
-            for v in sorted(flows, key=lambda v: (order.get(v, len(order)), v))]
+    order = {str(v): i for i, v in enumerate(VERDICTS)}
+    return [VerdictShare(v, flows[v], size[v]) for v in sorted(flows, key=order.__getitem__)]
 
 
 def encryption_answer(flows: list[Flow]) -> EncryptionAnswer:

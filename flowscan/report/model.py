@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from flowscan.report.vocab import ENCRYPTION_WORDS
+
 SCHEMA = "flowscan.report/1"
 
 
@@ -176,6 +178,14 @@ class Encryption:
     evidence: list[EvidenceItem] = field(default_factory=list)
     session: int | None = None
     decryption: Decryption | None = None
+
+    def __setattr__(self, name: str, value: object) -> None:
+        """Each word checked against its vocabulary (report/vocab.py), when made and when
+        a later stage (decryption) changes it: ValueError for a word nobody defined."""
+        vocabulary = ENCRYPTION_WORDS.get(name)
+        if vocabulary is not None:
+            value = vocabulary(str(value))
+        object.__setattr__(self, name, value)
 
 
 @dataclass

@@ -77,6 +77,9 @@ class Stage(StrEnum):
     REPORT = "report"  # report/build.py: the report, assembled once
 
 
+STAGES = tuple(Stage)
+
+
 @dataclass(frozen=True)
 class Checked:
     """The options made into what the stages use, checked before a byte is read."""

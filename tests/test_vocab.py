@@ -63,3 +63,4 @@ def test_an_encryption_takes_only_words_of_its_vocabulary(field: str) -> None:
     with pytest.raises(ValueError, match="not a valid"):
         Encryption(**{"verdict": "plaintext", "termination": "peer", "key_exchange": "none",
                       "basis": "observed", "confidence": "high", field: "typo"})
+

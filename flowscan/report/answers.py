@@ -184,7 +184,8 @@ def _located(flow: Flow) -> bool:
         flow.remote.country)
 
 
-def _sizes(n: int) -> str:
+def size(n: int) -> str:
+    """Bytes as people read them: '812 B', '43.8 kB' (powers of 1000, as Wireshark)."""
     value = float(n)
     for unit in ("B", "kB", "MB", "GB"):
         if value < 1000 or unit == "GB":
@@ -208,11 +209,11 @@ def data_answer(report: Report, home: Home | None) -> DataAnswer:
     ranked = _ranked(countries.values())
     located = [d for d in ranked if d.key != "unlocated"]
     media_to = [d.key for d in located if d.media_flows]
-    parts = [f"{_sizes(sum(f.bytes for f in report.flows))} in "
+    parts = [f"{size(sum(f.bytes for f in report.flows))} in "
              f"{plural(len(report.flows), 'flow')}"]
     if located:
         parts.append(f"went to {plural(len(located), 'country', 'countries')}: "
-                     + ", ".join(f"{d.key} {_sizes(d.bytes)}" for d in located[:6])
+                     + ", ".join(f"{d.key} {size(d.bytes)}" for d in located[:6])
                      + (", ..." if len(located) > 6 else ""))
     else:
         parts.append("went to no located public address")
@@ -224,7 +225,7 @@ def data_answer(report: Report, home: Home | None) -> DataAnswer:
         if leaving:
             kinds = Counter(f.kind for f in leaving)
             abroad = sorted({c for f in leaving for c in f.countries})
-            total = _sizes(sum(f.bytes for f in leaving))
+            total = size(sum(f.bytes for f in leaving))
             sentence += (f" {plural(len(leaving), 'flow')} ({total})"
                          f" left {home.name} for {', '.join(abroad)}: "
                          + ", ".join(f"{n} {k}" for k, n in sorted(

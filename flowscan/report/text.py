@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flowscan.report.answers import flow_name, plural
+from flowscan.report.answers import flow_name, plural, size
 from flowscan.report.model import Answers, Flow, MediaSession, Report
 from flowscan.report.sanitize import LINE_MAX, inert_text
 
@@ -66,15 +66,6 @@ def duration(seconds: float | None) -> str:
     if days < 365:
         return f"{days} d {hours} h" if hours else f"{days} d"
     return f"{seconds / (365.25 * 86400):.1f} years"
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
 
 
 def _d(s: object, max_len: int = LINE_MAX) -> str:
@@ -139,11 +130,11 @@ def _answers(answers: Answers, present: set[str]) -> list[tuple[Text | str, Text
         verdict = f" {_d(leaving.verdict, 40)}" if leaving.verdict else ""
         rows.append((f"left {_d(data.home, 10)}", _line(
             f"flow {leaving.flow}: {_d(leaving.kind, 20)}{verdict} to "
-            f"{_d(', '.join(leaving.countries), 80)}{name}, {_size(leaving.bytes)}")))
+            f"{_d(', '.join(leaving.countries), 80)}{name}, {size(leaving.bytes)}")))
     if len(data.leaving) > LEAVING_MAX:
         rest = data.leaving[LEAVING_MAX:]
         rows.append((f"left {_d(data.home, 10)}", _line(
-            f"and {plural(len(rest), 'more flow')}, {_size(sum(f.bytes for f in rest))} "
+            f"and {plural(len(rest), 'more flow')}, {size(sum(f.bytes for f in rest))} "
             "(all in --format json or csv)")))
     for foreign in data.foreign_operators:
         rows.append(("registered", _line(_d(foreign.sentence))))
@@ -169,7 +160,7 @@ def _destinations(report: Report) -> list[tuple[Text | str, Text]]:
             reg = (f", reg. {d.registered_country}"
                    if label == "operators" and d.registered_country else "")
             key = "local/unknown" if d.key == "unlocated" else d.key
-            parts.append(f"{key}{who}{reg}: {_size(d.bytes)} in "
+            parts.append(f"{key}{who}{reg}: {size(d.bytes)} in "
                          f"{plural(d.flows, 'flow')}" + (f" ({split})" if split else ""))
         if parts:
             more = len(data.operators) - 8 if label == "operators" else 0
@@ -212,7 +203,7 @@ def _render_one(console: Console, report: Report, top: int) -> None:
     span = (duration(cap.last_timestamp - cap.first_timestamp)
             if cap.first_timestamp is not None and cap.last_timestamp is not None else "-")
     rows.append(("packets", _line(
-        f"{plural(cap.packets, 'packet')} ({_size(cap.bytes)}), "
+        f"{plural(cap.packets, 'packet')} ({size(cap.bytes)}), "
         f"{plural(len(report.flows), 'flow')}, from {_when(cap.first_timestamp)} "
         f"to {_when(cap.last_timestamp)} ({span})")))
     if cap.decryption_secrets.blocks:
@@ -228,7 +219,7 @@ def _render_one(console: Console, report: Report, top: int) -> None:
         rows.append(("app", _line(
             (_d(group.name, 80), "bold"),
             f" ({_d(group.confidence, 40)} confidence): {plural(len(group.flows), 'flow')}, "
-            f"{_size(group.bytes)}",
+            f"{size(group.bytes)}",
             f"; e.g. {_d(why.signal, 80)}: {_d(why.detail, EVIDENCE_MAX)}" if why else "",
         )))
     rows += _sessions(report.sessions)
@@ -383,7 +374,7 @@ def _row(flow: Flow, names: dict[str, list[str]]) -> dict[str, str]:
         "server": "\n".join(x for x in (_endpoint(flow.server.ip, flow.server.port),
                                          _short(flow_name(flow, names))) if x),
         "packets": f"{flow.to_server.packets}/{flow.to_client.packets}",
-        "bytes": _size(flow.bytes),
+        "bytes": size(flow.bytes),
         "duration": duration(max(ends) - min(starts)) if starts and ends else "-",
         "app": _d(flow.app.name, 40) if flow.app else "",
         "protocols": _d(",".join(flow.protocols), 80),

@@ -96,34 +96,37 @@ def judge(flows: list[Flow], home: Home, locator: Locator) -> None:
 
 
 def transfer_findings(flows: list[Flow], home: Home) -> list[Finding]:
+    """One finding per verdict of the media that leaves home, most exposed first, then one
+    for the service's signalling that does."""
     groups: dict[str, list[Flow]] = defaultdict(list)
     for flow in leaving([f for f in flows if is_media(f)], home, jurisdiction_countries):
         assert flow.encryption is not None
         groups[flow.encryption.verdict].append(flow)
-    out = []
-    for verdict in FINDING_ORDER:
-        hit = groups.get(verdict)
-        if not hit:
-            continue
-        countries = sorted({c for f in hit if f.jurisdiction
-                            for c in f.jurisdiction.countries if not home.contains(c)})
-        total = sum(f.bytes for f in hit)
-        detail = (f"{len(hit)} media flow(s), {total} bytes, leave {home.name} for "
-                  f"{', '.join(countries)}: the media is {READABLE[verdict]}; {PRINCIPLE}")
-        adequate = sorted(c for c in countries if adequacy(c))
-        if adequate and home.name in ("EU", "EEA"):
-            detail += f" (EU adequacy decision covers {', '.join(adequate)})"
-        out.append(Finding(SEVERITY[verdict], f"foreign-media-{verdict}", detail,
-                           [f.id for f in hit]))
+    out = [_media_finding(verdict, groups[verdict], home)
+           for verdict in FINDING_ORDER if groups.get(verdict)]
     signalling = leaving([f for f in flows if is_signalling(f)], home, jurisdiction_countries)
     if signalling:
-        countries = sorted({c for f in signalling for c in jurisdiction_countries(f)
-                            if not home.contains(c)})
-        total = sum(f.bytes for f in signalling)
         out.append(Finding(
             "medium", "foreign-signalling",
-            f"{len(signalling)} signalling flow(s), {total} bytes, leave {home.name} for "
-            f"{', '.join(countries)}: the service's servers there see who calls whom and when "
-            f"(the content of the calls is judged by the media findings); {PRINCIPLE}",
+            f"{len(signalling)} signalling flow(s), {sum(f.bytes for f in signalling)} bytes, "
+            f"leave {home.name} for {', '.join(_abroad(signalling, home))}: the service's "
+            "servers there see who calls whom and when (the content of the calls is judged "
+            f"by the media findings); {PRINCIPLE}",
             [f.id for f in signalling]))
     return out
+
+
+def _abroad(flows: list[Flow], home: Home) -> list[str]:
+    """The countries outside home that the flows' located ends are in."""
+    return sorted({c for f in flows for c in jurisdiction_countries(f) if not home.contains(c)})
+
+
+def _media_finding(verdict: Verdict, hit: list[Flow], home: Home) -> Finding:
+    countries = _abroad(hit, home)
+    detail = (f"{len(hit)} media flow(s), {sum(f.bytes for f in hit)} bytes, leave "
+              f"{home.name} for {', '.join(countries)}: the media is {READABLE[verdict]}; "
+              f"{PRINCIPLE}")
+    adequate = sorted(c for c in countries if adequacy(c))
+    if adequate and home.name in ("EU", "EEA"):
+        detail += f" (EU adequacy decision covers {', '.join(adequate)})"
+    return Finding(SEVERITY[verdict], f"foreign-media-{verdict}", detail, [f.id for f in hit])

@@ -194,10 +194,25 @@ def size(n: int) -> str:
     return f"{n} B"
 
 
+KINDS = ("media", "signalling", "other")  # the order flows and counts are listed in
+
+
 def data_answer(report: Report, home: Home | None) -> DataAnswer:
+    countries, operators = _destinations(report.flows)
+    ranked = _ranked(countries.values())
+    leaving = _leaving(report, home) if home is not None else []
+    foreign = _foreign_operators(report.flows, home)
+    sentence = (_where_sentence(report.flows, ranked) + _leaving_sentence(leaving, home)
+                + _foreign_sentence(foreign))
+    return DataAnswer(sentence, home.name if home else None, ranked,
+                      _ranked(operators.values()), leaving, foreign)
+
+
+def _destinations(flows: list[Flow]) -> tuple[dict[str, Destination], dict[str, Destination]]:
+    """Traffic per located country (or "unlocated") and per operator's network."""
     countries: dict[str, Destination] = {}
     operators: dict[str, Destination] = {}
-    for flow in report.flows:
+    for flow in flows:
         r = flow.remote
         key = r.country if r is not None and _located(flow) and r.country else "unlocated"
         _add(countries.setdefault(key, Destination(
@@ -206,11 +221,12 @@ def data_answer(report: Report, home: Home | None) -> DataAnswer:
             asn = f"AS{r.asn}"
             _add(operators.setdefault(asn, Destination(
                 asn, r.organisation, 0, 0, registered_country=r.registered_country)), flow)
-    ranked = _ranked(countries.values())
+    return countries, operators
+
+
+def _where_sentence(flows: list[Flow], ranked: list[Destination]) -> str:
     located = [d for d in ranked if d.key != "unlocated"]
-    media_to = [d.key for d in located if d.media_flows]
-    parts = [f"{size(sum(f.bytes for f in report.flows))} in "
-             f"{plural(len(report.flows), 'flow')}"]
+    parts = [f"{size(sum(f.bytes for f in flows))} in {plural(len(flows), 'flow')}"]
     if located:
         parts.append(f"went to {plural(len(located), 'country', 'countries')}: "
                      + ", ".join(f"{d.key} {size(d.bytes)}" for d in located[:6])
@@ -218,32 +234,31 @@ def data_answer(report: Report, home: Home | None) -> DataAnswer:
     else:
         parts.append("went to no located public address")
     sentence = " ".join(parts) + "."
-    if media_to:
-        sentence += f" Media went to {', '.join(media_to)}."
-    leaving = _leaving(report, home) if home is not None else []
-    if home is not None:
-        if leaving:
-            kinds = Counter(f.kind for f in leaving)
-            abroad = sorted({c for f in leaving for c in f.countries})
-            total = size(sum(f.bytes for f in leaving))
-            sentence += (f" {plural(len(leaving), 'flow')} ({total})"
-                         f" left {home.name} for {', '.join(abroad)}: "
-                         + ", ".join(f"{n} {k}" for k, n in sorted(
-                             kinds.items(), key=lambda kv: ("media", "signalling",
-                                                            "other").index(kv[0])))
-                         + ".")
-        else:
-            sentence += f" No located flow left {home.name}."
-    foreign = _foreign_operators(report.flows, home)
-    if foreign:
-        registered = ", ".join(sorted({f.registered for f in foreign}))
-        where = ", ".join(sorted({f.located or "?" for f in foreign}))
-        verb = "goes" if len(foreign) == 1 else "go"
-        sentence += (f" {plural(len(foreign), 'media flow')} that the service can read "
-                     f"{verb} to a server located in {where} on a network registered in "
-                     f"{registered}.")
-    return DataAnswer(sentence, home.name if home else None, ranked,
-                      _ranked(operators.values()), leaving, foreign)
+    media_to = [d.key for d in located if d.media_flows]
+    return sentence + (f" Media went to {', '.join(media_to)}." if media_to else "")
+
+
+def _leaving_sentence(leaving: list[LeavingFlow], home: Home | None) -> str:
+    if home is None:
+        return ""
+    if not leaving:
+        return f" No located flow left {home.name}."
+    kinds = Counter(f.kind for f in leaving)
+    abroad = sorted({c for f in leaving for c in f.countries})
+    total = size(sum(f.bytes for f in leaving))
+    return (f" {plural(len(leaving), 'flow')} ({total}) left {home.name} for "
+            f"{', '.join(abroad)}: "
+            + ", ".join(f"{kinds[k]} {k}" for k in KINDS if kinds[k]) + ".")
+
+
+def _foreign_sentence(foreign: list[ForeignOperator]) -> str:
+    if not foreign:
+        return ""
+    registered = ", ".join(sorted({f.registered for f in foreign}))
+    where = ", ".join(sorted({f.located or "?" for f in foreign}))
+    verb = "goes" if len(foreign) == 1 else "go"
+    return (f" {plural(len(foreign), 'media flow')} that the service can read {verb} to a "
+            f"server located in {where} on a network registered in {registered}.")
 
 
 def _leaving(report: Report, home: Home) -> list[LeavingFlow]:
@@ -257,8 +272,7 @@ def _leaving(report: Report, home: Home) -> list[LeavingFlow]:
             flow.id, transfers.kind(flow) or "other", countries, flow.bytes,
             flow.encryption.verdict if flow.encryption else None,
             flow_name(flow, report.names)))
-    return sorted(out, key=lambda f: (("media", "signalling", "other").index(f.kind),
-                                      -f.bytes, f.flow))
+    return sorted(out, key=lambda f: (KINDS.index(f.kind), -f.bytes, f.flow))
 
 
 def _foreign_operators(flows: list[Flow], home: Home | None) -> list[ForeignOperator]:

@@ -153,24 +153,29 @@ def _end_to_end(report: Report, stated: Any) -> ClaimResult:
                            [f.id for f in bad])
     open_ = [f for f in media if f.encryption and f.encryption.verdict != "end-to-end"]
     if open_:
-        # Keys settle flows seen from the wire alone; flows already decrypted without a
-        # verdict are said apart, so the message never asks for keys that were given.
-        wire = [f for f in open_ if f.encryption and f.encryption.basis != "decrypted"]
-        keyed = [f for f in open_ if f not in wire]
-        parts = []
-        if wire:
-            parts.append(f"media is {_verdicts(wire)} from the wire alone: an inner "
-                         "end-to-end layer cannot be excluded without keys; the DTLS-SRTP "
-                         "secrets (--keylog with an SSLKEYLOGFILE, or a pcapng with a "
-                         "Decryption Secrets Block) or the SRTP keys of these flows "
-                         "(--srtp-key, --sdp) would settle it")
-        if keyed:
-            parts.append(f"media is {_verdicts(keyed)} even with its keys (decrypted, flows "
-                         f"{', '.join(str(f.id) for f in keyed)}): the capture does not show "
-                         "who else holds them")
-        return ClaimResult(name, stated, UNVERIFIABLE, "; ".join(parts), [f.id for f in open_])
+        return ClaimResult(name, stated, UNVERIFIABLE, _unsettled(open_), [f.id for f in open_])
     return ClaimResult(name, stated, HOLDS, f"all {len(media)} media flows are end-to-end",
                        [f.id for f in media])
+
+
+def _unsettled(flows: list[Flow]) -> str:
+    """Why media that is not end-to-end still leaves the claim open. Keys settle flows seen
+    from the wire alone; flows already decrypted are said apart, so the message never asks
+    for keys that were given."""
+    wire = [f for f in flows if f.encryption and f.encryption.basis != "decrypted"]
+    keyed = [f for f in flows if f not in wire]
+    parts = []
+    if wire:
+        parts.append(f"media is {_verdicts(wire)} from the wire alone: an inner "
+                     "end-to-end layer cannot be excluded without keys; the DTLS-SRTP "
+                     "secrets (--keylog with an SSLKEYLOGFILE, or a pcapng with a "
+                     "Decryption Secrets Block) or the SRTP keys of these flows "
+                     "(--srtp-key, --sdp) would settle it")
+    if keyed:
+        parts.append(f"media is {_verdicts(keyed)} even with its keys (decrypted, flows "
+                     f"{', '.join(str(f.id) for f in keyed)}): the capture does not show "
+                     "who else holds them")
+    return "; ".join(parts)
 
 
 def _verdicts(flows: list[Flow]) -> str:

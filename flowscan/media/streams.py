@@ -54,7 +54,8 @@ def _fmt(ssrc: int) -> str:
 
 
 def check_stream(ssrc: int, packets: list[Packet]) -> StreamCheck:
-    """Validate one SSRC's sampled packets, in capture order."""
+    """Validate one SSRC's sampled packets, in capture order: enough of them, sequence
+    numbers that count up, then timestamps that follow a sampling clock."""
     types = [p.payload_type for p in packets]
     pt = max(set(types), key=types.count)
     if len(packets) < MIN_SEQUENTIAL:
@@ -69,7 +70,15 @@ def check_stream(ssrc: int, packets: list[Packet]) -> StreamCheck:
         return StreamCheck(ssrc, "invalid", f"SSRC {_fmt(ssrc)}: sequence numbers do not "
                            f"count up (steps {shown}); RTP's go up by one per packet "
                            "(RFC 3550 section 5.1)", pt)
-    clock = CLOCKS.get(pt)
+    advance = _timestamp_advance(good, CLOCKS.get(pt))
+    if isinstance(advance, str):
+        return StreamCheck(ssrc, "invalid", f"SSRC {_fmt(ssrc)}: {advance}", pt)
+    return _clock_check(ssrc, packets, pt, advance)
+
+
+def _timestamp_advance(good: list[tuple[Packet, Packet]], clock: int | None) -> int | str:
+    """How far the timestamps advance over sequential neighbours, or why they cannot be a
+    sampling clock's (RFC 3550 section 5.1)."""
     advance, backwards = 0, 0
     for a, b in good:
         delta = (b.timestamp - a.timestamp) % (1 << 32)
@@ -78,18 +87,23 @@ def check_stream(ssrc: int, packets: list[Packet]) -> StreamCheck:
             continue
         limit = (clock or FASTEST_CLOCK) * (max(b.time - a.time, 0.0) + 1.0) * 4
         if delta > limit:
-            return StreamCheck(ssrc, "invalid", f"SSRC {_fmt(ssrc)}: the timestamp jumps "
-                               f"by {delta} between neighbouring packets, far beyond any "
-                               "sampling clock (RFC 3550 section 5.1)", pt)
+            return (f"the timestamp jumps by {delta} between neighbouring packets, far "
+                    "beyond any sampling clock (RFC 3550 section 5.1)")
         advance += delta
     if backwards > 0.2 * len(good):
-        return StreamCheck(ssrc, "invalid", f"SSRC {_fmt(ssrc)}: timestamps run backwards "
-                           "between sequential packets (RFC 3550 section 5.1)", pt)
+        return "timestamps run backwards between sequential packets (RFC 3550 section 5.1)"
+    return advance
+
+
+def _clock_check(ssrc: int, packets: list[Packet], pt: int, advance: int) -> StreamCheck:
+    """A stream whose timestamps advance: valid, and whether its pace fits the static
+    payload type's clock (RFC 3551 section 6), without which the type names no codec."""
     span = packets[-1].time - packets[0].time
     if advance == 0 and span >= 2 * MIN_CLOCK_SPAN:
         return StreamCheck(ssrc, "invalid", f"SSRC {_fmt(ssrc)}: the timestamp never "
                            f"advances over {span:.2f} s; RTP's follows the sampling clock "
                            "(RFC 3550 section 5.1)", pt)
+    clock = CLOCKS.get(pt)
     rate = advance / span if span >= MIN_CLOCK_SPAN else None
     pace = f", timestamps +{rate:.0f}/s" if rate is not None else ""
     if clock and rate is not None and advance and not clock / 4 <= rate <= clock * 4:

@@ -11,7 +11,8 @@ import ipaddress
 import struct
 
 from flowscan.geo.locate import Locator, scope_of
-from flowscan.identify import FlowFacts, FlowSamples, identify_samples
+from flowscan.identify import FlowFacts, FlowSamples, RtpFacts, SipFacts, identify_samples
+from flowscan.media.payload import PayloadStats
 from flowscan.report.model import (
     AppInfo,
     DirectionStats,
@@ -134,3 +135,41 @@ def pcmu_stream(count: int = 12, ssrc: int = 0x1234ABCD, frame: int = 160) -> li
     return [rtp_packet(1000 + i, 8000 + frame * i, ssrc, 0,
                        bytes(0xFF - (j * 7 + i) % 5 for j in range(frame)))
             for i in range(count)]
+
+
+# -- facts as identify leaves them, for the stages after it ------------------------------
+
+def sip_facts(call_id: str, media: list[tuple[str, int]], *, sdes: bool = False,
+              protocol: str | None = None) -> FlowFacts:
+    """A SIP flow's facts: an INVITE whose SDP offers audio at each (address, port), with
+    an a=crypto key (RFC 4568, only its fingerprint kept) when sdes."""
+    keys = [{"tag": "1", "suite": "AES_CM_128_HMAC_SHA1_80", "key_sha256": "c8fafd8338b8d1d2"}]
+    offered: list[dict[str, object]] = [
+        {"media": "audio", "address": address, "port": port,
+         "protocol": protocol or ("RTP/SAVP" if sdes else "RTP/AVP"), "codecs": ["PCMU/8000"],
+         "sdes": keys if sdes else [], "dtls_fingerprint": None, "setup": None,
+         "candidates": 0} for address, port in media]
+    return FlowFacts(protocols=["sip", "sdp"],
+                     sip=SipFacts(messages=["INVITE", "200"], call_ids=[call_id],
+                                  media=offered))
+
+
+def rtp_facts(looks: str = "random", *, packets: int = 40, sides: tuple[str, ...] = (
+        "client", "server"), payload_type: int = 111, frames: str | None = None) -> RtpFacts:
+    """Validated RTP streams (RFC 3550 appendix A.1) on each side, their payloads looking
+    `looks` (media.payload: random, codec-structure, skewed, insufficient)."""
+    rtp = RtpFacts(sequence_ok=True)
+    for number, side in enumerate(sides):
+        ssrc = f"0x{0x1000 + number:08x}"
+        rtp.packets[side] = packets
+        rtp.ssrcs[side] = [ssrc]
+        rtp.payload_types[side] = [payload_type]
+        rtp.streams[side] = "valid"
+        rtp.sources[side] = [[ssrc]]
+        rtp.source_groups[side] = 1
+        rtp.same_type[side] = (1, payload_type)
+        distinct = packets if looks == "random" else 3  # distinct first payload bytes
+        rtp.payload[side] = PayloadStats(packets, packets * 160, distinct, 0.5, 0.5, looks)
+        if frames:
+            rtp.frame_sizes[side] = frames
+    return rtp

@@ -176,7 +176,9 @@ def test_sip_invite_with_sdp_and_a_crypto_line() -> None:
     assert (media["media"], media["address"], media["port"], media["protocol"]) == (
         "audio", "192.0.2.10", 49170, "RTP/SAVP")
     assert media["codecs"] == ["PCMU/8000"]
-    (sdes,) = media["sdes"]  # type: ignore[misc]
+    offered = media["sdes"]
+    assert isinstance(offered, list)
+    (sdes,) = offered
     assert sdes["tag"] == "1" and sdes["suite"] == "AES_CM_128_HMAC_SHA1_80"
     assert len(sdes["key_sha256"]) == 16
     # The key is kept for decryption, never in what the report carries.

@@ -166,8 +166,8 @@ def test_two_access_networks_with_full_ice_are_end_to_end() -> None:
 
 
 def test_a_server_certificate_outweighs_access_networks() -> None:
-    cert = {"subject": "CN=sfu.example.net", "issuer": "CN=Example CA", "sha256": "00" * 32,
-            "dns_names": ["sfu.example.net"]}
+    cert: dict[str, object] = {"subject": "CN=sfu.example.net", "issuer": "CN=Example CA",
+                               "sha256": "00" * 32, "dns_names": ["sfu.example.net"]}
     facts = webrtc_media("full")
     facts.dtls = dtls_srtp(certificates={"server": [cert]})
     enc = judged([(flow(1, LOCAL_PUBLIC, PEER), facts)], host=LOCAL_PUBLIC[0])[1]

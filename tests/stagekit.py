@@ -57,9 +57,8 @@ def flow(flow_id: int, client: tuple[str, int], server: tuple[str, int], *,
          protocols: list[str] | None = None, app: AppInfo | None = None,
          encryption: Encryption | None = None, remote: RemoteInfo | None = None) -> Flow:
     """A flow record with `packets` packets and `size` bytes each way."""
-    stats = DirectionStats(packets, size, 1.0, 2.0)
     return Flow(flow_id, transport, Endpoint(*client), Endpoint(*server), "first-packet",
-                stats, DirectionStats(packets, size, 1.0, 2.0),
+                DirectionStats(packets, size, 1.0, 2.0), DirectionStats(packets, size, 1.0, 2.0),
                 protocols=list(protocols or []), app=app, encryption=encryption,
                 remote=remote)
 
@@ -77,11 +76,16 @@ def app_label(name: str, signal: str = "tls-sni", detail: str = "crafted",
 
 class TableLocator(Locator):
     """A Locator answering from a table (address -> country, ASN, organisation) instead of
-    databases: addresses not in it are located nowhere, as unknown ones are."""
+    databases: addresses not in it are located nowhere, as unknown ones are. No database
+    file is opened (Locator.__init__ is not run); lookup and answers are all it serves."""
 
     def __init__(self, table: dict[str, tuple[str | None, int | None, str | None]]) -> None:
         self.table = table
         self.databases = []
+        self.missing_bundled = ""
+
+    def answers(self, kinds: tuple[str, ...] = ()) -> bool:
+        return True
 
     def lookup(self, ip: str, which: str = "server") -> RemoteInfo:
         info = RemoteInfo(ip, which, scope_of(ip))

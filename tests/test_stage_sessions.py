@@ -1,0 +1,127 @@
+"""The sessions stage on crafted judged flows: sessions.build_sessions groups media flows
+(a SIP call by its SDP, else one local socket), and sessions.findings reads them."""
+
+from __future__ import annotations
+
+from stagekit import LOCAL, app_label, encryption, flow, sip_facts
+
+from flowscan.identify import FlowFacts
+from flowscan.report.model import EvidenceItem, Flow, MediaSession
+from flowscan.sessions import build_sessions, findings
+
+ALICE = ("192.0.2.10", 49170)  # the media addresses the SDP offer and answer name
+BOB = ("192.0.2.20", 30000)
+SFU = ("203.0.113.30", 3478)
+
+
+def sessions_of(flows: list[Flow], sip: list[FlowFacts] | None = None
+                ) -> list[MediaSession]:
+    """The stage's input: every flow with its facts (media flows carry none needed here)."""
+    signalling = [(flow(100 + i, (LOCAL, 5060 + i), ("198.51.100.7", 5060)), facts)
+                  for i, facts in enumerate(sip or [])]
+    return build_sessions(signalling + [(f, FlowFacts()) for f in flows])
+
+
+def kinds(flows: list[Flow], sessions: list[MediaSession]) -> dict[str, list[int]]:
+    return {f.kind: f.flows for f in findings(flows, sessions)}
+
+
+def test_a_sip_call_binds_its_media_flows() -> None:
+    """The SDP offer/answer (RFC 3264) names each party's RTP address, RTCP on the next
+    port (RFC 3550 section 11): both legs of the call are one session, whichever end of
+    the flow the address is; other media is a session of its own."""
+    rtp = flow(1, ALICE, BOB, encryption=encryption("plaintext", key_exchange="none"))
+    rtcp = flow(2, (ALICE[0], ALICE[1] + 1), (BOB[0], BOB[1] + 1),
+                encryption=encryption("plaintext", key_exchange="none"))
+    reverse = flow(3, (LOCAL, 40000), BOB, encryption=encryption("plaintext"))
+    other = flow(4, (LOCAL, 50000), SFU, encryption=encryption("hop-by-hop", "server"))
+    sessions = sessions_of([rtp, rtcp, reverse, other],
+                           [sip_facts("call-1", [ALICE]), sip_facts("call-1", [BOB])])
+    assert [s.flows for s in sessions] == [[1, 2, 3], [4]]
+    assert [s.id for s in sessions] == [1, 2]
+    assert [f.encryption.session for f in (rtp, rtcp, reverse, other)  # type: ignore[union-attr]
+            ] == [1, 1, 1, 2]
+    assert sessions[0].verdicts == ["plaintext"]
+    assert "not encrypted" in sessions[0].summary
+
+
+def test_without_signalling_one_local_socket_is_one_session() -> None:
+    """ICE checks to several candidates and the media share the local socket (RFC 8445
+    section 5.1.1); another local port or transport is another session."""
+    flows = [flow(1, (LOCAL, 50000), SFU, encryption=encryption("hop-by-hop", "server")),
+             flow(2, (LOCAL, 50000), ("203.0.113.31", 3478),
+                  encryption=encryption("unknown", signal="handshake-only")),
+             flow(3, (LOCAL, 50001), SFU, encryption=encryption("hop-by-hop", "server")),
+             flow(4, (LOCAL, 50000), SFU, transport="tcp",
+                  encryption=encryption("hop-by-hop", "server")),
+             flow(5, (LOCAL, 50002), ("203.0.113.9", 443))]  # no verdict: not media
+    sessions = sessions_of(flows)
+    assert [s.flows for s in sessions] == [[1, 2], [3], [4]]
+    assert flows[4].encryption is None
+
+
+def test_the_session_takes_its_apps_name() -> None:
+    zoom = app_label("zoom", "zoom-encapsulation")
+    flows = [flow(1, (LOCAL, 50000), SFU, app=zoom, encryption=encryption("hop-by-hop"))]
+    (session,) = sessions_of(flows)
+    assert session.app == "zoom" and session.summary.startswith("zoom: media to ")
+
+
+def test_a_session_of_handshakes_says_there_was_no_media() -> None:
+    flows = [flow(1, (LOCAL, 50000), SFU,
+                  encryption=encryption("unknown", signal="handshake-only"))]
+    (session,) = sessions_of(flows)
+    assert "no media" in session.summary and session.verdicts == ["unknown"]
+
+
+def test_plaintext_and_exposed_keys_are_high_findings() -> None:
+    flows = [flow(1, ALICE, BOB, packets=10, size=1000, encryption=encryption("plaintext")),
+             flow(2, (LOCAL, 40000), BOB, packets=5, size=200,
+                  encryption=encryption("plaintext")),
+             flow(3, (LOCAL, 40002), BOB, encryption=encryption("keys-exposed", "peer",
+                                                                 "sdes")),
+             flow(4, (LOCAL, 50000), SFU, encryption=encryption("hop-by-hop", "server")),
+             flow(5, (LOCAL, 50002), ("203.0.113.9", 443))]
+    found = {f.kind: f for f in findings(flows, sessions_of(flows))}
+    plain = found["plaintext-media"]
+    assert (plain.severity, plain.flows) == ("high", [1, 2])
+    assert "2 media flow(s), 2400 bytes" in plain.detail  # both directions of both
+    exposed = found["keys-exposed-media"]
+    assert (exposed.severity, exposed.flows) == ("high", [3])
+    assert set(found) == {"plaintext-media", "keys-exposed-media"}
+
+
+def test_encrypted_media_alone_has_no_findings() -> None:
+    flows = [flow(1, (LOCAL, 50000), SFU, encryption=encryption("hop-by-hop", "server")),
+             flow(2, (LOCAL, 50002), ("203.0.113.9", 443))]
+    assert findings(flows, sessions_of(flows)) == []
+
+
+def test_mixed_protection_within_one_session() -> None:
+    """A call where some legs are end to end and others are not is worth a finding."""
+    flows = [flow(1, (LOCAL, 50000), ("198.51.100.40", 61000),
+                  encryption=encryption("end-to-end", "peer", "dtls-srtp")),
+             flow(2, (LOCAL, 50000), SFU, encryption=encryption("hop-by-hop", "server"))]
+    sessions = sessions_of(flows)
+    assert len(sessions) == 1 and sessions[0].verdicts == ["end-to-end", "hop-by-hop"]
+    (mixed,) = findings(flows, sessions)
+    assert (mixed.kind, mixed.severity, mixed.flows) == ("mixed-protection", "medium", [1, 2])
+    assert "hop-by-hop" in mixed.detail
+
+
+def test_an_unknown_leg_is_no_mix() -> None:
+    """A handshake without media protects nothing less than the end-to-end leg."""
+    flows = [flow(1, (LOCAL, 50000), ("198.51.100.40", 61000),
+                  encryption=encryption("end-to-end", "peer", "dtls-srtp")),
+             flow(2, (LOCAL, 50000), SFU,
+                  encryption=encryption("unknown", signal="handshake-only"))]
+    assert "mixed-protection" not in kinds(flows, sessions_of(flows))
+
+
+def test_rtcp_sent_unprotected_beside_srtp_is_a_finding() -> None:
+    """RTCP that parses to its last byte carries no SRTCP index or tag (RFC 3711 3.4)."""
+    enc = encryption("hop-by-hop", "server", "dtls-srtp")
+    enc.evidence.append(EvidenceItem("rtcp-partly-clear", "3 of 9 RTCP packets ..."))
+    flows = [flow(1, (LOCAL, 50000), SFU, encryption=enc)]
+    found = findings(flows, sessions_of(flows))
+    assert [(f.kind, f.severity, f.flows) for f in found] == [("rtcp-in-clear", "medium", [1])]

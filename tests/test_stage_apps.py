@@ -4,7 +4,6 @@ one local socket, and the per-app groups."""
 
 from __future__ import annotations
 
-import pytest
 from stagekit import LOCAL, app_label, flow
 
 from flowscan.apps import FlowView, app_groups, identify_apps
@@ -54,9 +53,6 @@ def test_a_lookalike_name_is_not_the_service() -> None:
     assert identify_apps(views, {}) == {}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: apps._candidates passes the evidence sentence '<name> resolved to <ip>' to "
-    "domain_app() instead of the name, so a DNS answer never names an app"))
 def test_a_dns_answer_for_the_server_names_the_app() -> None:
     """The capture's DNS said which name led to the server's address (geo.names)."""
     server = ("203.0.113.44", 61000)  # no service's port: the name alone must decide

@@ -129,6 +129,10 @@ def _replace(data: bytes, layers: list[Layer], start: int, end: int, new: bytes
                 return None
             _add16(frame, at + 4, delta)
         elif kind == "udp":  # RFC 768
+            if _u16(frame, at + 4) < 8:
+                # Not a length (the decoder read the payload to the end of the IP datagram):
+                # shifted by delta it could turn into one that cuts the new payload short.
+                raise _Unfit
             _add16(frame, at + 4, delta)
             frame[at + 6:at + 8] = b"\0\0"  # over IPv4, zero says "no checksum"
             if outer_ip is not None and outer_ip[0] == "ipv6":

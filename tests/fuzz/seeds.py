@@ -172,14 +172,16 @@ def trim_capture(raw: bytes, max_packets: int, max_bytes: int) -> bytes:
             pos += blen
         return bytes(out)
     out = bytearray(raw[:24])
-    order = "<" if raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+    order = "<" if raw[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1",
+                               b"\x34\xcd\xb2\xa1") else ">"
+    header = 24 if raw[:4] in (b"\x34\xcd\xb2\xa1", b"\xa1\xb2\xcd\x34") else 16
     pos, packets = 24, 0
-    while pos + 16 <= len(raw) and packets < max_packets:
+    while pos + header <= len(raw) and packets < max_packets:
         (incl,) = struct.unpack_from(order + "I", raw, pos + 8)
-        if len(out) + 16 + incl > max_bytes:
+        if len(out) + header + incl > max_bytes:
             break
-        out += raw[pos:pos + 16 + incl]
-        pos += 16 + incl
+        out += raw[pos:pos + header + incl]
+        pos += header + incl
         packets += 1
     return bytes(out)
 
@@ -189,10 +191,17 @@ def captures(kind: str, include_real: bool = True, max_packets: int = 24,
              max_bytes: int = 12288) -> list[bytes]:
     """Small whole captures: pcapng, pcap or gzip (of either), cut from the lab's and the
     real captures."""
+    from . import synth
+
     paths = lab_captures() + (real_captures() if include_real else [])
     heads = [trim_capture(p.read_bytes(), max_packets, max_bytes) for p in paths]
     pcapng = [h for h in heads if h[:4] == b"\x0a\x0d\x0d\x0a"]
     pcap = [h for h in heads if h[:4] != b"\x0a\x0d\x0d\x0a"]
+    # The lab writes pcapng only: its packets, rewritten, give pcap seeds of each variant.
+    for i, path in enumerate(lab_captures()[:3]):
+        packets = [(1.5 + n, 1, data) for n, (_link, data) in enumerate(_packets(path))]
+        pcap.append(trim_capture(synth.pcap_file(packets, "<>"[i % 2], nano=i == 1,
+                                                 modified=i == 2), max_packets, max_bytes))
     if kind == "pcapng":
         return pcapng
     if kind == "pcap":

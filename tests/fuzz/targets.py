@@ -30,6 +30,7 @@ from flowscan.protocols import demux, dns, dtls, quic, rtp, sip, stun, tls, zoom
 from flowscan.protocols import hello as hs
 from flowscan.protocols.cursor import Cursor, Truncated, u16_list
 
+from . import synth
 from .harness import SecretLeak, Target
 from .seeds import FRAME_SEP, captures, harvest
 
@@ -37,10 +38,11 @@ REPO = Path(__file__).resolve().parents[2]
 INCLUDE_REAL = os.environ.get("FLOWSCAN_FUZZ_LAB_ONLY") != "1"
 
 
-def _kinds(*kinds: str) -> Callable[[], list[bytes]]:
+def _kinds(*kinds: str, extra: Callable[[], list[bytes]] = list) -> Callable[[], list[bytes]]:
+    """Harvested payloads of these kinds, then hand-built ones (synth.py)."""
     def seeds() -> list[bytes]:
         found = harvest(INCLUDE_REAL)
-        return [s for k in kinds for s in found.get(k, [])]
+        return [s for k in kinds for s in found.get(k, [])] + extra()
     return seeds
 
 
@@ -349,12 +351,12 @@ def one_scan(data: bytes) -> None:
 
 
 def _decode_seeds() -> list[bytes]:
-    out = []
-    for kind, frames in harvest(INCLUDE_REAL).items():
-        if kind.startswith("link-") and int(kind[5:]) in SUPPORTED_LINKS:
-            selector = LINKS.index(int(kind[5:]))
-            out += [bytes([selector]) + f for f in frames[:24]]
-    return out
+    found = harvest(INCLUDE_REAL)
+    frames = {int(k[5:]): v[:24] for k, v in found.items() if k.startswith("link-")}
+    for link, more in synth.link_frames(frames.get(1, [])).items():
+        frames.setdefault(link, []).extend(more)
+    return [bytes([LINKS.index(link)]) + f for link, fs in frames.items()
+            if link in SUPPORTED_LINKS for f in fs]
 
 
 def _quic_seeds() -> list[bytes]:
@@ -380,7 +382,7 @@ def _varint(value: int) -> bytes:
 
 def _hello_seeds() -> list[bytes]:
     found = harvest(INCLUDE_REAL)
-    out = list(found.get("hello", []))
+    out = list(found.get("hello", [])) + synth.hello_messages()
     out += [b"\x0b" + der for der in found.get("cert", [])]
     for flight in found.get("dtls-flight", []):
         for frame in flight.split(FRAME_SEP):
@@ -444,13 +446,16 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            _kinds("dtls", "dtls-flight"), one_dtls),
     Target("hello", "protocols/hello.py: Client/ServerHello, Certificate, split_messages, "
            "describe_certificate", _hello_seeds, one_hello),
-    Target("tls", "protocols/tls.py: parse_stream", _kinds("tls"), one_tls, max_len=16384),
+    Target("tls", "protocols/tls.py: parse_stream", _kinds("tls", extra=synth.tls_streams),
+           one_tls, max_len=16384),
     Target("quic", "protocols/quic.py: long headers, Initial decryption, CRYPTO frames, "
            "ClientHello, gQUIC CHLO", _quic_seeds, one_quic),
     Target("rtp", "protocols/rtp.py: parse_rtp, parse_rtcp, sdes_cnames, srtcp_trailers",
            _kinds("rtp"), one_rtp),
-    Target("dns", "protocols/dns.py: parse, parse_tcp", _kinds("dns", "dns-tcp"), one_dns),
-    Target("zoom", "protocols/zoom.py: parse_server, parse_p2p", _kinds("zoom"), one_zoom),
+    Target("dns", "protocols/dns.py: parse, parse_tcp",
+           _kinds("dns", "dns-tcp", extra=synth.dns_messages), one_dns),
+    Target("zoom", "protocols/zoom.py: parse_server, parse_p2p",
+           _kinds("zoom", extra=synth.zoom_packets), one_zoom),
     Target("cursor", "protocols/cursor.py: every read, bounds kept",
            lambda: [bytes([0x0F]) + bytes(range(30)) + b"\x00\x05abcdefgh" * 4],
            one_cursor, documented=(Truncated,)),

@@ -240,7 +240,7 @@ STATIC_SRTP_TEXT = " ".join(SDES_SUITES) + " SSRC=SUITE:inline:BASE64 IP:PORT=SU
 
 
 def one_srtp_key(data: bytes) -> None:
-    spec = _text(data)
+    spec = data.decode("utf-8", "surrogateescape")  # as Python decodes the command line
     target, _, rest = spec.partition("=")
     secrets = [s for s in _sdes_params(rest.replace(":inline:", " inline:"))
                if s not in target and s not in STATIC_SRTP_TEXT]

@@ -11,6 +11,7 @@ flowscan.errors.CaptureError or UsageError; --srtp-key and claims files UsageErr
 from __future__ import annotations
 
 import os
+import struct
 import tempfile
 from collections.abc import Callable
 from functools import lru_cache
@@ -19,7 +20,7 @@ from typing import Any
 
 from flowscan import api
 from flowscan.capture import CaptureSource, open_reader
-from flowscan.capture.decode import SUPPORTED_LINKS, Decoder
+from flowscan.capture.decode import SUPPORTED_LINKS, UDP_GTPU, UDP_VXLAN, Decoder
 from flowscan.capture.edit import LayerDecoder, replace_udp_payload
 from flowscan.crypto import keys as srtp_keys
 from flowscan.crypto.keylog import KeyLog
@@ -332,6 +333,8 @@ def one_decode(data: bytes) -> None:
     assert again == decoded, "LayerDecoder decodes differently from Decoder"
     if decoded is None or decoded[0] != 17:
         return
+    if {UDP_GTPU, UDP_VXLAN} & set(struct.unpack(">HH", decoded[1][-4:])):
+        return  # on a tunnel port the payload's content decides what it is: no invariant
     start, end = decoded[2], min(decoded[3], len(frame))
     if start > end:
         return

@@ -68,7 +68,9 @@ def child_atheris(name: str, runs: int, seed: int, stats_path: Path, save: bool,
     for i, data in enumerate(regression_inputs(name) + target.seeds()):
         (corpus / f"seed-{i:04d}").write_bytes(data)
     argv = [sys.argv[0], str(corpus), f"-runs={runs}", f"-seed={seed}",
-            f"-max_len={target.max_len}", "-print_final_stats=1", "-reload=0"]
+            f"-max_len={target.max_len}", "-print_final_stats=1", "-reload=0",
+            # libFuzzer's own artifacts (an out-of-memory stop) go beside ours, not in cwd.
+            f"-artifact_prefix={CRASH_DIR / name}-"]
     if max_seconds:
         argv.append(f"-max_total_time={max_seconds}")
     if target.dictionary:

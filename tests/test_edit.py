@@ -66,3 +66,19 @@ def test_fragments_are_not_edited() -> None:
     decoded = decoder.decode(LINKTYPE_ETHERNET, frame)
     assert decoded is not None
     assert replace_udp_payload(frame, decoder.layers, decoded[2], decoded[3], NEW) is None
+
+
+@pytest.mark.parametrize("length", [0, 7, 0xFFFF])
+def test_a_length_field_that_cannot_hold_the_new_length_is_not_edited(length: int) -> None:
+    """Found by fuzzing (tests/fuzz, target decode): a UDP length that did not count the
+    payload (0 to 7 mean "to the end of the IP datagram" to the decoder) went negative when
+    the payload shrank, one near the top past 16 bits when it grew, and the edit raised
+    OverflowError in the middle of `flowscan decrypt`; shifted without overflowing, 0-7
+    could become a valid length that cut the new payload short."""
+    frame = bytes(Ether() / IP(src=A4, dst=B4) / UDP(sport=40000, dport=50000, len=length)
+                  / Raw(OLD))
+    decoder = LayerDecoder()
+    decoded = decoder.decode(LINKTYPE_ETHERNET, frame)
+    assert decoded is not None and frame[decoded[2]:decoded[3]] == OLD
+    new = NEW if length == 0 else OLD + b"grown"
+    assert replace_udp_payload(frame, decoder.layers, decoded[2], decoded[3], new) is None

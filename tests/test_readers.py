@@ -232,3 +232,30 @@ def test_non_ip_and_other_protocols_are_counted(tmp_path: Path) -> None:
     report = flowscan.scan(write(tmp_path, pcap(pkts)))
     assert (report.capture.packets, report.capture.non_ip_packets) == (3, 1)
     assert sorted(f.transport for f in report.flows) == ["icmp", "tcp"]
+
+
+def test_a_gzip_bomb_is_inflated_only_as_far_as_it_is_read() -> None:
+    """64 MiB of zeros compress to 64 KiB; reading the first 4 KiB must not inflate the
+    rest into memory (it did, one 1 MiB chunk of compressed input at a time: a small
+    hostile file could take gigabytes)."""
+    import io
+    import tracemalloc
+
+    from flowscan.capture.source import GunzipStream
+
+    packed = gzip.compress(bytes(64 << 20) + b"end", compresslevel=9)
+    raw = io.BytesIO(packed + gzip.compress(b"second member"))
+    stream = GunzipStream(raw.read)
+    tracemalloc.start()
+    try:
+        first = stream.read(4096)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert first == bytes(4096)
+    assert peak < 8 << 20
+    rest = b""
+    while chunk := stream.read(4 << 20):
+        rest += chunk
+    assert first + rest == bytes(64 << 20) + b"end" + b"second member"
+    assert not stream.truncated

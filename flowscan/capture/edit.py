@@ -82,16 +82,34 @@ def _u16(frame: bytearray, at: int) -> int:
     return int.from_bytes(frame[at:at + 2], "big")
 
 
+class _Unfit(Exception):
+    """A length field cannot hold the edited length (it was already inconsistent)."""
+
+
 def _add16(frame: bytearray, at: int, delta: int) -> None:
-    frame[at:at + 2] = (_u16(frame, at) + delta).to_bytes(2, "big")
+    value = _u16(frame, at) + delta
+    if not 0 <= value <= 0xFFFF:
+        # A length that did not count the payload (UDP length 0, a GTP-U or PPPoE length
+        # short of the packet) would go negative, or one near the top past 16 bits.
+        raise _Unfit
+    frame[at:at + 2] = value.to_bytes(2, "big")
 
 
 def replace_udp_payload(data: bytes, layers: list[Layer], start: int, end: int,
                         new: bytes) -> bytes | None:
     """The frame with data[start:end] (inside the innermost UDP payload) replaced by new;
-    None when it cannot be edited safely (a fragment, a jumbogram, no UDP header seen)."""
+    None when it cannot be edited safely (a fragment, a jumbogram, no UDP header seen, or a
+    length field that cannot hold the new length)."""
     if not layers or layers[-1][0] != "udp" or any(kind == "fragment" for kind, _ in layers):
         return None
+    try:
+        return _replace(data, layers, start, end, new)
+    except _Unfit:
+        return None
+
+
+def _replace(data: bytes, layers: list[Layer], start: int, end: int, new: bytes
+             ) -> bytes | None:
     delta = len(new) - (end - start)
     frame = bytearray(data[:start] + new + data[end:])
     # Innermost first: a checksum over a payload must see that payload's final bytes.
@@ -111,6 +129,10 @@ def replace_udp_payload(data: bytes, layers: list[Layer], start: int, end: int,
                 return None
             _add16(frame, at + 4, delta)
         elif kind == "udp":  # RFC 768
+            if _u16(frame, at + 4) < 8:
+                # Not a length (the decoder read the payload to the end of the IP datagram):
+                # shifted by delta it could turn into one that cuts the new payload short.
+                raise _Unfit
             _add16(frame, at + 4, delta)
             frame[at + 6:at + 8] = b"\0\0"  # over IPv4, zero says "no checksum"
             if outer_ip is not None and outer_ip[0] == "ipv6":

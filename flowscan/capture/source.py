@@ -43,20 +43,26 @@ class GunzipStream:
         self._done = False
 
     def read(self, n: int) -> bytes:
+        """Up to n bytes. Never inflates more than asked for: a small file of a highly
+        compressible stream (a "gzip bomb") must not expand in memory all at once."""
         out = [self._pending]
         have = len(self._pending)
         while have < n and not self._done:
-            chunk = self._read_raw(RAW_CHUNK)
-            if not chunk:
-                self._done = True
-                if not self._inflate.eof:
-                    self.truncated = True
-                break
-            data = self._inflate.decompress(chunk)
-            while self._inflate.eof and self._inflate.unused_data:
-                rest = self._inflate.unused_data
-                self._inflate = zlib.decompressobj(wbits=31)
-                data += self._inflate.decompress(rest)
+            inflate = self._inflate
+            if inflate.eof:  # a member ended: the next one starts in its unused data
+                chunk = inflate.unused_data or self._read_raw(RAW_CHUNK)
+                if not chunk:
+                    self._done = True
+                    break
+                self._inflate = inflate = zlib.decompressobj(wbits=31)
+            elif inflate.unconsumed_tail:  # input held back by the last call's limit
+                chunk = inflate.unconsumed_tail
+            else:
+                chunk = self._read_raw(RAW_CHUNK)
+                if not chunk:
+                    self._done = self.truncated = True
+                    break
+            data = inflate.decompress(chunk, n - have)
             out.append(data)
             have += len(data)
         joined = b"".join(out)

@@ -90,7 +90,10 @@ def sdes_key(suite: str, key_params: str, source: str) -> SrtpKey | None:
     if not first[2] or len(more) != len(keys) - 1 or any(
             len(k[2]) != len(first[2]) for k in more):
         more = ()
-    return SrtpKey(profile, first[0], first[1], fingerprint(key_params.encode()), source,
+    # surrogateescape: a command line's undecodable bytes (argv) fingerprint as the bytes
+    # they were, not as an error.
+    return SrtpKey(profile, first[0], first[1],
+                   fingerprint(key_params.encode("utf-8", "surrogateescape")), source,
                    first[2], more)
 
 

@@ -45,21 +45,26 @@ AHEAD_PER_WORKER = 4
 
 
 def expand(inputs: Sequence[str]) -> list[str]:
-    """The captures the command line names: files, folders (searched at every depth, as
-    for `check`: policy.ci.expand_inputs) and glob patterns (`captures/**/*.pcap`, quoted
-    so the shell leaves them; `**` spans folders), each pattern's matches sorted by path.
-    A name that exists is taken as it is, even with * in it."""
+    """The captures the command line names, in its order: a file as it is (named twice,
+    scanned twice, as before), a folder replaced by the captures in it at every depth (as
+    for `check`: policy.ci.expand_inputs), and a glob pattern (`'calls/**/*.pcap'`, quoted
+    so the shell leaves it; `**` spans folders) by its matches, sorted by path, folders
+    among them expanded. A name that exists is taken as it is, even with * in it."""
     out: list[str] = []
     for item in inputs:
-        if item == STDIN or os.path.lexists(item) or not any(c in item for c in GLOB_CHARS):
+        if item == STDIN or (os.path.lexists(item) and not os.path.isdir(item)):
             out.append(item)
-            continue
-        matches = [m for m in glob.glob(item, recursive=True)
-                   if os.path.isdir(m) or is_capture_name(m)]
-        if not matches:
-            raise UsageError(f"{item}: no capture or folder matches this pattern")
-        out.extend(sorted(matches, key=lambda p: Path(p).parts))
-    return expand_inputs(out)
+        elif os.path.isdir(item):
+            out.extend(expand_inputs([item]))
+        elif any(c in item for c in GLOB_CHARS):
+            matches = [m for m in glob.glob(item, recursive=True)
+                       if os.path.isdir(m) or is_capture_name(m)]
+            if not matches:
+                raise UsageError(f"{item}: no capture or folder matches this pattern")
+            out.extend(expand_inputs(sorted(matches, key=lambda p: Path(p).parts)))
+        else:
+            out.append(item)  # missing: reading it fails aloud, the others go on
+    return out
 
 
 def report_names(paths: Sequence[str], fmt: str) -> list[str]:

@@ -42,6 +42,9 @@ NAME_MAX = 200  # characters of a report's file name before it is shortened
 # Captures sent to the workers ahead of the one being written, per worker: enough to keep
 # every worker busy, few enough that finished reports waiting their turn stay small.
 AHEAD_PER_WORKER = 4
+# A Dask task's captures: small ones go several to a task (batch.chunks).
+CHUNK_MAX = 16
+CHUNK_BYTES = 16 << 20
 
 
 def expand(inputs: Sequence[str]) -> list[str]:
@@ -150,6 +153,34 @@ def analyse(path: str, options: ScanOptions, spec: RenderSpec,
                          report=report if spec.keep_report else None)
 
 
+def analyse_many(paths: Sequence[str], options: ScanOptions, spec: RenderSpec
+                 ) -> list[CaptureResult]:
+    """Several small captures in one task: a Dask task costs milliseconds of scheduling
+    and transfer, as much as a small capture's whole analysis."""
+    return [analyse(path, options, spec) for path in paths]
+
+
+def chunks(paths: Sequence[str], workers: int) -> list[list[str]]:
+    """Consecutive captures grouped into tasks: at most CHUNK_BYTES of capture and
+    CHUNK_MAX captures each, and at least AHEAD_PER_WORKER tasks per worker when there are
+    captures enough, so that every worker stays busy to the end."""
+    per_task = max(1, min(CHUNK_MAX, len(paths) // (workers * AHEAD_PER_WORKER)))
+    groups: list[list[str]] = []
+    size = 0
+    for path in paths:
+        try:
+            length = os.path.getsize(path)
+        except OSError:
+            length = 0
+        if groups and len(groups[-1]) < per_task and size + length <= CHUNK_BYTES:
+            groups[-1].append(path)
+            size += length
+        else:
+            groups.append([path])
+            size = length
+    return groups
+
+
 def serial(paths: Sequence[str], options: ScanOptions, spec: RenderSpec,
            progress_for: Callable[[str], Callable[[int, int | None], None] | None]
            | None = None) -> Iterator[CaptureResult]:
@@ -187,21 +218,24 @@ def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
     except Exception as exc:  # noqa: BLE001 - Dask raises many kinds; one line for the user
         raise FlowscanError(f"cannot start Dask: {type(exc).__name__}: {exc}") from None
     try:
-        slots = max(1, sum(client.nthreads().values())) * AHEAD_PER_WORKER
+        workers_total = max(1, sum(client.nthreads().values()))
+        groups = chunks(paths, workers_total)
+        slots = workers_total * AHEAD_PER_WORKER
         pending: deque[object] = deque()
-        queue = iter(paths)
-        for path in queue:
-            pending.append(client.submit(analyse, path, options, spec, pure=False))
+        queue = iter(groups)
+        for group in queue:
+            pending.append(client.submit(analyse_many, group, options, spec, pure=False))
             if len(pending) >= slots:
                 break
         while pending:
             future = pending.popleft()
-            result: CaptureResult = future.result()  # type: ignore[attr-defined]
+            results: list[CaptureResult] = future.result()  # type: ignore[attr-defined]
             del future
             nxt = next(queue, None)
             if nxt is not None:
-                pending.append(client.submit(analyse, nxt, options, spec, pure=False))
-            yield result
+                pending.append(client.submit(analyse_many, nxt, options, spec, pure=False))
+            while results:
+                yield results.pop(0)
     finally:
         client.close()
         if cluster is not None:

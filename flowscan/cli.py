@@ -232,11 +232,8 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     if tables_dir:
         planned += [os.path.join(tables_dir, f"{t}.{tables_format or 'parquet'}")
                     for t in TABLES]
-    for target in planned:
-        for path in [*paths, *keylog, *sdp]:
-            if (path != "-" and target and os.path.exists(path) and os.path.exists(target)
-                    and os.path.samefile(path, target)):
-                raise FlowscanError(f"{target}: the report would overwrite {path}")
+    _refuse_overwriting({**dict.fromkeys([*keylog, *sdp], "a key file"),
+                         **dict.fromkeys(paths, "a capture")}, [t for t in planned if t])
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, geoip_db=geoip_db,
                           home=home, vantage=vantage, keylog=keylog, srtp_key=srtp_key,
                           sdp=sdp)
@@ -312,6 +309,25 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
 
 
 STDIN_NAME = "-"
+
+
+def _refuse_overwriting(inputs: dict[str, str], outputs: list[str]) -> None:
+    """No report may be written over a capture or a key file: each input's file identity
+    is taken once (a run names hundreds of captures and as many reports)."""
+    identities: dict[tuple[int, int], str] = {}
+    for path, what in inputs.items():
+        with suppress(OSError, ValueError):
+            if path != STDIN_NAME:
+                st = os.stat(path)
+                identities.setdefault((st.st_dev, st.st_ino), f"{what} ({path})")
+    for target in outputs:
+        try:
+            st = os.stat(target)
+        except (OSError, ValueError):
+            continue
+        if (st.st_dev, st.st_ino) in identities:
+            raise FlowscanError(f"{target}: the report would overwrite "
+                                f"{identities[(st.st_dev, st.st_ino)]}")
 
 
 def _stderr_terminal() -> bool:

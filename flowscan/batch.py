@@ -52,21 +52,23 @@ def expand(inputs: Sequence[str]) -> list[str]:
     scanned twice, as before), a folder replaced by the captures in it at every depth (as
     for `check`: policy.ci.expand_inputs), and a glob pattern (`'calls/**/*.pcap'`, quoted
     so the shell leaves it; `**` spans folders) by its matches, sorted by path, folders
-    among them expanded. A name that exists is taken as it is, even with * in it."""
+    among them expanded. A name that exists is taken as it is, even with * in it; a
+    pattern with * or ? that matches nothing is a usage error."""
     out: list[str] = []
     for item in inputs:
         if item == STDIN or (os.path.lexists(item) and not os.path.isdir(item)):
             out.append(item)
         elif os.path.isdir(item):
             out.extend(expand_inputs([item]))
-        elif any(c in item for c in GLOB_CHARS):
-            matches = [m for m in glob.glob(item, recursive=True)
-                       if os.path.isdir(m) or is_capture_name(m)]
-            if not matches:
-                raise UsageError(f"{item}: no capture or folder matches this pattern")
+        elif matches := [m for m in glob.glob(item, recursive=True)
+                         if os.path.isdir(m) or is_capture_name(m)]:
             out.extend(expand_inputs(sorted(matches, key=lambda p: Path(p).parts)))
+        elif "*" in item or "?" in item:
+            raise UsageError(f"{item}: no capture or folder matches this pattern")
         else:
-            out.append(item)  # missing: reading it fails aloud, the others go on
+            # Missing (a '[' alone is more often part of a name than a pattern): reading
+            # it fails aloud, and the others go on.
+            out.append(item)
     return out
 
 

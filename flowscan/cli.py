@@ -206,8 +206,6 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
 
     folder = output is not None and output != "-" and (
         os.path.isdir(output) or output.endswith(("/", os.sep)))
-    if output is not None and not folder and os.path.isdir(output):
-        raise UsageError(f"{output}: is a folder")
     if tables_format is not None and tables_dir is None:
         raise UsageError("--tables-format needs --tables DIR")
     if scheduler is not None and jobs is not None:
@@ -219,13 +217,9 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     if (jobs not in (None, 1) or scheduler) and STDIN_NAME in paths:
         raise UsageError("'-' (standard input) cannot be sent to Dask workers; save it to a "
                          "file first")
+    if not folder and output is not None and output != "-":
+        _refuse_overwriting(dict.fromkeys(paths, "a capture"), [output])
     fmt = report_format(fmt, None if folder else output)  # before any reading
-    if folder and output is not None and not os.path.isdir(output):
-        try:
-            os.makedirs(output, exist_ok=True)
-        except OSError as exc:
-            raise FlowscanError(f"{output}: cannot make the folder: {exc.strerror or exc}"
-                                ) from None
     names = batch.report_names(paths, fmt) if folder else []
     planned = ([os.path.join(str(output), n) for n in [*names, *batch.SUMMARY_NAMES]]
                if folder else [output] if output and output != "-" else [])
@@ -241,6 +235,12 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
         from flowscan.pipeline import check_options
 
         check_options(options)  # bad keys or key files fail once, before any capture is read
+    if folder and output is not None and not os.path.isdir(output):
+        try:
+            os.makedirs(output, exist_ok=True)
+        except OSError as exc:
+            raise FlowscanError(f"{output}: cannot make the folder: {exc.strerror or exc}"
+                                ) from None
     tables = None
     if tables_dir:
         from flowscan.report.tables import TableWriter
@@ -262,15 +262,17 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
         results = _serial_with_bars(paths, options, spec, progress_for)
     combined = None if folder else batch.Combined(fmt, _report_sink(output))
     summaries = []
+    shown = 0
     warned: dict[str, None] = {}
     with bar or nullcontext():
         for index, result in enumerate(results):
             if result.error is not None:
                 _error(result.error)
             elif result.report is not None:  # a terminal: colour and its width
-                _text().render([result.report], sys.stdout, top=top, color=True)
-                if index < len(paths) - 1:
+                if shown:
                     sys.stdout.write("\n")
+                _text().render([result.report], sys.stdout, top=top, color=True)
+                shown += 1
             elif combined is not None:
                 assert result.rendered is not None
                 combined.add(result.rendered)

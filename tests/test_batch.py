@@ -244,3 +244,13 @@ def test_parallel_run_is_byte_identical_to_serial(tmp_path: Path) -> None:
     one = run("scan", *inputs, "--format", "json")
     two = run("scan", *inputs, "--format", "json", "-j", "2")
     assert one.returncode == two.returncode == 0 and one.stdout == two.stdout
+
+
+def test_an_existing_folder_given_to_o_gets_a_report_per_capture(tmp_path: Path) -> None:
+    """-o naming an existing folder (no trailing /) was an error; it is now the folder."""
+    proc = run("scan", str(LAB[0]), str(LAB[1]), "-o", str(tmp_path), "--format", "csv")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted([*batch.report_names([str(LAB[0]), str(LAB[1])], "csv"),
+                            "summary.json", "summary.txt"])
+    assert all(n.endswith(".pcapng.csv") for n in names if not n.startswith("summary"))

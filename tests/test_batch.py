@@ -196,11 +196,20 @@ def test_tables_parquet_read_back_with_duckdb(tmp_path: Path) -> None:
 
 
 def test_tables_csv_and_usage_errors(tmp_path: Path) -> None:
-    proc = run("scan", str(LAB[0]), "--tables", str(tmp_path / "t"), "--tables-format",
-               "csv", "--format", "json")
-    assert proc.returncode == 0, proc.stderr
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"=cmd|' /C calc'!A0")  # not a capture, and a formula to a spreadsheet
+    proc = run("scan", str(LAB[0]), str(bad), "--tables", str(tmp_path / "t"),
+               "--tables-format", "csv", "--format", "json")
+    assert proc.returncode == 2, proc.stderr
     header = (tmp_path / "t" / "flows.csv").read_text().splitlines()[0]
     assert header.startswith("capture,sha256,id,proto")
+    import csv
+
+    with open(tmp_path / "t" / "captures.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["capture"] for r in rows] == [str(LAB[0]), str(bad)]
+    assert rows[0]["error"] == "" and len(rows[0]["sha256"]) == 64
+    assert "not a pcap or pcapng" in rows[1]["error"] and rows[1]["sha256"] == ""
     for args, words in ((["--tables-format", "csv"], "--tables-format needs --tables"),
                         (["-j", "2", "--scheduler", "tcp://127.0.0.1:1"], "not both"),
                         (["--scheduler", "127.0.0.1:1"], "tcp://HOST:PORT")):

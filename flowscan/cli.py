@@ -8,13 +8,12 @@ or usage, 3 a claim unverifiable under `check --strict`.
 from __future__ import annotations
 
 import gc
-import io
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext, suppress
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,9 +22,9 @@ from flowscan.errors import CaptureError, FlowscanError, UsageError
 from flowscan.geo.locate import UNLOCATED
 from flowscan.options import ENGINES, ScanOptions
 from flowscan.policy.ci import CaptureCheck, CheckRun
-from flowscan.report import json as json_report
 from flowscan.report.model import Report
 from flowscan.report.sanitize import inert_line, inert_markup
+from flowscan.report.tables import TABLE_FORMATS, TABLES
 from flowscan.version import __version__
 
 if TYPE_CHECKING:
@@ -38,9 +37,10 @@ EXIT_OK = 0
 EXIT_POLICY = 1
 EXIT_BAD_INPUT = 2
 PROGRESS_MIN_BYTES = 8 << 20
-FORMATS = ("text", "json", "csv")
+FORMATS = ("text", "json", "jsonl", "csv")
 # -o's extension names the format when --format is not given ("" : no extension).
-EXTENSIONS = {".json": "json", ".csv": "csv", ".txt": "text", ".text": "text", "": "text"}
+EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".txt": "text",
+              ".text": "text", "": "text"}
 
 
 def _text() -> ModuleType:
@@ -161,10 +161,24 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
 @cli.command("scan")
 @click.argument("captures", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Report format: text, json, or csv (one row per flow). Default: from the "
-                   "extension of -o (.json, .csv, .txt), else text.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True),
-              help="Write the report to this file instead of standard output.")
+              help="Report format: text, json, jsonl (one JSON object a line) or csv (one "
+                   "row per flow). Default: from the extension of -o (.json, .jsonl, .csv, "
+                   ".txt), else text.")
+@click.option("-o", "--output", type=click.Path(),
+              help="Write the report to this file instead of standard output; a folder "
+                   "(existing, or named with a trailing /) gets one report per capture as "
+                   "each finishes, and summary.json and summary.txt.")
+@click.option("--tables", "tables_dir", type=click.Path(file_okay=False),
+              help="Also write flows, sessions, findings and captures tables to this "
+                   "folder (Parquet; see --tables-format).")
+@click.option("--tables-format", type=click.Choice(TABLE_FORMATS), default=None,
+              help="parquet (the default; needs pyarrow) or csv.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None,
+              help="Analyse captures in parallel on N worker processes (dask.distributed); "
+                   "output is the same as a serial run's.")
+@click.option("--scheduler", metavar="tcp://HOST:PORT",
+              help="Send the captures to this existing Dask cluster; its workers open the "
+                   "paths as given (a shared path).")
 @click.option("--engine", type=click.Choice([str(e) for e in ENGINES]), default="native",
               show_default=True,
               help="native: flowscan's own reader; tshark: Wireshark's dissectors via pyshark.")
@@ -180,40 +194,201 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
               "whose remote is located outside it are foreign; findings follow.")
 @click.option("--vantage", help="Where the capture was taken: a country code or LAT,LON. "
               "Locations the round-trip times make impossible are flagged.")
-def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None, engine: str,
-                 idle_timeout: float, top: int, geoip_db: tuple[str, ...],
-                 keylog: tuple[str, ...], srtp_key: tuple[str, ...], sdp: tuple[str, ...],
-                 home: str | None, vantage: str | None) -> None:
-    """Analyse CAPTURE files (pcap, pcapng, optionally gzip-compressed; '-' for stdin)."""
-    if output and output != "-" and any(
-            path != "-" and os.path.exists(path) and os.path.exists(output)
-            and os.path.samefile(path, output) for path in captures):
-        raise FlowscanError(f"{output}: the report would overwrite a capture")
-    fmt = report_format(fmt, output)  # before any reading: a bad name costs no scan
+def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
+                 tables_dir: str | None, tables_format: str | None, jobs: int | None,
+                 scheduler: str | None, engine: str, idle_timeout: float, top: int,
+                 geoip_db: tuple[str, ...], keylog: tuple[str, ...],
+                 srtp_key: tuple[str, ...], sdp: tuple[str, ...], home: str | None,
+                 vantage: str | None) -> None:
+    """Analyse CAPTURES: files (pcap, pcapng, optionally gzip-compressed; '-' for stdin),
+    folders searched at every depth, or quoted glob patterns ('calls/**/*.pcapng')."""
+    from flowscan import batch
+
+    folder = output is not None and output != "-" and (
+        os.path.isdir(output) or output.endswith(("/", os.sep)))
+    if tables_format is not None and tables_dir is None:
+        raise UsageError("--tables-format needs --tables DIR")
+    if scheduler is not None and jobs is not None:
+        raise UsageError("give -j (a local cluster) or --scheduler (an existing one), not both")
+    if scheduler is not None and "://" not in scheduler:
+        raise UsageError(f"--scheduler {scheduler}: give the scheduler's address as "
+                         "tcp://HOST:PORT")
+    paths = batch.expand(captures)
+    if (jobs not in (None, 1) or scheduler) and STDIN_NAME in paths:
+        raise UsageError("'-' (standard input) cannot be sent to Dask workers; save it to a "
+                         "file first")
+    if not folder and output is not None and output != "-":
+        _refuse_overwriting(dict.fromkeys(paths, "a capture"), [output])
+    fmt = report_format(fmt, None if folder else output)  # before any reading
+    names = batch.report_names(paths, fmt) if folder else []
+    planned = ([os.path.join(str(output), n) for n in [*names, *batch.SUMMARY_NAMES]]
+               if folder else [output] if output and output != "-" else [])
+    if tables_dir:
+        planned += [os.path.join(tables_dir, f"{t}.{tables_format or 'parquet'}")
+                    for t in TABLES]
+    _refuse_overwriting({**dict.fromkeys([*keylog, *sdp], "a key file"),
+                         **dict.fromkeys(paths, "a capture")}, [t for t in planned if t])
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, geoip_db=geoip_db,
                           home=home, vantage=vantage, keylog=keylog, srtp_key=srtp_key,
                           sdp=sdp)
-    reports: list[Report] = []
-    failed = False
-    for path in captures:
-        use_bar = engine == "native" and _wants_progress(path)
-        bar = _Progress(inert_markup(path)) if use_bar else None
+    if engine == "native":
+        from flowscan.pipeline import check_options
+
+        check_options(options)  # bad keys or key files fail once, before any capture is read
+    if folder and output is not None and not os.path.isdir(output):
         try:
-            with bar or nullcontext():
-                reports.append(scan(path, options, progress=bar))
-        except FlowscanError as exc:
-            _error(str(exc))
-            failed = True
-        # The finished reports hold no reference cycles: out of the cyclic collector's
-        # sight, they no longer make it rescan them (about a second per million packets
-        # while the JSON is written).
-        gc.freeze()
-    for warning in dict.fromkeys(w for r in reports for w in r.capture.warnings
-                                 if w.startswith(UNLOCATED)):  # once, not once a capture
+            os.makedirs(output, exist_ok=True)
+        except OSError as exc:
+            raise FlowscanError(f"{output}: cannot make the folder: {exc.strerror or exc}"
+                                ) from None
+    tables = None
+    if tables_dir:
+        from flowscan.report.tables import TableWriter
+
+        tables = TableWriter(tables_dir, tables_format or "parquet")
+    to_terminal = (output in (None, "-") and fmt == "text" and sys.stdout is not None
+                   and sys.stdout.isatty())
+    parallel = scheduler is not None or (jobs or 1) > 1
+    spec = batch.RenderSpec(fmt=fmt, top=top, tables=tables is not None,
+                            keep_report=to_terminal and not parallel)
+    bar = _CapturesBar(len(paths)) if len(paths) > 1 and _stderr_terminal() else None
+    if parallel:
+        results = batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler)
+    else:
+        def progress_for(path: str) -> _Progress | None:
+            use = bar is None and engine == "native" and _wants_progress(path)
+            return _Progress(inert_markup(path)) if use else None
+
+        results = _serial_with_bars(paths, options, spec, progress_for)
+    combined = None if folder else batch.Combined(fmt, _report_sink(output))
+    summaries = []
+    shown = 0
+    warned: dict[str, None] = {}
+    with bar or nullcontext():
+        for index, result in enumerate(results):
+            if result.error is not None:
+                _error(result.error)
+            elif result.report is not None:  # a terminal: colour and its width
+                if shown:
+                    sys.stdout.write("\n")
+                _text().render([result.report], sys.stdout, top=top, color=True)
+                shown += 1
+            elif combined is not None:
+                assert result.rendered is not None
+                combined.add(result.rendered)
+            else:
+                assert result.rendered is not None and output is not None
+                batch.write_file(os.path.join(output, names[index]), result.rendered)
+            if tables is not None and result.rows is not None:
+                tables.add(result.rows)
+            summaries.append(result.summary)
+            warned.update(dict.fromkeys(w for w in result.summary.warnings
+                                        if w.startswith(UNLOCATED)))
+            result.summary.warnings = []
+            del result
+            if bar is not None:
+                bar.advance()
+            # Finished reports hold no reference cycles: out of the cyclic collector's
+            # sight, they no longer make it rescan them.
+            gc.freeze()
+    for warning in warned:  # once, not once a capture
         click.echo(f"flowscan: warning: {warning}", err=True)
-    if reports:
-        _write(reports, fmt, output, top)
+    if combined is not None:
+        combined.close()
+    if tables is not None:
+        tables.close()
+    if folder:
+        from flowscan.report.summary import RunSummary
+
+        summary = RunSummary(summaries, home=home)
+        batch.write_file(os.path.join(str(output), "summary.json"), summary.json_bytes())
+        text = summary.text()
+        batch.write_file(os.path.join(str(output), "summary.txt"), text.encode())
+        if sys.stdout is not None and sys.stdout.isatty():
+            _echo(text.rstrip("\n"))
+    failed = any(s.error is not None for s in summaries)
     sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
+
+
+STDIN_NAME = "-"
+
+
+def _refuse_overwriting(inputs: dict[str, str], outputs: list[str]) -> None:
+    """No report may be written over a capture or a key file: each input's file identity
+    is taken once (a run names hundreds of captures and as many reports)."""
+    identities: dict[tuple[int, int], str] = {}
+    for path, what in inputs.items():
+        with suppress(OSError, ValueError):
+            if path != STDIN_NAME:
+                st = os.stat(path)
+                identities.setdefault((st.st_dev, st.st_ino), f"{what} ({path})")
+    for target in outputs:
+        try:
+            st = os.stat(target)
+        except (OSError, ValueError):
+            continue
+        if (st.st_dev, st.st_ino) in identities:
+            raise FlowscanError(f"{target}: the report would overwrite "
+                                f"{identities[(st.st_dev, st.st_ino)]}")
+
+
+def _stderr_terminal() -> bool:
+    return sys.stderr is not None and sys.stderr.isatty()
+
+
+def _serial_with_bars(paths: list[str], options: ScanOptions, spec: object,
+                      progress_for: Callable[[str], _Progress | None]) -> Iterator[Any]:
+    """The serial run, each large capture's byte bar drawn while it is read."""
+    from flowscan import batch
+
+    assert isinstance(spec, batch.RenderSpec)
+    for path in paths:
+        bar = progress_for(path)
+        with bar or nullcontext():
+            yield batch.analyse(path, options, spec, bar)
+
+
+class _CapturesBar:
+    """One bar over the captures of a run, on stderr (only on a terminal)."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self._progress = Progress("captures", BarColumn(), MofNCompleteColumn(),
+                                  TimeRemainingColumn(), console=Console(stderr=True),
+                                  transient=True)
+        self._task = self._progress.add_task("captures", total=total)
+
+    def __enter__(self) -> _CapturesBar:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(None, None, None)
+
+    def advance(self) -> None:
+        self._progress.advance(self._task)
+
+
+def _report_sink(output: str | None) -> Callable[[bytes], None]:
+    """Where a combined report goes: standard output, or a file opened at the first write
+    (no file when no capture could be read, as before)."""
+    if output is None or output == "-":
+        return _stdout_bytes
+    handle: list[Any] = []
+
+    def write(data: bytes) -> None:
+        try:
+            if not handle:
+                handle.append(open(output, "wb"))  # noqa: SIM115 - closed at exit
+            handle[0].write(data)
+            handle[0].flush()
+        except OSError as exc:
+            raise FlowscanError(f"{output}: cannot write report: "
+                                f"{exc.strerror or exc}") from None
+
+    return write
 
 
 @cli.command("decrypt")
@@ -481,36 +656,7 @@ def report_format(fmt: str | None, output: str | None) -> str:
         return EXTENSIONS[suffix]
     raise FlowscanError(
         f"{output}: no report format is known for the extension {suffix}; name the file "
-        f".json, .csv or .txt, or give --format ({', '.join(FORMATS)})")
-
-
-def _write(reports: list[Report], fmt: str, output: str | None, top: int) -> None:
-    if output == "-":
-        output = None
-    terminal = output is None and sys.stdout is not None and sys.stdout.isatty()
-    if fmt == "json":
-        data = json_report.dumps_bytes(reports)
-    elif fmt == "csv":
-        from flowscan.report import csv as csv_report
-
-        data = csv_report.dumps_bytes(reports)
-    elif terminal:
-        # Colour and the terminal's width; a terminal neither fills up nor goes away.
-        _text().render(reports, sys.stdout, top=top, color=True)
-        return
-    else:
-        # Drawn in memory first: rich would turn a failed write into exit 1, unexplained.
-        text = io.StringIO()
-        _text().render(reports, text, top=top, color=False)
-        data = text.getvalue().encode("utf-8", "backslashreplace")
-    if output is None:
-        _stdout_bytes(data)
-        return
-    try:
-        with open(output, "wb") as out:
-            out.write(data)
-    except OSError as exc:
-        raise FlowscanError(f"{output}: cannot write report: {exc.strerror or exc}") from None
+        f".json, .jsonl, .csv or .txt, or give --format ({', '.join(FORMATS)})")
 
 
 def _usage_line(exc: click.UsageError) -> str:

@@ -126,7 +126,7 @@ def test_output_format_follows_the_extension(tmp_path: Path) -> None:
     # An extension that names no format yet is an error, before any reading.
     html = run("scan", "missing.pcap", "-o", str(tmp_path / "r.html"))
     assert html.returncode == 2 and not (tmp_path / "r.html").exists()
-    assert html.stderr.count("\n") == 1 and "--format (text, json, csv)" in html.stderr
+    assert html.stderr.count("\n") == 1 and "--format (text, json, jsonl, csv)" in html.stderr
 
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")

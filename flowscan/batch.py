@@ -1,0 +1,301 @@
+"""Scanning many captures: which captures (folders, globs), where each report goes, and
+running them one after another or in parallel on Dask workers.
+
+A regulator scans hundreds of captures at once. Each capture is analysed and rendered where
+it runs (in this process, or on a Dask worker), and only its rendered report, its summary
+counters and, with --tables, its table rows come back: the run never holds every report.
+Results are consumed in the order of the captures, whatever order they finish in, so a
+parallel run writes the same bytes as a serial one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import io
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from flowscan.api import scan
+from flowscan.capture import displayable
+from flowscan.errors import CaptureError, FlowscanError, UsageError
+from flowscan.options import ScanOptions
+from flowscan.policy.ci import STDIN, expand_inputs, is_capture_name
+from flowscan.report import csv as csv_report
+from flowscan.report import json as json_report
+from flowscan.report import jsonl as jsonl_report
+from flowscan.report.model import Report
+from flowscan.report.sanitize import escape_controls
+from flowscan.report.summary import CaptureSummary, failed, summarise
+from flowscan.report.tables import TableRows, capture_rows, failed_rows
+
+GLOB_CHARS = "*?["
+# A report file's extension, by format.
+EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "text": ".txt"}
+# Names the run itself writes in the output folder.
+SUMMARY_NAMES = ("summary.json", "summary.txt")
+NAME_MAX = 200  # characters of a report's file name before it is shortened
+# Captures sent to the workers ahead of the one being written, per worker: enough to keep
+# every worker busy, few enough that finished reports waiting their turn stay small.
+AHEAD_PER_WORKER = 4
+# A Dask task's captures: small ones go several to a task (batch.chunks).
+CHUNK_MAX = 16
+CHUNK_BYTES = 16 << 20
+
+
+def expand(inputs: Sequence[str]) -> list[str]:
+    """The captures the command line names, in its order: a file as it is (named twice,
+    scanned twice, as before), a folder replaced by the captures in it at every depth (as
+    for `check`: policy.ci.expand_inputs), and a glob pattern (`'calls/**/*.pcap'`, quoted
+    so the shell leaves it; `**` spans folders) by its matches, sorted by path, folders
+    among them expanded. A name that exists is taken as it is, even with * in it; a
+    pattern with * or ? that matches nothing is a usage error."""
+    out: list[str] = []
+    for item in inputs:
+        if item == STDIN or (os.path.lexists(item) and not os.path.isdir(item)):
+            out.append(item)
+        elif os.path.isdir(item):
+            out.extend(expand_inputs([item]))
+        elif matches := [m for m in glob.glob(item, recursive=True)
+                         if os.path.isdir(m) or is_capture_name(m)]:
+            out.extend(expand_inputs(sorted(matches, key=lambda p: Path(p).parts)))
+        elif "*" in item or "?" in item:
+            raise UsageError(f"{item}: no capture or folder matches this pattern")
+        else:
+            # Missing (a '[' alone is more often part of a name than a pattern): reading
+            # it fails aloud, and the others go on.
+            out.append(item)
+    return out
+
+
+def report_names(paths: Sequence[str], fmt: str) -> list[str]:
+    """A file name for each capture's report in the output folder: its path relative to
+    the folder all the captures share, separators replaced by '__', then the format's
+    extension (calls/a/x.pcap -> a__x.pcap.json). Names that would still collide (case
+    included, for file systems that ignore it) get -2, -3... in capture order; control
+    characters are escaped and long names shortened with a digest, so every name is one
+    safe path component."""
+    located = [os.path.abspath(p) for p in paths if p != STDIN]
+    base = os.path.commonpath([os.path.dirname(p) for p in located]) if located else ""
+    used = {name.lower() for name in SUMMARY_NAMES}
+    names: list[str] = []
+    ext = EXTENSIONS[fmt]
+    for path in paths:
+        rel = "stdin" if path == STDIN else os.path.relpath(os.path.abspath(path), base)
+        stem = escape_controls(rel).replace(os.sep, "__").replace("/", "__")
+        if len(stem) > NAME_MAX:
+            digest = hashlib.sha256(os.fsencode(rel)).hexdigest()[:12]
+            stem = f"{stem[:NAME_MAX - 13]}-{digest}"
+        name, n = stem + ext, 1
+        while name.lower() in used:
+            n += 1
+            name = f"{stem}-{n}{ext}"
+        used.add(name.lower())
+        names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class RenderSpec:
+    """What a worker renders of each report: the format, the text report's --top, and
+    whether it also builds table rows."""
+
+    fmt: str
+    top: int = 40
+    tables: bool = False
+    keep_report: bool = False  # in this process only: the report itself, for a terminal
+
+
+@dataclass
+class CaptureResult:
+    """One capture's result as a worker sends it back: bytes and counters, no report."""
+
+    path: str
+    summary: CaptureSummary
+    rendered: bytes | None = None  # None: the capture could not be read
+    rows: TableRows | None = None
+    error: str | None = None  # the one-line reason, as printed: "PATH: reason"
+    report: Report | None = None
+
+
+def render(report: Report, spec: RenderSpec) -> bytes:
+    """One report, alone, in the chosen format (what `scan CAPTURE --format F` writes)."""
+    if spec.fmt == "json":
+        return json_report.dumps_bytes([report])
+    if spec.fmt == "csv":
+        return csv_report.dumps_bytes([report])
+    if spec.fmt == "jsonl":
+        return jsonl_report.dumps_bytes([report])
+    from flowscan.report import text  # rich, only for text
+
+    out = io.StringIO()
+    text.render([report], out, top=spec.top, color=False)
+    return out.getvalue().encode("utf-8", "backslashreplace")
+
+
+def analyse(path: str, options: ScanOptions, spec: RenderSpec,
+            progress: Callable[[int, int | None], None] | None = None) -> CaptureResult:
+    """Scan one capture and reduce it to what the run keeps; runs on a Dask worker too.
+    A capture that cannot be read is a result with its error, not an exception."""
+    try:
+        report = scan(path, options, progress=progress)
+    except CaptureError as exc:
+        shown = displayable(path)
+        return CaptureResult(path=shown, summary=failed(shown, exc.reason),
+                             rows=failed_rows(shown, exc.reason) if spec.tables else None,
+                             error=str(exc))
+    rendered = b"" if spec.keep_report else render(report, spec)
+    return CaptureResult(path=report.capture.path, summary=summarise(report),
+                         rendered=rendered,
+                         rows=capture_rows(report) if spec.tables else None,
+                         report=report if spec.keep_report else None)
+
+
+def analyse_many(paths: Sequence[str], options: ScanOptions, spec: RenderSpec
+                 ) -> list[CaptureResult]:
+    """Several small captures in one task: a Dask task costs milliseconds of scheduling
+    and transfer, as much as a small capture's whole analysis."""
+    return [analyse(path, options, spec) for path in paths]
+
+
+def chunks(paths: Sequence[str], workers: int) -> list[list[str]]:
+    """Consecutive captures grouped into tasks: at most CHUNK_BYTES of capture and
+    CHUNK_MAX captures each, and at least AHEAD_PER_WORKER tasks per worker when there are
+    captures enough, so that every worker stays busy to the end."""
+    per_task = max(1, min(CHUNK_MAX, len(paths) // (workers * AHEAD_PER_WORKER)))
+    groups: list[list[str]] = []
+    size = 0
+    for path in paths:
+        try:
+            length = os.path.getsize(path)
+        except OSError:
+            length = 0
+        if groups and len(groups[-1]) < per_task and size + length <= CHUNK_BYTES:
+            groups[-1].append(path)
+            size += length
+        else:
+            groups.append([path])
+            size = length
+    return groups
+
+
+def serial(paths: Sequence[str], options: ScanOptions, spec: RenderSpec,
+           progress_for: Callable[[str], Callable[[int, int | None], None] | None]
+           | None = None) -> Iterator[CaptureResult]:
+    """Each capture in this process, in order."""
+    for path in paths:
+        yield analyse(path, options, spec, progress_for(path) if progress_for else None)
+
+
+def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
+                workers: int | None = None, scheduler: str | None = None,
+                connect_timeout: float = 10.0) -> Iterator[CaptureResult]:
+    """Each capture as a task on Dask: a LocalCluster of `workers` processes, or the
+    cluster whose scheduler is at `scheduler`. Results are yielded in path order."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise UsageError("-j and --scheduler need dask.distributed: pip install "
+                         "'flowscan[dask]'") from None
+    import logging
+
+    cluster = None
+    try:
+        if scheduler is not None:
+            try:
+                client = Client(scheduler, timeout=connect_timeout)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise FlowscanError(f"cannot reach the Dask scheduler at {scheduler}: "
+                                    f"{exc}") from None
+        else:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
+            client = Client(cluster)
+    except FlowscanError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Dask raises many kinds; one line for the user
+        raise FlowscanError(f"cannot start Dask: {type(exc).__name__}: {exc}") from None
+    try:
+        workers_total = max(1, sum(client.nthreads().values()))
+        groups = chunks(paths, workers_total)
+        slots = workers_total * AHEAD_PER_WORKER
+        pending: deque[object] = deque()
+        queue = iter(groups)
+        for group in queue:
+            pending.append(client.submit(analyse_many, group, options, spec, pure=False))
+            if len(pending) >= slots:
+                break
+        while pending:
+            future = pending.popleft()
+            results: list[CaptureResult] = future.result()  # type: ignore[attr-defined]
+            del future
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(client.submit(analyse_many, nxt, options, spec, pure=False))
+            while results:
+                yield results.pop(0)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def indent_json(data: bytes) -> bytes:
+    """One report's JSON (orjson, two-space indent) as an element of the array that
+    several reports make: every line two spaces further in, no final newline. Strings
+    hold no raw newline in JSON, so this equals orjson's rendering of the array."""
+    body = data.rstrip(b"\n")
+    return b"\n".join(b"  " + line for line in body.split(b"\n"))
+
+
+class Combined:
+    """Reports of several captures as one output (standard output or one file), written as
+    each capture finishes: the same bytes as rendering them all at once (a JSON array of
+    reports when there are several, one CSV header, text reports a blank line apart)."""
+
+    def __init__(self, fmt: str, write: Callable[[bytes], None]) -> None:
+        self.fmt, self._write = fmt, write
+        self.count = 0
+        self._first: bytes | None = None
+
+    def add(self, data: bytes) -> None:
+        self.count += 1
+        if self.fmt == "json":
+            if self.count == 1:
+                self._first = data  # an object alone, unless another report follows
+                return
+            if self.count == 2:
+                assert self._first is not None
+                self._write(b"[\n" + indent_json(self._first))
+                self._first = None
+            self._write(b",\n" + indent_json(data))
+            return
+        if self.fmt == "csv" and self.count > 1:
+            data = data.split(b"\r\n", 1)[1]  # the header once, from the first report
+        elif self.fmt == "text" and self.count > 1:
+            data = b"\n" + data
+        self._write(data)
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            if self._first is not None:
+                self._write(self._first)
+            elif self.count > 1:
+                self._write(b"\n]\n")
+
+
+def write_file(path: str, data: bytes) -> None:
+    """A file written whole under a temporary name, then renamed: nobody reads half."""
+    partial = f"{path}.part"
+    try:
+        with open(partial, "wb") as out:
+            out.write(data)
+        os.replace(partial, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(partial)
+        raise FlowscanError(f"{path}: cannot write: {exc.strerror or exc}") from None

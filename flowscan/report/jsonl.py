@@ -1,0 +1,86 @@
+"""JSON Lines: one JSON object per line, for jq, log pipelines and line-by-line loaders.
+
+Per capture, in this order: a "capture" line (the capture's facts, tool, schema, names and
+geodata), one "flow" line per flow (by id), then "app", "session" and "finding" lines, an
+"answers" line and a closing "summary" line with the counts. Every line has "type" and the
+capture's "sha256", so lines of many captures can be concatenated and still be told apart.
+Strings are whole as in the JSON report, invisible characters escaped (sanitize.json_inert).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import orjson
+
+from flowscan.report.model import Report
+from flowscan.report.sanitize import json_inert, json_safe
+
+SCHEMA = "flowscan.report.jsonl/1"
+
+
+def _line(kind: str, sha256: str, value: object) -> bytes:
+    body: dict[str, object] = {"type": kind, "sha256": sha256}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fields = (orjson.loads(orjson.dumps(value)) if _encodable(value)
+                  else _safe(dataclasses.asdict(value)))
+        assert isinstance(fields, dict)
+        body.update(fields)
+    elif isinstance(value, dict):
+        body.update(value)
+    try:
+        data = orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        data = orjson.dumps(_safe(body), option=orjson.OPT_APPEND_NEWLINE)
+    return json_inert(data)
+
+
+def _encodable(value: object) -> bool:
+    try:
+        orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return False
+    return True
+
+
+def _safe(value: object) -> object:
+    """Plain containers, every string through json_safe (a path that is not UTF-8)."""
+    if isinstance(value, str):
+        return json_safe(value)
+    if isinstance(value, dict):
+        return {_safe(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_safe(v) for v in value]
+    return value
+
+
+def lines(report: Report) -> Iterator[bytes]:
+    """The report's lines, each ending in a newline."""
+    sha = report.capture.sha256
+    head = orjson.loads(orjson.dumps(report.capture)) if _encodable(report.capture) \
+        else _safe(dataclasses.asdict(report.capture))
+    assert isinstance(head, dict)
+    yield _line("capture", sha, {"schema": SCHEMA, "report_schema": report.schema,
+                                 "tool": dataclasses.asdict(report.tool), **head,
+                                 "names": report.names,
+                                 "geodata": [dataclasses.asdict(g) for g in report.geodata]})
+    for flow in sorted(report.flows, key=lambda f: f.id):
+        yield _line("flow", sha, flow)
+    for app in report.apps:
+        yield _line("app", sha, app)
+    for session in report.sessions:
+        yield _line("session", sha, session)
+    for finding in report.findings:
+        yield _line("finding", sha, finding)
+    if report.answers is not None:
+        yield _line("answers", sha, report.answers)
+    yield _line("summary", sha, {"capture": report.capture.path, "flows": len(report.flows),
+                                 "apps": len(report.apps), "sessions": len(report.sessions),
+                                 "findings": len(report.findings),
+                                 "packets": report.capture.packets,
+                                 "bytes": report.capture.bytes})
+
+
+def dumps_bytes(reports: list[Report]) -> bytes:
+    return b"".join(line for report in reports for line in lines(report))

@@ -10,12 +10,20 @@ named by a short SHA-256.
 from __future__ import annotations
 
 import socket
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from flowscan.capture import CaptureSource, open_reader
-from flowscan.capture.decode import PROTO_UDP, Decoded
-from flowscan.capture.edit import Layer, LayerDecoder, replace_udp_payload
+from flowscan.capture.decode import PROTO_TCP, PROTO_UDP, Decoded
+from flowscan.capture.edit import (
+    Layer,
+    LayerDecoder,
+    replace_tcp_bytes,
+    replace_udp_payload,
+    tcp_sequence,
+)
 from flowscan.capture.writer import PcapngWriter
 from flowscan.crypto import dtls_srtp, inner
 from flowscan.crypto.keylog import KeyLog, fingerprint
@@ -24,6 +32,7 @@ from flowscan.crypto.srtp import PROFILES, SrtpContext
 from flowscan.flows import reverse_key
 from flowscan.identify import FlowFacts
 from flowscan.protocols import rtp
+from flowscan.protocols.framing import Frame, Reassembler, clear_frame
 from flowscan.report.model import Decryption, Flow
 
 MAX_INNER_SAMPLES = 48  # decrypted payloads kept per SSRC for the inner-layer check
@@ -121,6 +130,9 @@ class DecryptedCapture:
     def __init__(self, stream: BinaryIO, comment: str) -> None:
         self.writer = PcapngWriter(stream, comment)
         self.left_encrypted = 0  # decrypted, but in frames that could not be edited (fragments)
+        # Decrypted over TCP, but written as captured: split over segments, captured before
+        # a hole filled, or with no same-length rewrite.
+        self.left_in_tcp = 0
 
     def add(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None) -> None:
         if replaced is None:
@@ -169,6 +181,11 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
             by_key[direction] = (job, sender)
     ssrc_contexts: dict[tuple[int, int], SrtpContext] = {}  # (flow id, ssrc) -> context
     decoder = LayerDecoder()
+
+    def opener(payload: bytes, direction: bytes) -> bytes | None:
+        return _open(payload, direction, by_key, unkeyed, explicit, jobs, ssrc_contexts)
+
+    tcp = _TcpMedia(opener, output)
     with CaptureSource(path) as source:
         for ts, link, data, wire in open_reader(source).packets():
             replaced = None
@@ -176,13 +193,103 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
                 decoded = decoder.decode(link, data)
             except (IndexError, ValueError):
                 decoded = None
-            if decoded is not None and decoded[0] == PROTO_UDP and (
-                    decoded[1] in by_key or decoded[1] in unkeyed):
-                replaced = _packet(data, decoded, decoder.layers, by_key, unkeyed, explicit,
-                                   jobs, ssrc_contexts, output)
+            if decoded is not None and (decoded[1] in by_key or decoded[1] in unkeyed):
+                if decoded[0] == PROTO_UDP:
+                    replaced = _packet(data, decoded, decoder.layers, by_key, unkeyed,
+                                       explicit, jobs, ssrc_contexts, output)
+                elif decoded[0] == PROTO_TCP:
+                    replaced = tcp.segment(data, decoded, decoder.layers)
             if output is not None:
                 output.add(ts, link, data, wire, replaced)
+    tcp.finish()
     return {flow_id: _result(job) for flow_id, job in jobs.items()}
+
+
+TCP_SYN = 0x02
+MAX_EDITS = 4096  # clear frames remembered per direction, for retransmissions of them
+
+
+@dataclass
+class _TcpDirection:
+    stream: Reassembler = field(default_factory=Reassembler)
+    # (start, end, the frame in the clear) by stream offset, in stream order: what each
+    # segment written is edited with, retransmissions included.
+    edits: deque[tuple[int, int, bytes]] = field(default_factory=lambda: deque(maxlen=MAX_EDITS))
+    written: set[int] = field(default_factory=set)  # starts of the edits written at least once
+    made = 0  # clear frames made
+
+
+class _TcpMedia:
+    """SRTP and SRTCP carried over TCP (TURN over TCP, RFC 6062 and RFC 8656; ICE-TCP, RFC
+    6544): each direction put back in order, its frames walked, each packet decrypted as
+    over UDP. The decrypted capture keeps every segment's length, so that the stream stays
+    consistent without moving a sequence number: each frame is rewritten in place, at the
+    same length (framing.clear_frame), and a segment is edited only with frames that lie
+    wholly inside it; a frame split over segments, or in a segment captured before a hole
+    filled, is written as captured and counted in left_in_tcp."""
+
+    def __init__(self, opener: Callable[[bytes, bytes], bytes | None],
+                 output: DecryptedCapture | None) -> None:
+        self.open = opener
+        self.output = output
+        self.directions: dict[bytes, _TcpDirection] = {}
+
+    def segment(self, data: bytes, decoded: Decoded, layers: list[Layer]) -> bytes | None:
+        direction = self.directions.setdefault(decoded[1], _TcpDirection())
+        seq = tcp_sequence(data, layers)
+        if seq is None:
+            return None
+        if decoded[4] & TCP_SYN:
+            direction.stream.syn(seq)
+        # Bytes the snap length cut off are a hole, as if never captured.
+        start, end = decoded[2], min(decoded[3], len(data))
+        if end <= start:
+            return None
+        off = direction.stream.offset(seq)
+        if off is None:
+            return None
+        for frame, raw in direction.stream.add(off, data[start:end]):
+            self._frame(decoded[1], direction, frame, raw)
+        return self._edited(direction, data, layers, off, start, end)
+
+    def _frame(self, key: bytes, direction: _TcpDirection, frame: Frame, raw: bytes) -> None:
+        if not frame.has_data:
+            return
+        payload = raw[frame.data_start - frame.start:frame.data_end - frame.start]
+        plain = self.open(payload, key)
+        if plain is None or self.output is None:
+            return
+        clear = clear_frame(frame, raw, plain, rtp.is_rtcp_type(payload[1]))
+        if clear is None:
+            self.output.left_in_tcp += 1
+        else:
+            direction.edits.append((frame.start, frame.end, clear))
+            direction.made += 1
+
+    def _edited(self, direction: _TcpDirection, data: bytes, layers: list[Layer], off: int,
+                start: int, end: int) -> bytes | None:
+        if self.output is None:
+            return None
+        payload = bytearray(data[start:end])
+        stop = off + len(payload)
+        hit = False
+        for first, last, clear in reversed(direction.edits):
+            if last <= off:
+                break
+            if first >= off and last <= stop:
+                payload[first - off:last - off] = clear
+                direction.written.add(first)
+                hit = True
+        return replace_tcp_bytes(data, layers, start, bytes(payload)) if hit else None
+
+    def finish(self) -> None:
+        """What waited behind holes the capture never filled: decrypted, counted, and, as
+        the segments are written already, left as captured."""
+        for key, direction in self.directions.items():
+            for frame, raw in direction.stream.finish():
+                self._frame(key, direction, frame, raw)
+            if self.output is not None:
+                self.output.left_in_tcp += direction.made - len(direction.written)
 
 
 def _packet(data: bytes, decoded: Decoded, layers: list[Layer],
@@ -202,12 +309,29 @@ def _packet(data: bytes, decoded: Decoded, layers: list[Layer],
     if end - start >= 4 and 0x40 <= data[start] <= 0x4F:  # TURN ChannelData (RFC 8656 12.4)
         channel, start = data[start:start + 2], start + 4
         end = min(end, start + int.from_bytes(data[start - 2:start], "big"))
-    payload = data[start:end]
+    plain = _open(data[start:end], decoded[1], by_key, unkeyed, explicit, jobs,
+                  ssrc_contexts)
+    if plain is None or output is None:
+        return None
+    if channel:
+        start, end = start - 4, decoded[3]
+        plain = channel + len(plain).to_bytes(2, "big") + plain
+    frame = replace_udp_payload(data, layers, start, end, plain)
+    output.left_encrypted += frame is None
+    return frame
+
+
+def _open(payload: bytes, direction: bytes, by_key: dict[bytes, tuple[_Job, Endpoint]],
+          unkeyed: dict[bytes, tuple[Flow, Endpoint]], explicit: ExplicitKeys,
+          jobs: dict[int, _Job], ssrc_contexts: dict[tuple[int, int], SrtpContext]
+          ) -> bytes | None:
+    """One SRTP or SRTCP packet of a keyed flow's direction in the clear, its tag verified;
+    None if it is not one or does not verify."""
     if len(payload) < 12 or not 128 <= payload[0] <= 191:
         return None
-    hit = by_key.get(decoded[1])
+    hit = by_key.get(direction)
     if hit is None:
-        ctx, job = _ssrc_context(payload, unkeyed[decoded[1]][0], explicit, jobs, ssrc_contexts)
+        ctx, job = _ssrc_context(payload, unkeyed[direction][0], explicit, jobs, ssrc_contexts)
     else:
         job, sender = hit
         ctx = job.contexts.get(sender)
@@ -217,14 +341,7 @@ def _packet(data: bytes, decoded: Decoded, layers: list[Layer],
     if plain is None and job.alternatives and not job.verified and hit is not None:
         plain = _try_alternatives(job, hit[1], payload)
     job.verified = job.verified or plain is not None
-    if plain is None or output is None:
-        return None
-    if channel:
-        start, end = start - 4, decoded[3]
-        plain = channel + len(plain).to_bytes(2, "big") + plain
-    frame = replace_udp_payload(data, layers, start, end, plain)
-    output.left_encrypted += frame is None
-    return frame
+    return plain
 
 
 def _try_alternatives(job: _Job, sender: Endpoint, payload: bytes) -> bytes | None:

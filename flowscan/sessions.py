@@ -71,7 +71,7 @@ def _keys_said(dec: Decryption | None) -> str | None:
     if dec is None or not dec.packets_decrypted:
         return None
     n = dec.packets_decrypted
-    opened = (f"every packet decrypted and verified ({n})" if not dec.tag_failures else
+    opened = (f"every packet tried decrypted and verified ({n})" if not dec.tag_failures else
               f"{n} packets decrypted and verified, {dec.tag_failures} failed their "
               "authentication tag")
     inside = {

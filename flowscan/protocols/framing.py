@@ -14,6 +14,7 @@ a row parse, with plausible contents.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 from flowscan.protocols import stun
@@ -144,19 +145,21 @@ class StreamWalker:
         self.mode: str | None = None
         self.synced = False
         self.skipped = 0  # bytes passed over: gaps in the capture, or no frame found
+        self.fresh = True  # from the connection's first byte, not from a gap
 
     def gap(self, offset: int) -> None:
         """The capture lacks the bytes up to offset: what is held is cut off, and the
         framing must be found again after the gap."""
-        self.skipped += len(self.buf) + (offset - self.base - len(self.buf))
+        self.skipped += offset - self.base
+        self.fresh = False
         self.buf = bytearray()
         self.base = offset
         self.synced = False
 
-    def feed(self, data: bytes) -> list[Frame]:
-        """Frames completed by data, with stream offsets."""
+    def feed(self, data: bytes) -> list[tuple[Frame, bytes]]:
+        """Frames completed by data, with stream offsets, and each frame's bytes."""
         self.buf += data
-        out: list[Frame] = []
+        out: list[tuple[Frame, bytes]] = []
         pos = 0
         while True:
             if not self.synced:
@@ -173,8 +176,9 @@ class StreamWalker:
                 self.skipped += 1
                 continue
             assert isinstance(frame, Frame)
-            out.append(Frame(frame.kind, frame.start + self.base, frame.end + self.base,
-                             frame.data_start + self.base, frame.data_end + self.base))
+            out.append((Frame(frame.kind, frame.start + self.base, frame.end + self.base,
+                              frame.data_start + self.base, frame.data_end + self.base),
+                        bytes(self.buf[frame.start:frame.end])))
             pos = frame.end
         del self.buf[:pos]
         self.base += pos
@@ -187,7 +191,7 @@ class StreamWalker:
         stream's very start, where the framing was detected, one is enough), and True; or
         where to look again once more bytes come, and False. Bytes passed over are counted
         as skipped."""
-        if self.mode is None and self.base + pos == 0:
+        if self.mode is None and self._at_start(pos):
             # The stream's first byte: its framing shows there.
             if len(self.buf) < 10:
                 return pos, False
@@ -207,8 +211,11 @@ class StreamWalker:
         self.skipped += stop - pos
         return stop, False
 
+    def _at_start(self, pos: int) -> bool:
+        return self.fresh and self.base + pos == 0
+
     def _too_long(self, at: int, mode: str) -> bool:
-        if self.base + at == 0 or at + 4 > len(self.buf):
+        if self._at_start(at) or at + 4 > len(self.buf):
             return False
         head = 0 if mode == RFC4571 else 2
         return int.from_bytes(self.buf[at + head:at + head + 2], "big") > MAX_RESYNC_FRAME
@@ -221,9 +228,147 @@ class StreamWalker:
                 return False
             if frame is None:
                 # Undecided; at the stream's start the framing detected is enough.
-                return True if self.base + pos == 0 and at > pos else None
+                return True if self._at_start(pos) and at > pos else None
             assert isinstance(frame, Frame)
             if not _plausible(self.buf, frame):
                 return False
             at = frame.end
         return True
+
+
+MAX_REORDER = 1 << 18  # bytes held past a hole before the hole is taken as never captured
+
+
+class Reassembler:
+    """One TCP direction put back in order (RFC 9293 section 3.10.7.4: data is delivered in
+    sequence), from the segments as captured: retransmitted and overlapping bytes are
+    delivered once; segments after a hole wait for it to fill; a hole that the capture never
+    fills (MAX_REORDER bytes later, or at the end) is passed over, and counted."""
+
+    def __init__(self) -> None:
+        self.origin: int | None = None  # sequence number of stream offset 0
+        self.next = 0  # stream offset expected next
+        self.pending: dict[int, bytes] = {}
+        self.held = 0
+        self.walker = StreamWalker()
+        self.missing = 0  # bytes never captured
+
+    def syn(self, seq: int) -> None:
+        """The SYN's sequence number: the data starts one after it (RFC 9293 3.4.1)."""
+        if self.origin is None:
+            self.origin = (seq + 1) & 0xFFFFFFFF
+
+    def offset(self, seq: int) -> int | None:
+        if self.origin is None:
+            # The connection began before the capture: its framing must be found.
+            self.origin = seq
+            self.walker.gap(0)
+        rel = (seq - self.origin) & 0xFFFFFFFF
+        return None if rel >= 1 << 31 else rel  # before the start: nothing to add
+
+    def add(self, off: int, payload: bytes) -> list[tuple[Frame, bytes]]:
+        """The frames that the segment at stream offset off completes."""
+        if off + len(payload) <= self.next:
+            return []  # all of it delivered already
+        if off > self.next:
+            if len(payload) > len(self.pending.get(off, b"")):
+                self.held += len(payload) - len(self.pending.get(off, b""))
+                self.pending[off] = payload
+            return self._skip() if self.held > MAX_REORDER else []
+        return self._deliver(payload[self.next - off:]) + self._drain()
+
+    def finish(self) -> list[tuple[Frame, bytes]]:
+        """At the end of the capture: what waited behind holes, the holes passed over."""
+        out: list[tuple[Frame, bytes]] = []
+        while self.pending:
+            out += self._skip()
+        return out
+
+    def _deliver(self, data: bytes) -> list[tuple[Frame, bytes]]:
+        self.next += len(data)
+        return self.walker.feed(data)
+
+    def _drain(self) -> list[tuple[Frame, bytes]]:
+        out: list[tuple[Frame, bytes]] = []
+        while True:
+            ready = [o for o in self.pending if o <= self.next]
+            if not ready:
+                return out
+            for off in sorted(ready):
+                data = self.pending.pop(off)
+                self.held -= len(data)
+                if off + len(data) > self.next:
+                    out += self._deliver(data[self.next - off:])
+
+    def _skip(self) -> list[tuple[Frame, bytes]]:
+        first = min(self.pending)
+        self.missing += first - self.next
+        self.walker.gap(first)
+        self.next = first
+        return self._drain()
+
+
+def _padded_rtp(plain: bytes, size: int) -> bytes | None:
+    """RTP of `size` bytes: the packet with RTP padding (RFC 3550 section 5.1, the P bit and
+    a count in the last octet) where the authentication tag and MKI were."""
+    extra = size - len(plain)
+    if extra <= 0:
+        return plain if extra == 0 else None
+    count = extra + (plain[-1] if plain[0] & 0x20 else 0)
+    if count > 255:
+        return None
+    return bytes([plain[0] | 0x20]) + plain[1:] + bytes(extra - 1) + bytes([count])
+
+
+EMPTY_SDES = b"\x80\xca\x00\x00"  # an SDES packet of no chunks (RFC 3550 6.5: SC 0 is valid)
+
+
+def _padded_rtcp(plain: bytes, size: int) -> bytes | None:
+    """An RTCP compound of `size` bytes: the compound, then empty SDES packets. RTCP padding
+    (the P bit, RFC 3550 section 6.4.1) would do as well, but Wireshark reads the padding
+    of a lone Receiver Report as malformed report extensions."""
+    extra = size - len(plain)
+    if extra < 0 or extra % 4 or len(plain) % 4:
+        return None
+    return plain + EMPTY_SDES * (extra // 4)
+
+
+def _fix_fingerprint(message: bytearray) -> None:
+    """FINGERPRINT (RFC 8489 section 14.7), if the message ends with one, recomputed over
+    the edited message."""
+    if len(message) >= stun.HEADER + 8 and int.from_bytes(message[-8:-6], "big") == \
+            stun.ATTR_FINGERPRINT:
+        crc = zlib.crc32(bytes(message[:-8])) ^ 0x5354554E
+        message[-4:] = crc.to_bytes(4, "big")
+
+
+def clear_frame(frame: Frame, raw: bytes, plain: bytes, rtcp: bool) -> bytes | None:
+    """The frame rewritten with the decrypted packet, exactly as long as it was, so that no
+    TCP sequence number moves: SRTP becomes RTP with RTP padding where the tag was; SRTCP
+    becomes RTCP followed by empty SDES packets, as long as the framing can hold
+    (ChannelData and STUN attributes are padded to four bytes anyway; an RFC 4571 frame
+    two bytes short is followed by a null packet). None when no such rewrite exists (an
+    odd MKI length)."""
+    start, end = frame.data_start - frame.start, frame.data_end - frame.start
+    size = end - start
+    if not rtcp:
+        body = _padded_rtp(plain, size)
+        if body is None:
+            return None
+        out = bytearray(raw[:start] + body + raw[end:])
+    elif frame.kind == "rfc4571":
+        target = size if (size - len(plain)) % 4 == 0 else size - 2
+        body = _padded_rtcp(plain, target)
+        if body is None:
+            return None
+        out = bytearray(target.to_bytes(2, "big") + body + bytes(size - target))
+    else:
+        target = size + (-size % 4)  # the length field of ChannelData or DATA, then padding
+        body = _padded_rtcp(plain, target)
+        if body is None or end + (-size % 4) > len(raw):
+            return None
+        out = bytearray(raw[:start - 2] + target.to_bytes(2, "big") + body
+                        + raw[end + (-size % 4):])
+    if frame.kind == "stun":
+        _fix_fingerprint(out)
+    return bytes(out) if len(out) == len(raw) else None

@@ -124,6 +124,12 @@ def _endpoint_jobs(flows: list[tuple[Flow, FlowFacts]], keys: dict[Endpoint, Srt
     return jobs
 
 
+# Settles a frame whose edit waits on later packets: (settled, the edited frame or None);
+# its argument says to settle now with what is known.
+Resolver = Callable[[bool], tuple[bool, bytes | None]]
+MAX_QUEUED = 20000  # frames held behind one that waits, at most
+
+
 class DecryptedCapture:
     """Where `flowscan decrypt` writes: every frame, SRTP and SRTCP replaced by the clear."""
 
@@ -133,8 +139,34 @@ class DecryptedCapture:
         # Decrypted over TCP, but written as captured: split over segments, captured before
         # a hole filled, or with no same-length rewrite.
         self.left_in_tcp = 0
+        self.queue: deque[tuple[float, int, bytes, int, bytes | None, Resolver | None]] = (
+            deque())
 
-    def add(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None) -> None:
+    def add(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None,
+            waiting: Resolver | None = None) -> None:
+        """A frame to write, or one whose edit waits on later packets (a TCP segment whose
+        frames are not all walked yet): frames are written in capture order, so those after
+        a waiting one wait with it."""
+        if waiting is None and not self.queue:
+            self._write(ts, link, data, wire, replaced)
+            return
+        self.queue.append((ts, link, data, wire, replaced, waiting))
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        """Writes the frames no longer waiting; with force (or a queue grown too long)
+        the first that waits is settled with what is known."""
+        while self.queue:
+            ts, link, data, wire, replaced, waiting = self.queue[0]
+            if waiting is not None:
+                done, replaced = waiting(force or len(self.queue) > MAX_QUEUED)
+                if not done:
+                    return
+            self.queue.popleft()
+            self._write(ts, link, data, wire, replaced)
+
+    def _write(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None
+               ) -> None:
         if replaced is None:
             self.writer.add(ts, link, data, wire)
             return
@@ -188,7 +220,7 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
     tcp = _TcpMedia(opener, output)
     with CaptureSource(path) as source:
         for ts, link, data, wire in open_reader(source).packets():
-            replaced = None
+            replaced, waiting = None, None
             try:
                 decoded = decoder.decode(link, data)
             except (IndexError, ValueError):
@@ -198,10 +230,12 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
                     replaced = _packet(data, decoded, decoder.layers, by_key, unkeyed,
                                        explicit, jobs, ssrc_contexts, output)
                 elif decoded[0] == PROTO_TCP:
-                    replaced = tcp.segment(data, decoded, decoder.layers)
+                    waiting = tcp.segment(data, decoded, decoder.layers)
             if output is not None:
-                output.add(ts, link, data, wire, replaced)
+                output.add(ts, link, data, wire, replaced, waiting)
     tcp.finish()
+    if output is not None:
+        output.flush(force=True)
     return {flow_id: _result(job) for flow_id, job in jobs.items()}
 
 
@@ -215,8 +249,8 @@ class _TcpDirection:
     # (start, end, the frame in the clear) by stream offset, in stream order: what each
     # segment written is edited with, retransmissions included.
     edits: deque[tuple[int, int, bytes]] = field(default_factory=lambda: deque(maxlen=MAX_EDITS))
-    written: set[int] = field(default_factory=set)  # starts of the edits written at least once
-    made = 0  # clear frames made
+    raw_until = 0  # stream bytes up to here were written as captured before being walked
+    finished = False
 
 
 class _TcpMedia:
@@ -224,9 +258,11 @@ class _TcpMedia:
     6544): each direction put back in order, its frames walked, each packet decrypted as
     over UDP. The decrypted capture keeps every segment's length, so that the stream stays
     consistent without moving a sequence number: each frame is rewritten in place, at the
-    same length (framing.clear_frame), and a segment is edited only with frames that lie
-    wholly inside it; a frame split over segments, or in a segment captured before a hole
-    filled, is written as captured and counted in left_in_tcp."""
+    same length (framing.clear_frame). A segment is written once every frame it holds a
+    part of has been walked (frames after it wait with it, to keep the capture's order);
+    a segment that cannot wait (a hole never filled, too much held) is written with what
+    is known, and the frames it held a part of are left as captured, counted in
+    left_in_tcp."""
 
     def __init__(self, opener: Callable[[bytes, bytes], bytes | None],
                  output: DecryptedCapture | None) -> None:
@@ -234,7 +270,7 @@ class _TcpMedia:
         self.output = output
         self.directions: dict[bytes, _TcpDirection] = {}
 
-    def segment(self, data: bytes, decoded: Decoded, layers: list[Layer]) -> bytes | None:
+    def segment(self, data: bytes, decoded: Decoded, layers: list[Layer]) -> Resolver | None:
         direction = self.directions.setdefault(decoded[1], _TcpDirection())
         seq = tcp_sequence(data, layers)
         if seq is None:
@@ -250,7 +286,19 @@ class _TcpMedia:
             return None
         for frame, raw in direction.stream.add(off, data[start:end]):
             self._frame(decoded[1], direction, frame, raw)
-        return self._edited(direction, data, layers, off, start, end)
+        if self.output is None:
+            return None
+        stop = off + end - start
+
+        def resolve(force: bool) -> tuple[bool, bytes | None]:
+            walked = direction.stream.walker.base >= stop or direction.finished
+            if not walked and not force:
+                return False, None
+            if not walked:
+                direction.raw_until = max(direction.raw_until, stop)
+            return True, self._edited(direction, data, layers, off, start, end)
+
+        return resolve
 
     def _frame(self, key: bytes, direction: _TcpDirection, frame: Frame, raw: bytes) -> None:
         if not frame.has_data:
@@ -259,37 +307,38 @@ class _TcpMedia:
         plain = self.open(payload, key)
         if plain is None or self.output is None:
             return
-        clear = clear_frame(frame, raw, plain, rtp.is_rtcp_type(payload[1]))
+        clear = None
+        if frame.start >= direction.raw_until:  # else a part of it is written already
+            clear = clear_frame(frame, raw, plain, rtp.is_rtcp_type(payload[1]))
         if clear is None:
             self.output.left_in_tcp += 1
         else:
             direction.edits.append((frame.start, frame.end, clear))
-            direction.made += 1
 
-    def _edited(self, direction: _TcpDirection, data: bytes, layers: list[Layer], off: int,
+    @staticmethod
+    def _edited(direction: _TcpDirection, data: bytes, layers: list[Layer], off: int,
                 start: int, end: int) -> bytes | None:
-        if self.output is None:
-            return None
+        """The segment with the clear frames it holds, whole or in part."""
         payload = bytearray(data[start:end])
         stop = off + len(payload)
         hit = False
         for first, last, clear in reversed(direction.edits):
             if last <= off:
                 break
-            if first >= off and last <= stop:
-                payload[first - off:last - off] = clear
-                direction.written.add(first)
-                hit = True
+            if first >= stop:
+                continue
+            lo, hi = max(first, off), min(last, stop)
+            payload[lo - off:hi - off] = clear[lo - first:hi - first]
+            hit = True
         return replace_tcp_bytes(data, layers, start, bytes(payload)) if hit else None
 
     def finish(self) -> None:
-        """What waited behind holes the capture never filled: decrypted, counted, and, as
-        the segments are written already, left as captured."""
+        """What waited behind holes the capture never filled: decrypted and counted; the
+        segments that held it are then written."""
         for key, direction in self.directions.items():
             for frame, raw in direction.stream.finish():
                 self._frame(key, direction, frame, raw)
-            if self.output is not None:
-                self.output.left_in_tcp += direction.made - len(direction.written)
+            direction.finished = True
 
 
 def _packet(data: bytes, decoded: Decoded, layers: list[Layer],

@@ -53,6 +53,7 @@ class _Job:
     by_trial: bool = False  # the profile was not seen, but found among those offered
     unprotected_rtcp: int = 0
     truncated: int = 0
+    stream_gap_bytes: int = 0  # over TCP: bytes of the stream never captured
 
 
 def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
@@ -236,6 +237,11 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
     tcp.finish()
     if output is not None:
         output.flush(force=True)
+    for direction_key, stream in tcp.directions.items():
+        hit, other = by_key.get(direction_key), unkeyed.get(direction_key)
+        job = hit[0] if hit else jobs.get(other[0].id) if other else None
+        if job is not None:
+            job.stream_gap_bytes += stream.stream.missing
     return {flow_id: _result(job) for flow_id, job in jobs.items()}
 
 
@@ -464,4 +470,5 @@ def _result(job: _Job) -> Decryption:
         profile = next(iter(job.contexts.values())).profile.name
         source += f"; SRTP profile {profile}, found by trial among those offered"
     return Decryption(decrypted, failed, source, job.key_fingerprint, kind, detail,
-                      len(job.payloads), job.unprotected_rtcp, job.truncated)
+                      len(job.payloads), job.unprotected_rtcp, job.truncated,
+                      job.stream_gap_bytes)

@@ -236,6 +236,9 @@ def test_a_segment_the_capture_lost_costs_only_its_own_packets(tmp_path: Path) -
     d = media_flow(report).encryption.decryption
     # The three frames of the lost segment are gone; the framing is found again after it.
     assert (d.packets_decrypted, d.tag_failures) == (len(a.plain) + 1 - 3, 0)
+    assert d.stream_gap_bytes == len(segments[7][1])  # said, in the report and evidence
+    assert any(f"{d.stream_gap_bytes} bytes of the TCP stream were never captured" in e.detail
+               for e in media_flow(report).encryption.evidence)
 
 
 def test_the_call_line_says_what_the_keys_showed(tmp_path: Path) -> None:

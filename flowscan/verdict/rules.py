@@ -618,7 +618,10 @@ def apply_decryption(enc: Encryption, dec: Decryption) -> None:
                           + (f"; {dec.unprotected_rtcp} RTCP packets had no SRTCP trailer at "
                              "all: sent unprotected" if dec.unprotected_rtcp else "")
                           + (f"; {dec.truncated} packets cut short by the capture's snap "
-                             "length were not tried" if dec.truncated else ""))
+                             "length were not tried" if dec.truncated else "")
+                          + (f"; {dec.stream_gap_bytes} bytes of the TCP stream were never "
+                             "captured, so the packets in them were not tried"
+                             if dec.stream_gap_bytes else ""))
     if not dec.packets_decrypted:
         enc.evidence.append(EvidenceItem("keys-did-not-open", f"{dec.tag_failures} packets "
                                          f"failed authentication with the key from "

@@ -418,17 +418,46 @@ def _ssrc_context(packet: bytes, flow: Flow, explicit: ExplicitKeys, jobs: dict[
     """The sender SSRC sits at bytes 4-8 of SRTCP (RFC 3550 6.4) and 8-12 of SRTP."""
     offset = 4 if rtp.is_rtcp_type(packet[1]) else 8
     ssrc = int.from_bytes(packet[offset:offset + 4], "big")
-    key = explicit.by_ssrc.get(ssrc)
+    ctx = contexts.get((flow.id, ssrc))
+    if ctx is not None:
+        return ctx, jobs[flow.id]
+    key = explicit.by_ssrc.get(ssrc) or _same_sender_key(packet, ssrc, flow, explicit,
+                                                          contexts)
     if key is None:
         return None, None
-    ctx = contexts.get((flow.id, ssrc))
-    if ctx is None:
-        ctx = contexts[(flow.id, ssrc)] = key.context()
-        job = jobs.get(flow.id)
-        if job is None:
-            job = jobs[flow.id] = _Job(flow, {}, key.source, key.fingerprint)
-        job.contexts[(f"ssrc {ssrc:#010x}", 0)] = ctx
-    return ctx, jobs[flow.id]
+    ctx = contexts[(flow.id, ssrc)] = key.context()
+    job = jobs.get(flow.id)
+    if job is None:
+        job = jobs[flow.id] = _Job(flow, {}, key.source, key.fingerprint)
+    job.contexts[(f"ssrc {ssrc:#010x}", 0)] = ctx
+    return ctx, job
+
+
+MAX_KEY_TRIALS = 8  # packets of an SSRC without a key tried with the flow's other keys
+
+
+def _same_sender_key(packet: bytes, ssrc: int, flow: Flow, explicit: ExplicitKeys,
+                     contexts: dict[tuple[int, int], SrtpContext]) -> SrtpKey | None:
+    """A key given for one SSRC also protects what its sender sends under another (WebRTC
+    sends RTCP from the placeholder SSRC 0xFA17FA17 under its session's keys): the keys
+    already in use on this flow are tried, and one counts only if the packet's
+    authentication tag verifies with it; failed trials are not tag failures."""
+    trials = contexts.get((flow.id, ~ssrc))  # failed trials are counted under ~ssrc
+    if trials is not None and trials.failed >= MAX_KEY_TRIALS:
+        return None
+    used = {explicit.by_ssrc[s].fingerprint: explicit.by_ssrc[s]
+            for (flow_id, s) in list(contexts) if flow_id == flow.id and s in explicit.by_ssrc}
+    for key in used.values():
+        trial = key.context()
+        opened = (trial.unprotect_rtcp(packet) if rtp.is_rtcp_type(packet[1])
+                  else trial.unprotect_rtp(packet))
+        if opened is not None:
+            return key
+    if used:
+        if trials is None:
+            trials = contexts[(flow.id, ~ssrc)] = next(iter(used.values())).context()
+        trials.failed += 1
+    return None
 
 
 def _unprotect(job: _Job, ctx: SrtpContext, packet: bytes) -> bytes | None:

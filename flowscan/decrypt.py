@@ -54,6 +54,7 @@ class _Job:
     unprotected_rtcp: int = 0
     truncated: int = 0
     stream_gap_bytes: int = 0  # over TCP: bytes of the stream never captured
+    senders: dict[int, Endpoint] = field(default_factory=dict)  # keyed SSRC -> its sender
 
 
 def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
@@ -386,7 +387,7 @@ def _open(payload: bytes, direction: bytes, by_key: dict[bytes, tuple[_Job, Endp
         return None
     hit = by_key.get(direction)
     if hit is None:
-        ctx, job = _ssrc_context(payload, unkeyed[direction][0], explicit, jobs, ssrc_contexts)
+        ctx, job = _ssrc_context(payload, *unkeyed[direction], explicit, jobs, ssrc_contexts)
     else:
         job, sender = hit
         ctx = job.contexts.get(sender)
@@ -412,7 +413,8 @@ def _try_alternatives(job: _Job, sender: Endpoint, payload: bytes) -> bytes | No
     return None
 
 
-def _ssrc_context(packet: bytes, flow: Flow, explicit: ExplicitKeys, jobs: dict[int, _Job],
+def _ssrc_context(packet: bytes, flow: Flow, sender: Endpoint, explicit: ExplicitKeys,
+                  jobs: dict[int, _Job],
                   contexts: dict[tuple[int, int], SrtpContext]
                   ) -> tuple[SrtpContext | None, _Job | None]:
     """The sender SSRC sits at bytes 4-8 of SRTCP (RFC 3550 6.4) and 8-12 of SRTP."""
@@ -421,32 +423,36 @@ def _ssrc_context(packet: bytes, flow: Flow, explicit: ExplicitKeys, jobs: dict[
     ctx = contexts.get((flow.id, ssrc))
     if ctx is not None:
         return ctx, jobs[flow.id]
-    key = explicit.by_ssrc.get(ssrc) or _same_sender_key(packet, ssrc, flow, explicit,
-                                                          contexts)
+    job = jobs.get(flow.id)
+    key = explicit.by_ssrc.get(ssrc)
+    if key is None and job is not None:
+        key = _same_sender_key(packet, ssrc, flow, sender, job, explicit, contexts)
     if key is None:
         return None, None
     ctx = contexts[(flow.id, ssrc)] = key.context()
-    job = jobs.get(flow.id)
     if job is None:
         job = jobs[flow.id] = _Job(flow, {}, key.source, key.fingerprint)
     job.contexts[(f"ssrc {ssrc:#010x}", 0)] = ctx
+    if ssrc in explicit.by_ssrc:
+        job.senders.setdefault(ssrc, sender)
     return ctx, job
 
 
 MAX_KEY_TRIALS = 8  # packets of an SSRC without a key tried with the flow's other keys
 
 
-def _same_sender_key(packet: bytes, ssrc: int, flow: Flow, explicit: ExplicitKeys,
-                     contexts: dict[tuple[int, int], SrtpContext]) -> SrtpKey | None:
+def _same_sender_key(packet: bytes, ssrc: int, flow: Flow, sender: Endpoint, job: _Job,
+                     explicit: ExplicitKeys, contexts: dict[tuple[int, int], SrtpContext]
+                     ) -> SrtpKey | None:
     """A key given for one SSRC also protects what its sender sends under another (WebRTC
-    sends RTCP from the placeholder SSRC 0xFA17FA17 under its session's keys): the keys
-    already in use on this flow are tried, and one counts only if the packet's
+    sends RTCP from the placeholder SSRC 0xFA17FA17 under its session's keys): the keys of
+    the SSRCs this sender was seen using are tried, and one counts only if the packet's
     authentication tag verifies with it; failed trials are not tag failures."""
     trials = contexts.get((flow.id, ~ssrc))  # failed trials are counted under ~ssrc
     if trials is not None and trials.failed >= MAX_KEY_TRIALS:
         return None
     used = {explicit.by_ssrc[s].fingerprint: explicit.by_ssrc[s]
-            for (flow_id, s) in list(contexts) if flow_id == flow.id and s in explicit.by_ssrc}
+            for s, seen_from in job.senders.items() if seen_from == sender}
     for key in used.values():
         trial = key.context()
         opened = (trial.unprotect_rtcp(packet) if rtp.is_rtcp_type(packet[1])

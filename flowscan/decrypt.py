@@ -214,6 +214,12 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
         for direction, sender in _directions(job.flow):
             by_key[direction] = (job, sender)
     ssrc_contexts: dict[tuple[int, int], SrtpContext] = {}  # (flow id, ssrc) -> context
+    # TCP flows are walked only where identification saw media framing in them (TURN over
+    # TCP, ICE-TCP), never inside TLS: its records are no frames to look for.
+    framed = {direction for flow, facts in flows if flow.transport == "tcp"
+              and "tls" not in facts.protocols
+              and {"stun", "turn", "rtp", "rtcp", "dtls"} & set(facts.protocols)
+              for direction, _ in _directions(flow)}
     decoder = LayerDecoder()
 
     def opener(payload: bytes, direction: bytes) -> bytes | None:
@@ -231,7 +237,7 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
                 if decoded[0] == PROTO_UDP:
                     replaced = _packet(data, decoded, decoder.layers, by_key, unkeyed,
                                        explicit, jobs, ssrc_contexts, output)
-                elif decoded[0] == PROTO_TCP:
+                elif decoded[0] == PROTO_TCP and decoded[1] in framed:
                     waiting = tcp.segment(data, decoded, decoder.layers)
             if output is not None:
                 output.add(ts, link, data, wire, replaced, waiting)

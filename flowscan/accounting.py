@@ -26,6 +26,7 @@ from flowscan.flows import (
     OTHER_CLASS,
     RTP_CLASS,
     SAMPLE_CLASSES,
+    TCP_MEDIA_CLASS,
     FlowState,
     FlowTable,
 )
@@ -45,6 +46,41 @@ class _MergePlan(NamedTuple):
     klass: np.ndarray  # payload class of each packet
     rtp: np.ndarray  # fast packets with an RTP header
     ssrc: np.ndarray  # their SSRCs
+
+
+_COOKIE = 0x2112A442
+
+
+def _tcp_media(gather: Gather, cols: FastColumns, batch: Batch) -> np.ndarray:
+    """flows.tcp_media_frame for every packet at once (only TCP packets use the answer)."""
+    ps, n = cols.ps, cols.pe - cols.ps
+    stop = batch.data_off[cols.idx] + batch.caplen[cols.idx]  # the captured bytes' end
+    ok = (n >= 8) & (ps + 8 <= stop)
+    at = np.where(ok, ps, 0)  # reads of packets that fail the test stay in bounds
+    last = len(gather.u8) - 8
+
+    def u8(i: np.ndarray) -> np.ndarray:
+        return gather.u8[np.clip(i, 0, last)].astype(np.int64)
+
+    def u16(i: np.ndarray) -> np.ndarray:
+        return gather.u16be[np.clip(i, 0, last)].astype(np.int64)
+
+    first, second, length = u8(at), u8(at + 1), u16(at + 2)
+    in_channel = (first >= 0x40) & (first <= 0x4F)
+    end = 4 + length + (-length % 4)
+    channel = in_channel & (((n - 4 - length >= 0) & (n - 4 - length <= 3)) | (
+        (end + 4 <= n) & (at + end + 2 <= stop) & (u16(at + end) == u16(at))))
+    stun = (first == 0) & ((second == 0x16) | (second == 0x17))
+    data = at + 24 + u16(at + 22)
+    indication = (stun & (gather.u32be[at + 4] == _COOKIE) & (20 + length == n)
+                  & (data + 5 <= stop) & (u16(data) == 0x13) & (u8(data + 4) >= 128)
+                  & (u8(data + 4) <= 191))
+    end = 2 + u16(at)
+    after = u8(at + end + 2)
+    framed = (~in_channel & ~stun & (u8(at + 2) >= 128) & (u8(at + 2) <= 191) & (
+        (end == n) | ((end + 3 <= n) & (at + end + 3 <= stop) & (after >= 128)
+                      & (after <= 191))))
+    return ok & (channel | indication | framed)
 
 
 class FlowAccounting:
@@ -162,8 +198,10 @@ class FlowAccounting:
         has_payload = cols.pe > cols.ps
         rows = cols.idx
         captured = cols.ps < batch.data_off[rows] + batch.caplen[rows]
-        klass = np.where(captured & (cols.proto != PROTO_TCP),
-                         CLASS_TABLE[Gather(batch.buf).u8[cols.ps]], OTHER_CLASS)
+        gather = Gather(batch.buf)
+        klass = np.where(captured & (cols.proto != PROTO_TCP), CLASS_TABLE[gather.u8[cols.ps]],
+                         np.where(_tcp_media(gather, cols, batch), TCP_MEDIA_CLASS,
+                                  OTHER_CLASS))
         triple = (group * 2 + column) * SAMPLE_CLASSES + klass
         prank = np.full(m, np.iinfo(np.int64).max)
         pay = np.flatnonzero(has_payload)
@@ -175,7 +213,6 @@ class FlowAccounting:
         slow[cols.idx[~one_by_one]] = False
         fast = np.flatnonzero(~one_by_one)
         # RTP (not RTCP) headers of the fast packets, for the per-flow SSRC count.
-        gather = Gather(batch.buf)
         rtp = fast[(klass[fast] == RTP_CLASS) & (cols.pe[fast] - cols.ps[fast] >= 12)
                    & (cols.ps[fast] + 12 <= batch.data_off[rows[fast]]
                       + batch.caplen[rows[fast]])]

@@ -10,12 +10,20 @@ named by a short SHA-256.
 from __future__ import annotations
 
 import socket
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from flowscan.capture import CaptureSource, open_reader
-from flowscan.capture.decode import PROTO_UDP, Decoded
-from flowscan.capture.edit import Layer, LayerDecoder, replace_udp_payload
+from flowscan.capture.decode import PROTO_TCP, PROTO_UDP, Decoded
+from flowscan.capture.edit import (
+    Layer,
+    LayerDecoder,
+    replace_tcp_bytes,
+    replace_udp_payload,
+    tcp_sequence,
+)
 from flowscan.capture.writer import PcapngWriter
 from flowscan.crypto import dtls_srtp, inner
 from flowscan.crypto.keylog import KeyLog, fingerprint
@@ -24,6 +32,7 @@ from flowscan.crypto.srtp import PROFILES, SrtpContext
 from flowscan.flows import reverse_key
 from flowscan.identify import FlowFacts
 from flowscan.protocols import rtp
+from flowscan.protocols.framing import Frame, Reassembler, clear_frame
 from flowscan.report.model import Decryption, Flow
 
 MAX_INNER_SAMPLES = 48  # decrypted payloads kept per SSRC for the inner-layer check
@@ -44,6 +53,8 @@ class _Job:
     by_trial: bool = False  # the profile was not seen, but found among those offered
     unprotected_rtcp: int = 0
     truncated: int = 0
+    stream_gap_bytes: int = 0  # over TCP: bytes of the stream never captured
+    senders: dict[int, Endpoint] = field(default_factory=dict)  # keyed SSRC -> its sender
 
 
 def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
@@ -115,14 +126,49 @@ def _endpoint_jobs(flows: list[tuple[Flow, FlowFacts]], keys: dict[Endpoint, Srt
     return jobs
 
 
+# Settles a frame whose edit waits on later packets: (settled, the edited frame or None);
+# its argument says to settle now with what is known.
+Resolver = Callable[[bool], tuple[bool, bytes | None]]
+MAX_QUEUED = 20000  # frames held behind one that waits, at most
+
+
 class DecryptedCapture:
     """Where `flowscan decrypt` writes: every frame, SRTP and SRTCP replaced by the clear."""
 
     def __init__(self, stream: BinaryIO, comment: str) -> None:
         self.writer = PcapngWriter(stream, comment)
         self.left_encrypted = 0  # decrypted, but in frames that could not be edited (fragments)
+        # Decrypted over TCP, but written as captured: split over segments, captured before
+        # a hole filled, or with no same-length rewrite.
+        self.left_in_tcp = 0
+        self.queue: deque[tuple[float, int, bytes, int, bytes | None, Resolver | None]] = (
+            deque())
 
-    def add(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None) -> None:
+    def add(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None,
+            waiting: Resolver | None = None) -> None:
+        """A frame to write, or one whose edit waits on later packets (a TCP segment whose
+        frames are not all walked yet): frames are written in capture order, so those after
+        a waiting one wait with it."""
+        if waiting is None and not self.queue:
+            self._write(ts, link, data, wire, replaced)
+            return
+        self.queue.append((ts, link, data, wire, replaced, waiting))
+        self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        """Writes the frames no longer waiting; with force (or a queue grown too long)
+        the first that waits is settled with what is known."""
+        while self.queue:
+            ts, link, data, wire, replaced, waiting = self.queue[0]
+            if waiting is not None:
+                done, replaced = waiting(force or len(self.queue) > MAX_QUEUED)
+                if not done:
+                    return
+            self.queue.popleft()
+            self._write(ts, link, data, wire, replaced)
+
+    def _write(self, ts: float, link: int, data: bytes, wire: int, replaced: bytes | None
+               ) -> None:
         if replaced is None:
             self.writer.add(ts, link, data, wire)
             return
@@ -168,21 +214,144 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
         for direction, sender in _directions(job.flow):
             by_key[direction] = (job, sender)
     ssrc_contexts: dict[tuple[int, int], SrtpContext] = {}  # (flow id, ssrc) -> context
+    # TCP flows are walked only where identification saw media framing in them (TURN over
+    # TCP, ICE-TCP), never inside TLS: its records are no frames to look for.
+    framed = {direction for flow, facts in flows if flow.transport == "tcp"
+              and "tls" not in facts.protocols
+              and {"stun", "turn", "rtp", "rtcp", "dtls"} & set(facts.protocols)
+              for direction, _ in _directions(flow)}
     decoder = LayerDecoder()
+
+    def opener(payload: bytes, direction: bytes) -> bytes | None:
+        return _open(payload, direction, by_key, unkeyed, explicit, jobs, ssrc_contexts)
+
+    tcp = _TcpMedia(opener, output)
     with CaptureSource(path) as source:
         for ts, link, data, wire in open_reader(source).packets():
-            replaced = None
+            replaced, waiting = None, None
             try:
                 decoded = decoder.decode(link, data)
             except (IndexError, ValueError):
                 decoded = None
-            if decoded is not None and decoded[0] == PROTO_UDP and (
-                    decoded[1] in by_key or decoded[1] in unkeyed):
-                replaced = _packet(data, decoded, decoder.layers, by_key, unkeyed, explicit,
-                                   jobs, ssrc_contexts, output)
+            if decoded is not None and (decoded[1] in by_key or decoded[1] in unkeyed):
+                if decoded[0] == PROTO_UDP:
+                    replaced = _packet(data, decoded, decoder.layers, by_key, unkeyed,
+                                       explicit, jobs, ssrc_contexts, output)
+                elif decoded[0] == PROTO_TCP and decoded[1] in framed:
+                    waiting = tcp.segment(data, decoded, decoder.layers)
             if output is not None:
-                output.add(ts, link, data, wire, replaced)
+                output.add(ts, link, data, wire, replaced, waiting)
+    tcp.finish()
+    if output is not None:
+        output.flush(force=True)
+    for direction_key, stream in tcp.directions.items():
+        hit, other = by_key.get(direction_key), unkeyed.get(direction_key)
+        job = hit[0] if hit else jobs.get(other[0].id) if other else None
+        if job is not None:
+            job.stream_gap_bytes += stream.stream.missing
     return {flow_id: _result(job) for flow_id, job in jobs.items()}
+
+
+TCP_SYN = 0x02
+MAX_EDITS = 4096  # clear frames remembered per direction, for retransmissions of them
+
+
+@dataclass
+class _TcpDirection:
+    stream: Reassembler = field(default_factory=Reassembler)
+    # (start, end, the frame in the clear) by stream offset, in stream order: what each
+    # segment written is edited with, retransmissions included.
+    edits: deque[tuple[int, int, bytes]] = field(default_factory=lambda: deque(maxlen=MAX_EDITS))
+    raw_until = 0  # stream bytes up to here were written as captured before being walked
+    finished = False
+
+
+class _TcpMedia:
+    """SRTP and SRTCP carried over TCP (TURN over TCP, RFC 6062 and RFC 8656; ICE-TCP, RFC
+    6544): each direction put back in order, its frames walked, each packet decrypted as
+    over UDP. The decrypted capture keeps every segment's length, so that the stream stays
+    consistent without moving a sequence number: each frame is rewritten in place, at the
+    same length (framing.clear_frame). A segment is written once every frame it holds a
+    part of has been walked (frames after it wait with it, to keep the capture's order);
+    a segment that cannot wait (a hole never filled, too much held) is written with what
+    is known, and the frames it held a part of are left as captured, counted in
+    left_in_tcp."""
+
+    def __init__(self, opener: Callable[[bytes, bytes], bytes | None],
+                 output: DecryptedCapture | None) -> None:
+        self.open = opener
+        self.output = output
+        self.directions: dict[bytes, _TcpDirection] = {}
+
+    def segment(self, data: bytes, decoded: Decoded, layers: list[Layer]) -> Resolver | None:
+        direction = self.directions.setdefault(decoded[1], _TcpDirection())
+        seq = tcp_sequence(data, layers)
+        if seq is None:
+            return None
+        if decoded[4] & TCP_SYN:
+            direction.stream.syn(seq)
+        # Bytes the snap length cut off are a hole, as if never captured.
+        start, end = decoded[2], min(decoded[3], len(data))
+        if end <= start:
+            return None
+        off = direction.stream.offset(seq)
+        if off is None:
+            return None
+        for frame, raw in direction.stream.add(off, data[start:end]):
+            self._frame(decoded[1], direction, frame, raw)
+        if self.output is None:
+            return None
+        stop = off + end - start
+
+        def resolve(force: bool) -> tuple[bool, bytes | None]:
+            walked = direction.stream.walker.base >= stop or direction.finished
+            if not walked and not force:
+                return False, None
+            if not walked:
+                direction.raw_until = max(direction.raw_until, stop)
+            return True, self._edited(direction, data, layers, off, start, end)
+
+        return resolve
+
+    def _frame(self, key: bytes, direction: _TcpDirection, frame: Frame, raw: bytes) -> None:
+        if not frame.has_data:
+            return
+        payload = raw[frame.data_start - frame.start:frame.data_end - frame.start]
+        plain = self.open(payload, key)
+        if plain is None or self.output is None:
+            return
+        clear = None
+        if frame.start >= direction.raw_until:  # else a part of it is written already
+            clear = clear_frame(frame, raw, plain, rtp.is_rtcp_type(payload[1]))
+        if clear is None:
+            self.output.left_in_tcp += 1
+        else:
+            direction.edits.append((frame.start, frame.end, clear))
+
+    @staticmethod
+    def _edited(direction: _TcpDirection, data: bytes, layers: list[Layer], off: int,
+                start: int, end: int) -> bytes | None:
+        """The segment with the clear frames it holds, whole or in part."""
+        payload = bytearray(data[start:end])
+        stop = off + len(payload)
+        hit = False
+        for first, last, clear in reversed(direction.edits):
+            if last <= off:
+                break
+            if first >= stop:
+                continue
+            lo, hi = max(first, off), min(last, stop)
+            payload[lo - off:hi - off] = clear[lo - first:hi - first]
+            hit = True
+        return replace_tcp_bytes(data, layers, start, bytes(payload)) if hit else None
+
+    def finish(self) -> None:
+        """What waited behind holes the capture never filled: decrypted and counted; the
+        segments that held it are then written."""
+        for key, direction in self.directions.items():
+            for frame, raw in direction.stream.finish():
+                self._frame(key, direction, frame, raw)
+            direction.finished = True
 
 
 def _packet(data: bytes, decoded: Decoded, layers: list[Layer],
@@ -202,12 +371,29 @@ def _packet(data: bytes, decoded: Decoded, layers: list[Layer],
     if end - start >= 4 and 0x40 <= data[start] <= 0x4F:  # TURN ChannelData (RFC 8656 12.4)
         channel, start = data[start:start + 2], start + 4
         end = min(end, start + int.from_bytes(data[start - 2:start], "big"))
-    payload = data[start:end]
+    plain = _open(data[start:end], decoded[1], by_key, unkeyed, explicit, jobs,
+                  ssrc_contexts)
+    if plain is None or output is None:
+        return None
+    if channel:
+        start, end = start - 4, decoded[3]
+        plain = channel + len(plain).to_bytes(2, "big") + plain
+    frame = replace_udp_payload(data, layers, start, end, plain)
+    output.left_encrypted += frame is None
+    return frame
+
+
+def _open(payload: bytes, direction: bytes, by_key: dict[bytes, tuple[_Job, Endpoint]],
+          unkeyed: dict[bytes, tuple[Flow, Endpoint]], explicit: ExplicitKeys,
+          jobs: dict[int, _Job], ssrc_contexts: dict[tuple[int, int], SrtpContext]
+          ) -> bytes | None:
+    """One SRTP or SRTCP packet of a keyed flow's direction in the clear, its tag verified;
+    None if it is not one or does not verify."""
     if len(payload) < 12 or not 128 <= payload[0] <= 191:
         return None
-    hit = by_key.get(decoded[1])
+    hit = by_key.get(direction)
     if hit is None:
-        ctx, job = _ssrc_context(payload, unkeyed[decoded[1]][0], explicit, jobs, ssrc_contexts)
+        ctx, job = _ssrc_context(payload, *unkeyed[direction], explicit, jobs, ssrc_contexts)
     else:
         job, sender = hit
         ctx = job.contexts.get(sender)
@@ -217,14 +403,7 @@ def _packet(data: bytes, decoded: Decoded, layers: list[Layer],
     if plain is None and job.alternatives and not job.verified and hit is not None:
         plain = _try_alternatives(job, hit[1], payload)
     job.verified = job.verified or plain is not None
-    if plain is None or output is None:
-        return None
-    if channel:
-        start, end = start - 4, decoded[3]
-        plain = channel + len(plain).to_bytes(2, "big") + plain
-    frame = replace_udp_payload(data, layers, start, end, plain)
-    output.left_encrypted += frame is None
-    return frame
+    return plain
 
 
 def _try_alternatives(job: _Job, sender: Endpoint, payload: bytes) -> bytes | None:
@@ -240,23 +419,57 @@ def _try_alternatives(job: _Job, sender: Endpoint, payload: bytes) -> bytes | No
     return None
 
 
-def _ssrc_context(packet: bytes, flow: Flow, explicit: ExplicitKeys, jobs: dict[int, _Job],
+def _ssrc_context(packet: bytes, flow: Flow, sender: Endpoint, explicit: ExplicitKeys,
+                  jobs: dict[int, _Job],
                   contexts: dict[tuple[int, int], SrtpContext]
                   ) -> tuple[SrtpContext | None, _Job | None]:
     """The sender SSRC sits at bytes 4-8 of SRTCP (RFC 3550 6.4) and 8-12 of SRTP."""
     offset = 4 if rtp.is_rtcp_type(packet[1]) else 8
     ssrc = int.from_bytes(packet[offset:offset + 4], "big")
+    ctx = contexts.get((flow.id, ssrc))
+    if ctx is not None:
+        return ctx, jobs[flow.id]
+    job = jobs.get(flow.id)
     key = explicit.by_ssrc.get(ssrc)
+    if key is None and job is not None:
+        key = _same_sender_key(packet, ssrc, flow, sender, job, explicit, contexts)
     if key is None:
         return None, None
-    ctx = contexts.get((flow.id, ssrc))
-    if ctx is None:
-        ctx = contexts[(flow.id, ssrc)] = key.context()
-        job = jobs.get(flow.id)
-        if job is None:
-            job = jobs[flow.id] = _Job(flow, {}, key.source, key.fingerprint)
-        job.contexts[(f"ssrc {ssrc:#010x}", 0)] = ctx
-    return ctx, jobs[flow.id]
+    ctx = contexts[(flow.id, ssrc)] = key.context()
+    if job is None:
+        job = jobs[flow.id] = _Job(flow, {}, key.source, key.fingerprint)
+    job.contexts[(f"ssrc {ssrc:#010x}", 0)] = ctx
+    if ssrc in explicit.by_ssrc:
+        job.senders.setdefault(ssrc, sender)
+    return ctx, job
+
+
+MAX_KEY_TRIALS = 8  # packets of an SSRC without a key tried with the flow's other keys
+
+
+def _same_sender_key(packet: bytes, ssrc: int, flow: Flow, sender: Endpoint, job: _Job,
+                     explicit: ExplicitKeys, contexts: dict[tuple[int, int], SrtpContext]
+                     ) -> SrtpKey | None:
+    """A key given for one SSRC also protects what its sender sends under another (WebRTC
+    sends RTCP from the placeholder SSRC 0xFA17FA17 under its session's keys): the keys of
+    the SSRCs this sender was seen using are tried, and one counts only if the packet's
+    authentication tag verifies with it; failed trials are not tag failures."""
+    trials = contexts.get((flow.id, ~ssrc))  # failed trials are counted under ~ssrc
+    if trials is not None and trials.failed >= MAX_KEY_TRIALS:
+        return None
+    used = {explicit.by_ssrc[s].fingerprint: explicit.by_ssrc[s]
+            for s, seen_from in job.senders.items() if seen_from == sender}
+    for key in used.values():
+        trial = key.context()
+        opened = (trial.unprotect_rtcp(packet) if rtp.is_rtcp_type(packet[1])
+                  else trial.unprotect_rtp(packet))
+        if opened is not None:
+            return key
+    if used:
+        if trials is None:
+            trials = contexts[(flow.id, ~ssrc)] = next(iter(used.values())).context()
+        trials.failed += 1
+    return None
 
 
 def _unprotect(job: _Job, ctx: SrtpContext, packet: bytes) -> bytes | None:
@@ -298,4 +511,5 @@ def _result(job: _Job) -> Decryption:
         profile = next(iter(job.contexts.values())).profile.name
         source += f"; SRTP profile {profile}, found by trial among those offered"
     return Decryption(decrypted, failed, source, job.key_fingerprint, kind, detail,
-                      len(job.payloads), job.unprotected_rtcp, job.truncated)
+                      len(job.payloads), job.unprotected_rtcp, job.truncated,
+                      job.stream_gap_bytes)

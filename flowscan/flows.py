@@ -23,15 +23,19 @@ SYN_ACK = TCP_SYN | TCP_ACK
 # Payload samples are budgeted per direction and per kind of payload, by the first byte as
 # RFC 7983 section 7 demultiplexes: STUN, DTLS, RTP/RTCP, anything else. ICE checks and a
 # DTLS handshake then cannot use up the room that RTP needs, nor the other way round.
-SAMPLE_CLASSES = 4
+SAMPLE_CLASSES = 5
 CLASS_OF: tuple[int, ...] = tuple(
     0 if b <= 3 else 1 if 20 <= b <= 63 else 2 if 128 <= b <= 191 else 3 for b in range(256))
 OTHER_CLASS = 3
 # A TCP segment's first byte says nothing of what it carries (TLS records would pass for
-# DTLS): TCP is sampled as one stream, in the "other" class.
-CLASS_BUDGET = (4, 8, 8, 8)  # packets per direction: STUN, DTLS, RTP/RTCP, other
-CLASS_BYTES = (2048, 2048, 512, 2048)  # bytes kept of each sample (RTP: headers and stats)
+# DTLS): TCP is sampled as one stream, in the "other" class; except segments that are
+# exactly one media frame of TURN over TCP or ICE-TCP (tcp_media_frame), sampled apart so
+# that the media after a long ICE and TURN set-up is still seen.
+CLASS_BUDGET = (4, 8, 8, 8, 8)  # packets per direction: STUN, DTLS, RTP/RTCP, other, TCP media
+CLASS_BYTES = (2048, 2048, 512, 2048, 2048)  # bytes kept of each (RTP: headers and stats)
 RTP_CLASS = 2
+TCP_MEDIA_CLASS = 4
+_COOKIE = b"\x21\x12\xa4\x42"  # STUN's magic cookie (RFC 8489 section 5)
 # Distinct RTP SSRCs are counted per direction over the whole flow (fan-in shows an SFU),
 # up to this many.
 MAX_SSRCS = 64
@@ -69,6 +73,31 @@ def split_key(proto: int, raw: bytes) -> FlowKey:
         socket.inet_ntop(family, raw[alen:2 * alen]),
         int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big"),
     )
+
+
+def tcp_media_frame(data: bytes, ps: int, pe: int) -> bool:
+    """Whether a TCP segment's payload data[ps:pe] holds whole frames that may carry media:
+    TURN ChannelData messages padded to four bytes (RFC 8656 section 12.5), a Send or Data
+    indication relaying RTP or RTCP (RFC 8656 sections 10 and 11, over TCP per section 3.1),
+    or RFC 4571 frames (ICE-TCP, RFC 6544) holding RTP or RTCP. The first frame must end at
+    the segment's end or be followed by a second of its kind, so that a chance match in a
+    TLS or HTTP stream is unlikely; the vectorised twin is accounting._tcp_media."""
+    n = pe - ps
+    if n < 8 or ps + 8 > len(data):
+        return False
+    first = data[ps]
+    length = int.from_bytes(data[ps + 2:ps + 4], "big")
+    if 0x40 <= first <= 0x4F:
+        end = 4 + length + (-length % 4)
+        return 0 <= n - 4 - length <= 3 or (
+            end + 4 <= n and data[ps + end:ps + end + 2] == data[ps:ps + 2])
+    if first == 0 and data[ps + 1] in (0x16, 0x17):
+        at = ps + 24 + int.from_bytes(data[ps + 22:ps + 24], "big")  # after XOR-PEER-ADDRESS
+        return (data[ps + 4:ps + 8] == _COOKIE and 20 + length == n and at + 5 <= len(data)
+                and data[at:at + 2] == b"\x00\x13" and 128 <= data[at + 4] <= 191)
+    end = 2 + int.from_bytes(data[ps:ps + 2], "big")
+    return 128 <= data[ps + 2] <= 191 and (end == n or (
+        end + 3 <= n and ps + end + 3 <= len(data) and 128 <= data[ps + end + 2] <= 191))
 
 
 def reverse_key(raw: bytes) -> bytes:
@@ -177,7 +206,10 @@ class FlowTable:
         flow.octets[d] += wirelen
         flow.last[d] = ts
         if pe > ps:
-            c = CLASS_OF[data[ps]] if ps < len(data) and proto != PROTO_TCP else OTHER_CLASS
+            if proto != PROTO_TCP:
+                c = CLASS_OF[data[ps]] if ps < len(data) else OTHER_CLASS
+            else:
+                c = TCP_MEDIA_CLASS if tcp_media_frame(data, ps, pe) else OTHER_CLASS
             i = d * SAMPLE_CLASSES + c
             if flow.budget[i]:
                 flow.budget[i] -= 1

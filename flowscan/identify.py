@@ -9,10 +9,17 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from flowscan.flows import OTHER_CLASS, RTP_CLASS, SAMPLE_CLASSES, FlowState
+from flowscan.flows import (
+    OTHER_CLASS,
+    RTP_CLASS,
+    SAMPLE_CLASSES,
+    TCP_MEDIA_CLASS,
+    FlowState,
+    tcp_media_frame,
+)
 from flowscan.media import streams as rtp_streams
 from flowscan.media.payload import PayloadStats, frame_sizes, payload_stats
-from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom
+from flowscan.protocols import demux, dns, framing, quic, rtp, sip, stun, tls, zoom
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
 from flowscan.protocols.sip import SdpMedia
@@ -196,6 +203,7 @@ class _Collector:
         self.dns_port = any(p in DNS_PORTS for p in ports)
         self.sip_port = any(p in SIP_PORTS for p in ports)
         self.sip_messages = 0  # SIP messages seen, skipped ones included
+        self.relayed: bytes | None = None  # the DATA of the indication just read
 
     # -- UDP ---------------------------------------------------------------------------
     def udp(self, side: int, payload: bytes, depth: int = 0, ts: float = -1.0) -> None:
@@ -219,6 +227,9 @@ class _Collector:
             return True
         kind = demux.classify(payload)
         if kind == demux.STUN and self._stun(side, payload, exact=True):
+            relayed, self.relayed = self.relayed, None
+            if relayed and depth == 0:  # a Send or Data indication's DATA (RFC 8656 10, 11)
+                self.udp(side, relayed, depth + 1)
             return True
         if kind == demux.TURN_CHANNEL and depth == 0:
             channel = stun.parse_channel_data(payload, exact=True)
@@ -304,6 +315,7 @@ class _Collector:
         if msg.method in ("allocate", "channel-bind", "send", "data", "create-permission"):
             self.facts.add("turn")
             if msg.data:
+                self.relayed = msg.data
                 turn = self.facts.turn = self.facts.turn or TurnFacts()
                 turn.data_indications += 1
                 inner = demux.classify(msg.data) or "other"
@@ -664,7 +676,7 @@ def identify(state: FlowState) -> FlowFacts:
     facts = identify_samples((state.proto, state.key, state.samples,
                               (len(state.ssrcs[0]), len(state.ssrcs[1]))))
     facts.media_unread = any(state.budget[d * SAMPLE_CLASSES + c] == 0
-                             for d in (0, 1) for c in (RTP_CLASS, OTHER_CLASS))
+                             for d in (0, 1) for c in (RTP_CLASS, OTHER_CLASS, TCP_MEDIA_CLASS))
     return facts
 
 
@@ -678,10 +690,17 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
             except Exception:  # noqa: BLE001 - a parser bug must not stop the analysis
                 continue
     elif proto == 6:
-        streams = (b"".join(p for _t, d, p in samples if d == 0),
-                   b"".join(p for _t, d, p in samples if d == 1))
+        # Segments that are one media frame each were sampled apart (flows.tcp_media_frame);
+        # the others are the start of each direction's stream.
+        frames = [(t, d, p) for t, d, p in samples if tcp_media_frame(p, 0, len(p))]
+        streams = (b"".join(p for t, d, p in samples if d == 0 and (t, d, p) not in frames),
+                   b"".join(p for t, d, p in samples if d == 1 and (t, d, p) not in frames))
         with suppress(Exception):  # as above: a parser bug must not stop the analysis
             collector.tcp(streams)
+        for ts, side, payload in frames:
+            for datagram in framing.datagrams(payload):
+                with suppress(Exception):
+                    collector.udp(side, datagram, ts=ts)
     facts = collector.finish()
     if facts.rtp is not None:
         facts.rtp.ssrc_count = {side: n for side, n in zip(SIDES, ssrc_counts, strict=True)

@@ -311,6 +311,11 @@ def decryption_warnings(options: ScanOptions, flows: list[Flow], explicit: Expli
     if output is not None and output.left_encrypted:
         out.append(f"{output.left_encrypted} decrypted packets travel in IP fragments (or "
                    "IPv6 jumbograms); the decrypted capture keeps them as they were")
+    if output is not None and output.left_in_tcp:
+        out.append(f"{output.left_in_tcp} packets decrypted over TCP are written as captured: "
+                   "split over TCP segments, or in segments captured before a gap in the "
+                   "stream was filled (the decrypted capture edits each segment alone, at "
+                   "its length)")
     return out
 
 

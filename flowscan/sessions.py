@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 from flowscan.identify import FlowFacts
-from flowscan.report.model import Finding, Flow, MediaSession
+from flowscan.report.model import Decryption, Finding, Flow, MediaSession
 
 
 def _sip_calls(flows: list[tuple[Flow, FlowFacts]]) -> dict[tuple[str, int], str]:
@@ -50,7 +50,7 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
     main = max(members, key=lambda f: (f.bytes, -f.id))
     enc = main.encryption
     assert enc is not None
-    why = next((e.detail for e in enc.evidence), "")
+    why = _keys_said(enc.decryption) or next((e.detail for e in enc.evidence), "")
     others = f" (+{len(members) - 1} more flows)" if len(members) > 1 else ""
     if all(f.encryption and [e.signal for e in f.encryption.evidence] == ["handshake-only"]
            for f in members):
@@ -62,6 +62,25 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
                f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
                f"{_path(enc.verdict, enc.termination)}): {why}")
     return MediaSession(number, app, [f.id for f in members], verdicts, summary)
+
+
+def _keys_said(dec: Decryption | None) -> str | None:
+    """With keys that opened the media, the call line says what they showed (issue 17,
+    class 12): how many packets were decrypted and verified, and what is inside; the wire's
+    reason ("random payloads") no longer explains the verdict."""
+    if dec is None or not dec.packets_decrypted:
+        return None
+    n = dec.packets_decrypted
+    opened = (f"every packet tried decrypted and verified ({n})" if not dec.tag_failures else
+              f"{n} packets decrypted and verified, {dec.tag_failures} failed their "
+              "authentication tag")
+    inside = {
+        "codec": "; {detail}: the transport keys were the only protection",
+        "sframe": "; {detail}: an end-to-end layer inside the transport encryption",
+        "opaque": "; {detail}: another encryption layer may be inside",
+        "insufficient": "; {detail}: too few to tell what is inside",
+    }.get(dec.inner, "; {detail}")
+    return opened + inside.format(detail=dec.inner_detail)
 
 
 def _path(verdict: str, termination: str) -> str:

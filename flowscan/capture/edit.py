@@ -1,4 +1,5 @@
-"""Replacing a UDP payload inside a captured frame, with the lengths and checksums that follow.
+"""Replacing a UDP payload inside a captured frame, with the lengths and checksums that follow;
+and bytes of a TCP segment by as many others, with its checksum.
 
 Every header around the payload that counts its length is fixed: IPv4 (total length and
 header checksum), IPv6 (payload length, extension headers included), UDP (length; the
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from flowscan.capture.decode import PROTO_UDP, Decoded, Decoder
+from flowscan.capture.decode import PROTO_TCP, PROTO_UDP, Decoded, Decoder
 
 Layer = tuple[str, int]  # (kind, offset of its header)
 
@@ -53,6 +54,8 @@ class LayerDecoder(Decoder):
                    encap: Encap, depth: int) -> Decoded | None:
         if proto == PROTO_UDP:
             self._note("udp", l4)
+        elif proto == PROTO_TCP:
+            self._note("tcp", l4)
         return super()._transport(data, proto, a0, a1, l4, end, encap, depth)
 
     def _gtpu(self, data: bytes, g: int, end: int, encap: Encap, depth: int
@@ -153,4 +156,40 @@ def _replace(data: bytes, layers: list[Layer], start: int, end: int, new: bytes
                     else ip + 40 + _u16(frame, ip + 4))
             frame[at + 4:at + 6] = b"\0\0"
             frame[at + 4:at + 6] = _checksum(frame[at:stop]).to_bytes(2, "big")
+    return bytes(frame)
+
+
+def tcp_sequence(data: bytes, layers: list[Layer]) -> int | None:
+    """The sequence number of the TCP segment in the frame (RFC 9293 section 3.1)."""
+    if not layers or layers[-1][0] != "tcp":
+        return None
+    at = layers[-1][1]
+    return int.from_bytes(data[at + 4:at + 8], "big")
+
+
+def replace_tcp_bytes(data: bytes, layers: list[Layer], start: int, new: bytes
+                      ) -> bytes | None:
+    """The frame with data[start:start + len(new)] (inside the TCP payload) replaced by new,
+    the same length, so that no sequence number moves; the TCP checksum is recomputed over
+    the pseudo-header (RFC 9293 section 3.1, RFC 8200 section 8.1). None for a fragment or
+    a frame without its whole segment."""
+    if (not layers or layers[-1][0] != "tcp" or any(k == "fragment" for k, _ in layers)
+            or len(layers) < 2 or layers[-2][0] not in ("ipv4", "ipv6")):
+        return None
+    (ip_kind, ip), (_, at) = layers[-2], layers[-1]
+    frame = bytearray(data)
+    if ip_kind == "ipv4":
+        stop = ip + _u16(frame, ip + 2)
+        pseudo = bytes(frame[ip + 12:ip + 20]) + b"\0\x06" + (stop - at).to_bytes(2, "big")
+    else:
+        stop = ip + 40 + _u16(frame, ip + 4)
+        pseudo = (bytes(frame[ip + 8:ip + 40]) + (stop - at).to_bytes(4, "big")
+                  + b"\0\0\0\x06")
+    if stop > len(frame) or start + len(new) > stop:
+        return None
+    frame[start:start + len(new)] = new
+    frame[at + 16:at + 18] = b"\0\0"
+    frame[at + 16:at + 18] = _checksum(pseudo + bytes(frame[at:stop])).to_bytes(2, "big")
+    if any(kind in ("udp", "gre") for kind, _ in layers[:-2]):
+        return None  # an outer checksum would need the same care: left as captured
     return bytes(frame)

@@ -219,7 +219,10 @@ def split_stream(data: bytes) -> list[bytes]:
     pos = 0
     while len(out) < MAX_STREAM_MESSAGES and pos + 2 <= len(data):
         size = int.from_bytes(data[pos:pos + 2], "big")
-        if not size or pos + 2 + size > len(data):
+        if not size:  # the null packet (RFC 4571 section 2): nothing to read
+            pos += 2
+            continue
+        if pos + 2 + size > len(data):
             break
         out.append(data[pos + 2:pos + 2 + size])
         pos += 2 + size

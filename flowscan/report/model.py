@@ -158,6 +158,9 @@ class Decryption:
     # RTCP whose tag failed because it has none: it parses to its end, sent in the clear.
     unprotected_rtcp: int = 0
     truncated: int = 0  # packets cut short by the capture's snap length: not tried
+    # Media over TCP: bytes of the stream the capture never holds (holes no retransmission
+    # filled); frames in them could not be tried.
+    stream_gap_bytes: int = 0
 
 
 @dataclass

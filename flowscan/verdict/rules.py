@@ -158,9 +158,38 @@ def _handshake_only(facts: FlowFacts) -> Encryption:
                                            "no media here to judge")])
 
 
+TURNS_PORT = 5349  # TURN over TLS (RFC 8656 section 3.1; IANA "turns")
+TURN_ALPN = "stun.turn"  # RFC 7443 section 5
+
+
+def _turn_over_tls(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | None:
+    """TURN over TLS (RFC 8656 section 3.1; RFC 6062 relays TCP the same way): whatever the
+    relay forwards travels inside TLS, so neither the media nor its own protection can be
+    seen. Said so, rather than leaving the flow unjudged as if it held no media."""
+    tls = facts.tls
+    if flow.transport != "tcp" or tls is None:
+        return None
+    signs = []
+    if TURN_ALPN in tls.alpn_offered or tls.alpn == TURN_ALPN:
+        signs.append(f"ALPN {TURN_ALPN} (RFC 7443)")
+    if flow.server.port == TURNS_PORT:
+        signs.append(f"port {TURNS_PORT}, TURN over TLS's")
+    if flow.server.ip in ctx.turn_servers and ctx.turn_servers[flow.server.ip] != flow.id:
+        signs.append(f"the address of the TURN server allocated at on flow "
+                     f"{ctx.turn_servers[flow.server.ip]}")
+    if not signs:
+        return None
+    return Encryption("unknown", "relay", "unknown", "observed", "low", [
+        EvidenceItem("turn-over-tls", f"TURN over TLS to {flow.server.ip}:{flow.server.port} "
+                     f"({'; '.join(signs)}): the relayed payload is inside TLS and not "
+                     "visible, so whether media went through the relay, and how it is "
+                     "protected inside, cannot be seen from the wire (the TLS keys would "
+                     "show it)")])
+
+
 def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | None:
     if not is_media(flow, facts):
-        return None
+        return _turn_over_tls(flow, facts, ctx)
     if not media_packets(facts) and not facts.media_unread:
         # Every packet that could be media was read, and none was. (With such packets left
         # unread beyond the samples, the handshake is judged: the media may be there.)
@@ -589,7 +618,10 @@ def apply_decryption(enc: Encryption, dec: Decryption) -> None:
                           + (f"; {dec.unprotected_rtcp} RTCP packets had no SRTCP trailer at "
                              "all: sent unprotected" if dec.unprotected_rtcp else "")
                           + (f"; {dec.truncated} packets cut short by the capture's snap "
-                             "length were not tried" if dec.truncated else ""))
+                             "length were not tried" if dec.truncated else "")
+                          + (f"; {dec.stream_gap_bytes} bytes of the TCP stream were never "
+                             "captured, so the packets in them were not tried"
+                             if dec.stream_gap_bytes else ""))
     if not dec.packets_decrypted:
         enc.evidence.append(EvidenceItem("keys-did-not-open", f"{dec.tag_failures} packets "
                                          f"failed authentication with the key from "

@@ -143,3 +143,17 @@ def test_media_located_abroad_is_leaving_not_a_foreign_operator() -> None:
     data = flowscan.scan(lab("sip-rtp-plain"), home="DE").answers.data  # type: ignore[union-attr]
     assert sorted(f.flow for f in data.leaving if f.kind == "media") == [2, 3]
     assert data.foreign_operators == []
+
+
+def test_with_keys_that_opened_the_media_the_answer_does_not_ask_for_keys() -> None:
+    """turn_tcp_call.pcap decrypted with its SRTP keys (the shared folder's README): still
+    cannot tell who else holds them, and what would settle it is no longer the keys."""
+    keys = ("0x1C090D13=AES_CM_128_HMAC_SHA1_80:inline:ODQ3ODIxYTE1NTIxZDVhMGRmNjNiODMwN2M3ODdk",
+            "0x1C090D15=AES_CM_128_HMAC_SHA1_80:inline:ZDExYzU2MjgxMDU1OGZhYzE2MTI4MTRlODZlMzlm")
+    path = str(real_capture("turn_tcp_call.pcap"))
+    wire = flowscan.scan(path).answers.encryption  # type: ignore[union-attr]
+    keyed = flowscan.scan(path, srtp_key=keys).answers.encryption  # type: ignore[union-attr]
+    assert wire.answer == keyed.answer == "cannot-tell"
+    assert any("--keylog" in s for s in wire.settle)
+    assert not any("--keylog" in s or "--srtp-key" in s for s in keyed.settle)
+    assert "the keys given decrypted it" in keyed.sentence

@@ -146,17 +146,25 @@ def encryption_answer(flows: list[Flow]) -> EncryptionAnswer:
                  "participants hold; the servers on the way cannot read the call.",
             [], shares, ids)
     if hop := having("hop-by-hop"):
+        undecided = hop
         sentence = (f"Cannot tell from this capture: {some(hop, 'are', 'is')} encrypted only "
                     "up to the service's servers (hop-by-hop), which can read the call unless "
                     "an inner end-to-end layer protects it, and that layer cannot be seen "
                     "without the keys.")
     elif unverified := having("encrypted-unverified"):
+        undecided = unverified
         sentence = (f"Cannot tell from this capture: {some(unverified, 'are', 'is')} "
                     "encrypted, but whether only the participants or also a server hold the "
                     "keys cannot be seen on the wire.")
     else:
-        sentence = (f"Cannot tell from this capture: how {some(having('unknown'), 'are', 'is')}"
+        undecided = having("unknown")
+        sentence = (f"Cannot tell from this capture: how {some(undecided, 'are', 'is')}"
                     " protected could not be determined.")
+    if all(f.encryption and f.encryption.basis == "decrypted" for f in undecided):
+        # The keys were given and opened the media: asking for them again would mislead.
+        return EncryptionAnswer(
+            CANNOT_TELL, sentence[:-1] + "; the keys given decrypted it, but they do not show "
+            "who else holds them.", [OTHER_END], shares, ids)
     return EncryptionAnswer(CANNOT_TELL, sentence, [KEYS, OTHER_END], shares, ids)
 
 

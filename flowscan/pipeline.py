@@ -170,7 +170,7 @@ class _Identify:
     def __call__(self, state: FlowState) -> None:
         record = flow_record(state)
         facts = identify(state)
-        state.samples = []
+        state.samples = state.late = []
         record.protocols = list(facts.protocols)
         record.details = facts_to_details(facts)
         self.flows.append((record, facts))

@@ -102,6 +102,18 @@ def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
                            f"{len(leaking)} encrypted media flow(s) also send RTCP unprotected, "
                            f"so call metadata is readable on the path: {why}",
                            [f.id for f in leaking]))
+    clear_start = [f for f in flows if f.encryption and any(
+        e.signal == "zrtp-clear-start" for e in f.encryption.evidence)]
+    if clear_start:
+        # RFC 6189 section 4.6.1: media flows in the clear until the Confirm exchange.
+        what = "; ".join(f"flow {f.id}: " + next(
+            e.detail for e in f.encryption.evidence  # type: ignore[union-attr]
+            if e.signal == "zrtp-clear-start").split(": ", 1)[1].split(";")[0]
+            for f in clear_start[:3])
+        out.append(Finding("medium", "zrtp-clear-start",
+                           f"{len(clear_start)} media flow(s) sent media unencrypted before "
+                           f"ZRTP completed ({what}): anyone on the path can read that start "
+                           "of the call", [f.id for f in clear_start]))
     by_id = {f.id: f for f in flows}
     for session in sessions:
         # An unknown leg (a handshake without media, too little to judge) protects nothing

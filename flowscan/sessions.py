@@ -56,12 +56,24 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
            for f in members):
         # No media to speak of: say what there was (issue 17).
         return MediaSession(number, app, [f.id for f in members], verdicts,
-                            f"{app or 'unidentified app'}: a handshake with {main.server.ip}:"
-                            f"{main.server.port}{others} and no media: {why}")
-    summary = (f"{app or 'unidentified app'}: media to {main.server.ip}:{main.server.port}"
+                            f"{app or 'unidentified app'}: a handshake "
+                            f"{_towards(main).replace('to ', 'with ', 1)}{others} and no "
+                            f"media: {why}")
+    summary = (f"{app or 'unidentified app'}: media {_towards(main)}"
                f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
                f"{_path(enc.verdict, enc.termination)}): {why}")
     return MediaSession(number, app, [f.id for f in members], verdicts, summary)
+
+
+def _towards(flow: Flow) -> str:
+    """The flow's remote, never the capture point: where which end is local cannot be told
+    (two participants, nothing deciding), both ends are named."""
+    remote = flow.remote
+    if remote is None or remote.basis == "unknown":
+        return (f"between {flow.client.ip}:{flow.client.port} and "
+                f"{flow.server.ip}:{flow.server.port}")
+    end = flow.client if remote.which == "client" else flow.server
+    return f"to {end.ip}:{end.port}"
 
 
 def _path(verdict: str, termination: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 from flowscan.flows import OTHER_CLASS, RTP_CLASS, SAMPLE_CLASSES, FlowState
 from flowscan.media import streams as rtp_streams
 from flowscan.media.payload import PayloadStats, frame_sizes, payload_stats
-from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, zoom, zrtp
+from flowscan.protocols import demux, dns, quic, rtp, sip, stun, tls, whatsapp, zoom, zrtp
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
 from flowscan.protocols.sip import SdpMedia
@@ -172,6 +172,9 @@ class FlowFacts:
     zrtp: ZrtpFacts | None = None
     dns: dict[str, list[str]] | None = None  # name -> addresses / cnames answered
     dns_queries: list[str] = field(default_factory=list)
+    # Sides whose datagrams all begin with one 16-byte tag: a relay's peer tag (Telegram's
+    # reflectors), the rest of the datagram opaque.
+    peer_tag: list[str] = field(default_factory=list)
     discord_ip_discovery: bool = False
     discord_ping: bool = False
     public_addresses: list[str] = field(default_factory=list)  # the client as others see it
@@ -519,6 +522,9 @@ class _Collector:
             self.facts.add("tls")
             self.facts.tls = _tls_facts(sides[0], sides[1])
             return
+        if whatsapp.is_chat(streams[0]):  # Noise frames, not classic STUN
+            self.facts.add("whatsapp-chat")
+            return
         for side, data in enumerate(streams):
             if not data:
                 continue
@@ -711,7 +717,25 @@ def identify(state: FlowState) -> FlowFacts:
     if facts.zrtp is not None:
         with suppress(Exception):  # as in identify_samples
             _after_zrtp(job, state.late, facts)
+    if state.proto == 17:
+        facts.peer_tag = _peer_tag(state.samples)
     return facts
+
+
+PEER_TAG = 16  # bytes
+
+
+def _peer_tag(samples: list[tuple[float, int, bytes]]) -> list[str]:
+    """Sides whose sampled datagrams (at least 4, each longer than the tag) all start with
+    the same 16 bytes: RTP, STUN and DTLS never do, as their sequence numbers or
+    transaction IDs change within those bytes."""
+    out = []
+    for side, name in enumerate(SIDES):
+        heads = [p[:PEER_TAG] for _t, d, p in samples if d == side]
+        if len(heads) >= 4 and len(set(heads)) == 1 and all(
+                len(p) > PEER_TAG + 8 for _t, d, p in samples if d == side):
+            out.append(name)
+    return out
 
 
 def _after_zrtp(job: FlowSamples, late: list[tuple[float, int, bytes]],
@@ -805,4 +829,6 @@ def facts_to_details(facts: FlowFacts) -> dict[str, Any]:
                           "voice_ping": facts.discord_ping}
     if facts.public_addresses:
         out["public_addresses"] = facts.public_addresses
+    if facts.peer_tag:
+        out["peer_tag"] = facts.peer_tag
     return out

@@ -74,9 +74,20 @@ class VerdictContext:
     relayed: dict[str, int] = field(default_factory=dict)
 
 
+# Apps whose calls carry opaque datagrams of their own (no RTP header to read) over UDP:
+# a flow of theirs with datagrams both ways, beyond the samples, is their media.
+OPAQUE_MEDIA_APPS = {"telegram"}
+OPAQUE_MEDIA_PACKETS = 20  # each way: more than a handshake or keepalives
+
+
 def is_media(flow: Flow, facts: FlowFacts) -> bool:
     p = set(facts.protocols)
     if p & {"rtp", "rtcp", "srtp", "zoom", "discord-voice"}:
+        return True
+    if flow.app is not None and flow.app.name in OPAQUE_MEDIA_APPS and (
+            flow.transport == "udp") and not p & {"dns", "quic", "gquic", "stun"} and (
+            facts.peer_tag or min(flow.to_server.packets, flow.to_client.packets)
+            >= OPAQUE_MEDIA_PACKETS):
         return True
     if facts.dtls and (facts.dtls.srtp_profiles_offered or facts.dtls.srtp_profile):
         return True
@@ -168,7 +179,9 @@ def _handshake_only(facts: FlowFacts) -> Encryption:
 def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | None:
     if not is_media(flow, facts):
         return None
-    if not media_packets(facts) and not facts.media_unread:
+    opaque = not media_packets(facts) and flow.app is not None and (
+        flow.app.name in OPAQUE_MEDIA_APPS)
+    if not media_packets(facts) and not facts.media_unread and not opaque:
         # Every packet that could be media was read, and none was. (With such packets left
         # unread beyond the samples, the handshake is judged: the media may be there.)
         return _handshake_only(facts)
@@ -642,6 +655,13 @@ def _proprietary(flow: Flow, facts: FlowFacts, app: str,
                           "cannot show who holds the keys")
     turn = facts.turn is not None or bool(facts.stun and facts.stun.methods.get(
         "allocate-request"))
+    if facts.peer_tag:
+        return Encryption("encrypted-unverified", "relay", "proprietary", "observed", "low", [
+            EvidenceItem("peer-tag", f"every datagram the {', '.join(facts.peer_tag)} sent "
+                         "begins with the same 16-byte peer tag, then opaque bytes: a relay "
+                         f"(reflector) at {flow.server.ip}:{flow.server.port} matches the "
+                         "call's parties by that tag and forwards the rest"), keying,
+            *payload])
     if turn:
         return Encryption("encrypted-unverified", "relay", "proprietary", "observed", "low", [
             EvidenceItem("turn-relay", f"the media goes through the relay at "

@@ -143,6 +143,9 @@ class ZrtpFacts:
     clear_packets: dict[str, int] = field(default_factory=dict)
     clear_ms: dict[str, float] = field(default_factory=dict)
     clear_at_least: bool = False  # the clear samples ran out before the switch
+    # With the samples run out: at most this many, by the sequence numbers of the first
+    # sample after the switch (RFC 3550 section 5.1), per side.
+    clear_at_most: dict[str, int] = field(default_factory=dict)
     after_sampled: int = 0  # RTP packets sampled after the switch, judged as the media
 
 
@@ -766,8 +769,12 @@ def _after_zrtp(job: FlowSamples, late: list[tuple[float, int, bytes]],
         if not mine:
             continue
         z.clear_packets[name] = max(len(mine), _sequence_span(mine))
-        z.clear_ms[name] = round((mine[-1][0] - mine[0][0]) * 1000.0, 1)
-        z.clear_at_least = z.clear_at_least or len(mine) >= 8
+        z.clear_ms[name] = round((switch - mine[0][0]) * 1000.0, 1)
+        if len(mine) >= 8:
+            z.clear_at_least = True
+            bound = _sequence_span(mine + [s for s in after if s[1] == side][:1]) - 1
+            if bound > z.clear_packets[name]:
+                z.clear_at_most[name] = bound
     z.after_sampled = len(after)
     if not after:
         return

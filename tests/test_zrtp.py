@@ -132,7 +132,8 @@ def test_zrtp_call_is_end_to_end_after_a_clear_start(tmp_path: Path) -> None:
     assert "Confirm2" in signals["zrtp-exchange"] and "DH3k" in signals["zrtp-exchange"]
     assert "a=zrtp-hash" in signals["sdp-zrtp-hash"]
     assert "man in the middle" in signals["zrtp-end-to-end"]
-    assert "at least" in signals["zrtp-clear-start"]
+    # 25 clear packets each way: 8 sampled, the first sample after the switch bounds them.
+    assert "between 8 and 2" in signals["zrtp-clear-start"]
     kinds = [f.kind for f in report.findings]
     assert "zrtp-clear-start" in kinds and "plaintext-media" not in kinds
     assert "zrtp" in flow.protocols
@@ -144,7 +145,7 @@ def test_short_call_is_judged_on_later_samples(tmp_path: Path) -> None:
     flow = media_flow(flowscan.scan(zrtp_call(tmp_path, clear=2, after=25)))
     assert flow.encryption is not None and flow.encryption.verdict == "end-to-end"
     detail = next(e.detail for e in flow.encryption.evidence if e.signal == "zrtp-clear-start")
-    assert "at least 8 from the client" in detail
+    assert "from the client" in detail and ("at least 8" in detail or "between 8 and" in detail)
 
 
 def test_clear_start_within_the_first_samples_is_counted_exactly(tmp_path: Path) -> None:

@@ -288,9 +288,11 @@ def _zrtp(facts: FlowFacts, look: str | None, payload_evidence: list[EvidenceIte
     if zrtp_sdp:
         evidence.append(EvidenceItem("sdp-zrtp-hash", zrtp_sdp))
     if z.clear_packets:
-        counts = ", ".join(f"{'at least ' if z.clear_at_least else ''}{n} from the {side} "
-                           f"over {z.clear_ms.get(side, 0.0)} ms"
-                           for side, n in z.clear_packets.items())
+        counts = ", ".join(
+            (f"between {n} and {z.clear_at_most[side]}" if side in z.clear_at_most
+             else f"at least {n}" if z.clear_at_least else str(n))
+            + f" from the {side} in the {z.clear_ms.get(side, 0.0)} ms before the switch"
+            for side, n in z.clear_packets.items())
         evidence.append(EvidenceItem("zrtp-clear-start", f"RTP sent unencrypted before ZRTP "
                                      f"completed: {counts}; the verdict is about the media "
                                      "after the switch"))

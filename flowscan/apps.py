@@ -158,10 +158,10 @@ def _candidates(view: FlowView, names_for: dict[str, list[str]]
     f = view.facts
     out: list[tuple[str, Evidence]] = list(view.extra)
 
-    def named(signal: str, name: str | None, strength: str) -> None:
+    def named(signal: str, name: str | None, strength: str, detail: str | None = None) -> None:
         app = domain_app(name) if name else None
         if app:
-            out.append((app, Evidence(signal, name or "", strength)))
+            out.append((app, Evidence(signal, detail or name or "", strength)))
 
     if f.tls:
         named("tls-sni", f.tls.sni, STRONG)
@@ -182,8 +182,11 @@ def _candidates(view: FlowView, names_for: dict[str, list[str]]
                         "service's media servers present", STRONG)))
     for query in f.dns_queries:
         named("dns-query", query, MEDIUM)
-    for name in names_for.get(view.server[0], []):
-        named("dns-answer", f"{name} resolved to {view.server[0]}", STRONG)
+    # The names of the flow's remote (a capture that starts mid-flow may have the service
+    # as the client side), else of its server.
+    far = view.remote.ip if view.remote is not None else view.server[0]
+    for name in names_for.get(far, []):
+        named("dns-answer", name, STRONG, f"{name} resolved to {far}")
     if f.zoom:
         detail = f"Zoom {f.zoom.form} media encapsulation" + (
             f" ({', '.join(f.zoom.media)})" if f.zoom.media else "")

@@ -115,3 +115,27 @@ def test_telegram_reflector_and_direct_call_get_verdicts(tmp_path: Path) -> None
         assert flow.encryption.verdict == "encrypted-unverified"
     assert reflector.encryption is not None and reflector.encryption.termination == "relay"
     assert any(e.signal == "peer-tag" for e in reflector.encryption.evidence)
+
+
+def test_signal_media_through_its_turn_server_is_signal(tmp_path: Path) -> None:
+    """Signal's calling relays are named under voip.signal.org: the DNS answer names the
+    TURN server, and the allocation and relayed media on that flow are Signal's."""
+    from packets import srtp_like
+    from scapy.layers.dns import DNS, DNSQR, DNSRR
+
+    relay = "198.51.100.77"
+    answer = DNS(id=7, qr=1, qd=DNSQR(qname="turn3.voip.signal.org"),
+                 an=DNSRR(rrname="turn3.voip.signal.org", type="A", rdata=relay))
+    frames = [(0.5, udp("192.168.1.1", HOST, 53, 53000, bytes(answer)))]
+    txid = os.urandom(12)
+    frames += [(1.0, udp(HOST, relay, 40004, 3478, stun_message(0x0003, txid, [
+        (0x0019, b"\x11\0\0\0")]))),
+               (1.05, udp(relay, HOST, 3478, 40004, stun_message(0x0103, txid, [
+                   (0x0016, struct.pack(">BBH", 0, 1, 50000 ^ 0x2112) + bytes(4))])))]
+    for i in range(20):  # ChannelData (RFC 8656 section 12) carrying SRTP
+        inner = srtp_like(i, 0x5151)
+        frames.append((2 + i / 50, udp(HOST, relay, 40004, 3478, struct.pack(
+            ">HH", 0x4000, len(inner)) + inner)))
+    flow = flow_to(flowscan.scan(write(tmp_path, frames)), relay)
+    assert flow.app is not None and flow.app.name == "signal"
+    assert flow.app.evidence[0].signal == "dns-answer"

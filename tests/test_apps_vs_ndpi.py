@@ -13,9 +13,6 @@ NOT_VTC = "a Microsoft service that is not Teams (nDPI groups it under Skype_Tea
 
 # (capture, client, server) -> why flowscan deliberately does not give nDPI's label.
 DELIBERATE = {
-    ("teams.pcap", "192.168.1.6:51681", "52.114.77.136:3478"):
-        "nDPI matched by port and Azure address; the payload is not STUN, RTP or DTLS, and "
-        "Microsoft's network (AS8075) names a VTC service only for real-time media",
     ("teams.pcap", "192.168.1.6:60562", "104.40.187.151:443"): NOT_VTC + ": Microsoft Stream",
     ("teams.pcap", "192.168.1.6:60563", "52.169.186.119:443"): NOT_VTC + ": Microsoft Stream",
     ("teams.pcap", "192.168.1.6:60564", "40.79.138.41:443"): NOT_VTC + ": HockeyApp",

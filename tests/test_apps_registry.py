@@ -74,9 +74,12 @@ def test_meta_network_alone_names_no_service(tmp_path: Path) -> None:
 
 
 def test_whatsapp_chat_over_tcp_is_whatsapp_not_turn(tmp_path: Path) -> None:
-    """WhatsApp's Noise prologue ('WA', versions), then frames with 3-byte lengths, whose
-    first bytes would read as classic STUN Allocate."""
-    hello = b"WA\x06\x03" + (40).to_bytes(3, "big") + os.urandom(40)
+    """WhatsApp's edge-routing preamble ('E' 'D' 0 1: 0x45 reads as a TURN ChannelData
+    channel number, RFC 8656 section 12) and Noise prologue ('WA', versions), then frames
+    with 3-byte lengths."""
+    routing = b"\x08\x02\x10\x01\x18\x04"
+    hello = (b"ED\x00\x01" + len(routing).to_bytes(3, "big") + routing + b"WA\x06\x03"
+             + (40).to_bytes(3, "big") + os.urandom(40))
     answer = (0x0350).to_bytes(3, "big") + os.urandom(0x350)
     frames = [
         (1.0, bytes(ether() / IP(src=HOST, dst=META) / TCP(sport=50000, dport=443, flags="S",

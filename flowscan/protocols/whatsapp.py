@@ -1,9 +1,10 @@
 """WhatsApp's chat connection: a Noise Pipes session (WhatsApp Encryption Overview, "Transport
 Security") opened with a four-byte prologue, 'W' 'A', the Noise protocol version and the
 dictionary version, optionally after an edge-routing preamble 'E' 'D' 0 1 with a 3-byte
-length and its routing data; every frame after it carries a 3-byte length. Its frames'
-first bytes would otherwise pass for classic STUN (RFC 3489) message types, TURN Allocate
-among them, so the connection is recognised before any STUN guess."""
+length and its routing data; every frame after it carries a 3-byte length. The preamble's
+'E' (0x45) would otherwise pass for a TURN ChannelData channel number over TCP (RFC 8656
+section 12.5) and the frames' length bytes for classic STUN (RFC 3489) message types, so
+the connection is recognised before any STUN guess."""
 
 from __future__ import annotations
 

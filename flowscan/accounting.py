@@ -22,6 +22,7 @@ from flowscan.capture.vector import Gather
 from flowscan.flows import (
     CLASS_OF,
     HANDSHAKE_WINDOW,
+    LATE_RTP,
     MAX_SSRCS,
     OTHER_CLASS,
     RTP_CLASS,
@@ -32,6 +33,7 @@ from flowscan.flows import (
 )
 
 CLASS_TABLE = np.asarray(CLASS_OF, dtype=np.int64)
+LATE_COUNTS = np.asarray(sorted(LATE_RTP), dtype=np.int64)
 
 
 class _MergePlan(NamedTuple):
@@ -46,6 +48,7 @@ class _MergePlan(NamedTuple):
     klass: np.ndarray  # payload class of each packet
     rtp: np.ndarray  # fast packets with an RTP header
     ssrc: np.ndarray  # their SSRCs
+    late: np.ndarray  # fast RTP-class packets at a LATE_RTP count of their sender
 
 
 _COOKIE = 0x2112A442
@@ -219,12 +222,17 @@ class FlowAccounting:
         second = gather.u8[cols.ps[rtp] + 1]
         rtp = rtp[(second < 192) | (second > 223)]
         ssrc = gather.u32be[cols.ps[rtp] + 8].astype(np.int64)
-        return slow, _MergePlan(fast, sampled, before, whole, column, known, klass, rtp, ssrc)
+        # Each packet's count among its sender's packets, as FlowTable.add has it then.
+        count = before[group, column] + _rank(group * 2 + column) + 1
+        late = fast[(klass[fast] == RTP_CLASS) & has_payload[fast]
+                    & np.isin(count[fast], LATE_COUNTS)]
+        return slow, _MergePlan(fast, sampled, before, whole, column, known, klass, rtp, ssrc,
+                                late)
 
     def _merge(self, batch: Batch, cols: FastColumns, fast: np.ndarray, sampled: np.ndarray,
                before: np.ndarray, whole: np.ndarray, column: np.ndarray,
                known: dict[int, tuple[FlowState, int]], klass: np.ndarray,
-               rtp: np.ndarray, ssrc: np.ndarray) -> None:
+               rtp: np.ndarray, ssrc: np.ndarray, late: np.ndarray) -> None:
         """Add the summed packets to their flows; first/last times come from all packets."""
         self.ip_packets += len(fast)
         if not len(fast):
@@ -293,6 +301,15 @@ class FlowAccounting:
             fd = d_lower if c == 0 else 1 - d_lower
             flow.budget[fd * SAMPLE_CLASSES + k] -= 1
             flow.samples.append((when, fd, bytes(buf[start:max(start, end)])))
+        rows = cols.idx[late]
+        stop = np.minimum(np.minimum(cols.pe[late], cols.ps[late] + self.table.class_bytes[
+            RTP_CLASS]), batch.data_off[rows] + batch.caplen[rows])
+        for g, c, start, end, when in zip(group[late].tolist(), column[late].tolist(),
+                                          cols.ps[late].tolist(), stop.tolist(),
+                                          ts[late].tolist(), strict=True):
+            flow, d_lower = flows[g]
+            flow.late.append((when, d_lower if c == 0 else 1 - d_lower,
+                              bytes(buf[start:max(start, end)])))
 
     def _resolve(self, batch: Batch, cols: FastColumns, g: int) -> tuple[FlowState, int]:
         """A group's flow, and its direction for packets sent by the lower endpoint."""

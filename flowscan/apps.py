@@ -19,41 +19,91 @@ from flowscan.report.model import AppGroup, Flow, RemoteInfo
 from flowscan.report.model import AppInfo as AppLabel
 from flowscan.report.model import EvidenceItem as Evidence
 
-APPS = ("zoom", "teams", "meet", "webex", "whatsapp", "signal", "telegram", "discord",
-        "facetime", "jitsi", "webrtc", "sip")
 
-DOMAINS: dict[str, tuple[str, ...]] = {
-    "zoom": ("zoom.us", "zoom.com", "zoomgov.com", "zoomcdn.net", "zoom.com.cn"),
-    "teams": ("teams.microsoft.com", "teams.live.com", "teams.office.com", "teams.cdn.office.net",
-              "teams.trafficmanager.net", "skype.com", "skype.net", "skypeforbusiness.com",
-              "lync.com", "trouter.io"),
-    "meet": ("meet.google.com", "meetings.googleusercontent.com", "meet.googleapis.com",
-             "hangouts.google.com"),
-    "webex": ("webex.com", "wbx2.com", "ciscospark.com", "webexcontent.com", "webex.cn"),
-    "whatsapp": ("whatsapp.net", "whatsapp.com", "wa.me"),
-    "signal": ("signal.org", "whispersystems.org", "signal.art"),
-    "telegram": ("telegram.org", "t.me", "telegram.me", "cdn-telegram.org"),
-    "discord": ("discord.com", "discord.gg", "discord.media", "discordapp.com",
-                "discordapp.net"),
-    "facetime": ("facetime.apple.com",),
-    "jitsi": ("meet.jit.si", "jitsi.net", "8x8.vc"),
-}
+@dataclass(frozen=True)
+class AppSignature:
+    """What names one service, by kind of evidence. Names (SNI, certificates, DNS) and a
+    network only the service runs (its ASN, from the public registries' IPtoASN data
+    bundled in geodata/) are strong; STUN SOFTWARE and DTLS certificate names the service's
+    own servers present are strong; ports are weak and never decide against stronger
+    evidence."""
 
-# Host names of cloud front ends named after the service, e.g.
-# emea.ng.msg.teams-msgapi.trafficmanager.net or c-flightproxy-euno-01-teams.cloudapp.net.
-NAME_PATTERNS: dict[str, re.Pattern[str]] = {
-    "teams": re.compile(r"(^|[.-])teams([.-][^ ]*)?\.(trafficmanager|cloudapp)\.net$"),
-}
+    domains: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()  # regular expressions over host names
+    asns: tuple[int, ...] = ()  # networks run by this service alone
+    software: tuple[str, ...] = ()  # substrings of STUN SOFTWARE (RFC 8489 section 14.14)
+    certificates: tuple[str, ...] = ()  # DTLS certificate subject CNs, exactly
+    ports: tuple[range, ...] = ()  # documented media or relay ports: weak
 
-# Weak evidence only: ports the services document for media or relays (3478 is every
-# STUN server's port, so it names no service).
-PORTS: dict[str, tuple[range, ...]] = {
-    "zoom": (range(8801, 8811),),
-    "teams": (range(3479, 3482),),
-    "meet": (range(19302, 19310),),
-    "webex": (range(9000, 9001), range(5004, 5005)),
-    "sip": (range(5060, 5062),),
+
+# The one app signature registry.
+REGISTRY: dict[str, AppSignature] = {
+    "zoom": AppSignature(
+        domains=("zoom.us", "zoom.com", "zoomgov.com", "zoomcdn.net", "zoom.com.cn"),
+        asns=(30103,), software=("zoom",), ports=(range(8801, 8811),)),
+    "teams": AppSignature(
+        domains=("teams.microsoft.com", "teams.live.com", "teams.office.com",
+                 "teams.cdn.office.net", "teams.trafficmanager.net", "skype.com", "skype.net",
+                 "skypeforbusiness.com", "lync.com", "trouter.io"),
+        # Cloud front ends named after the service, e.g.
+        # emea.ng.msg.teams-msgapi.trafficmanager.net, c-flightproxy-euno-01-teams.cloudapp.net.
+        patterns=(r"(^|[.-])teams([.-][^ ]*)?\.(trafficmanager|cloudapp)\.net$",),
+        software=("microsoft", "skype"), ports=(range(3479, 3482),)),
+    # Google's public STUN servers (stun*.l.google.com:19302) answer any app: neither their
+    # names nor port 19302 name Meet.
+    "meet": AppSignature(
+        domains=("meet.google.com", "meetings.googleusercontent.com", "meet.googleapis.com",
+                 "hangouts.google.com"),
+        certificates=("hangouts",), ports=(range(19303, 19310),)),
+    "webex": AppSignature(
+        domains=("webex.com", "wbx2.com", "ciscospark.com", "webexcontent.com", "webex.cn"),
+        asns=(13445, 6577), software=("webex",), ports=(range(9000, 9001), range(5004, 5005))),
+    "whatsapp": AppSignature(domains=("whatsapp.net", "whatsapp.com", "wa.me"),
+                             software=("whatsapp",)),
+    "messenger": AppSignature(domains=("messenger.com", "m.me"), software=("messenger",)),
+    # Signal's calling relays and SFU live under voip.signal.org (turn*.voip.signal.org).
+    "signal": AppSignature(domains=("signal.org", "whispersystems.org", "signal.art"),
+                           software=("signal",)),
+    "telegram": AppSignature(
+        domains=("telegram.org", "t.me", "telegram.me", "cdn-telegram.org"),
+        asns=(62041, 62014, 59930, 44907, 211157), software=("telegram",)),
+    "discord": AppSignature(domains=("discord.com", "discord.gg", "discord.media",
+                                     "discordapp.com", "discordapp.net")),
+    # Apple's networks (AS714, AS6185) carry every Apple service: they name none alone.
+    # Apple documents FaceTime's UDP ports 3478-3497 (shared with every STUN server and
+    # Teams' relays, so not used) and 16384-16387, 16393-16402.
+    "facetime": AppSignature(
+        domains=("facetime.apple.com",), ports=(range(16384, 16388), range(16393, 16403))),
+    "snapchat": AppSignature(domains=("snapchat.com", "snapkit.com", "sc-cdn.net",
+                                      "feelinsonice-hrd.appspot.com")),
+    "line": AppSignature(domains=("line.me", "line-apps.com", "line-scdn.net", "naver.jp"),
+                         asns=(38631,)),
+    "kakaotalk": AppSignature(domains=("kakao.com", "kakaocdn.net", "kakaotalk.com"),
+                              asns=(10158, 38099, 18160, 152199)),
+    "imo": AppSignature(domains=("imo.im",)),
+    "viber": AppSignature(domains=("viber.com",), software=("viber",),
+                          ports=(range(5242, 5244), range(7985, 7986))),
+    # Jitsi Videobridge's default media port is UDP 10000; 8x8's networks carry all of
+    # 8x8's products, so they name none alone.
+    "jitsi": AppSignature(domains=("meet.jit.si", "jitsi.net", "8x8.vc"), software=("jitsi",),
+                          ports=(range(10000, 10001),)),
+    "sip": AppSignature(ports=(range(5060, 5062),)),
 }
+APPS = (*REGISTRY, "webrtc")
+
+DOMAINS = {app: sig.domains for app, sig in REGISTRY.items() if sig.domains}
+NAME_PATTERNS = {app: re.compile(pattern) for app, sig in REGISTRY.items()
+                 for pattern in sig.patterns}
+PORTS = {app: sig.ports for app, sig in REGISTRY.items() if sig.ports}
+OPERATOR_ASNS = {asn: app for app, sig in REGISTRY.items() for asn in sig.asns}
+CERTIFICATE_NAMES = {name: app for app, sig in REGISTRY.items() for name in sig.certificates}
+SOFTWARE = [(needle, app) for app, sig in REGISTRY.items() for needle in sig.software]
+# Networks several services share: they name none of them alone (Google: Meet, Duo, its
+# public STUN; Microsoft; Meta: WhatsApp, Messenger, Instagram; Apple; 8x8), and say only
+# that the remote is a service's server.
+SHARED_ASNS = {15169: "Google", 396982: "Google Cloud", 8075: "Microsoft", 32934: "Meta",
+               63293: "Meta", 54115: "Meta", 714: "Apple", 6185: "Apple", 32308: "8x8",
+               13896: "8x8"}
 
 
 def _port_apps() -> dict[int, tuple[str, ...]]:
@@ -71,11 +121,6 @@ PORT_APPS = _port_apps()
 MS_STUN_ATTRIBUTES = frozenset(("0x8008", "0x8050", "0x8054", "0x8055", "0x8070"))
 # WhatsApp's STUN: extension methods 0x200-0x20f and vendor attributes 0x4000-0x4003.
 WHATSAPP_STUN_ATTRIBUTES = frozenset(("0x4000", "0x4001", "0x4002", "0x4003"))
-
-# Networks run by one VTC service (their ASN names the operator), and platforms that run
-# many services, whose ASN names a VTC service only for real-time media.
-OPERATOR_ASNS = {30103: "zoom", 13445: "webex", 6577: "webex", 62041: "telegram"}
-PLATFORM_ASNS = {15169: "meet", 396982: "meet", 8075: "teams", 32934: "whatsapp"}
 
 STRONG, MEDIUM, WEAK = "strong", "medium", "weak"
 RANK: dict[str | None, int] = {STRONG: 3, MEDIUM: 2, WEAK: 1, None: 0}
@@ -130,12 +175,19 @@ def _candidates(view: FlowView, names_for: dict[str, list[str]]
     if f.dtls:
         for certs in f.dtls.certificates.values():
             for cert in certs[:1]:
-                named("dtls-certificate", str(cert.get("subject", "")).split("CN=")[-1],
-                      STRONG)
+                common = str(cert.get("subject", "")).split("CN=")[-1]
+                named("dtls-certificate", common, STRONG)
+                if common in CERTIFICATE_NAMES:
+                    out.append((CERTIFICATE_NAMES[common], Evidence(
+                        "dtls-certificate", f"DTLS certificate CN={common}, which the "
+                        "service's media servers present", STRONG)))
     for query in f.dns_queries:
         named("dns-query", query, MEDIUM)
-    for name in names_for.get(view.server[0], []):
-        named("dns-answer", name, STRONG, f"{name} resolved to {view.server[0]}")
+    # The names of the flow's remote (a capture that starts mid-flow may have the service
+    # as the client side), else of its server.
+    far = view.remote.ip if view.remote is not None else view.server[0]
+    for name in names_for.get(far, []):
+        named("dns-answer", name, STRONG, f"{name} resolved to {far}")
     if f.zoom:
         detail = f"Zoom {f.zoom.form} media encapsulation" + (
             f" ({', '.join(f.zoom.media)})" if f.zoom.media else "")
@@ -158,6 +210,9 @@ def _candidates(view: FlowView, names_for: dict[str, list[str]]
             app = _software_app(software)
             if app:
                 out.append((app, Evidence("stun-software", software, STRONG)))
+    if "whatsapp-chat" in f.protocols:
+        out.append(("whatsapp", Evidence("whatsapp-chat", "WhatsApp's Noise chat prologue "
+                                         "('WA' and its versions)", STRONG)))
     if f.discord_ip_discovery:
         out.append(("discord", Evidence("discord-ip-discovery",
                                         "Discord voice IP discovery exchange", STRONG)))
@@ -176,14 +231,9 @@ def _candidates(view: FlowView, names_for: dict[str, list[str]]
     remote = view.remote
     if remote is not None and remote.asn is not None:
         operator = OPERATOR_ASNS.get(remote.asn)
-        network = f"{remote.ip} is in AS{remote.asn} ({remote.organisation})"
         if operator:
-            out.append((operator, Evidence("operator-asn", network, STRONG)))
-        media = {"stun", "dtls", "rtp", "rtcp", "srtp", "turn"} & set(f.protocols)
-        platform = PLATFORM_ASNS.get(remote.asn)
-        if platform and media:
-            out.append((platform, Evidence("operator-asn", f"{network}, carrying "
-                                           f"{', '.join(sorted(media))}", MEDIUM)))
+            out.append((operator, Evidence("operator-asn", f"{remote.ip} is in AS{remote.asn} "
+                                           f"({remote.organisation})", STRONG)))
     port = view.server[1]
     for app in PORT_APPS.get(port, ()):
         out.append((app, Evidence("service-port", f"{view.transport}/{port}", WEAK)))
@@ -192,12 +242,7 @@ def _candidates(view: FlowView, names_for: dict[str, list[str]]
 
 def _software_app(software: str) -> str | None:
     s = software.lower()
-    for app, needle in (("zoom", "zoom"), ("teams", "microsoft"), ("teams", "skype"),
-                        ("whatsapp", "whatsapp"), ("signal", "signal"),
-                        ("telegram", "telegram"), ("jitsi", "jitsi"), ("webex", "webex")):
-        if needle in s:
-            return app
-    return None
+    return next((app for needle, app in SOFTWARE if needle in s), None)
 
 
 def _decide(cands: list[tuple[str, Evidence]]) -> AppLabel | None:
@@ -220,13 +265,15 @@ def _decide(cands: list[tuple[str, Evidence]]) -> AppLabel | None:
 
 
 def _inherit(views: list[FlowView], labels: dict[int, AppLabel], key_of: object,
-             signal: str, describe: object) -> None:
+             signal: str, describe: object, also: frozenset[str] = frozenset()) -> None:
     """Flows sharing a key (a local socket, a server address) with a flow labelled by
-    strong evidence take that label, unless their own evidence is as strong."""
+    strong evidence (or by a signal in `also`) take that label, unless their own evidence
+    is as strong."""
     donors: dict[object, AppLabel] = {}
     for view in views:
         label = labels.get(view.flow_id)
-        if label and RANK[label.evidence[0].strength] == RANK[STRONG] and label.name not in (
+        if label and (RANK[label.evidence[0].strength] == RANK[STRONG]
+                      or label.evidence[0].signal in also) and label.name not in (
                 "webrtc", "sip"):
             donors.setdefault(key_of(view), label)  # type: ignore[operator]
     for view in views:
@@ -278,9 +325,12 @@ def identify_apps(views: list[FlowView], names_for: dict[str, list[str]]
     _inherit(views, labels, lambda v: (v.transport, v.server), "same-server",
              lambda v, d: f"another connection to {v.server[0]}:{v.server[1]} was identified "
                           f"as {d.name} by {d.evidence[0].signal} ({d.evidence[0].detail})")
+    # A socket that talks to a server identified strongly belongs to that app too (ICE
+    # checks to the service's other addresses, its STUN servers).
     _inherit(views, labels, lambda v: (v.transport, v.client), "same-local-socket",
              lambda v, d: f"{v.client[0]}:{v.client[1]} also carries {d.name} traffic "
-                          f"identified by {d.evidence[0].signal}")
+                          f"identified by {d.evidence[0].signal}",
+             also=frozenset(("same-server",)))
     return labels
 
 

@@ -36,6 +36,11 @@ CLASS_BYTES = (2048, 2048, 512, 2048, 2048)  # bytes kept of each (RTP: headers 
 RTP_CLASS = 2
 TCP_MEDIA_CLASS = 4
 _COOKIE = b"\x21\x12\xa4\x42"  # STUN's magic cookie (RFC 8489 section 5)
+# Later RTP samples, by the sender's packet count: runs of consecutive packets well after
+# the first ones. Media whose keys are agreed in the media path (ZRTP, RFC 6189) starts in
+# the clear and switches to SRTP after the exchange; the first samples show only the clear
+# start. Identification reads these only where the media path carried a key exchange.
+LATE_RTP = frozenset((*range(32, 40), *range(128, 136), *range(512, 520)))
 # Distinct RTP SSRCs are counted per direction over the whole flow (fan-in shows an SFU),
 # up to this many.
 MAX_SSRCS = 64
@@ -110,7 +115,7 @@ class FlowState:
 
     __slots__ = (
         "budget", "client_basis", "encap", "first", "flow_id", "handshake", "key", "last",
-        "octets", "pkts", "proto", "samples", "ssrcs", "tracking",
+        "late", "octets", "pkts", "proto", "samples", "ssrcs", "tracking",
     )
 
     def __init__(
@@ -125,6 +130,7 @@ class FlowState:
         self.first = [0.0, 0.0]
         self.last = [ts, ts]
         self.samples: list[tuple[float, int, bytes]] = []
+        self.late: list[tuple[float, int, bytes]] = []  # RTP samples at LATE_RTP counts
         # Samples left per direction and class, at index direction * SAMPLE_CLASSES + class.
         self.budget = list(budget) * 2
         self.ssrcs: tuple[set[bytes], set[bytes]] = (set(), set())
@@ -214,6 +220,8 @@ class FlowTable:
             if flow.budget[i]:
                 flow.budget[i] -= 1
                 flow.samples.append((ts, d, data[ps:min(pe, ps + self.class_bytes[c])]))
+            if c == RTP_CLASS and flow.pkts[d] in LATE_RTP:
+                flow.late.append((ts, d, data[ps:min(pe, ps + self.class_bytes[c])]))
             if c == RTP_CLASS and pe - ps >= 12 and ps + 12 <= len(data) and not (
                     192 <= data[ps + 1] <= 223):  # RTP, not RTCP (RFC 5761 section 4)
                 seen = flow.ssrcs[d]

@@ -19,7 +19,7 @@ from flowscan.flows import (
 )
 from flowscan.media import streams as rtp_streams
 from flowscan.media.payload import PayloadStats, frame_sizes, payload_stats
-from flowscan.protocols import demux, dns, framing, quic, rtp, sip, stun, tls, zoom
+from flowscan.protocols import demux, dns, framing, quic, rtp, sip, stun, tls, whatsapp, zoom, zrtp
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
 from flowscan.protocols.sip import SdpMedia
@@ -134,6 +134,29 @@ class ZoomFacts:
 
 
 @dataclass
+class ZrtpFacts:
+    """A ZRTP exchange in the media path (RFC 6189): who sent which messages, and where the
+    media switched from clear RTP to SRTP."""
+
+    messages: dict[str, list[str]] = field(default_factory=dict)  # side -> types, in order
+    clients: dict[str, str] = field(default_factory=dict)  # side -> Hello client identifier
+    version: str | None = None
+    key_agreement: list[str] = field(default_factory=list)  # offered in Hello
+    chosen: dict[str, str] = field(default_factory=dict)  # from the Commit
+    mitm: list[str] = field(default_factory=list)  # sides whose Hello set the M flag
+    confirmed: bool = False  # Confirm1 and Confirm2 (or Conf2ACK) seen: SRTP keys agreed
+    switch_ts: float | None = None  # capture time of the last Confirm/Conf2ACK sampled
+    # RTP sampled before the switch, per side: packets, and the span in ms they cover.
+    clear_packets: dict[str, int] = field(default_factory=dict)
+    clear_ms: dict[str, float] = field(default_factory=dict)
+    clear_at_least: bool = False  # the clear samples ran out before the switch
+    # With the samples run out: at most this many, by the sequence numbers of the first
+    # sample after the switch (RFC 3550 section 5.1), per side.
+    clear_at_most: dict[str, int] = field(default_factory=dict)
+    after_sampled: int = 0  # RTP packets sampled after the switch, judged as the media
+
+
+@dataclass
 class SipFacts:
     messages: list[str] = field(default_factory=list)  # "INVITE", "200", ...
     call_ids: list[str] = field(default_factory=list)
@@ -156,8 +179,12 @@ class FlowFacts:
     rtp: RtpFacts | None = None
     zoom: ZoomFacts | None = None
     sip: SipFacts | None = None
+    zrtp: ZrtpFacts | None = None
     dns: dict[str, list[str]] | None = None  # name -> addresses / cnames answered
     dns_queries: list[str] = field(default_factory=list)
+    # Sides whose datagrams all begin with one 16-byte tag: a relay's peer tag (Telegram's
+    # reflectors), the rest of the datagram opaque.
+    peer_tag: list[str] = field(default_factory=list)
     discord_ip_discovery: bool = False
     discord_ping: bool = False
     public_addresses: list[str] = field(default_factory=list)  # the client as others see it
@@ -246,6 +273,8 @@ class _Collector:
             return True
         if kind == demux.RTP and self._rtp(side, payload):
             return True
+        if kind == demux.ZRTP and self._zrtp(side, payload):
+            return True
         if payload and payload[0] & 0xC0 == 0xC0 and side == 0 and depth == 0:
             initials = quic.parse_client_initials(payload)
             if initials:
@@ -320,6 +349,26 @@ class _Collector:
                 turn.data_indications += 1
                 inner = demux.classify(msg.data) or "other"
                 turn.relayed[inner] = turn.relayed.get(inner, 0) + 1
+        return True
+
+    def _zrtp(self, side: int, payload: bytes) -> bool:
+        msg = zrtp.parse(payload)
+        if msg is None:
+            return False
+        facts = self.facts.zrtp = self.facts.zrtp or ZrtpFacts()
+        self.facts.add("zrtp")
+        facts.messages.setdefault(SIDES[side], []).append(msg.type)
+        if msg.client is not None:
+            facts.clients.setdefault(SIDES[side], msg.client)
+            if msg.mitm and SIDES[side] not in facts.mitm:
+                facts.mitm.append(SIDES[side])
+            facts.version = facts.version or msg.version
+            for name in msg.algorithms.get("key-agreement", []):
+                if name not in facts.key_agreement:
+                    facts.key_agreement.append(name)
+        facts.chosen = facts.chosen or msg.chosen
+        if msg.type in zrtp.CONFIRMS:
+            facts.switch_ts = max(facts.switch_ts or self.now, self.now)
         return True
 
     def _discord(self, payload: bytes) -> bool:
@@ -478,7 +527,7 @@ class _Collector:
                 "sdes": [{"tag": k.tag, "suite": k.suite, "key_sha256": k.fingerprint}
                          for k in m.crypto],
                 "dtls_fingerprint": m.fingerprint, "setup": m.setup,
-                "candidates": len(m.candidates),
+                "candidates": len(m.candidates), "zrtp_hash": m.zrtp_hash,
             })
 
     # -- TCP ---------------------------------------------------------------------------
@@ -487,6 +536,9 @@ class _Collector:
         if any(sides):
             self.facts.add("tls")
             self.facts.tls = _tls_facts(sides[0], sides[1])
+            return
+        if whatsapp.is_chat(streams[0]):  # Noise frames, not classic STUN
+            self.facts.add("whatsapp-chat")
             return
         for side, data in enumerate(streams):
             if not data:
@@ -673,11 +725,90 @@ FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
 
 def identify(state: FlowState) -> FlowFacts:
     """Facts of one flow from its payload samples; never raises on bad payloads."""
-    facts = identify_samples((state.proto, state.key, state.samples,
-                              (len(state.ssrcs[0]), len(state.ssrcs[1]))))
+    job = (state.proto, state.key, state.samples, (len(state.ssrcs[0]), len(state.ssrcs[1])))
+    facts = identify_samples(job)
     facts.media_unread = any(state.budget[d * SAMPLE_CLASSES + c] == 0
                              for d in (0, 1) for c in (RTP_CLASS, OTHER_CLASS, TCP_MEDIA_CLASS))
+    if facts.zrtp is not None:
+        with suppress(Exception):  # as in identify_samples
+            _after_zrtp(job, state.late, facts)
+    if state.proto == 17:
+        facts.peer_tag = _peer_tag(state.samples)
     return facts
+
+
+PEER_TAG = 16  # bytes
+
+
+def _peer_tag(samples: list[tuple[float, int, bytes]]) -> list[str]:
+    """Sides whose sampled datagrams (at least 4, each longer than the tag) all start with
+    the same 16 bytes: RTP, STUN and DTLS never do, as their sequence numbers or
+    transaction IDs change within those bytes."""
+    out = []
+    for side, name in enumerate(SIDES):
+        heads = [p[:PEER_TAG] for _t, d, p in samples if d == side]
+        if len(heads) >= 4 and len(set(heads)) == 1 and all(
+                len(p) > PEER_TAG + 8 for _t, d, p in samples if d == side):
+            out.append(name)
+    return out
+
+
+def _after_zrtp(job: FlowSamples, late: list[tuple[float, int, bytes]],
+                facts: FlowFacts) -> None:
+    """RFC 6189 section 4.6.1: SRTP starts once Confirm1 and Confirm2 are exchanged, and
+    RTP before that is sent in the clear. The flow's RTP facts become those of the media
+    after the switch (the first samples after it, else a run of later samples); the clear
+    start is counted apart, as its own finding, not as the verdict of the flow."""
+    z = facts.zrtp
+    assert z is not None
+    seen = {t for types in z.messages.values() for t in types}
+    z.confirmed = "Conf2ACK" in seen or {"Confirm1", "Confirm2"} <= seen
+    if not z.confirmed or z.switch_ts is None:
+        return
+    proto, key, samples, counts = job
+    switch = z.switch_ts
+    media = [s for s in samples if demux.classify(s[2]) == demux.RTP]
+    clear = [s for s in media if s[0] <= switch]
+    after: list[tuple[float, int, bytes]] = []
+    for side in (0, 1):
+        early = [s for s in media if s[1] == side and s[0] > switch]
+        later = [s for s in late if s[1] == side and s[0] > switch]
+        # One run per side (the longer), so the sequence numbers count up as RFC 3550
+        # section 5.1 has them.
+        after += early if len(early) >= len(later[:8]) else later[:8]
+    for side, name in enumerate(SIDES):
+        mine = [s for s in clear if s[1] == side]
+        if not mine:
+            continue
+        z.clear_packets[name] = max(len(mine), _sequence_span(mine))
+        z.clear_ms[name] = round((switch - mine[0][0]) * 1000.0, 1)
+        if len(mine) >= 8:
+            z.clear_at_least = True
+            bound = _sequence_span(mine + [s for s in after if s[1] == side][:1]) - 1
+            if bound > z.clear_packets[name]:
+                z.clear_at_most[name] = bound
+    z.after_sampled = len(after)
+    if not after:
+        return
+    rest = [s for s in samples if demux.classify(s[2]) != demux.RTP]
+    judged = identify_samples((proto, key, sorted(rest + after, key=lambda s: s[0]), counts))
+    facts.rtp = judged.rtp
+    for name in judged.protocols:
+        facts.add(name)
+
+
+def _sequence_span(packets: list[tuple[float, int, bytes]]) -> int:
+    """RTP packets one sender sent from its first to its last sample, by sequence number
+    (RFC 3550 section 5.1), largest over its SSRCs; RTCP (RFC 5761 section 4) aside."""
+    first: dict[bytes, int] = {}
+    span = 0
+    for _ts, _side, p in packets:
+        if len(p) < 12 or 192 <= p[1] <= 223:
+            continue
+        seq = int.from_bytes(p[2:4], "big")
+        start = first.setdefault(p[8:12], seq)
+        span = max(span, (seq - start) % 65536 + 1)
+    return span
 
 
 def identify_samples(job: FlowSamples) -> FlowFacts:
@@ -709,7 +840,7 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
     return facts
 
 
-DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip")
+DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip", "zrtp")
 
 
 def facts_to_details(facts: FlowFacts) -> dict[str, Any]:
@@ -724,4 +855,6 @@ def facts_to_details(facts: FlowFacts) -> dict[str, Any]:
                           "voice_ping": facts.discord_ping}
     if facts.public_addresses:
         out["public_addresses"] = facts.public_addresses
+    if facts.peer_tag:
+        out["peer_tag"] = facts.peer_tag
     return out

@@ -173,7 +173,7 @@ class _Identify:
     def __call__(self, state: FlowState) -> None:
         record = flow_record(state)
         facts = identify(state)
-        state.samples = []
+        state.samples = state.late = []
         record.protocols = list(facts.protocols)
         record.details = facts_to_details(facts)
         self.flows.append((record, facts))
@@ -203,9 +203,9 @@ def geolocate(flows: list[tuple[Flow, FlowFacts]], locator: Locator, vantage: Va
               nrb_names: dict[str, list[str]]) -> dict[str, list[str]]:
     """Each flow's remote (located, with its plausibility from the vantage point) and the
     capture's names for addresses, which later stages read."""
-    host = capture_host([flow for flow, _ in flows])
+    host = capture_host([flow for flow, _ in flows], [facts for _, facts in flows])
     for flow, facts in flows:
-        flow.remote = remote_of(flow, locator, host)
+        flow.remote = remote_of(flow, locator, host, facts, vantage)
         if vantage is not None and flow.remote.scope == "public":
             flow.remote.plausibility = plausibility_of(flow, facts, vantage)
     names = name_map([facts for _, facts in flows], nrb_names)
@@ -235,7 +235,8 @@ def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
     to each address, where the capture was taken, and the network of either end."""
     context = build_context(flows)
     context.names, context.locate = names, locator.lookup
-    context.capture_host = capture_host([flow for flow, _ in flows])
+    context.capture_host = capture_host([flow for flow, _ in flows],
+                                        [facts for _, facts in flows])
     for flow, facts in flows:
         flow.encryption = judge(flow, facts, context)
 

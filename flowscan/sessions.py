@@ -56,9 +56,10 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
            for f in members):
         # No media to speak of: say what there was (issue 17).
         return MediaSession(number, app, [f.id for f in members], verdicts,
-                            f"{app or 'unidentified app'}: a handshake with {main.server.ip}:"
-                            f"{main.server.port}{others} and no media: {why}")
-    summary = (f"{app or 'unidentified app'}: media to {main.server.ip}:{main.server.port}"
+                            f"{app or 'unidentified app'}: a handshake "
+                            f"{_towards(main).replace('to ', 'with ', 1)}{others} and no "
+                            f"media: {why}")
+    summary = (f"{app or 'unidentified app'}: media {_towards(main)}"
                f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
                f"{_path(enc.verdict, enc.termination)}): {why}")
     return MediaSession(number, app, [f.id for f in members], verdicts, summary)
@@ -81,6 +82,17 @@ def _keys_said(dec: Decryption | None) -> str | None:
         "insufficient": "; {detail}: too few to tell what is inside",
     }.get(dec.inner, "; {detail}")
     return opened + inside.format(detail=dec.inner_detail)
+
+
+def _towards(flow: Flow) -> str:
+    """The flow's remote, never the capture point: where which end is local cannot be told
+    (two participants, nothing deciding), both ends are named."""
+    remote = flow.remote
+    if remote is None or remote.basis == "unknown":
+        return (f"between {flow.client.ip}:{flow.client.port} and "
+                f"{flow.server.ip}:{flow.server.port}")
+    end = flow.client if remote.which == "client" else flow.server
+    return f"to {end.ip}:{end.port}"
 
 
 def _path(verdict: str, termination: str) -> str:
@@ -121,6 +133,18 @@ def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
                            f"{len(leaking)} encrypted media flow(s) also send RTCP unprotected, "
                            f"so call metadata is readable on the path: {why}",
                            [f.id for f in leaking]))
+    clear_start = [f for f in flows if f.encryption and any(
+        e.signal == "zrtp-clear-start" for e in f.encryption.evidence)]
+    if clear_start:
+        # RFC 6189 section 4.6.1: media flows in the clear until the Confirm exchange.
+        what = "; ".join(f"flow {f.id}: " + next(
+            e.detail for e in f.encryption.evidence  # type: ignore[union-attr]
+            if e.signal == "zrtp-clear-start").split(": ", 1)[1].split(";")[0]
+            for f in clear_start[:3])
+        out.append(Finding("medium", "zrtp-clear-start",
+                           f"{len(clear_start)} media flow(s) sent media unencrypted before "
+                           f"ZRTP completed ({what}): anyone on the path can read that start "
+                           "of the call", [f.id for f in clear_start]))
     by_id = {f.id: f for f in flows}
     for session in sessions:
         # An unknown leg (a handshake without media, too little to judge) protects nothing

@@ -117,3 +117,50 @@ def rtcp_sdes(chunks: list[tuple[int, list[tuple[int, bytes]]]]) -> bytes:
         chunk += b"\0" * (4 - len(chunk) % 4)  # at least one null octet ends the items
         body += chunk
     return bytes([0x80 | len(chunks), 202]) + (len(body) // 4).to_bytes(2, "big") + body
+
+
+def crc32c(data: bytes) -> int:
+    """CRC-32c (Castagnoli, RFC 4960 appendix B), which ZRTP packets end with."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def zrtp_packet(seq: int, ssrc: int, kind: str, body: bytes = b"") -> bytes:
+    """A ZRTP packet (RFC 6189 section 5): 0x10 0x00, sequence number, the magic cookie
+    'ZRTP', the source identifier, the message (preamble 0x505a, length in words, type
+    block, body) and the CRC-32c."""
+    body += b"\0" * (-len(body) % 4)
+    message = struct.pack(">HH", 0x505A, 3 + len(body) // 4) + kind.ljust(8).encode() + body
+    packet = struct.pack(">BBHI", 0x10, 0, seq, 0x5A525450) + struct.pack(">I", ssrc) + message
+    return packet + struct.pack(">I", crc32c(packet))
+
+
+def zrtp_hello(zid: bytes, mitm: bool = False, client: bytes = b"GNU ZRTP 4.6.6  ") -> bytes:
+    """Hello body (section 5.2): version, client identifier, H3, ZID, the flags and counts
+    word (hc cc ac kc sc), the algorithm lists, MAC."""
+    lists = [b"S256"], [b"AES1"], [b"HS32", b"HS80"], [b"DH3k", b"Mult"], [b"B32 "]
+    counts = (int(mitm) << 29) | (1 << 16) | (1 << 12) | (2 << 8) | (2 << 4) | 1
+    return (b"1.10" + client + os.urandom(32) + zid + struct.pack(">I", counts)
+            + b"".join(b"".join(x) for x in lists) + os.urandom(8))
+
+
+def zrtp_commit(zid: bytes) -> bytes:
+    """Commit body (section 5.4): H2, ZID, hash, cipher, auth tag, key agreement and SAS
+    types, hvi, MAC."""
+    return os.urandom(32) + zid + b"S256AES1HS32DH3kB32 " + os.urandom(32) + os.urandom(8)
+
+
+def zrtp_dhpart() -> bytes:
+    """DHPart1/DHPart2 body (section 5.5/5.6): H1, four secret IDs, pv (DH3k: 384 bytes),
+    MAC."""
+    return os.urandom(32) + os.urandom(32) + os.urandom(384) + os.urandom(8)
+
+
+def zrtp_confirm() -> bytes:
+    """Confirm1/Confirm2 body (section 5.7): confirm_mac, CFB IV, then the encrypted H0,
+    flags and cache expiration interval."""
+    return os.urandom(8) + os.urandom(16) + os.urandom(40)

@@ -26,7 +26,7 @@ def closed_flows(path: str, columnar: bool, idle_timeout: float) -> list[tuple[o
     table.close_all()
     closed.sort(key=lambda f: f.flow_id)
     return [(f.flow_id, f.proto, f.key, f.pkts, f.octets, f.first, f.last, f.samples,
-             f.budget, f.handshake, f.client_basis, f.encap, f.ssrcs) for f in closed] + [
+             f.budget, f.handshake, f.client_basis, f.encap, f.ssrcs, f.late) for f in closed] + [
         (accounting.ip_packets, accounting.malformed, accounting.bytes)]
 
 

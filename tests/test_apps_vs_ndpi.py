@@ -17,6 +17,10 @@ DELIBERATE = {
     ("teams.pcap", "192.168.1.6:60563", "52.169.186.119:443"): NOT_VTC + ": Microsoft Stream",
     ("teams.pcap", "192.168.1.6:60564", "40.79.138.41:443"): NOT_VTC + ": HockeyApp",
     ("teams.pcap", "192.168.1.6:60568", "40.79.138.41:443"): NOT_VTC + ": HockeyApp",
+    ("stun_dtls_rtp.pcapng", "192.168.12.182:50221", "142.250.82.249:3478"):
+        "TURN over TCP to Google's network (AS15169) with nothing in the flow naming Meet; "
+        "Google's network and TURN servers serve several services, and a network shared by "
+        "several services names none alone (nDPI's FPC says 'Confidence: IP address')",
     ("webex.pcap", "10.8.0.1:49048", "23.44.253.243:443"):
         "TLS without SNI to Akamai's network (AS16625), a resumed session with no "
         "certificate; nDPI's Webex label rests on its own address list",

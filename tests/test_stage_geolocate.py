@@ -35,10 +35,17 @@ def test_the_capture_host_is_the_address_in_most_flows() -> None:
 
 
 def test_no_capture_host_when_none_stands_out() -> None:
-    assert capture_host([flow(1, (LOCAL, 50000), (SERVER_DE, 443))]) is None
-    assert capture_host([flow(1, (LOCAL, 50000), (SERVER_DE, 443)),
-                         flow(2, ("192.168.1.11", 50000), (SERVER_US, 443))]) is None
+    """Two ends with as many flows each and nothing deciding which faces a service (both
+    ports ephemeral): no capture host."""
+    assert capture_host([flow(1, (LOCAL, 50000), (SERVER_DE, 40000))]) is None
+    assert capture_host([flow(1, (LOCAL, 50000), (SERVER_DE, 40000)),
+                         flow(2, ("192.168.1.11", 50000), (SERVER_US, 40000))]) is None
     assert capture_host([]) is None
+
+
+def test_on_a_tie_the_end_facing_a_service_is_the_capture_host() -> None:
+    """One flow to port 443: the end facing the service (issue 17, class 9)."""
+    assert capture_host([flow(1, (LOCAL, 50000), (SERVER_DE, 443))]) == LOCAL
 
 
 def test_an_address_counts_once_per_flow() -> None:

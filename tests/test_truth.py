@@ -285,7 +285,7 @@ def test_handshake_only_flow_gets_no_media_verdict(tmp_path: Path) -> None:
     assert signals(flow) == ["handshake-only"]
     assert "no media packets" in flow.encryption.evidence[0].detail  # type: ignore[union-attr]
     (session,) = flowscan.scan(call.write(tmp_path)).sessions
-    assert "a handshake with" in session.summary and "media to" not in session.summary
+    assert "a handshake between" in session.summary and "media to" not in session.summary
 
 
 def test_real_dtls_handshakes_are_handshake_only() -> None:

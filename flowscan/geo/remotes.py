@@ -10,27 +10,91 @@ from flowscan.geo.plausibility import Plausibility, Vantage, check
 from flowscan.identify import FlowFacts
 from flowscan.report.model import Flow, RemoteInfo
 
+# Ports services listen on (weak evidence, as in apps.py): HTTP(S) and QUIC, STUN/TURN
+# (RFC 8489 section 18.6, RFC 8656), SIP (RFC 3261 section 19.1.2), Teams' relays,
+# Zoom's multimedia routers, Google's STUN. Every port below 1024 is a service's too.
+SERVICE_PORTS = frozenset((80, 443, 3478, 3479, 3480, 3481, 5349, 5060, 5061,
+                           *range(8801, 8811), *range(19302, 19310)))
 
-def capture_host(flows: list[Flow]) -> str | None:
+
+def _service_port(port: int) -> bool:
+    return 0 < port < 1024 or port in SERVICE_PORTS
+
+
+def service_side(flow: Flow, facts: FlowFacts | None) -> tuple[str, str] | None:
+    """The flow side that is the service (a server, relay or STUN server), and why, when
+    something other than the first packet's sender decides: the TCP handshake (RFC 9293
+    section 3.5: the SYN's receiver accepted), STUN requests answered one way only (a STUN
+    or TURN server; full ICE runs both ways between participants), or a service's port
+    against an ephemeral one. None between participants, and when nothing decides."""
+    if flow.transport == "tcp" and flow.client_basis in ("tcp-syn", "tcp-syn-ack"):
+        return "server", "tcp-handshake"
+    stun = facts.stun if facts is not None else None
+    if stun is not None and stun.ice != "full" and len(stun.requests_from) == 1:
+        asker = stun.requests_from[0]
+        return ("server" if asker == "client" else "client"), "stun-server"
+    server, client = _service_port(flow.server.port), _service_port(flow.client.port)
+    if server != client:
+        return ("server" if server else "client"), "service-port"
+    return None
+
+
+def capture_host(flows: list[Flow], facts: list[FlowFacts] | None = None) -> str | None:
     """The address the capture was most likely taken at: the one in the most flows, when
-    one stands out."""
+    one stands out; else the one most often facing a service (the other end of flows
+    whose service side is decided), when one stands out."""
     counts = Counter(ip for f in flows for ip in {f.client.ip, f.server.ip})
     ranked = counts.most_common(2)
+    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+        return ranked[0][0]
+    votes: Counter[str] = Counter()
+    known: list[FlowFacts | None] = list(facts) if facts else [None] * len(flows)
+    for flow, flow_facts in zip(flows, known, strict=True):
+        decided = service_side(flow, flow_facts)
+        if decided is not None:
+            votes[flow.client.ip if decided[0] == "server" else flow.server.ip] += 1
+    ranked = votes.most_common(2)
     if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
         return ranked[0][0]
     return None
 
 
-def remote_of(flow: Flow, locator: Locator, host: str | None) -> RemoteInfo:
-    """The end that is not the capture host; without one, the server side, unless only the
-    client side is on the public internet."""
+def remote_of(flow: Flow, locator: Locator, host: str | None,
+              facts: FlowFacts | None = None, vantage: Vantage | None = None) -> RemoteInfo:
+    """The end that is not the capture host; without one, the service's side (its
+    handshake, STUN role or port), else the public end facing a private one, else (two
+    participants) the end outside the country the user says the capture was taken in
+    (--vantage). Where none of that decides, the server side is kept with basis
+    `unknown`: either end could be the capture point, and nothing is claimed of it."""
     if host == flow.server.ip and host != flow.client.ip:
-        return locator.lookup(flow.client.ip, "client")
-    if host == flow.client.ip:
-        return locator.lookup(flow.server.ip, "server")
-    if scope_of(flow.server.ip) != "public" and scope_of(flow.client.ip) == "public":
-        return locator.lookup(flow.client.ip, "client")
-    return locator.lookup(flow.server.ip, "server")
+        return _remote(locator, flow.client.ip, "client", "capture-host")
+    if host == flow.client.ip and host != flow.server.ip:
+        return _remote(locator, flow.server.ip, "server", "capture-host")
+    decided = service_side(flow, facts)
+    if decided is not None:
+        side, basis = decided
+        return _remote(locator, flow.server.ip if side == "server" else flow.client.ip,
+                       side, basis)
+    server, client = scope_of(flow.server.ip), scope_of(flow.client.ip)
+    if server != "public" and client == "public":
+        return _remote(locator, flow.client.ip, "client", "private-address")
+    if client != "public" and server == "public":
+        return _remote(locator, flow.server.ip, "server", "private-address")
+    if vantage is not None and vantage.country:
+        countries = {side: locator.lookup(ip).country for side, ip in (
+            ("server", flow.server.ip), ("client", flow.client.ip))}
+        at_vantage = [side for side, country in countries.items() if country == vantage.country]
+        if len(at_vantage) == 1:
+            side = "client" if at_vantage[0] == "server" else "server"
+            return _remote(locator, flow.server.ip if side == "server" else flow.client.ip,
+                           side, "vantage")
+    return _remote(locator, flow.server.ip, "server", "unknown")
+
+
+def _remote(locator: Locator, ip: str, which: str, basis: str) -> RemoteInfo:
+    info = locator.lookup(ip, which)
+    info.basis = basis
+    return info
 
 
 def plausibility_of(flow: Flow, facts: FlowFacts, vantage: Vantage) -> Plausibility | None:
@@ -39,6 +103,10 @@ def plausibility_of(flow: Flow, facts: FlowFacts, vantage: Vantage) -> Plausibil
     remote = flow.remote
     assert remote is not None
     if remote.which != "server":  # round trips are measured from the client side
+        return None
+    if remote.basis == "unknown":
+        # Which end the capture was taken at is not known: a request answered at the
+        # capture point would time the local stack, not the path to the remote.
         return None
     rtt, source = None, ""
     if flow.tcp_handshake and flow.tcp_handshake.syn_to_synack_ms:

@@ -55,6 +55,7 @@ class SdpMedia:
     setup: str | None = None
     rtpmap: dict[int, str] = field(default_factory=dict)
     candidates: list[str] = field(default_factory=list)
+    zrtp_hash: str | None = None  # a=zrtp-hash (RFC 6189 section 8.1): version and hash
 
 
 @dataclass
@@ -202,6 +203,7 @@ def read_sdp(body: bytes | str) -> Sdp:
                 lines.append(None)
     session_address: str | None = None
     session_fingerprint: str | None = None
+    session_zrtp: str | None = None
     session_start = 0
     current: SdpMedia | _Skipped | None = None
     for number, text in enumerate(lines, 1):
@@ -218,7 +220,8 @@ def read_sdp(body: bytes | str) -> Sdp:
         if kind == "v":
             for m in out.media[session_start:]:
                 m.fingerprint = m.fingerprint or session_fingerprint
-            session_address, session_fingerprint = None, None
+                m.zrtp_hash = m.zrtp_hash or session_zrtp
+            session_address, session_fingerprint, session_zrtp = None, None, None
             session_start, current = len(out.media), None
             continue
         if kind == "m":
@@ -239,10 +242,13 @@ def read_sdp(body: bytes | str) -> Sdp:
             kind_, found = reason
             if kind_ == "c":
                 session_address = found
+            elif kind_ == "zrtp-hash":
+                session_zrtp = found
             else:
                 session_fingerprint = found
     for m in out.media[session_start:]:
         m.fingerprint = m.fingerprint or session_fingerprint
+        m.zrtp_hash = m.zrtp_hash or session_zrtp
     return out
 
 
@@ -262,8 +268,8 @@ def _media_line(value: str, session_address: str | None) -> SdpMedia | str:
 def _attribute(kind: str, value: str, current: SdpMedia | None
                ) -> str | tuple[str, str | None] | None:
     """Reads one c= or a= line into the media section (or the session, current None).
-    A reason (str) when malformed; ("c", address) or ("fingerprint", value) for the session
-    level; None otherwise."""
+    A reason (str) when malformed; ("c", address), ("fingerprint", value) or ("zrtp-hash",
+    value) for the session level; None otherwise."""
     if kind == "c":
         # RFC 8866 section 5.7: c=<nettype> <addrtype> <connection-address>, a multicast
         # address followed by /ttl[/number].
@@ -282,6 +288,11 @@ def _attribute(kind: str, value: str, current: SdpMedia | None
         if current is None:
             return "fingerprint", rest
         current.fingerprint = rest
+        return None
+    if name == "zrtp-hash":  # RFC 6189 section 8.1: session or media level
+        if current is None:
+            return "zrtp-hash", rest
+        current.zrtp_hash = rest
         return None
     if current is None:
         return None

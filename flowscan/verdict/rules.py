@@ -61,6 +61,8 @@ class VerdictContext:
     sdp_plain_rtp: dict[tuple[str, int], str] = field(default_factory=dict)
     # Media endpoints offered in SDP (RTCP on the next port too) -> the SIP call's Call-ID.
     sdp_media: dict[tuple[str, int], str] = field(default_factory=dict)
+    # Media endpoints whose SDP carried a=zrtp-hash (RFC 6189 section 8.1) -> the evidence.
+    sdp_zrtp: dict[tuple[str, int], str] = field(default_factory=dict)
     # Set by the analysis: address -> DNS names that led to it, the address the capture
     # was taken at (if one stands out), and a geolocation lookup for either end of a flow.
     names: dict[str, list[str]] = field(default_factory=dict)
@@ -72,9 +74,20 @@ class VerdictContext:
     relayed: dict[str, int] = field(default_factory=dict)
 
 
+# Apps whose calls carry opaque datagrams of their own (no RTP header to read) over UDP:
+# a flow of theirs with datagrams both ways, beyond the samples, is their media.
+OPAQUE_MEDIA_APPS = {"telegram"}
+OPAQUE_MEDIA_PACKETS = 20  # each way: more than a handshake or keepalives
+
+
 def is_media(flow: Flow, facts: FlowFacts) -> bool:
     p = set(facts.protocols)
     if p & {"rtp", "rtcp", "srtp", "zoom", "discord-voice"}:
+        return True
+    if flow.app is not None and flow.app.name in OPAQUE_MEDIA_APPS and (
+            flow.transport == "udp") and not p & {"dns", "quic", "gquic", "stun"} and (
+            facts.peer_tag or min(flow.to_server.packets, flow.to_client.packets)
+            >= OPAQUE_MEDIA_PACKETS):
         return True
     if facts.dtls and (facts.dtls.srtp_profiles_offered or facts.dtls.srtp_profile):
         return True
@@ -99,6 +112,11 @@ def build_context(flows: list[tuple[Flow, FlowFacts]]) -> VerdictContext:
             call = facts.sip.call_ids[0] if facts.sip.call_ids else "?"
             for endpoint in ((media_address, port), (media_address, port + 1)):
                 ctx.sdp_media.setdefault(endpoint, call)
+                if media.get("zrtp_hash"):
+                    ctx.sdp_zrtp.setdefault(endpoint, (
+                        f"SDP on flow {flow.id} (SIP call {call}) announces ZRTP for "
+                        f"{media.get('media')} {media_address}:{port} with a=zrtp-hash "
+                        "(RFC 6189 section 8.1), binding the exchange to the signalling"))
                 if keys and not over_tls:
                     key = keys[0]  # type: ignore[index]
                     ctx.sdes.setdefault(endpoint, SdesExposure(
@@ -190,7 +208,9 @@ def _turn_over_tls(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encrypt
 def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | None:
     if not is_media(flow, facts):
         return _turn_over_tls(flow, facts, ctx)
-    if not media_packets(facts) and not facts.media_unread:
+    opaque = not media_packets(facts) and flow.app is not None and (
+        flow.app.name in OPAQUE_MEDIA_APPS)
+    if not media_packets(facts) and not facts.media_unread and not opaque:
         # Every packet that could be media was read, and none was. (With such packets left
         # unread beyond the samples, the handshake is judged: the media may be there.)
         return _handshake_only(facts)
@@ -225,6 +245,14 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
                              f"travelled unencrypted on flow {exposure.flow_id}: anyone on "
                              "the path holds the SRTP keys"),
                 *sip_extra, *payload_evidence])
+
+    # 2a. ZRTP (RFC 6189) in the media path: the media after the switch is what is judged.
+    zrtp_sdp = next((ctx.sdp_zrtp[e] for e in ends if e in ctx.sdp_zrtp), None)
+    if facts.zrtp is not None and facts.zrtp.confirmed:
+        return _zrtp(facts, look, payload_evidence, sip_extra, zrtp_sdp)
+    if facts.zrtp is not None:
+        payload_evidence.append(EvidenceItem("zrtp-incomplete", _zrtp_messages(facts) + (
+            ": no Confirm exchange was seen, so no ZRTP keys were agreed on this flow")))
 
     dtls = facts.dtls
     dtls_srtp = bool(dtls and (dtls.srtp_profile or dtls.srtp_profiles_offered))
@@ -261,6 +289,81 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
         *payload_evidence,
         EvidenceItem("insufficient", "too few media payloads or no key exchange seen to "
                      "judge this flow")])
+
+
+def _zrtp_messages(facts: FlowFacts) -> str:
+    z = facts.zrtp
+    assert z is not None
+    sent = "; ".join(f"the {side} sent {', '.join(dict.fromkeys(types))}"
+                     for side, types in z.messages.items())
+    return f"ZRTP (RFC 6189) in the media path: {sent}"
+
+
+def _zrtp(facts: FlowFacts, look: str | None, payload_evidence: list[EvidenceItem],
+          sip_extra: list[EvidenceItem], zrtp_sdp: str | None) -> Encryption:
+    """Keys agreed by ZRTP between the two ends that carry it (RFC 6189 section 4): a
+    Diffie-Hellman exchange in the media path, so only those ends hold the SRTP keys, and a
+    party in the path could read the media only as a man in the middle, which the short
+    authentication string the users compare exposes (section 7). A PBX that says it is a
+    trusted man in the middle (the Hello's M flag, SASrelay; sections 5.2 and 7.3) holds
+    the keys itself. The clear RTP before the switch is evidence of its own, not the
+    verdict: the media judged is the media sent after Confirm1/Confirm2."""
+    z = facts.zrtp
+    assert z is not None
+    chosen = ", ".join(f"{k} {v}" for k, v in z.chosen.items())
+    evidence = [EvidenceItem("zrtp-exchange", _zrtp_messages(facts) + (
+        f" (chosen: {chosen})" if chosen else "") + "; the Confirm exchange completed, so "
+        "SRTP keys were agreed between the two ends of this flow")]
+    if zrtp_sdp:
+        evidence.append(EvidenceItem("sdp-zrtp-hash", zrtp_sdp))
+    if z.clear_packets:
+        counts = ", ".join(
+            (f"between {n} and {z.clear_at_most[side]}" if side in z.clear_at_most
+             else f"at least {n}" if z.clear_at_least else str(n))
+            + f" from the {side} in the {z.clear_ms.get(side, 0.0)} ms before the switch"
+            for side, n in z.clear_packets.items())
+        evidence.append(EvidenceItem("zrtp-clear-start", f"RTP sent unencrypted before ZRTP "
+                                     f"completed: {counts}; the verdict is about the media "
+                                     "after the switch"))
+    after = [EvidenceItem(e.signal, f"after the ZRTP switch: {e.detail}")
+             for e in payload_evidence]
+    evidence += after + sip_extra
+    if not z.after_sampled:
+        evidence.append(EvidenceItem("zrtp-no-media-after", "no media packet sent after the "
+                                     "Confirm exchange was sampled, so what followed it is "
+                                     "not known"))
+        return Encryption("encrypted-unverified" if facts.media_unread else "plaintext",
+                          "unknown", "zrtp", "observed", "low", evidence)
+    if look == "plain":
+        evidence.append(EvidenceItem("no-srtp-after-zrtp", "the media after the Confirm "
+                                     "exchange still shows codec structure: SRTP was not "
+                                     "switched on"))
+        return Encryption("plaintext", "peer" if sip_extra else "unknown", "zrtp", "observed",
+                          "high", evidence)
+    mitm = [side for side, types in z.messages.items() if "SASrelay" in types] + z.mitm
+    if mitm:
+        evidence.append(EvidenceItem("zrtp-trusted-mitm", f"the {', '.join(sorted(set(mitm)))} "
+                                     "announced itself as a PBX that terminates ZRTP (the "
+                                     "Hello's M flag or SASrelay, RFC 6189 section 7.3): it "
+                                     "holds the media keys"))
+        return Encryption("hop-by-hop", "server", "zrtp", "observed", "medium", evidence)
+    if look != "random" and not (facts.rtp and facts.rtp.srtcp_index):
+        evidence.append(EvidenceItem("insufficient", "too few media payloads after the ZRTP "
+                                     "switch to tell whether they are encrypted"))
+        return Encryption("encrypted-unverified", "unknown", "zrtp", "observed", "low",
+                          evidence)
+    if len(z.messages) < 2:
+        evidence.append(EvidenceItem("zrtp-one-way", "ZRTP messages were seen from one end "
+                                     "only: who answered them is not shown"))
+        return Encryption("encrypted-unverified", "unknown", "zrtp", "observed", "low",
+                          evidence)
+    evidence.append(EvidenceItem("zrtp-end-to-end", "the SRTP keys come from a "
+                                 "Diffie-Hellman exchange between the two ends of this flow "
+                                 "(RFC 6189 section 4): a party in the path could read the "
+                                 "media only as a man in the middle, which the short "
+                                 "authentication string the users compare would expose "
+                                 "(section 7)"))
+    return Encryption("end-to-end", "peer", "zrtp", "observed", "medium", evidence)
 
 
 def _rtcp_partly_clear(facts: FlowFacts) -> EvidenceItem | None:
@@ -583,6 +686,13 @@ def _proprietary(flow: Flow, facts: FlowFacts, app: str,
                           "cannot show who holds the keys")
     turn = facts.turn is not None or bool(facts.stun and facts.stun.methods.get(
         "allocate-request"))
+    if facts.peer_tag:
+        return Encryption("encrypted-unverified", "relay", "proprietary", "observed", "low", [
+            EvidenceItem("peer-tag", f"every datagram the {', '.join(facts.peer_tag)} sent "
+                         "begins with the same 16-byte peer tag, then opaque bytes: a relay "
+                         f"(reflector) at {flow.server.ip}:{flow.server.port} matches the "
+                         "call's parties by that tag and forwards the rest"), keying,
+            *payload])
     if turn:
         return Encryption("encrypted-unverified", "relay", "proprietary", "observed", "low", [
             EvidenceItem("turn-relay", f"the media goes through the relay at "

@@ -288,8 +288,18 @@ class Combined:
                 self._write(b"\n]\n")
 
 
-def write_file(path: str, data: bytes) -> None:
-    """A file written whole under a temporary name, then renamed: nobody reads half."""
+def write_file(path: str, data: bytes, what: str = "") -> None:
+    """A file written whole under a temporary name, then renamed: nobody (a CI job, an
+    analyst) reads half of it. A device or FIFO (/dev/stdout, a pipe) is written in place:
+    renaming over it would replace the device node itself."""
+    failed = f"{path}: cannot write{' ' + what if what else ''}"
+    if os.path.exists(path) and not os.path.isfile(path):
+        try:
+            with open(path, "wb") as out:
+                out.write(data)
+        except OSError as exc:
+            raise FlowscanError(f"{failed}: {exc.strerror or exc}") from None
+        return
     partial = f"{path}.part"
     try:
         with open(partial, "wb") as out:
@@ -298,4 +308,4 @@ def write_file(path: str, data: bytes) -> None:
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(partial)
-        raise FlowscanError(f"{path}: cannot write: {exc.strerror or exc}") from None
+        raise FlowscanError(f"{failed}: {exc.strerror or exc}") from None

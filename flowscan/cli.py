@@ -508,14 +508,16 @@ def check_command(captures: tuple[str, ...], claims_path: str, fmt: str, strict:
             raise
 
     run = run_checks(paths, claims, strict, scan_one)
+    from flowscan.batch import write_file
+
     if junit_path:
         from flowscan.report import junit
 
-        _write_file(junit_path, junit.render(run), "JUnit report")
+        write_file(junit_path, junit.render(run), "JUnit report")
     if sarif_path:
         from flowscan.report import sarif
 
-        _write_file(sarif_path, sarif.render(run), "SARIF log")
+        write_file(sarif_path, sarif.render(run), "SARIF log")
     _echo(_check_json(run) if fmt == "json" else _check_text(run))
     sys.exit(int(run.exit_code()))
 
@@ -537,29 +539,6 @@ def _check_outputs(inputs: list[str], outputs: dict[str, str | None]) -> None:
         for path in inputs:
             if path != "-" and os.path.exists(path) and os.path.samefile(path, output):
                 raise FlowscanError(f"{option} {output}: the report would overwrite {path}")
-
-
-def _write_file(path: str, data: bytes, what: str) -> None:
-    """A report file, written whole under a temporary name then renamed: a CI job never
-    reads half a report. A device or FIFO (/dev/stdout, a pipe) is written in place:
-    renaming over it would replace the device node itself."""
-    if os.path.exists(path) and not os.path.isfile(path):
-        try:
-            with open(path, "wb") as out:
-                out.write(data)
-        except OSError as exc:
-            raise FlowscanError(f"{path}: cannot write {what}: {exc.strerror or exc}"
-                                ) from None
-        return
-    partial = f"{path}.part"
-    try:
-        with open(partial, "wb") as out:
-            out.write(data)
-        os.replace(partial, path)
-    except OSError as exc:
-        with suppress(OSError):
-            os.unlink(partial)
-        raise FlowscanError(f"{path}: cannot write {what}: {exc.strerror or exc}") from None
 
 
 def _check_text(run: CheckRun) -> str:

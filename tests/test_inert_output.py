@@ -40,6 +40,7 @@ from flowscan.report.sanitize import (
     inert_text,
     json_inert,
     json_safe,
+    json_safe_tree,
 )
 
 MARKUP = "[bold red]x[/]"
@@ -389,7 +390,7 @@ def test_json_fallback_equals_orjson_output(hostile_path: Path) -> None:
     writes from the dataclasses: same fields, same order, same bytes."""
     report = flowscan.scan(str(hostile_path))
     report.capture.path = "clean.pcap"
-    repaired = orjson.dumps(json_report._utf8_safe(report), option=json_report.OPTIONS)
+    repaired = orjson.dumps(json_safe_tree(report), option=json_report.OPTIONS)
     assert json_inert(repaired) == json_report.dumps_bytes([report])
 
 

@@ -6,13 +6,12 @@ encoder falls back to pure Python when indenting, which dominates the run on lar
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import orjson
 
 from flowscan.report.model import Report
-from flowscan.report.sanitize import json_inert, json_safe
+from flowscan.report.sanitize import json_inert, json_safe_tree
 
 OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
 
@@ -26,22 +25,7 @@ def dumps_bytes(reports: list[Report]) -> bytes:
     try:
         return json_inert(orjson.dumps(data, option=OPTIONS))
     except orjson.JSONEncodeError:
-        return json_inert(orjson.dumps(_utf8_safe(data), option=OPTIONS))
-
-
-def _utf8_safe(value: object) -> object:
-    """value as plain containers, every string (dictionary keys too) through json_safe.
-    Only for the rare report orjson refuses: dataclasses.asdict keeps field order, so the
-    output equals orjson's but for the repaired strings."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, str):
-        return json_safe(value)
-    if isinstance(value, dict):
-        return {_utf8_safe(k): _utf8_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_utf8_safe(v) for v in value]
-    return value
+        return json_inert(orjson.dumps(json_safe_tree(data), option=OPTIONS))
 
 
 def dumps(reports: list[Report]) -> str:

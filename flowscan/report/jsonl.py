@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import orjson
 
 from flowscan.report.model import Report
-from flowscan.report.sanitize import json_inert, json_safe
+from flowscan.report.sanitize import json_inert, json_safe_tree
 
 SCHEMA = "flowscan.report.jsonl/1"
 
@@ -24,7 +24,7 @@ def _line(kind: str, sha256: str, value: object) -> bytes:
     body: dict[str, object] = {"type": kind, "sha256": sha256}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         fields = (orjson.loads(orjson.dumps(value)) if _encodable(value)
-                  else _safe(dataclasses.asdict(value)))
+                  else json_safe_tree(dataclasses.asdict(value)))
         assert isinstance(fields, dict)
         body.update(fields)
     elif isinstance(value, dict):
@@ -32,7 +32,7 @@ def _line(kind: str, sha256: str, value: object) -> bytes:
     try:
         data = orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
     except orjson.JSONEncodeError:
-        data = orjson.dumps(_safe(body), option=orjson.OPT_APPEND_NEWLINE)
+        data = orjson.dumps(json_safe_tree(body), option=orjson.OPT_APPEND_NEWLINE)
     return json_inert(data)
 
 
@@ -44,22 +44,11 @@ def _encodable(value: object) -> bool:
     return True
 
 
-def _safe(value: object) -> object:
-    """Plain containers, every string through json_safe (a path that is not UTF-8)."""
-    if isinstance(value, str):
-        return json_safe(value)
-    if isinstance(value, dict):
-        return {_safe(k): _safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_safe(v) for v in value]
-    return value
-
-
 def lines(report: Report) -> Iterator[bytes]:
     """The report's lines, each ending in a newline."""
     sha = report.capture.sha256
     head = orjson.loads(orjson.dumps(report.capture)) if _encodable(report.capture) \
-        else _safe(dataclasses.asdict(report.capture))
+        else json_safe_tree(dataclasses.asdict(report.capture))
     assert isinstance(head, dict)
     yield _line("capture", sha, {"schema": SCHEMA, "report_schema": report.schema,
                                  "tool": dataclasses.asdict(report.tool), **head,

@@ -28,6 +28,7 @@ typed literally, which is harmless; what matters is that no raw control reaches 
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 
@@ -138,3 +139,18 @@ def json_inert(data: bytes) -> bytes:
     same document to a parser, inert to a terminal or an editor (no reordered lines, no
     C1 control sequences)."""
     return _JSON_INVISIBLE.sub(_json_escape, data)
+
+
+def json_safe_tree(value: object) -> object:
+    """value as plain containers with every string (dictionary keys too) through json_safe:
+    for the rare report orjson refuses (a path that is not UTF-8). dataclasses.asdict keeps
+    field order, so the output equals orjson's but for the repaired strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, str):
+        return json_safe(value)
+    if isinstance(value, dict):
+        return {json_safe_tree(k): json_safe_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe_tree(v) for v in value]
+    return value

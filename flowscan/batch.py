@@ -35,7 +35,8 @@ from flowscan.report.tables import TableRows, capture_rows, failed_rows
 
 GLOB_CHARS = "*?["
 # A report file's extension, by format.
-EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "text": ".txt"}
+EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "text": ".txt",
+              "html": ".html"}
 # Names the run itself writes in the output folder.
 SUMMARY_NAMES = ("summary.json", "summary.txt")
 NAME_MAX = 200  # characters of a report's file name before it is shortened
@@ -130,6 +131,10 @@ def render(report: Report, spec: RenderSpec) -> bytes:
         return csv_report.dumps_bytes([report])
     if spec.fmt == "jsonl":
         return jsonl_report.dumps_bytes([report])
+    if spec.fmt == "html":
+        from flowscan.report import html  # Jinja2, only for HTML
+
+        return html.dumps_bytes([report])
     from flowscan.report import text  # rich, only for text
 
     out = io.StringIO()

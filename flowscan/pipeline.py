@@ -148,7 +148,7 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
         warnings += checked.explicit.warnings + malformed_sip_warnings(records)
         warnings += late_warnings(keylog, totals, checked.locator)
     return build_report(totals, warnings, records, apps, names, sessions, found,
-                        checked.locator.databases, checked.home)
+                        checked.locator.databases, checked.home, checked.vantage)
 
 
 # --- read, account, identify (streaming) ---------------------------------------------

@@ -168,7 +168,8 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("-o", "--output", type=click.Path(),
               help="Write the report to this file instead of standard output; a folder "
                    "(existing, or named with a trailing /) gets one report per capture as "
-                   "each finishes, and summary.json and summary.txt.")
+                   "each finishes, and summary.json and summary.txt (and summary.html "
+                   "with --format html).")
 @click.option("--tables", "tables_dir", type=click.Path(file_okay=False),
               help="Also write flows, sessions, findings and captures tables to this "
                    "folder (Parquet; see --tables-format).")
@@ -225,7 +226,7 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
         raise UsageError(f"--format html makes one page per capture: give a folder (-o DIR/) "
                          f"for the {len(paths)} captures")
     names = batch.report_names(paths, fmt) if folder else []
-    planned = ([os.path.join(str(output), n) for n in [*names, *batch.SUMMARY_NAMES]]
+    planned = ([os.path.join(str(output), n) for n in [*names, *batch.summary_names(fmt)]]
                if folder else [output] if output and output != "-" else [])
     if tables_dir:
         planned += [os.path.join(tables_dir, f"{t}.{tables_format or 'parquet'}")
@@ -308,6 +309,12 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
         batch.write_file(os.path.join(str(output), "summary.json"), summary.json_bytes())
         text = summary.text()
         batch.write_file(os.path.join(str(output), "summary.txt"), text.encode())
+        if fmt == "html":
+            from flowscan.report import html
+
+            written = [None if s.error else n for s, n in zip(summaries, names, strict=True)]
+            batch.write_file(os.path.join(str(output), batch.HTML_SUMMARY),
+                             html.summary_page(summary.as_dict(), home, written))
         if sys.stdout is not None and sys.stdout.isatty():
             _echo(text.rstrip("\n"))
     failed = any(s.error is not None for s in summaries)

@@ -61,6 +61,27 @@ def ring(indices: list[int], arcs: list[list[Point]]) -> list[Point]:
     return out
 
 
+def seam(points: list[Point]) -> list[Point]:
+    """A ring that crosses the antimeridian (Natural Earth's Russia and Fiji) made
+    continuous: each step of more than 180 degrees of longitude is taken the short way
+    round, so the ring runs a little past the map's edge (clipped there) instead of
+    striping across the whole map."""
+    out: list[Point] = []
+    shift = 0.0
+    for i, (lon, lat) in enumerate(points):
+        if i:
+            step = lon + shift - out[-1][0]
+            if step > 180:
+                shift -= 360
+            elif step < -180:
+                shift += 360
+        out.append((lon + shift, lat))
+    mean = sum(lon for lon, _ in out) / len(out)
+    if mean > 180 or mean < -180:
+        out = [(lon - 360 if mean > 180 else lon + 360, lat) for lon, lat in out]
+    return out
+
+
 def _distance(p: Point, a: Point, b: Point) -> float:
     (px, py), (ax, ay), (bx, by) = p, a, b
     dx, dy = bx - ax, by - ay
@@ -131,7 +152,7 @@ def build(tarball: Path) -> dict:
             continue
         polygons = (geometry["arcs"] if geometry["type"] == "MultiPolygon"
                     else [geometry["arcs"]])
-        d = path([ring(r, arcs) for polygon in polygons for r in polygon])
+        d = path([seam(ring(r, arcs)) for polygon in polygons for r in polygon])
         if d:
             countries.append({"iso": iso2(numeric, name), "name": name, "d": d})
     countries.sort(key=lambda c: (c["iso"] or "~", c["name"]))

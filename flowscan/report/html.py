@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 from markupsafe import Markup
@@ -34,15 +35,18 @@ from flowscan.report.sanitize import TEXT_MAX, escape_controls, html_text
 from flowscan.sessions import encryption_path
 
 SCALE = 4  # map units per degree, as geodata/worldmap.py projected the shapes
-MAP_MARGIN_DEGREES = 12  # around the outermost marker
-MAP_MIN_DEGREES = 60  # the narrowest map: a call in one country still shows its region
+MAP_MARGIN_DEGREES = 15  # around the outermost marker
+MAP_MIN_DEGREES = 110  # the narrowest map: a call within one country still shows the region
 TIMELINE_MAX = 60  # the largest flows drawn on the timeline; all are in the table
 TABLE_MAX = 2000  # flows in the table; the JSON and CSV hold every one
 EVIDENCE_MAX = 320  # an evidence detail: a capture string in a few words
 # Markers of one country share its centre: each is set this far from it, around a circle.
 SPREAD = 7.0
+MARKER_SHARE = 180  # a marker's radius: this share of the map's width, the same on any map
 # Marker and arc colours by kind: media by verdict, then what is not media.
 KINDS = (*(str(v) for v in VERDICTS), "signalling", "other")
+SUMMARY_SECTIONS = (("apps", "Apps"), ("verdicts", "Media verdicts"),
+                    ("countries", "Countries"), ("operators", "Operators"))
 
 
 def _inert(value: Any) -> Any:
@@ -182,7 +186,7 @@ def view(marks: list[Marker], start: tuple[float, float] | None,
     wx, wy, ww, wh = (float(v) for v in world_box)
     points = [(m.x, m.y) for m in marks] + ([start] if start else [])
     if not points:
-        return [wx, wy, ww, wh], ww / 240
+        return [wx, wy, ww, wh], ww / MARKER_SHARE
     pad = MAP_MARGIN_DEGREES * SCALE
     x0, x1 = min(p[0] for p in points) - pad, max(p[0] for p in points) + pad
     y0, y1 = min(p[1] for p in points) - pad, max(p[1] for p in points) + pad
@@ -193,7 +197,7 @@ def view(marks: list[Marker], start: tuple[float, float] | None,
     left = min(max(cx - width / 2, wx), wx + ww - width)
     top = min(max(cy - height / 2, wy), wy + wh - height)
     box = [round(left, 1), round(top, 1), round(width, 1), round(height, 1)]
-    return box, round(width / 240, 2)
+    return box, round(width / MARKER_SHARE, 2)
 
 
 @dataclass
@@ -292,6 +296,17 @@ def render(report: Report) -> str:
         destinations=dest, bars=bars, timed=timed, timeline_max=TIMELINE_MAX, cards=cards(report),
         kinds=KINDS, style=Markup(_template_text("report.css")), script=Markup(script),
         script_hash=_script_hash(script), evidence_max=EVIDENCE_MAX)
+
+
+def summary_page(summary: dict[str, Any], home: str | None, pages: list[str | None]
+                 ) -> bytes:
+    """The combined summary of a run (report.summary.RunSummary.as_dict()) as a page beside
+    the captures' pages, each capture linked to its own (pages: a file name, in capture
+    order, or None where no page was written)."""
+    links = [quote(page) if page else None for page in pages]
+    return _environment().get_template("summary.html.j2").render(
+        d=summary, home=home, captures=list(zip(summary["per_capture"], links, strict=True)),
+        sections=SUMMARY_SECTIONS, style=Markup(_template_text("report.css"))).encode("utf-8")
 
 
 def dumps_bytes(reports: list[Report]) -> bytes:

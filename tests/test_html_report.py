@@ -274,6 +274,50 @@ def test_map_data_is_compact_and_credited() -> None:
     assert {"DE", "US", "NL", "BR", "JP", "PK", "AU"} <= codes
 
 
+def test_every_country_shape_is_a_closed_path_that_stays_on_its_side() -> None:
+    """Each subpath is 'Mx y' then relative steps in pairs then 'z'; no ring spans more than
+    half the world (a ring across the antimeridian drawn flat stripes the whole map)."""
+    for country in html_report.world()["countries"]:
+        rings = re.findall(r"M[^M]*", country["d"])
+        assert rings and "".join(rings) == country["d"], country["name"]
+        for ring in rings:
+            match = re.fullmatch(r"M(-?\d+) (-?\d+)l([-\d ]+)z", ring)
+            assert match, (country["name"], ring[:60])
+            steps = [int(n) for n in re.findall(r"-?\d+", match[3])]
+            assert len(steps) % 2 == 0 and len(steps) >= 4
+            xs, x = [int(match[1])], int(match[1])
+            for dx in steps[::2]:
+                x += dx
+                xs.append(x)
+            assert max(xs) - min(xs) <= 180 * html_report.SCALE, country["name"]
+
+
+def test_worldmap_converter_unwraps_the_antimeridian() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("worldmap", ROOT / "geodata" / "worldmap.py")
+    assert spec is not None and spec.loader is not None
+    worldmap = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worldmap)
+    fiji = [(179.0, -16.0), (180.0, -16.5), (-179.9, -16.8), (-180.0, -17.0), (179.2, -17.0)]
+    assert worldmap.seam(fiji) == [(179.0, -16.0), (180.0, -16.5), (180.1, -16.8),
+                                   (180.0, -17.0), (179.2, -17.0)]
+    line = [(0.0, 0.0), (1.0, 0.01), (2.0, 0.0), (3.0, 5.0)]
+    assert worldmap.simplify(line, 0.5) == [(0.0, 0.0), (2.0, 0.0), (3.0, 5.0)]
+
+
+def test_the_timeline_cuts_long_silences_out() -> None:
+    """zoom.pcap's flows span 7 s in 2019 and one flow 2.5 min in 2023: two stretches, the
+    busy one as wide as half the flows and time make it, not a hair at the left."""
+    spans = [(float(i), i + 1.0) for i in range(33)] + [(1e8, 1e8 + 150)]
+    first, second = html_report.segments(spans, 0.0, 1e8 + 150, 1000.0)
+    assert (first.start, first.end, second.start, second.end) == (0, 33, 1e8, 1e8 + 150)
+    assert first.x == 0 and second.x == first.width + html_report.BREAK_GAP
+    assert 400 < first.width < 600 and first.width + second.width == pytest.approx(976, 0.2)
+    (whole,) = html_report.segments([(0.0, 5.0), (6.0, 9.0)], 0.0, 10.0, 1000.0)
+    assert (whole.start, whole.end, whole.x, whole.width) == (0, 10, 0, 1000)
+
+
 # -- In a real browser ----------------------------------------------------------------
 
 

@@ -45,6 +45,10 @@ SPREAD = 7.0
 MARKER_SHARE = 180  # a marker's radius: this share of the map's width, the same on any map
 # Marker and arc colours by kind: media by verdict, then what is not media.
 KINDS = (*(str(v) for v in VERDICTS), "signalling", "other")
+# The timeline's axis is cut where the flows fall silent for more than this share of the
+# capture's span; the stretches left are BREAK_GAP apart.
+BREAK_SHARE = 0.2
+BREAK_GAP = 24.0
 SUMMARY_SECTIONS = (("apps", "Apps"), ("verdicts", "Media verdicts"),
                     ("countries", "Countries"), ("operators", "Operators"))
 
@@ -209,27 +213,73 @@ class Bar:
     label: str
 
 
+@dataclass
+class Segment:
+    """A stretch of the timeline where flows are active; long silences between stretches
+    are cut out of the axis (a capture merged from two days would otherwise squeeze every
+    flow into a hair at each end)."""
+
+    start: float
+    end: float
+    x: float = 0.0
+    width: float = 0.0
+
+    def at(self, t: float) -> float:
+        return self.x + (t - self.start) / max(self.end - self.start, 1e-6) * self.width
+
+
+def segments(spans: list[tuple[float, float]], first: float, last: float,
+             width: float) -> list[Segment]:
+    """The axis: one segment over the whole capture, unless silences longer than
+    BREAK_SHARE of it separate the flows. Each segment's width is half its share of the
+    time shown and half its share of the flows, BREAK_GAP apart: seven busy seconds stay
+    readable beside a long flow minutes later."""
+    total = max(last - first, 1e-6)
+    out: list[Segment] = []
+    counts: list[int] = []
+    for start, end in sorted(spans):
+        if out and start - out[-1].end <= BREAK_SHARE * total:
+            out[-1].end = max(out[-1].end, end)
+            counts[-1] += 1
+        else:
+            out.append(Segment(start, end))
+            counts.append(1)
+    if len(out) == 1:
+        return [Segment(first, last, 0.0, width)]
+    room = width - BREAK_GAP * (len(out) - 1)
+    shown = sum(seg.end - seg.start for seg in out) or 1.0
+    x = 0.0
+    for seg, count in zip(out, counts, strict=True):
+        share = ((seg.end - seg.start) / shown + count / len(spans)) / 2
+        seg.x, seg.width = round(x, 1), round(room * share, 1)
+        x += seg.width + BREAK_GAP
+    return out
+
+
 def timeline(report: Report, rows: dict[int, dict[str, Any]], width: float = 1000.0
-             ) -> tuple[list[Bar], int]:
+             ) -> tuple[list[Bar], list[Segment], int]:
     """The largest flows (TIMELINE_MAX) as bars over the capture's span, by start time;
-    and how many flows had a span at all."""
+    the axis's segments; and how many flows had a span at all."""
     cap = report.capture
     timed = [f for f in report.flows if rows[f.id]["start"] is not None]
     if cap.first_timestamp is None or cap.last_timestamp is None or not timed:
-        return [], 0
-    span = max(cap.last_timestamp - cap.first_timestamp, 1e-6)
+        return [], [], 0
+    spans = [(rows[f.id]["start"], rows[f.id]["start"] + (rows[f.id]["duration_s"] or 0))
+             for f in timed]
+    axis = segments(spans, cap.first_timestamp, cap.last_timestamp, width)
     chosen = sorted(timed, key=lambda f: (-f.bytes, f.id))[:TIMELINE_MAX]
     bars = []
     for flow in sorted(chosen, key=lambda f: (rows[f.id]["start"], f.id)):
         row = rows[flow.id]
-        x = (row["start"] - cap.first_timestamp) / span * width
-        w = max(2.0, (row["duration_s"] or 0) / span * width)
+        start, end = row["start"], row["start"] + (row["duration_s"] or 0)
+        seg = next(s for s in axis if s.start <= start <= s.end)
+        x = seg.at(start)
+        w = max(2.0, min(seg.at(end), seg.x + seg.width) - x)
         label = (f"flow {flow.id}: {row['server_ip']}:{row['server_port']} "
                  f"{row['name'] or ''} {_kind(row)}, {size(flow.bytes)}, "
                  f"{duration(row['duration_s'])}")
-        bars.append(Bar(flow.id, round(x, 1), round(min(w, width - x + 2), 1), _kind(row),
-                        label))
-    return bars, len(timed)
+        bars.append(Bar(flow.id, round(x, 1), round(w, 1), _kind(row), label))
+    return bars, axis, len(timed)
 
 
 @dataclass
@@ -284,7 +334,7 @@ def render(report: Report) -> str:
     vantage = report.vantage
     start = project(vantage.latitude, vantage.longitude) if vantage else None
     marks = markers(report, rows, start)
-    bars, timed = timeline(report, rows)
+    bars, axis, timed = timeline(report, rows)
     script = _template_text("report.js")
     shapes = world()
     box, radius = view(marks, start, shapes["viewbox"])
@@ -293,7 +343,8 @@ def render(report: Report) -> str:
     return _environment().get_template("report.html.j2").render(
         report=report, answers=report.answers, rows=table, flows_total=len(report.flows),
         markers=marks, box=box, r=radius, vantage=vantage, start=start, world=shapes,
-        destinations=dest, bars=bars, timed=timed, timeline_max=TIMELINE_MAX, cards=cards(report),
+        destinations=dest, bars=bars, axis=axis, break_gap=BREAK_GAP, timed=timed,
+        timeline_max=TIMELINE_MAX, cards=cards(report),
         kinds=KINDS, style=Markup(_template_text("report.css")), script=Markup(script),
         script_hash=_script_hash(script), evidence_max=EVIDENCE_MAX)
 

@@ -155,3 +155,114 @@ lab._register(lab.Scenario(
     modules=("aiortc", "scapy", "selenium"),
     programs=("turnserver", "openssl", *CHROMIUM_PROGRAMS),
 ))
+
+
+def _rtpengine(net: LabNetwork, work: Path) -> subprocess.Popen[bytes]:
+    """rtpengine forwarding in userspace (--table=-1: no kernel module), controlled over ng
+    on the relay's loopback; log level 7 with --log-srtp-keys puts the SRTP keys it
+    negotiates in its log, beside the DTLS key log of the WebRTC peer."""
+    ip = net.host("relay").address
+    with (work / "rtpengine.log").open("w") as log:
+        proc = subprocess.Popen(
+            [*net.exec_args("relay"), "rtpengine", "--config-file=none", "--foreground",
+             "--log-stderr", "--log-level=7", "--log-srtp-keys", "--table=-1",
+             f"--interface={ip}", "--listen-ng=127.0.0.1:2223", "--port-min=30000",
+             "--port-max=30100"], stdout=log, stderr=subprocess.STDOUT)
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        raise LabError(f"rtpengine exited at start (code {proc.returncode})")
+    return proc
+
+
+def rtpengine_call(scenario: lab.Scenario, net: LabNetwork, work: Path) -> dict[str, Any]:
+    """The aiortc peer at alice (audio, DTLS-SRTP, ICE) calls the baresip phone at bob
+    through rtpengine at the relay, which the lab's gateway signals for (sip_gateway.py):
+    DTLS-SRTP on alice's leg, plain RTP on bob's. Captured at alice and at the relay."""
+    keylog = work / "keys.log"
+    relay_ip, bob_ip = net.host("relay").address, net.host("bob").address
+    tone = work / "tone.wav"
+    lab._tone(tone)
+    lab._baresip_config(work / "bob", bob_ip, f"<sip:bob@{bob_ip}>;regint=0;answermode=auto;"
+                        "audio_codecs=PCMU", tone)
+    engine = _rtpengine(net, work)
+    captures = [lab._tcpdump(net, "alice", work / "raw.pcap"),
+                lab._tcpdump(net, "relay", work / "raw-relay.pcap")]
+    with (work / "bob" / "baresip.log").open("w") as log:
+        phone = subprocess.Popen([*net.exec_args("bob"), "baresip", "-f", str(work / "bob"),
+                                  "-t", "15"], stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL)
+    time.sleep(1.0)
+    gateway = lab._Helper("the SIP gateway", [
+        *net.exec_args("relay"), sys.executable, "-m", "flowscan.lab.sip_gateway", "--local",
+        relay_ip, "--phone", bob_ip, "--duration", "6"], work / "gateway.log")
+    alice = lab._peer(net, "alice", "offer", keylog, "--duration", "6", "--audio-only")
+    try:
+        offer = lab._read(alice, "sdp")
+        _send(gateway, offer)
+        answer = lab._read(gateway, "sdp")
+        _send(alice, answer)
+        states = [lab._final_state(alice)]
+        lab._read(alice, "done")
+        lab._read(gateway, "done")
+    finally:
+        for proc in (alice, gateway, phone, engine):
+            if proc.poll() is None:
+                proc.kill()
+        time.sleep(0.3)
+        for capture in captures:
+            lab._stop(capture)
+    passwords = lab._ice_credentials(offer["sdp"]) + lab._ice_credentials(answer["sdp"])
+    return {"keys": [short_term_key(p) for p in passwords], "states": states,
+            "keylog": keylog, "ice_passwords": passwords,
+            "captures": {"capture": "raw.pcap", "capture-relay": "raw-relay.pcap"},
+            "files": {"rtpengine-srtp-keys.txt": rtpengine_keys(work / "rtpengine.log")}}
+
+
+def rtpengine_keys(log: Path) -> str:
+    """The SRTP keys rtpengine logs once DTLS-SRTP is negotiated (--log-srtp-keys: an
+    "SRTP keys, incoming:" or "outgoing:" line, then "--- SUITE key BASE64 salt BASE64"),
+    one line each, "incoming|outgoing SUITE KEY SALT", without the log's addresses. They
+    are an independent truth: the keys the relay itself used, against those flowscan
+    derives from the participant's DTLS key log."""
+    found: set[str] = set()
+    direction = None
+    for line in log.read_text(errors="replace").splitlines():
+        if "SRTP keys, " in line:
+            direction = line.rsplit("SRTP keys, ", 1)[1].rstrip(":")
+            continue
+        words = line.split("--- ", 1)[-1].split()
+        if direction and len(words) == 5 and words[1] == "key" and words[3] == "salt":
+            found.add(f"{direction} {words[0]} {words[2]} {words[4]}")
+        direction = None
+    if not found:
+        raise LabError("rtpengine logged no SRTP keys")
+    return "\n".join(sorted(found)) + "\n"
+
+
+lab._register(lab.Scenario(
+    "rtpengine-webrtc-sip",
+    "rtpengine bridges a WebRTC leg to a SIP phone: the aiortc peer at alice (DTLS-SRTP, "
+    "ICE, audio) and baresip at bob (plain RTP, G.711), the lab's gateway signalling both "
+    "and driving rtpengine over its ng protocol; rtpengine terminates DTLS-SRTP and "
+    "forwards in userspace. Captured at alice and at the relay.",
+    {"alice": lab.Place("participant", "90.12.34.58", "FR", "Orange (residential)"),
+     "relay": lab.Place("relay", "78.46.100.22", "DE", "Hetzner (data centre)"),
+     "bob": lab.Place("participant", "73.15.20.33", "US", "Comcast (residential)")},
+    "alice", rtpengine_call,
+    {"media": [
+        {"between": ["alice", "relay"], "app": "webrtc", "protocols":
+         ["stun", "dtls", "rtp", "rtcp", "srtp"], "codecs": ["pcmu"],
+         "encryption_terminates": "relay", "key_exchange": "dtls-srtp",
+         "keys": "alice's DTLS secrets (keys.log, aiortc's key log); the SRTP keys "
+                 "rtpengine used, from its log (--log-srtp-keys), in "
+                 "rtpengine-srtp-keys.txt",
+         "observed": {"verdict": "hop-by-hop", "termination": "server"},
+         "decrypted": {"verdict": "hop-by-hop", "termination": "server"}},
+        # Seen at the relay, this leg's far end is the phone: no encryption, and the
+        # remote is the participant, as between two phones (sip-rtp-plain).
+        {"between": ["bob", "relay"], "app": "sip", "protocols": ["rtp", "rtcp"],
+         "codecs": ["pcmu"], "encryption_terminates": None, "key_exchange": "none",
+         "observed": {"verdict": "plaintext", "termination": "peer"},
+         "decrypted": {"verdict": "plaintext", "termination": "peer"}}]},
+    modules=("aiortc", "scapy"), programs=("rtpengine", "baresip"),
+))

@@ -358,6 +358,8 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
     if keylog.exists():
         lines = sorted(set(keylog.read_text().splitlines()))
         (out / "keys.log").write_text("\n".join(lines) + "\n")
+    for name, text in result.get("files", {}).items():  # more truth a scenario keeps
+        (out / name).write_text(text)
     for stem, raw in result.get("captures", {"capture": "raw.pcap"}).items():
         rewritten = work / f"{stem}.pcap"
         rewrite_capture(work / raw, rewritten, mapping, result["keys"])
@@ -368,8 +370,10 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
     manifest = {
         "scenario": scenario.name,
         "flows": _flows_with_truth(scenario, out / "capture.pcapng"),
-        **({"flows_at_sfu": _flows_with_truth(scenario, out / "capture-sfu.pcapng")}
-           if (out / "capture-sfu.pcapng").exists() else {}),
+        # Each other capture point's flows, by its host: capture-sfu.pcapng -> flows_at_sfu.
+        **{f"flows_at_{stem.removeprefix('capture-')}": _flows_with_truth(
+            scenario, out / f"{stem}.pcapng") for stem in result.get("captures", {})
+           if stem != "capture"},
         "summary": scenario.summary,
         "captured_at": scenario.captured_at,
         "hosts": {name: vars(place) for name, place in scenario.hosts.items()},

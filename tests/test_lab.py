@@ -201,9 +201,10 @@ def check_capture(folder: Path, manifest: dict, capture: Path, key: str,  # type
                                            "dtls.handshake.ciphersuite")}
         # tshark 4.0 does not look inside ChannelData, and leaves the epoch out of DTLS
         # ChaCha20-Poly1305's nonce (its debug log: "seq 0", "auth tag mismatch"), which
-        # aiortc picks when rtpengine offers it first; flowscan decrypts those calls'
-        # media with the same keys (tests/test_decrypt.py).
-        if "turn" not in protocols and not suites & CHACHA20_SUITES:
+        # aiortc picks when rtpengine offers it first: those Finished are opened here.
+        if suites & CHACHA20_SUITES:
+            assert chacha20_finished_from(capture, keylog) == ends
+        elif "turn" not in protocols:
             assert tshark(dsb, "dtls.handshake.type == 20", "frame.number")
             assert not tshark(capture, "dtls.handshake.type == 20", "frame.number")
         report = flowscan.scan(str(dsb))
@@ -220,6 +221,55 @@ def check_capture(folder: Path, manifest: dict, capture: Path, key: str,  # type
         crypto = [row for row in tshark(capture, "sdp", "sdp.media_attr")
                   if "crypto:" in row[0]]
         assert bool(crypto) == (manifest["scenario"] == "sip-sdes-srtp")
+
+
+def _prf_sha256(secret: bytes, label: bytes, seed: bytes, size: int) -> bytes:
+    """TLS 1.2's PRF, P_SHA256 (RFC 5246 section 5)."""
+    out, a = b"", label + seed
+    while len(out) < size:
+        a = hmac.new(secret, a, hashlib.sha256).digest()
+        out += hmac.new(secret, a + label + seed, hashlib.sha256).digest()
+    return out[:size]
+
+
+def chacha20_finished_from(capture: Path, keylog: list[str]) -> set[str]:
+    """The sources whose DTLS Finished (the first epoch-1 handshake record) opens with the
+    key log's master secret under ChaCha20-Poly1305: keys from the key block (RFC 5246
+    section 6.3; no MAC keys, 32-byte keys and 12-byte IVs, RFC 7905 section 2), nonce the
+    IV XOR the 64-bit epoch and sequence number, additional data that number, type,
+    version and plaintext length (RFC 7905 section 2, RFC 6347 section 4.1.2.1)."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    masters = {line.split()[1]: bytes.fromhex(line.split()[2]) for line in keylog}
+    client = server = None
+    finished: dict[str, bytes] = {}
+    for src, payload in tshark(capture, "dtls", "ip.src", "udp.payload"):
+        raw, pos = bytes.fromhex(payload.replace(":", "")), 0
+        while pos + 13 <= len(raw):
+            size = int.from_bytes(raw[pos + 11:pos + 13], "big")
+            record = raw[pos:pos + 13 + size]
+            pos += 13 + size
+            if record[0] != 22:
+                continue
+            if record[3:5] != b"\0\0":  # epoch 1: the first is the Finished
+                finished.setdefault(src, record)
+            elif len(record) >= 59 and record[13] in (1, 2):  # ClientHello, ServerHello
+                random = record[27:59]
+                client, server = ((src, random), server) if record[13] == 1 else (
+                    client, (src, random))
+    assert client and server
+    block = _prf_sha256(masters[client[1].hex()], b"key expansion", server[1] + client[1],
+                        88)
+    keys = {client[0]: (block[:32], block[64:76]), server[0]: (block[32:64], block[76:88])}
+    opened = set()
+    for src, record in finished.items():
+        key, iv = keys[src]
+        nonce = bytes(a ^ b for a, b in zip(iv, bytes(4) + record[3:11], strict=True))
+        body = record[13:]
+        aad = record[3:11] + record[:3] + (len(body) - 16).to_bytes(2, "big")
+        if ChaCha20Poly1305(key).decrypt(nonce, body, aad)[0] == 20:
+            opened.add(src)
+    return opened
 
 
 def check_inside_tls(folder: Path, dsb: Path) -> None:

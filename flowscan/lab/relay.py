@@ -71,6 +71,17 @@ def _send(proc: lab._Helper, message: dict[str, Any]) -> None:
     proc.stdin.flush()
 
 
+def _end_browser(proc: lab._Helper) -> None:
+    """Ask the Chromium helper to stop, so that it quits chromedriver and Chromium; kill it
+    only if it does not."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def turn_tcp_call(scenario: lab.Scenario, net: LabNetwork, work: Path, *, tls: bool
                   ) -> dict[str, Any]:
     """Chromium at alice, relay candidates only, reaching coturn over TCP or TLS; the
@@ -92,9 +103,9 @@ def turn_tcp_call(scenario: lab.Scenario, net: LabNetwork, work: Path, *, tls: b
         states = [lab._final_state(p) for p in (alice, bob)]
         lab._read(alice, "done", timeout=30)
     finally:
-        for proc in (alice, bob):
-            if proc.poll() is None:
-                proc.kill()
+        _end_browser(alice)
+        if bob.poll() is None:
+            bob.kill()
         time.sleep(0.3)
         lab._stop(capture)
         turn.kill()

@@ -358,6 +358,8 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
     if keylog.exists():
         lines = sorted(set(keylog.read_text().splitlines()))
         (out / "keys.log").write_text("\n".join(lines) + "\n")
+    for name, text in result.get("files", {}).items():  # more truth a scenario keeps
+        (out / name).write_text(text)
     for stem, raw in result.get("captures", {"capture": "raw.pcap"}).items():
         rewritten = work / f"{stem}.pcap"
         rewrite_capture(work / raw, rewritten, mapping, result["keys"])
@@ -368,8 +370,10 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
     manifest = {
         "scenario": scenario.name,
         "flows": _flows_with_truth(scenario, out / "capture.pcapng"),
-        **({"flows_at_sfu": _flows_with_truth(scenario, out / "capture-sfu.pcapng")}
-           if (out / "capture-sfu.pcapng").exists() else {}),
+        # Each other capture point's flows, by its host: capture-sfu.pcapng -> flows_at_sfu.
+        **{f"flows_at_{stem.removeprefix('capture-')}": _flows_with_truth(
+            scenario, out / f"{stem}.pcapng") for stem in result.get("captures", {})
+           if stem != "capture"},
         "summary": scenario.summary,
         "captured_at": scenario.captured_at,
         "hosts": {name: vars(place) for name, place in scenario.hosts.items()},
@@ -383,17 +387,23 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
 
 
 def conversations(capture: Path) -> dict[tuple[str, str], list[int]]:
-    """UDP conversations by tshark (independent of flowscan): sorted endpoint pair ->
-    [packets from the first endpoint, packets from the second]."""
-    rows = _tool(["tshark", "-r", str(capture), "-Y", "udp && !icmp", "-T", "fields", "-e",
-                  "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e",
-                  "udp.dstport"]).splitlines()
-    out: dict[tuple[str, str], list[int]] = {}
+    """UDP and TCP conversations by tshark (independent of flowscan): sorted endpoint pair
+    -> [packets from the first endpoint, packets from the second]."""
+    return {key: counts for key, (_transport, counts) in _conversations(capture).items()}
+
+
+def _conversations(capture: Path) -> dict[tuple[str, str], tuple[str, list[int]]]:
+    rows = _tool(["tshark", "-r", str(capture), "-Y", "(udp || tcp) && !icmp", "-T",
+                  "fields", "-e", "ip.src", "-e", "udp.srcport", "-e", "tcp.srcport", "-e",
+                  "ip.dst", "-e", "udp.dstport", "-e", "tcp.dstport"]).splitlines()
+    out: dict[tuple[str, str], tuple[str, list[int]]] = {}
     for row in rows:
-        src, sport, dst, dport = row.split("\t")[:4]
+        src, usport, tsport, dst, udport, tdport = row.split("\t")[:6]
+        transport = "udp" if usport else "tcp"
+        sport, dport = (usport, udport) if usport else (tsport, tdport)
         a, b = f"{src}:{sport.split(',')[0]}", f"{dst}:{dport.split(',')[0]}"
         key = (a, b) if a <= b else (b, a)
-        counts = out.setdefault(key, [0, 0])
+        counts = out.setdefault(key, (transport, [0, 0]))[1]
         counts[0 if key[0] == a else 1] += 1
     return out
 
@@ -402,10 +412,10 @@ def _flows_with_truth(scenario: Scenario, capture: Path) -> list[dict[str, Any]]
     """Each UDP flow of the capture with what the scenario makes true of it."""
     who = {place.address: name for name, place in scenario.hosts.items()}
     flows = []
-    for (a, b), (from_a, from_b) in sorted(conversations(capture).items()):
+    for (a, b), (transport, (from_a, from_b)) in sorted(_conversations(capture).items()):
         hosts = sorted(who.get(e.rsplit(":", 1)[0], "?") for e in (a, b))
         ports = {int(e.rsplit(":", 1)[1]) for e in (a, b)}
-        entry: dict[str, Any] = {"transport": "udp", "endpoints": [a, b],
+        entry: dict[str, Any] = {"transport": transport, "endpoints": [a, b],
                                  "hosts": hosts, "packets": [from_a, from_b]}
         if ports == {5060}:
             entry["kind"] = "signalling"
@@ -527,6 +537,9 @@ _register(Scenario(
     _SFU_HOSTS, "alice", lambda s, n, w: _sfu_call(s, n, w, e2ee=True), _sfu_truth(e2ee=True),
     modules=("aiortc", "scapy"),
 ))
+
+
+from flowscan.lab import relay as _relay  # noqa: E402, F401 - registers its scenarios
 
 
 def run_scenario(name: str, out: Path) -> Path:

@@ -33,7 +33,9 @@ TURN_USER, TURN_PASSWORD, TURN_REALM = "lab", "lab-secret", "lab.example"
 # secrets block (editcap), the manifest's independent flow list (tshark).
 BASE_PROGRAMS = ("ip", "tcpdump", "editcap", "tshark")
 DEBIAN_PACKAGES = {"ip": "iproute2", "tcpdump": "tcpdump", "editcap": "wireshark-common",
-                   "tshark": "tshark", "turnserver": "coturn", "baresip": "baresip"}
+                   "tshark": "tshark", "turnserver": "coturn", "baresip": "baresip",
+                   "janus": "janus libjs-janus-gateway", "chromium": "chromium",
+                   "chromedriver": "chromium-driver", "gcc": "gcc"}
 PIP_EXTRA = "pip install 'flowscan[lab]'"
 
 
@@ -123,12 +125,13 @@ def _tool(cmd: list[str]) -> str:
     return done.stdout
 
 
-def _tcpdump(net: LabNetwork, host: str, out: Path) -> subprocess.Popen[bytes]:
+def _tcpdump(net: LabNetwork, host: str, out: Path, expression: str = "udp or tcp"
+             ) -> subprocess.Popen[bytes]:
     if shutil.which("tcpdump") is None:
         raise LabError("the lab needs tcpdump (apt install tcpdump)")
     iface = net.host(host).interface
     proc = subprocess.Popen([*net.exec_args(host), "tcpdump", "-i", iface, "-U", "-s", "0",
-                             "-w", str(out), "udp or tcp"],
+                             "-w", str(out), expression],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     assert proc.stderr is not None
@@ -358,6 +361,8 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
     if keylog.exists():
         lines = sorted(set(keylog.read_text().splitlines()))
         (out / "keys.log").write_text("\n".join(lines) + "\n")
+    for extra in result.get("files", []):  # evidence a scenario adds (a browser's RTP dump)
+        shutil.copyfile(extra, out / extra.name)
     for stem, raw in result.get("captures", {"capture": "raw.pcap"}).items():
         rewritten = work / f"{stem}.pcap"
         rewrite_capture(work / raw, rewritten, mapping, result["keys"])
@@ -378,6 +383,7 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
         "stun_credentials": {"ice_passwords": result.get("ice_passwords", []),
                              "turn": [TURN_USER, TURN_REALM, TURN_PASSWORD]},
         "generated_by": "flowscan lab run " + scenario.name,
+        **result.get("manifest", {}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
@@ -498,7 +504,8 @@ _SFU_HOSTS = {
 }
 
 
-def _sfu_truth(e2ee: bool) -> dict[str, Any]:
+def _sfu_truth(e2ee: bool, names: tuple[str, ...] = ("alice", "bob", "carol")
+               ) -> dict[str, Any]:
     decrypted = {"verdict": "end-to-end" if e2ee else "hop-by-hop", "termination": "server",
                  "inner": "sframe" if e2ee else "codec"}
     return {"media": [{"between": [name, "sfu"], "app": "webrtc",
@@ -509,7 +516,7 @@ def _sfu_truth(e2ee: bool) -> dict[str, Any]:
                        if e2ee else None,
                        "observed": {"verdict": "hop-by-hop", "termination": "server"},
                        "decrypted": decrypted}
-                      for name in ("alice", "bob", "carol")]}
+                      for name in names]}
 
 
 _register(Scenario(
@@ -526,6 +533,41 @@ _register(Scenario(
     "the SFU.",
     _SFU_HOSTS, "alice", lambda s, n, w: _sfu_call(s, n, w, e2ee=True), _sfu_truth(e2ee=True),
     modules=("aiortc", "scapy"),
+))
+
+
+def _janus(e2ee: bool) -> Callable[[Scenario, LabNetwork, Path], dict[str, Any]]:
+    def run(scenario: Scenario, net: LabNetwork, work: Path) -> dict[str, Any]:
+        from flowscan.lab.janus import janus_call  # imports this module: not at the top
+
+        return janus_call(scenario, net, work, e2ee=e2ee)
+    return run
+
+
+_JANUS_HOSTS = {
+    "alice": Place("participant", "24.114.20.15", "CA", "Rogers (residential)"),
+    "bob": Place("participant", "90.12.34.58", "FR", "Orange (residential)"),
+    "sfu": Place("server", "34.192.10.21", "US", "Amazon AWS (data centre)"),
+}
+_BROWSER = {"modules": ("selenium", "scapy"),
+            "programs": ("janus", "chromium", "chromedriver", "gcc")}
+_register(Scenario(
+    "sfu-janus-browser",
+    "Two headless Chromium participants (libwebrtc, fake camera and microphone) publish to "
+    "and subscribe from each other through Janus's VideoRoom, which terminates each "
+    "PeerConnection's DTLS-SRTP and forwards RTP re-encrypted per leg; Janus's DTLS secrets "
+    "come from a key-log shim. Captured at alice and at the SFU.",
+    _JANUS_HOSTS, "alice", _janus(e2ee=False), _sfu_truth(False, ("alice", "bob")),
+    **_BROWSER,  # type: ignore[arg-type]
+))
+_register(Scenario(
+    "sfu-janus-browser-e2ee",
+    "The same Janus call with every encoded frame SFrame-protected in the page (Chromium's "
+    "encoded insertable streams, WebCrypto AES-GCM, RFC 9605) with a key only the "
+    "participants hold; the room requires end-to-end encryption and Janus forwards what it "
+    "cannot read. Captured at alice and at the SFU.",
+    _JANUS_HOSTS, "alice", _janus(e2ee=True), _sfu_truth(True, ("alice", "bob")),
+    **_BROWSER,  # type: ignore[arg-type]
 ))
 
 

@@ -20,7 +20,9 @@ from flowscan.crypto import sframe
 from flowscan.report.json import dumps
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
-JANUS = ["sfu-janus-browser", "sfu-janus-browser-e2ee"]
+JANUS = ["sfu-janus-browser", "sfu-janus-browser-e2ee", "sfu-janus-firefox"]
+DUMPED = [name for name in JANUS if json.loads((LAB / name / "manifest.json").read_text()).get(
+    "rtp_dump")]  # alice in Chromium: her RTP dump is committed
 CAPTURES = [("capture", "flows"), ("capture-sfu", "flows_at_sfu")]
 
 
@@ -85,7 +87,11 @@ def decrypted_at_alice(folder: Path, tmp_path: Path) -> Counter[tuple[str, bytes
     return out
 
 
-@pytest.mark.parametrize("scenario", JANUS)
+def test_the_chromium_calls_have_their_rtp_dump() -> None:
+    assert DUMPED == ["sfu-janus-browser", "sfu-janus-browser-e2ee"]
+
+
+@pytest.mark.parametrize("scenario", DUMPED)
 def test_decryption_matches_chromiums_rtp_dump_packet_for_packet(scenario: str,
                                                                  tmp_path: Path) -> None:
     folder = LAB / scenario
@@ -123,6 +129,22 @@ def test_the_sframe_layer_opens_with_the_participants_key_only(tmp_path: Path) -
     assert {p[0] >> 3 for p in opened} <= {1, 5, 9, 13, 15, 19, 23, 27, 31}
     assert {p[0] & 0x03 for p in opened} == {0}
     assert sframe.unprotect(bytes(16), payload) is None
+
+
+def test_firefox_and_janus_derived_the_same_secrets() -> None:
+    """alice's Firefox (NSS) and Janus (OpenSSL, through the shim) logged, each on its own,
+    the same master secret for every handshake of alice's legs; Firefox's log alone
+    decrypts her capture."""
+    folder = LAB / "sfu-janus-firefox"
+    nss = [line for line in (folder / "keys-alice.log").read_text().splitlines()
+           if not line.startswith("#")]
+    openssl = set((folder / "keys.log").read_text().splitlines())
+    assert len(nss) == 2 and set(nss) <= openssl  # a publisher and a subscriber leg
+    report = flowscan.scan(str(folder / "capture.pcapng"), keylog=[str(folder / "keys-alice.log")])
+    flows = media(report)
+    assert len(flows) == 2 and all(
+        f.encryption.basis == "decrypted" and f.encryption.decryption.inner == "codec"  # type: ignore[attr-defined]
+        and f.encryption.decryption.tag_failures == 0 for f in flows.values())  # type: ignore[attr-defined]
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+FIREFOX = "/usr/bin/firefox-esr"
 CHROMIUM_FLAGS = (
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -54,9 +55,85 @@ def chromium(profile: Path, log: Path, rtp_dump: bool, origin: str) -> Any:
     return webdriver.Chrome(service=service, options=options)
 
 
+# Firefox ESR: a profile the lab writes. A fake camera and microphone granted without asking,
+# getUserMedia on the lab's http origin, host candidates by address (no mDNS), and every
+# service that would reach out (updates, telemetry, safe browsing, remote settings, captive
+# portal, DNS over HTTPS, the OpenH264 download) off.
+FIREFOX_PREFS = {
+    "media.navigator.streams.fake": True, "media.navigator.permission.disabled": True,
+    "media.devices.insecure.enabled": True, "media.getusermedia.insecure.enabled": True,
+    "media.peerconnection.ice.obfuscate_host_addresses": False,
+    "media.autoplay.default": 0, "marionette.port": 2828,
+    "app.update.enabled": False, "app.update.auto": False,
+    "toolkit.telemetry.enabled": False, "toolkit.telemetry.unified": False,
+    "datareporting.healthreport.uploadEnabled": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "browser.safebrowsing.malware.enabled": False,
+    "browser.safebrowsing.phishing.enabled": False,
+    "browser.safebrowsing.downloads.enabled": False,
+    "browser.shell.checkDefaultBrowser": False, "browser.startup.homepage_override.mstone":
+    "ignore", "browser.newtabpage.enabled": False, "browser.startup.page": 0,
+    "network.captive-portal-service.enabled": False, "network.connectivity-service.enabled":
+    False, "network.trr.mode": 5, "network.dns.disablePrefetch": True,
+    "network.prefetch-next": False, "services.settings.server": "http://127.0.0.1:9/",
+    "extensions.update.enabled": False, "media.gmp-manager.updateEnabled": False,
+    "media.gmp-gmpopenh264.enabled": False, "browser.region.network.url": "",
+    "browser.search.update": False,
+}
+
+
+def firefox(profile: Path, log: Path) -> Any:
+    """Firefox ESR with Marionette, connected to by marionette_driver (Debian has no
+    geckodriver); its NSS writes DTLS secrets to $SSLKEYLOGFILE, inherited from the lab."""
+    import socket
+    import subprocess
+
+    from marionette_driver.marionette import Marionette
+
+    profile.mkdir(parents=True, exist_ok=True)
+    (profile / "user.js").write_text("".join(
+        f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in FIREFOX_PREFS.items()))
+    with log.open("w") as out:
+        proc = subprocess.Popen([FIREFOX, "--headless", "--marionette", "--no-remote",
+                                 "--profile", str(profile), "about:blank"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", 2828), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.3)
+    client = Marionette(host="127.0.0.1", port=2828)
+    client.start_session()
+    return _Firefox(client, proc)
+
+
+class _Firefox:
+    """The two calls the lab makes, as selenium's driver names them."""
+
+    def __init__(self, client: Any, proc: Any) -> None:
+        self.client, self.proc = client, proc
+
+    def get(self, url: str) -> None:
+        self.client.navigate(url)
+
+    def execute_script(self, script: str) -> Any:
+        return self.client.execute_script(script.replace("window.", "window.wrappedJSObject."),
+                                          new_sandbox=False)
+
+    def quit(self) -> None:
+        try:
+            self.client.delete_session()
+        finally:
+            self.proc.terminate()
+            self.proc.wait(timeout=20)
+
+
 def run(args: argparse.Namespace) -> None:
     origin = "/".join(args.url.split("/")[:3])
-    driver = chromium(args.profile, args.log, args.rtp_dump, origin)
+    driver = (firefox(args.profile, args.log) if args.browser == "firefox"
+              else chromium(args.profile, args.log, args.rtp_dump, origin))
     try:
         driver.get(args.url)
         deadline = time.monotonic() + args.timeout
@@ -89,6 +166,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--subscriptions", type=int, default=1)
     parser.add_argument("--rtp-dump", action="store_true")
+    parser.add_argument("--browser", choices=("chromium", "firefox"), default="chromium")
     args = parser.parse_args()
     try:
         run(args)

@@ -173,9 +173,10 @@ def _version(cmd: list[str]) -> str:
     return (done.stdout.strip().splitlines() or ["unknown"])[0]
 
 
-def stack_versions() -> dict[str, str]:
+def stack_versions(firefox: bool = False) -> dict[str, str]:
     """The real stacks' versions, for the manifest and the README's lab table."""
     return {"browser": _version(["chromium", "--version"]),
+            **({"firefox": _version(["firefox-esr", "--version"])} if firefox else {}),
             "sfu": _version(["janus", "--version"]).replace("Janus version: ", "Janus "),
             "client": "janus.js (libjs-janus-gateway)"}
 
@@ -187,12 +188,14 @@ def page_url(net: LabNetwork, name: str, kid: int, key: str | None, browser: str
     return url + (f"#{key}" if key else "")
 
 
-def _browser(net: LabNetwork, host: str, url: str, work: Path, *, rtp_dump: bool
-             ) -> _Helper:
-    args = [*net.exec_args(host), sys.executable, "-m", "flowscan.lab.browser", "--url", url,
+def _browser(net: LabNetwork, host: str, url: str, work: Path, kind: str) -> _Helper:
+    """A browser participant; Chromium logs its RTP dump, Firefox its DTLS secrets
+    (NSS's SSLKEYLOGFILE) to a file of its own."""
+    args = [*net.exec_args(host), "env", f"SSLKEYLOGFILE={work / f'keys-{host}.log'}",
+            sys.executable, "-m", "flowscan.lab.browser", "--url", url, "--browser", kind,
             "--profile", str(work / f"{host}-profile"), "--log", str(work / f"{host}-driver.log"),
             "--seconds", str(CALL_SECONDS)]
-    if rtp_dump:
+    if kind == "chromium":
         args.append("--rtp-dump")
     return _Helper(f"the browser at {host}", args, work / f"{host}.log")
 
@@ -207,10 +210,11 @@ def _end(procs: Sequence[subprocess.Popen[Any]], *, terminate: bool) -> None:
             proc.kill()
 
 
-def janus_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = False
-               ) -> dict[str, Any]:
-    """Two Chromium participants publish to and subscribe from each other through Janus;
-    with e2ee every frame is SFrame-protected in the page with a key Janus never sees."""
+def janus_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = False,
+               firefox: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Two browser participants (Chromium, or Firefox for those named) publish to and
+    subscribe from each other through Janus; with e2ee every frame is SFrame-protected in
+    the page with a key Janus never sees."""
     keylog = work / "keys.log"
     participants = [n for n, p in scenario.hosts.items() if p.role == "participant"]
     janus = start_janus(net, work, keylog, e2ee=e2ee)
@@ -221,8 +225,9 @@ def janus_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = 
     browsers: list[_Helper] = []
     try:
         for kid, name in enumerate(participants, start=1):
-            browsers.append(_browser(net, name, page_url(net, name, kid, key, "chrome"), work,
-                                     rtp_dump=name == "alice"))
+            kind = "firefox" if name in firefox else "chromium"
+            url = page_url(net, name, kid, key, "firefox" if name in firefox else "chrome")
+            browsers.append(_browser(net, name, url, work, kind))
             time.sleep(1.0)  # alice publishes first: bob finds her in the room when he joins
         states = [_final_state(b) for b in browsers]
         pages = [_read(b, "done", timeout=60)["page"] for b in browsers]
@@ -232,10 +237,14 @@ def janus_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = 
         for capture in captures:
             _stop(capture)
         _end([site, janus], terminate=True)
-    dump = work / RTP_DUMP
-    dump.write_text("".join(line for line in (work / "alice-driver.log").open(errors="replace")
-                            if line.rstrip().endswith("# RTP_DUMP")))
-    files = [dump]
+    files = []
+    if "alice" not in firefox:
+        files.append(work / RTP_DUMP)
+        files[-1].write_text("".join(
+            line for line in (work / "alice-driver.log").open(errors="replace")
+            if line.rstrip().endswith("# RTP_DUMP")))
+    for name in firefox:  # NSS's secrets, beside those of Janus's OpenSSL in keys.log
+        files.append(work / f"keys-{name}.log")
     if key:  # the participants' secret, kept so that tests can open the inner layer too
         files.append(work / SFRAME_KEY)
         files[-1].write_text(key + "\n")
@@ -244,7 +253,8 @@ def janus_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = 
         raise LabError(f"the frames were not protected and opened end to end ({counts})")
     passwords = [p for page in pages for sdp in page.get("sdp", [])
                  for p in _ice_credentials(sdp)]
-    manifest = {"stacks": stack_versions(), "rtp_dump": RTP_DUMP,
+    manifest = {"stacks": stack_versions(bool(firefox)),
+                "rtp_dump": RTP_DUMP if "alice" not in firefox else None,
                 "frames": {name: c for name, c in zip(participants, counts, strict=True)}
                 if e2ee else None}
     return {"keys": [short_term_key(p) for p in passwords], "ice_passwords": passwords,

@@ -35,7 +35,7 @@ BASE_PROGRAMS = ("ip", "tcpdump", "editcap", "tshark")
 DEBIAN_PACKAGES = {"ip": "iproute2", "tcpdump": "tcpdump", "editcap": "wireshark-common",
                    "tshark": "tshark", "turnserver": "coturn", "baresip": "baresip",
                    "janus": "janus libjs-janus-gateway", "chromium": "chromium",
-                   "chromedriver": "chromium-driver", "gcc": "gcc"}
+                   "chromedriver": "chromium-driver", "gcc": "gcc", "firefox-esr": "firefox-esr"}
 PIP_EXTRA = "pip install 'flowscan[lab]'"
 
 
@@ -536,11 +536,12 @@ _register(Scenario(
 ))
 
 
-def _janus(e2ee: bool) -> Callable[[Scenario, LabNetwork, Path], dict[str, Any]]:
+def _janus(e2ee: bool, firefox: tuple[str, ...] = ()
+           ) -> Callable[[Scenario, LabNetwork, Path], dict[str, Any]]:
     def run(scenario: Scenario, net: LabNetwork, work: Path) -> dict[str, Any]:
         from flowscan.lab.janus import janus_call  # imports this module: not at the top
 
-        return janus_call(scenario, net, work, e2ee=e2ee)
+        return janus_call(scenario, net, work, e2ee=e2ee, firefox=firefox)
     return run
 
 
@@ -568,6 +569,19 @@ _register(Scenario(
     "cannot read. Captured at alice and at the SFU.",
     _JANUS_HOSTS, "alice", _janus(e2ee=True), _sfu_truth(True, ("alice", "bob")),
     **_BROWSER,  # type: ignore[arg-type]
+))
+
+_register(Scenario(
+    "sfu-janus-firefox",
+    "The Janus call with alice in headless Firefox ESR (NSS DTLS, driven through "
+    "Marionette) and bob in Chromium; Firefox's own key log and Janus's shim give the DTLS "
+    "secrets of alice's legs from both ends. Captured at alice and at the SFU.",
+    {"alice": Place("participant", "90.12.34.59", "FR", "Orange (residential)"),
+     "bob": Place("participant", "24.114.20.16", "CA", "Rogers (residential)"),
+     "sfu": Place("server", "34.192.10.22", "US", "Amazon AWS (data centre)")},
+    "alice", _janus(e2ee=False, firefox=("alice",)), _sfu_truth(False, ("alice", "bob")),
+    modules=("selenium", "marionette_driver", "scapy"),
+    programs=("janus", "chromium", "chromedriver", "gcc", "firefox-esr"),
 ))
 
 

@@ -135,26 +135,14 @@ def check_capture(folder: Path, manifest: dict, capture: Path, key: str,  # type
               for a in row[0].split(",")}
     assert inside <= addresses, "STUN addresses rewritten too"
     if is_webrtc(manifest):
-        records = dtls_records(capture)
-        assert {r[3] for r in records if r[3] is not None} >= {1, 2}
-        finished_from = {r[0] for r in records if r[1] == 22 and r[2] >= 1}
         ends = {e.rsplit(":", 1)[0] for f in media for e in f["endpoints"]}
-        assert ends <= finished_from, "encrypted Finished both ways: handshakes complete"
+        dtls13 = any(m.get("dtls_version") == "1.3" for m in manifest["truth"]["media"])
+        (check_dtls13 if dtls13 else check_dtls12)(folder, manifest, capture, ends)
         if "turn" not in manifest["scenario"]:
             profiles = tshark(capture, "dtls.use_srtp.protection_profile",
                               "dtls.use_srtp.protection_profile")
-            assert profiles, "use_srtp negotiated"
-        randoms = {r[4] for r in records if r[4]}
-        keylog = (folder / "keys.log").read_text().splitlines()
-        assert keylog and all(re.fullmatch(r"CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}", line)
-                              for line in keylog)
-        assert randoms and randoms <= {line.split()[1] for line in keylog}, "every handshake keyed"
-        # The DSB copy carries the secrets: tshark decrypts the handshake's Finished.
-        dsb = capture.with_name(capture.stem + "-dsb.pcapng")
-        if "turn" not in manifest["scenario"]:  # tshark 4.0 does not look inside ChannelData
-            assert tshark(dsb, "dtls.handshake.type == 20", "frame.number")
-            assert not tshark(capture, "dtls.handshake.type == 20", "frame.number")
-        report = flowscan.scan(str(dsb))
+            assert profiles, "use_srtp offered"
+        report = flowscan.scan(str(capture.with_name(capture.stem + "-dsb.pcapng")))
         assert report.capture.decryption_secrets.kinds == ["tls-keylog"]
     if "turn" in manifest["scenario"]:
         assert tshark(capture, "stun.channel", "frame.number"), "TURN ChannelData on the wire"
@@ -164,6 +152,79 @@ def check_capture(folder: Path, manifest: dict, capture: Path, key: str,  # type
         crypto = [row for row in tshark(capture, "sdp", "sdp.media_attr")
                   if "crypto:" in row[0]]
         assert bool(crypto) == (manifest["scenario"] == "sip-sdes-srtp")
+
+
+def check_dtls12(folder: Path, manifest: dict, capture: Path,  # type: ignore[type-arg]
+                 ends: set[str]) -> None:
+    """DTLS 1.2 (RFC 6347): hellos both ways, encrypted Finished both ways, every
+    ClientHello keyed by a CLIENT_RANDOM line, and tshark decrypts the DSB copy."""
+    records = dtls_records(capture)
+    assert {r[3] for r in records if r[3] is not None} >= {1, 2}
+    finished_from = {r[0] for r in records if r[1] == 22 and r[2] >= 1}
+    assert ends <= finished_from, "encrypted Finished both ways: handshakes complete"
+    randoms = {r[4] for r in records if r[4]}
+    keylog = (folder / "keys.log").read_text().splitlines()
+    assert keylog and all(re.fullmatch(r"CLIENT_RANDOM [0-9a-f]{64} [0-9a-f]{96}", line)
+                          for line in keylog)
+    assert randoms and randoms <= {line.split()[1] for line in keylog}, "every handshake keyed"
+    # The DSB copy carries the secrets: tshark decrypts the handshake's Finished.
+    dsb = capture.with_name(capture.stem + "-dsb.pcapng")
+    if "turn" not in manifest["scenario"]:  # tshark 4.0 does not look inside ChannelData
+        assert tshark(dsb, "dtls.handshake.type == 20", "frame.number")
+        assert not tshark(capture, "dtls.handshake.type == 20", "frame.number")
+
+
+DTLS13_LABELS = {"CLIENT_HANDSHAKE_TRAFFIC_SECRET", "SERVER_HANDSHAKE_TRAFFIC_SECRET",
+                 "CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0", "EXPORTER_SECRET"}
+
+
+def server_hello_version(record: bytes) -> int | None:
+    """The version a plaintext DTLS ServerHello selects (supported_versions, RFC 8446
+    section 4.2.1), from the record's bytes: record header 13, handshake header 12
+    (RFC 9147 sections 4 and 5.2), then version 2, random 32, session ID, cipher suite 2,
+    compression 1, extensions."""
+    if len(record) < 13 + 12 + 35 or record[0] != 22 or record[13] != 2:
+        return None
+    pos = 13 + 12 + 34
+    pos += 1 + record[pos] + 3
+    end = pos + 2 + int.from_bytes(record[pos:pos + 2], "big")
+    pos += 2
+    while pos + 4 <= min(end, len(record)):
+        etype, elen = int.from_bytes(record[pos:pos + 2], "big"), int.from_bytes(
+            record[pos + 2:pos + 4], "big")
+        if etype == 43 and elen == 2:
+            return int.from_bytes(record[pos + 4:pos + 6], "big")
+        pos += 4 + elen
+    return None
+
+
+def check_dtls13(folder: Path, manifest: dict, capture: Path,  # type: ignore[type-arg]
+                 ends: set[str]) -> None:
+    """DTLS 1.3 (RFC 9147), which tshark 4.0 leaves undissected past the ClientHello: the
+    hello offers 0xfefc, the ServerHello (read from the bytes) selects it, both ends then
+    send records under the unified header (encrypted epochs 2 and 3), and the key log holds
+    the DTLS 1.3 secrets of that ClientHello's random."""
+    offered = tshark(capture, "dtls.handshake.type == 1", "ip.src", "dtls.handshake.random",
+                     "dtls.handshake.extensions.supported_version")
+    offered = [row for row in offered if len(row) > 2 and row[2]]  # reassembled hellos
+    assert offered and all("0xfefc" in row[2] for row in offered)
+    randoms = {row[1].replace(":", "") for row in offered}
+    selected, encrypted_from = set(), set()
+    for src, payload in tshark(capture, "udp && !stun && !rtp", "ip.src", "udp.payload"):
+        data = bytes.fromhex(payload.replace(":", ""))
+        if data and data[0] & 0xE0 == 0x20:  # unified header: 001CSLEE
+            encrypted_from.add(src)
+        version = server_hello_version(data)
+        if version is not None:
+            selected.add(version)
+    assert selected == {0xFEFC}, "the server selects DTLS 1.3"
+    assert ends <= encrypted_from, "encrypted records both ways: handshakes complete"
+    keylog = [line.split() for line in (folder / "keys.log").read_text().splitlines()]
+    assert {line[0] for line in keylog} == DTLS13_LABELS
+    assert all(re.fullmatch(r"[0-9a-f]{64}", line[1]) and re.fullmatch(r"[0-9a-f]{64,96}",
+                                                                        line[2])
+               for line in keylog)
+    assert {line[1] for line in keylog} == randoms, "the handshake keyed"
 
 
 def check_verdicts(folder: Path) -> None:

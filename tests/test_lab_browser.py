@@ -21,8 +21,9 @@ from flowscan.report.json import dumps
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
 JANUS = ["sfu-janus-browser", "sfu-janus-browser-e2ee", "sfu-janus-firefox"]
-DUMPED = [name for name in JANUS if json.loads((LAB / name / "manifest.json").read_text()).get(
-    "rtp_dump")]  # alice in Chromium: her RTP dump is committed
+BROWSERS = [*JANUS, "p2p-browser-dtls13"]
+DUMPED = [name for name in BROWSERS if json.loads((LAB / name / "manifest.json").read_text()).get(
+    "rtp_dump")]  # a participant in Chromium: the RTP dump of one is committed
 CAPTURES = [("capture", "flows"), ("capture-sfu", "flows_at_sfu")]
 
 
@@ -56,20 +57,24 @@ def test_every_leg_decrypts_to_its_truth(scenario: str, stem: str, key: str,
     assert not any(secret in dumps([report]) for secret in secrets), "key material in the report"
 
 
-def rtp_dump(folder: Path) -> Counter[tuple[str, bytes]]:
-    """(direction O/I, packet) of every RTP and RTCP packet in Chromium's RtpDump lines:
-    "O|I hh:mm:ss.mmm 0000 <hex bytes> # RTP_DUMP" (text2pcap's hex-dump form)."""
+def rtp_dump(folder: Path) -> tuple[str, Counter[tuple[str, bytes]]]:
+    """The participant whose Chromium logged the dump, and (direction O/I, packet) of every
+    RTP and RTCP packet in its RtpDump lines: "O|I hh:mm:ss.mmm 0000 <hex bytes> # RTP_DUMP"
+    (text2pcap's hex-dump form)."""
+    name = json.loads((folder / "manifest.json").read_text())["rtp_dump"]
     out: Counter[tuple[str, bytes]] = Counter()
-    for line in (folder / "rtp-dump-alice.txt").read_text().splitlines():
+    for line in (folder / name).read_text().splitlines():
         fields = line.split()
         assert fields[0] in ("O", "I") and fields[-2:] == ["#", "RTP_DUMP"], line
         out[(fields[0], bytes.fromhex("".join(fields[3:-2])))] += 1
-    return out
+    return name.removeprefix("rtp-dump-").removesuffix(".txt"), out
 
 
-def decrypted_at_alice(folder: Path, tmp_path: Path) -> Counter[tuple[str, bytes]]:
-    """(direction seen from alice, UDP payload) of every packet flowscan replaced by its
-    plaintext, read back from `flowscan decrypt`'s output by scapy (independent reader)."""
+def decrypted_at_alice(folder: Path, tmp_path: Path, seen_from: str = "alice"
+                       ) -> Counter[tuple[str, bytes]]:
+    """(direction seen from seen_from, UDP payload) of every packet flowscan replaced by its
+    plaintext in alice's capture, read back from `flowscan decrypt`'s output by scapy (an
+    independent reader)."""
     from scapy.layers.inet import IP, UDP
     from scapy.utils import rdpcap
 
@@ -78,24 +83,25 @@ def decrypted_at_alice(folder: Path, tmp_path: Path) -> Counter[tuple[str, bytes
                            str(folder / "capture.pcapng"), "--keylog", str(folder / "keys.log"),
                            "-o", str(out_file)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    alice = json.loads((folder / "manifest.json").read_text())["hosts"]["alice"]["address"]
+    host = json.loads((folder / "manifest.json").read_text())["hosts"][seen_from]["address"]
     out: Counter[tuple[str, bytes]] = Counter()
     for packet in rdpcap(str(out_file)):
         data = bytes(packet[UDP].payload) if UDP in packet else b""
         if len(data) >= 8 and data[0] >> 6 == 2:  # RTP or RTCP (RFC 7983 demultiplexing)
-            out[("O" if packet[IP].src == alice else "I", data)] += 1
+            out[("O" if packet[IP].src == host else "I", data)] += 1
     return out
 
 
 def test_the_chromium_calls_have_their_rtp_dump() -> None:
-    assert DUMPED == ["sfu-janus-browser", "sfu-janus-browser-e2ee"]
+    assert DUMPED == ["sfu-janus-browser", "sfu-janus-browser-e2ee", "p2p-browser-dtls13"]
 
 
 @pytest.mark.parametrize("scenario", DUMPED)
 def test_decryption_matches_chromiums_rtp_dump_packet_for_packet(scenario: str,
                                                                  tmp_path: Path) -> None:
     folder = LAB / scenario
-    dump, clear = rtp_dump(folder), decrypted_at_alice(folder, tmp_path)
+    host, dump = rtp_dump(folder)
+    clear = decrypted_at_alice(folder, tmp_path, host)
     rtp = [k for k in dump if not 192 <= k[1][1] <= 223]
     assert len(rtp) > 400 and {d for d, _ in rtp} == {"O", "I"}
     # Every packet libwebrtc protected or unprotected is one flowscan decrypted, byte for
@@ -145,6 +151,23 @@ def test_firefox_and_janus_derived_the_same_secrets() -> None:
     assert len(flows) == 2 and all(
         f.encryption.basis == "decrypted" and f.encryption.decryption.inner == "codec"  # type: ignore[attr-defined]
         and f.encryption.decryption.tag_failures == 0 for f in flows.values())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("keys_from", ["keylog", "dsb"])
+def test_firefox_to_chromium_is_dtls13_and_decrypts_by_its_exporter(keys_from: str) -> None:
+    """Firefox (NSS) and Chromium (BoringSSL) negotiate DTLS 1.3 (RFC 9147); the SRTP keys
+    come from Firefox's EXPORTER_SECRET with the "dtls13" label prefix, the profile (in the
+    encrypted EncryptedExtensions) by trial among those offered; every tag verifies."""
+    folder = LAB / "p2p-browser-dtls13"
+    report = (flowscan.scan(str(folder / "capture.pcapng"), keylog=[str(folder / "keys.log")])
+              if keys_from == "keylog" else flowscan.scan(str(folder / "capture-dsb.pcapng")))
+    (flow,) = media(report).values()
+    enc = flow.encryption  # type: ignore[attr-defined]
+    assert (enc.verdict, enc.basis, enc.termination) == ("end-to-end", "decrypted", "peer")
+    assert "DTLS 1.3 exporter secret" in enc.decryption.key_source
+    assert enc.decryption.tag_failures == 0 and enc.decryption.packets_decrypted > 500
+    assert enc.decryption.inner == "codec"
+    assert any("DTLS 1.3" in e.detail for e in enc.evidence)
 
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc not installed")

@@ -118,9 +118,9 @@ class _Firefox:
     def get(self, url: str) -> None:
         self.client.navigate(url)
 
-    def execute_script(self, script: str) -> Any:
+    def execute_script(self, script: str, *args: Any) -> Any:
         return self.client.execute_script(script.replace("window.", "window.wrappedJSObject."),
-                                          new_sandbox=False)
+                                          script_args=list(args), new_sandbox=False)
 
     def quit(self) -> None:
         try:
@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> None:
               else chromium(args.profile, args.log, args.rtp_dump, origin))
     try:
         driver.get(args.url)
+        if args.exchange:
+            _exchange(driver, args.exchange, args.timeout)
         deadline = time.monotonic() + args.timeout
         page: dict[str, Any] = {}
         while time.monotonic() < deadline:
@@ -157,6 +159,24 @@ def run(args: argparse.Namespace) -> None:
         driver.quit()
 
 
+def _exchange(driver: Any, role: str, timeout: float) -> None:
+    """A direct call's offer and answer, carried by the lab over stdin/stdout: the answerer
+    takes the offer first, the offerer sends first."""
+    if role == "answer":
+        driver.execute_script("window.labRemote(arguments[0])", json.loads(input())["sdp"])
+    deadline = time.monotonic() + timeout
+    local = None
+    while local is None and time.monotonic() < deadline:
+        page = driver.execute_script("return window.lab || {}")
+        if page.get("errors"):
+            raise RuntimeError(f"the page failed: {page['errors']}")
+        local = page.get("local")
+        time.sleep(0.2)
+    send({"sdp": local})
+    if role == "offer":
+        driver.execute_script("window.labRemote(arguments[0])", json.loads(input())["sdp"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
@@ -167,6 +187,8 @@ def main() -> None:
     parser.add_argument("--subscriptions", type=int, default=1)
     parser.add_argument("--rtp-dump", action="store_true")
     parser.add_argument("--browser", choices=("chromium", "firefox"), default="chromium")
+    parser.add_argument("--exchange", choices=("offer", "answer"),
+                        help="a direct call: carry the SDP over stdin/stdout")
     args = parser.parse_args()
     try:
         run(args)

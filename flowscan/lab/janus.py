@@ -119,15 +119,15 @@ admin: {{ admin_http = false, admin_https = false }}
 """)
 
 
-def serve_page(net: LabNetwork, work: Path) -> subprocess.Popen[bytes]:
+def serve_page(net: LabNetwork, work: Path, host: str = "sfu") -> subprocess.Popen[bytes]:
     if not JANUS_JS.exists():
         raise LabError("the Janus scenarios need janus.js (apt install libjs-janus-gateway)")
     site = work / "site"
     shutil.copytree(PAGE, site)
     shutil.copyfile(JANUS_JS, site / "janus.js")
-    address = net.host("sfu").address
+    address = net.host(host).address
     log = (work / "http.log").open("w")
-    return subprocess.Popen([*net.exec_args("sfu"), sys.executable, "-m", "http.server",
+    return subprocess.Popen([*net.exec_args(host), sys.executable, "-m", "http.server",
                              str(HTTP_PORT), "--bind", address, "--directory", str(site)],
                             stdout=log, stderr=subprocess.STDOUT)
 
@@ -188,19 +188,20 @@ def page_url(net: LabNetwork, name: str, kid: int, key: str | None, browser: str
     return url + (f"#{key}" if key else "")
 
 
-def _browser(net: LabNetwork, host: str, url: str, work: Path, kind: str) -> _Helper:
+def browser(net: LabNetwork, host: str, url: str, work: Path, kind: str, *extra: str
+            ) -> _Helper:
     """A browser participant; Chromium logs its RTP dump, Firefox its DTLS secrets
     (NSS's SSLKEYLOGFILE) to a file of its own."""
     args = [*net.exec_args(host), "env", f"SSLKEYLOGFILE={work / f'keys-{host}.log'}",
             sys.executable, "-m", "flowscan.lab.browser", "--url", url, "--browser", kind,
             "--profile", str(work / f"{host}-profile"), "--log", str(work / f"{host}-driver.log"),
-            "--seconds", str(CALL_SECONDS)]
+            "--seconds", str(CALL_SECONDS), *extra]
     if kind == "chromium":
         args.append("--rtp-dump")
     return _Helper(f"the browser at {host}", args, work / f"{host}.log")
 
 
-def _end(procs: Sequence[subprocess.Popen[Any]], *, terminate: bool) -> None:
+def end(procs: Sequence[subprocess.Popen[Any]], *, terminate: bool) -> None:
     for proc in procs:
         if proc.poll() is None and terminate:
             proc.terminate()
@@ -227,16 +228,16 @@ def janus_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = 
         for kid, name in enumerate(participants, start=1):
             kind = "firefox" if name in firefox else "chromium"
             url = page_url(net, name, kid, key, "firefox" if name in firefox else "chrome")
-            browsers.append(_browser(net, name, url, work, kind))
+            browsers.append(browser(net, name, url, work, kind))
             time.sleep(1.0)  # alice publishes first: bob finds her in the room when he joins
         states = [_final_state(b) for b in browsers]
         pages = [_read(b, "done", timeout=60)["page"] for b in browsers]
     finally:
-        _end(browsers, terminate=False)  # they close their browser and exit by themselves
+        end(browsers, terminate=False)  # they close their browser and exit by themselves
         time.sleep(1.0)
         for capture in captures:
             _stop(capture)
-        _end([site, janus], terminate=True)
+        end([site, janus], terminate=True)
     files = []
     if "alice" not in firefox:
         files.append(work / RTP_DUMP)

@@ -585,6 +585,33 @@ _register(Scenario(
 ))
 
 
+
+def _p2p_browsers(scenario: Scenario, net: LabNetwork, work: Path) -> dict[str, Any]:
+    from flowscan.lab.p2p_browser import p2p_call  # imports this module: not at the top
+
+    return p2p_call(scenario, net, work)
+
+
+_register(Scenario(
+    "p2p-browser-dtls13",
+    "A direct call between Firefox ESR (alice) and Chromium (bob), which both offer DTLS "
+    "1.3: ICE with host candidates, DTLS 1.3-SRTP keyed by the exporter, Opus and VP8; "
+    "Firefox's NSS logs the DTLS 1.3 secrets. Captured at alice.",
+    {"alice": Place("participant", "90.12.34.60", "FR", "Orange (residential)"),
+     "bob": Place("participant", "91.64.10.21", "DE", "Vodafone Kabel (residential)")},
+    "alice", _p2p_browsers,
+    {"media": [{"between": ["alice", "bob"], "app": "webrtc", "protocols":
+                ["stun", "dtls", "rtp", "rtcp", "srtp"], "codecs": ["opus", "vp8"],
+                "encryption_terminates": "bob", "key_exchange": "dtls-srtp",
+                "dtls_version": "1.3",
+                "observed": {"verdict": "end-to-end", "termination": "peer"},
+                "decrypted": {"verdict": "end-to-end", "termination": "peer",
+                              "inner": "codec"}}]},
+    modules=("selenium", "marionette_driver", "scapy"),
+    programs=("chromium", "chromedriver", "firefox-esr"),
+))
+
+
 def run_scenario(name: str, out: Path) -> Path:
     """Run the scenario and write its capture, keys and manifest to out. A failure is a
     LabError of one line; the lab processes' logs are then kept in out/logs."""

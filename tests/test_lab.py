@@ -12,6 +12,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -284,3 +285,26 @@ def test_p2p_webrtc_regenerates_end_to_end(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     check_against_bytes(out)
     check_verdicts(out)
+
+
+def _browser_lab_ready() -> str | None:
+    return _lab_ready() if os.geteuid() != 0 else SCENARIOS["sfu-janus-browser"].missing()
+
+
+@pytest.mark.skipif(_browser_lab_ready() is not None, reason=str(_browser_lab_ready()))
+def test_sfu_janus_browser_regenerates_end_to_end(tmp_path: Path) -> None:
+    """Chromium through Janus, recorded afresh (about 20 s): its bytes, its observed
+    verdicts, and every leg decrypted with the key-log shim's secrets as its truth says."""
+    out = tmp_path / "sfu-janus-browser"
+    done = subprocess.run([sys.executable, "-m", "flowscan", "lab", "run", "sfu-janus-browser",
+                           "-o", str(out)], capture_output=True, text=True, timeout=180,
+                          cwd=LAB.parent.parent)  # this checkout's flowscan
+    assert done.returncode == 0, done.stderr
+    check_against_bytes(out)
+    check_verdicts(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    report = flowscan.scan(str(out / "capture-sfu.pcapng"), keylog=[str(out / "keys.log")])
+    legs = [f for f in report.flows if f.encryption is not None]
+    assert len(legs) == len(manifest["flows_at_sfu"]) == 4
+    assert all((f.encryption.verdict, f.encryption.basis, f.encryption.decryption.inner)
+               == ("hop-by-hop", "decrypted", "codec") for f in legs)

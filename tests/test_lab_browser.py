@@ -20,7 +20,8 @@ from flowscan.crypto import sframe
 from flowscan.report.json import dumps
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
-JANUS = ["sfu-janus-browser", "sfu-janus-browser-e2ee", "sfu-janus-firefox"]
+JANUS = ["sfu-janus-browser", "sfu-janus-browser-e2ee", "sfu-janus-firefox",
+         "sfu-janus-firefox-e2ee"]
 BROWSERS = [*JANUS, "p2p-browser-dtls13"]
 DUMPED = [name for name in BROWSERS if json.loads((LAB / name / "manifest.json").read_text()).get(
     "rtp_dump")]  # a participant in Chromium: the RTP dump of one is committed
@@ -111,15 +112,18 @@ def test_decryption_matches_chromiums_rtp_dump_packet_for_packet(scenario: str,
     assert sum((clear - dump).values()) <= 0.03 * sum(clear.values())
 
 
-def test_the_sframe_layer_opens_with_the_participants_key_only(tmp_path: Path) -> None:
-    """The page's WebCrypto SFrame agrees with flowscan.crypto.sframe (RFC 9605): audio
-    payloads (one Opus frame each) open with the base key and hold Opus TOC bytes; the
-    Janus-only call has no SFrame layer to open."""
-    folder = LAB / "sfu-janus-browser-e2ee"
+@pytest.mark.parametrize("scenario", ["sfu-janus-browser-e2ee", "sfu-janus-firefox-e2ee"])
+def test_the_sframe_layer_opens_with_the_participants_key_only(scenario: str,
+                                                               tmp_path: Path) -> None:
+    """The page's WebCrypto SFrame, in Chromium's encoded streams and in Firefox's
+    RTCRtpScriptTransform worker, agrees with flowscan.crypto.sframe (RFC 9605): audio
+    payloads (one Opus frame each) open with the participants' base key and hold Opus; a
+    wrong key opens none."""
+    folder = LAB / scenario
     key = bytes.fromhex((folder / "sframe-base-key.txt").read_text().strip())
     opened, kids = [], set()
     for (direction, data), _ in decrypted_at_alice(folder, tmp_path).items():
-        if 192 <= data[1] <= 223 or data[1] & 0x7F != 111:  # Opus is payload type 111
+        if 192 <= data[1] <= 223 or data[1] & 0x7F not in (109, 111):  # Opus: Firefox, Chromium
             continue
         start = 12 + 4 * (data[0] & 0x0F)
         if data[0] & 0x10:  # header extension (RFC 3550 section 5.3.1)
@@ -137,11 +141,14 @@ def test_the_sframe_layer_opens_with_the_participants_key_only(tmp_path: Path) -
     assert sframe.unprotect(bytes(16), payload) is None
 
 
-def test_firefox_and_janus_derived_the_same_secrets() -> None:
+@pytest.mark.parametrize("scenario", ["sfu-janus-firefox", "sfu-janus-firefox-e2ee"])
+def test_firefox_and_janus_derived_the_same_secrets(scenario: str) -> None:
     """alice's Firefox (NSS) and Janus (OpenSSL, through the shim) logged, each on its own,
     the same master secret for every handshake of alice's legs; Firefox's log alone
     decrypts her capture."""
-    folder = LAB / "sfu-janus-firefox"
+    folder = LAB / scenario
+    inner = json.loads((folder / "manifest.json").read_text())["truth"]["media"][0][
+        "decrypted"]["inner"]
     nss = [line for line in (folder / "keys-alice.log").read_text().splitlines()
            if not line.startswith("#")]
     openssl = set((folder / "keys.log").read_text().splitlines())
@@ -149,7 +156,7 @@ def test_firefox_and_janus_derived_the_same_secrets() -> None:
     report = flowscan.scan(str(folder / "capture.pcapng"), keylog=[str(folder / "keys-alice.log")])
     flows = media(report)
     assert len(flows) == 2 and all(
-        f.encryption.basis == "decrypted" and f.encryption.decryption.inner == "codec"  # type: ignore[attr-defined]
+        f.encryption.basis == "decrypted" and f.encryption.decryption.inner == inner  # type: ignore[attr-defined]
         and f.encryption.decryption.tag_failures == 0 for f in flows.values())  # type: ignore[attr-defined]
 
 

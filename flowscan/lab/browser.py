@@ -82,7 +82,7 @@ FIREFOX_PREFS = {
 }
 
 
-def firefox(profile: Path, log: Path) -> Any:
+def firefox(profile: Path, log: Path, origin: str) -> Any:
     """Firefox ESR with Marionette, connected to by marionette_driver (Debian has no
     geckodriver); its NSS writes DTLS secrets to $SSLKEYLOGFILE, inherited from the lab."""
     import socket
@@ -91,8 +91,11 @@ def firefox(profile: Path, log: Path) -> Any:
     from marionette_driver.marionette import Marionette
 
     profile.mkdir(parents=True, exist_ok=True)
+    # The page's http origin counts as secure (WebCrypto in the SFrame worker), as Chromium's
+    # --unsafely-treat-insecure-origin-as-secure makes it there.
+    prefs = {**FIREFOX_PREFS, "dom.securecontext.allowlist": origin.split("//")[1].split(":")[0]}
     (profile / "user.js").write_text("".join(
-        f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in FIREFOX_PREFS.items()))
+        f"user_pref({json.dumps(k)}, {json.dumps(v)});\n" for k, v in prefs.items()))
     with log.open("w") as out:
         proc = subprocess.Popen([FIREFOX, "--headless", "--marionette", "--no-remote",
                                  "--profile", str(profile), "about:blank"],
@@ -132,7 +135,7 @@ class _Firefox:
 
 def run(args: argparse.Namespace) -> None:
     origin = "/".join(args.url.split("/")[:3])
-    driver = (firefox(args.profile, args.log) if args.browser == "firefox"
+    driver = (firefox(args.profile, args.log, origin) if args.browser == "firefox"
               else chromium(args.profile, args.log, args.rtp_dump, origin))
     try:
         driver.get(args.url)

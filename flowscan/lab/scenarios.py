@@ -585,6 +585,20 @@ _register(Scenario(
 ))
 
 
+_register(Scenario(
+    "sfu-janus-firefox-e2ee",
+    "The Janus call end to end with alice in Firefox ESR, whose frames are SFrame-protected "
+    "by RTCRtpScriptTransform in a worker, and bob in Chromium, by encoded insertable "
+    "streams: one SFrame (RFC 9605) key both browsers hold and Janus does not. Captured at "
+    "alice and at the SFU.",
+    {"alice": Place("participant", "90.12.34.61", "FR", "Orange (residential)"),
+     "bob": Place("participant", "24.114.20.17", "CA", "Rogers (residential)"),
+     "sfu": Place("server", "34.192.10.23", "US", "Amazon AWS (data centre)")},
+    "alice", _janus(e2ee=True, firefox=("alice",)), _sfu_truth(True, ("alice", "bob")),
+    modules=("selenium", "marionette_driver", "scapy"),
+    programs=("janus", "chromium", "chromedriver", "gcc", "firefox-esr"),
+))
+
 
 def _p2p_browsers(scenario: Scenario, net: LabNetwork, work: Path) -> dict[str, Any]:
     from flowscan.lab.p2p_browser import p2p_call  # imports this module: not at the top

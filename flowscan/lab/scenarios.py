@@ -545,59 +545,49 @@ def _janus(e2ee: bool, firefox: tuple[str, ...] = ()
     return run
 
 
-_JANUS_HOSTS = {
-    "alice": Place("participant", "24.114.20.15", "CA", "Rogers (residential)"),
-    "bob": Place("participant", "90.12.34.58", "FR", "Orange (residential)"),
-    "sfu": Place("server", "34.192.10.21", "US", "Amazon AWS (data centre)"),
-}
-_BROWSER = {"modules": ("selenium", "scapy"),
-            "programs": ("janus", "chromium", "chromedriver", "gcc")}
-_register(Scenario(
+def _janus_scenario(name: str, summary: str, hosts: tuple[Place, Place, str], *, e2ee: bool,
+                    firefox: tuple[str, ...] = ()) -> None:
+    """A browser call through Janus: alice and bob, and the SFU at the given address."""
+    alice, bob, sfu = hosts
+    _register(Scenario(
+        name, summary,
+        {"alice": alice, "bob": bob, "sfu": Place("server", sfu, "US", "Amazon AWS (data centre)")},
+        "alice", _janus(e2ee, firefox), _sfu_truth(e2ee, ("alice", "bob")),
+        modules=("selenium", "marionette_driver", "scapy") if firefox else ("selenium", "scapy"),
+        programs=("janus", "chromium", "chromedriver", "gcc", *(("firefox-esr",) if firefox
+                                                                 else ()))))
+
+
+_CA, _FR = ("CA", "Rogers (residential)"), ("FR", "Orange (residential)")
+_CHROMIUM_PAIR = (Place("participant", "24.114.20.15", *_CA),
+                  Place("participant", "90.12.34.58", *_FR), "34.192.10.21")
+_janus_scenario(
     "sfu-janus-browser",
     "Two headless Chromium participants (libwebrtc, fake camera and microphone) publish to "
     "and subscribe from each other through Janus's VideoRoom, which terminates each "
     "PeerConnection's DTLS-SRTP and forwards RTP re-encrypted per leg; Janus's DTLS secrets "
-    "come from a key-log shim. Captured at alice and at the SFU.",
-    _JANUS_HOSTS, "alice", _janus(e2ee=False), _sfu_truth(False, ("alice", "bob")),
-    **_BROWSER,  # type: ignore[arg-type]
-))
-_register(Scenario(
+    "come from a key-log shim. Captured at alice and at the SFU.", _CHROMIUM_PAIR, e2ee=False)
+_janus_scenario(
     "sfu-janus-browser-e2ee",
     "The same Janus call with every encoded frame SFrame-protected in the page (Chromium's "
     "encoded insertable streams, WebCrypto AES-GCM, RFC 9605) with a key only the "
     "participants hold; the room requires end-to-end encryption and Janus forwards what it "
-    "cannot read. Captured at alice and at the SFU.",
-    _JANUS_HOSTS, "alice", _janus(e2ee=True), _sfu_truth(True, ("alice", "bob")),
-    **_BROWSER,  # type: ignore[arg-type]
-))
-
-_register(Scenario(
+    "cannot read. Captured at alice and at the SFU.", _CHROMIUM_PAIR, e2ee=True)
+_janus_scenario(
     "sfu-janus-firefox",
     "The Janus call with alice in headless Firefox ESR (NSS DTLS, driven through "
     "Marionette) and bob in Chromium; Firefox's own key log and Janus's shim give the DTLS "
     "secrets of alice's legs from both ends. Captured at alice and at the SFU.",
-    {"alice": Place("participant", "90.12.34.59", "FR", "Orange (residential)"),
-     "bob": Place("participant", "24.114.20.16", "CA", "Rogers (residential)"),
-     "sfu": Place("server", "34.192.10.22", "US", "Amazon AWS (data centre)")},
-    "alice", _janus(e2ee=False, firefox=("alice",)), _sfu_truth(False, ("alice", "bob")),
-    modules=("selenium", "marionette_driver", "scapy"),
-    programs=("janus", "chromium", "chromedriver", "gcc", "firefox-esr"),
-))
-
-
-_register(Scenario(
+    (Place("participant", "90.12.34.59", *_FR), Place("participant", "24.114.20.16", *_CA),
+     "34.192.10.22"), e2ee=False, firefox=("alice",))
+_janus_scenario(
     "sfu-janus-firefox-e2ee",
     "The Janus call end to end with alice in Firefox ESR, whose frames are SFrame-protected "
     "by RTCRtpScriptTransform in a worker, and bob in Chromium, by encoded insertable "
     "streams: one SFrame (RFC 9605) key both browsers hold and Janus does not. Captured at "
     "alice and at the SFU.",
-    {"alice": Place("participant", "90.12.34.61", "FR", "Orange (residential)"),
-     "bob": Place("participant", "24.114.20.17", "CA", "Rogers (residential)"),
-     "sfu": Place("server", "34.192.10.23", "US", "Amazon AWS (data centre)")},
-    "alice", _janus(e2ee=True, firefox=("alice",)), _sfu_truth(True, ("alice", "bob")),
-    modules=("selenium", "marionette_driver", "scapy"),
-    programs=("janus", "chromium", "chromedriver", "gcc", "firefox-esr"),
-))
+    (Place("participant", "90.12.34.61", *_FR), Place("participant", "24.114.20.17", *_CA),
+     "34.192.10.23"), e2ee=True, firefox=("alice",))
 
 
 def _p2p_browsers(scenario: Scenario, net: LabNetwork, work: Path) -> dict[str, Any]:

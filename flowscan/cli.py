@@ -608,8 +608,9 @@ def lab_list() -> None:
     """Name every scenario and what it shows."""
     from flowscan.lab.scenarios import SCENARIOS, missing_for_any
 
+    width = max(map(len, SCENARIOS))
     for name, scenario in SCENARIOS.items():
-        _echo(f"{name:18} {scenario.summary}")
+        _echo(f"{name:{width}} {scenario.summary}")
     lacking = missing_for_any()
     if lacking:
         click.echo(f"flowscan: note: to run them, this machine also needs {lacking}", err=True)

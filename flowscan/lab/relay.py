@@ -223,10 +223,12 @@ def rtpengine_call(scenario: lab.Scenario, net: LabNetwork, work: Path) -> dict[
         for capture in captures:
             lab._stop(capture)
     passwords = lab._ice_credentials(offer["sdp"]) + lab._ice_credentials(answer["sdp"])
+    srtp_keys = work / "rtpengine-srtp-keys.txt"
+    srtp_keys.write_text(rtpengine_keys(work / "rtpengine.log"))
     return {"keys": [short_term_key(p) for p in passwords], "states": states,
             "keylog": keylog, "ice_passwords": passwords,
             "captures": {"capture": "raw.pcap", "capture-relay": "raw-relay.pcap"},
-            "files": {"rtpengine-srtp-keys.txt": rtpengine_keys(work / "rtpengine.log")}}
+            "files": [srtp_keys]}
 
 
 def rtpengine_keys(log: Path) -> str:

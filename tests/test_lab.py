@@ -222,18 +222,20 @@ def _prf_sha256(secret: bytes, label: bytes, seed: bytes, size: int) -> bytes:
     return out[:size]
 
 
-def chacha20_finished_from(capture: Path, keylog: list[str]) -> set[str]:
-    """The sources whose DTLS Finished (the first epoch-1 handshake record) opens with the
-    key log's master secret under ChaCha20-Poly1305: keys from the key block (RFC 5246
-    section 6.3; no MAC keys, 32-byte keys and 12-byte IVs, RFC 7905 section 2), nonce the
-    IV XOR the 64-bit epoch and sequence number, additional data that number, type,
-    version and plaintext length (RFC 7905 section 2, RFC 6347 section 4.1.2.1)."""
-    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-
+def chacha20_handshakes(capture: Path, keylog: list[str]) -> dict[frozenset[str], set[str]]:
+    """Per DTLS 1.2 handshake that chose ChaCha20-Poly1305 (its two UDP ends): the ends
+    whose Finished (the first epoch-1 handshake record) opens with the key log's master
+    secret. Keys from the key block (RFC 5246 section 6.3; no MAC keys, 32-byte keys and
+    12-byte IVs, RFC 7905 section 2), nonce the IV XOR the 64-bit epoch and sequence
+    number, additional data that number, type, version and plaintext length (RFC 7905
+    section 2, RFC 6347 section 4.1.2.1)."""
     masters = {line.split()[1]: bytes.fromhex(line.split()[2]) for line in keylog}
-    client = server = None
-    finished: dict[str, bytes] = {}
-    for src, payload in tshark(capture, "dtls", "ip.src", "udp.payload"):
+    hellos: dict[frozenset[str], dict[int, tuple[str, bytes]]] = {}
+    finished: dict[frozenset[str], dict[str, bytes]] = {}
+    chacha: set[frozenset[str]] = set()
+    for src, sport, dst, dport, payload in tshark(
+            capture, "dtls", "ip.src", "udp.srcport", "ip.dst", "udp.dstport", "udp.payload"):
+        me, conv = f"{src}:{sport}", frozenset((f"{src}:{sport}", f"{dst}:{dport}"))
         raw, pos = bytes.fromhex(payload.replace(":", "")), 0
         while pos + 13 <= len(raw):
             size = int.from_bytes(raw[pos + 11:pos + 13], "big")
@@ -241,24 +243,35 @@ def chacha20_finished_from(capture: Path, keylog: list[str]) -> set[str]:
             pos += 13 + size
             if record[0] != 22:
                 continue
-            if record[3:5] != b"\0\0":  # epoch 1: the first is the Finished
-                finished.setdefault(src, record)
-            elif len(record) >= 59 and record[13] in (1, 2):  # ClientHello, ServerHello
-                random = record[27:59]
-                client, server = ((src, random), server) if record[13] == 1 else (
-                    client, (src, random))
-    assert client and server
-    block = _prf_sha256(masters[client[1].hex()], b"key expansion", server[1] + client[1],
-                        88)
-    keys = {client[0]: (block[:32], block[64:76]), server[0]: (block[32:64], block[76:88])}
+            if record[3:5] != b"\0\0":
+                finished.setdefault(conv, {}).setdefault(me, record)
+            elif len(record) >= 62 and record[13] in (1, 2) and not record[19:22].strip(b"\0"):
+                # A whole hello or a message's first fragment (fragment offset 0).
+                hellos.setdefault(conv, {})[record[13]] = (me, record[27:59])
+                suite_at = 60 + record[59]
+                if record[13] == 2 and f"0x{record[suite_at:suite_at + 2].hex()}" in \
+                        CHACHA20_SUITES:
+                    chacha.add(conv)
+    return {conv: _chacha20_opened(hellos[conv], finished.get(conv, {}), masters)
+            for conv in chacha}
+
+
+def _chacha20_opened(hellos: dict[int, tuple[str, bytes]], finished: dict[str, bytes],
+                     masters: dict[str, bytes]) -> set[str]:
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    (client, client_random), (server, server_random) = hellos[1], hellos[2]
+    block = _prf_sha256(masters[client_random.hex()], b"key expansion",
+                        server_random + client_random, 88)
+    keys = {client: (block[:32], block[64:76]), server: (block[32:64], block[76:88])}
     opened = set()
-    for src, record in finished.items():
-        key, iv = keys[src]
+    for end, record in finished.items():
+        key, iv = keys[end]
         nonce = bytes(a ^ b for a, b in zip(iv, bytes(4) + record[3:11], strict=True))
         body = record[13:]
         aad = record[3:11] + record[:3] + (len(body) - 16).to_bytes(2, "big")
         if ChaCha20Poly1305(key).decrypt(nonce, body, aad)[0] == 20:
-            opened.add(src)
+            opened.add(end)
     return opened
 
 
@@ -320,14 +333,17 @@ def check_dtls12(folder: Path, manifest: dict, capture: Path,  # type: ignore[ty
     assert randoms and randoms <= {line.split()[1] for line in keylog}, "every handshake keyed"
     # The DSB copy carries the secrets: tshark decrypts the handshake's Finished.
     dsb = capture.with_name(capture.stem + "-dsb.pcapng")
-    suites = {row[0] for row in tshark(capture, "dtls.handshake.type == 2",
-                                       "dtls.handshake.ciphersuite")}
+    suites = [row[0] for row in tshark(capture, "dtls.handshake.type == 2",
+                                       "dtls.handshake.ciphersuite")]
     # tshark 4.0 does not look inside ChannelData, and leaves the epoch out of DTLS
     # ChaCha20-Poly1305's nonce (its debug log: "seq 0", "auth tag mismatch"), which
     # aiortc picks when rtpengine offers it first: those Finished are opened here.
-    if suites & CHACHA20_SUITES:
-        assert chacha20_finished_from(capture, keylog) == ends
-    elif "turn" not in truth_protocols(manifest):
+    chacha = chacha20_handshakes(capture, keylog)
+    assert len(chacha) == len(set(suites) & CHACHA20_SUITES and chacha)
+    for conv, opened in chacha.items():
+        assert opened == conv, f"both Finished of {sorted(conv)} open"
+    if any(suite not in CHACHA20_SUITES for suite in suites) and \
+            "turn" not in truth_protocols(manifest):
         assert tshark(dsb, "dtls.handshake.type == 20", "frame.number")
         assert not tshark(capture, "dtls.handshake.type == 20", "frame.number")
 

@@ -366,7 +366,7 @@ def watch_command(source: str | None, interface: str | None, capture_tool: str,
     it for the bytes read. Exit 0 the report was written (Ctrl-C included), 2 bad input or
     usage, 130 stopped before any capture arrived."""
     from flowscan import batch
-    from flowscan.watch import watch
+    from flowscan.watch import StoppedEmpty, watch
 
     if source not in (None, STDIN_NAME):
         raise UsageError(f"watch reads a live stream: '-' (standard input) or -i INTERFACE; "
@@ -387,9 +387,13 @@ def watch_command(source: str | None, interface: str | None, capture_tool: str,
                                                 if snapshots != STDIN_NAME else None})
     options = ScanOptions(idle_timeout=idle_timeout, geoip_db=geoip_db, home=home,
                           vantage=vantage, keylog=keylog, srtp_key=srtp_key, sdp=sdp)
-    with _snapshot_sink(snapshots) as lines:
-        watched = watch(source, interface, capture_tool, options, interval=interval,
-                        terminal=_stderr_terminal(), lines=lines)
+    try:
+        with _snapshot_sink(snapshots) as lines:
+            watched = watch(source, interface, capture_tool, options, interval=interval,
+                            terminal=_stderr_terminal(), lines=lines)
+    except StoppedEmpty as exc:
+        _error(str(exc))
+        sys.exit(EXIT_STOPPED)
     for warning in watched.warnings:
         click.echo(f"flowscan: warning: {inert_line(warning)}", err=True)
     report = watched.report

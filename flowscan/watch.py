@@ -50,6 +50,10 @@ STDIN_GRACE = 1.0
 SCREEN_ROWS = 20  # flows in the live table, by bytes
 
 
+class StoppedEmpty(FlowscanError):
+    """A signal came before any capture did: there is nothing to report."""
+
+
 @dataclass
 class Watched:
     """What a watch ended with: the report, and whether Ctrl-C ended it."""
@@ -346,7 +350,7 @@ def watch(path: str | None, interface: str | None, tool: str, options: ScanOptio
                 if failed is not None:
                     raise FlowscanError(failed) from None
                 if came and exc.reason == "file is empty":
-                    raise FlowscanError("stopped before any capture arrived") from None
+                    raise StoppedEmpty("stopped before any capture arrived") from None
                 raise
     finally:
         if capture is not None:

@@ -214,7 +214,7 @@ class CaptureSource:
             else:
                 try:
                     ready, _, _ = select.select([self._raw], [], [], LIVE_POLL)
-                except (OSError, ValueError):  # not a selectable stream: read and block
+                except (OSError, ValueError, TypeError):  # not selectable: read, and block
                     return True
                 if ready:
                     return True

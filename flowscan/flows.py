@@ -140,6 +140,16 @@ class FlowState:
         self.handshake = [0.0, 0.0, 0.0]
         self.tracking = proto == PROTO_TCP
 
+    def copy(self) -> FlowState:
+        """A copy that the table's later packets leave as it is (a live view reads it
+        while the capture is still read)."""
+        other = FlowState.__new__(FlowState)
+        for name in self.__slots__:
+            value = getattr(self, name)
+            setattr(other, name, list(value) if isinstance(value, list) else value)
+        other.ssrcs = (set(self.ssrcs[0]), set(self.ssrcs[1]))
+        return other
+
     @property
     def flow_key(self) -> FlowKey:
         return split_key(self.proto, self.key)

@@ -192,9 +192,13 @@ def snapshot(live: LiveRead, checked: Checked) -> Snapshot | None:
     with live.lock:
         if live.read is None or live.table is None or live.source is None:
             return None
-        flows = [(copy.deepcopy(flow), facts) for flow, facts in live.read.flows]
-        still_open = [identified(state) for state in live.table.open_flows()]
+        # The stages only assign a record's fields (remote, app, encryption...), never
+        # change what they hold: a shallow copy keeps the reading thread's records as
+        # they are. Facts are read, never written, after identification.
+        flows = [(copy.copy(flow), facts) for flow, facts in live.read.flows]
+        states = [state.copy() for state in live.table.open_flows()]
         totals = capture_totals(live.source, live.read, "")
+    still_open = [identified(state) for state in states]
     flows = sorted(flows + still_open, key=lambda pair: pair[0].id)
     names, apps = observed_verdicts(flows, checked, live.read.reader)
     records, sessions, found = sessions_and_policy(flows, checked)

@@ -48,6 +48,7 @@ TOOL_GRACE = 3.0
 # on `tcpdump -w - | flowscan watch -` reaches both, and tcpdump's last packets follow.
 STDIN_GRACE = 1.0
 SCREEN_ROWS = 20  # flows in the live table, by bytes
+VIEW_SHARE = 3  # the pause after a snapshot, at least, in snapshot durations
 
 
 class StoppedEmpty(FlowscanError):
@@ -249,8 +250,13 @@ class Viewer:
             self._screen.__exit__(None, None, None)
 
     def _loop(self) -> None:
-        while not self._quit.wait(self._interval):
+        pause = self._interval
+        while not self._quit.wait(pause):
+            began = time.monotonic()
             self._show(ended=False)
+            # A capture of very many flows makes snapshots slow: the view then takes at
+            # most about a quarter of the time, the reading the rest.
+            pause = max(self._interval, VIEW_SHARE * (time.monotonic() - began))
 
     def finish(self, final: bool = True) -> None:
         """Stop the thread; with final, one last snapshot of everything read (the pipeline

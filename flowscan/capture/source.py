@@ -220,6 +220,14 @@ class CaptureSource:
                     return True
         return False
 
+    def _waiting(self) -> bool:
+        """Live: whether more data is there to read at once (a fast stream is still read
+        in large batches)."""
+        try:
+            return bool(select.select([self._raw], [], [], 0)[0])
+        except (OSError, ValueError, TypeError):
+            return False
+
     def _read_raw(self, n: int) -> bytes:
         if not self._arrived():
             return b""
@@ -275,8 +283,8 @@ class CaptureSource:
             if not k:
                 break
             total += k
-            if self._live is not None:  # hand over what has arrived
-                break
+            if self._live is not None and not self._waiting():
+                break  # hand over what has arrived
         return total
 
     def _hash_later(self, view: memoryview) -> None:

@@ -156,7 +156,12 @@ def snapshot_object(snap: Snapshot, started: float, ended: bool) -> dict[str, An
     for flow in sorted(report.flows, key=lambda f: f.id):
         row = flow_row(report, flow)
         del row["capture"], row["sha256"]  # unknown until the stream ends
-        flows.append({**row, "packets": flow.packets, "open": flow.id in snap.open_flows})
+        remote = flow.remote
+        side = (flow.client if remote.which == "client" else flow.server) if remote else None
+        flows.append({**row, "packets": flow.packets,
+                      "remote_ip": side.ip if side else None,
+                      "remote_port": side.port if side else None,
+                      "open": flow.id in snap.open_flows})
     answer = report.answers.encryption if report.answers else None
     return {
         "type": "snapshot", "schema": SCHEMA,
@@ -193,8 +198,8 @@ def screen(body: dict[str, Any], source: str) -> Any:
                 f"{body['elapsed_s']:.0f} s): {plural(cap['packets'], 'packet')}, "
                 f"{size(cap['bytes'])}, {plural(len(body['flows']), 'flow')}; media "
                 f"end-to-end encrypted: {body['end_to_end'] or 'no media yet'}")
-    calls = [Text(f"  call {c['id']}: {inert_text(c['summary'], 160)}")
-             for c in body["calls"][:5]]
+    calls = [Text(f"  call {c['id']}: {inert_text(c['summary'], 300)}", no_wrap=True,
+                  overflow="ellipsis") for c in body["calls"][:5]]
     table = Table(box=None, pad_edge=False)
     for column, justify in (("flow", "right"), ("app", "left"), ("remote", "left"),
                             ("where", "left"), ("verdict", "left"), ("bytes", "right"),
@@ -202,8 +207,8 @@ def screen(body: dict[str, Any], source: str) -> Any:
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     shown = sorted(body["flows"], key=lambda f: -f["bytes"])[:SCREEN_ROWS]
     for f in shown:
-        remote = f["server_ip"] if f["remote_scope"] is None else f["name"] or (
-            f"{f['server_ip']}:{f['server_port']}")
+        remote = f["name"] or (f"{f['remote_ip']}:{f['remote_port']}" if f["remote_ip"]
+                               else f"{f['server_ip']}:{f['server_port']}")
         where = " ".join(str(x) for x in (f["remote_country"],
                                           f"AS{f['asn']}" if f["asn"] else None) if x)
         table.add_row(*(Text(inert_text(cell, 48)) for cell in (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -366,3 +367,38 @@ def test_watch_an_interface(veth_namespace: str, tmp_path: Path, tool: str) -> N
                     f["server_port"]): f["verdict"] for f in last["flows"]}
     assert {flow: in_snapshot.get(flow, "missing") for flow in expected} == expected
     assert last["end_to_end"] == watched["answers"]["encryption"]["answer"] == "no"
+
+
+# --- the screen, in a terminal ----------------------------------------------------------
+
+@pytest.mark.skipif(not shutil.which("tmux"), reason="tmux is not installed")
+def test_the_live_table_on_a_terminal(tmp_path: Path) -> None:
+    """In a terminal (tmux, on a server of its own), the table shows the call's flows
+    while the capture still arrives: the media flow, its remote and verdict, still open."""
+    fifo, report = tmp_path / "feed", tmp_path / "report.json"
+    os.mkfifo(fifo)
+    tmux = ["tmux", "-L", f"flowscan-watch-{os.getpid()}"]
+    command = (f"{shlex.quote(sys.executable)} -m flowscan watch - --interval 0.2 -o "
+               f"{shlex.quote(str(report))} < {shlex.quote(str(fifo))}; sleep 60")
+    subprocess.run([*tmux, "new-session", "-d", "-x", "120", "-y", "40", "-c",
+                    str(Path(__file__).resolve().parent.parent), command], check=True)
+    pane = ""
+    try:
+        with open(fifo, "wb", buffering=0) as writer:  # opens once flowscan reads it
+            writer.write(SIP_PLAIN.read_bytes()[:60000])
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and "open" not in pane:
+                time.sleep(0.2)
+                pane = subprocess.run([*tmux, "capture-pane", "-p"], capture_output=True,
+                                      text=True).stdout
+        deadline = time.monotonic() + 30
+        while not report.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    lines = pane.splitlines()
+    assert lines[0].startswith("flowscan watch - (live, ")
+    media = [line.split() for line in lines if line.split()[:1] == ["3"]]
+    assert media and media[0][1:3] == ["sip", "73.15.20.30:40016"]
+    assert "plaintext" in media[0] and media[0][-1] == "open"
+    assert json.loads(report.read_bytes())["capture"]["packets"] == 235

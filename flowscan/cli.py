@@ -414,7 +414,13 @@ def _snapshot_sink(target: str | None) -> Iterator[Callable[[bytes], None] | Non
     if target is None:
         yield None
     elif target == STDIN_NAME:
-        yield _stdout_bytes
+        def write_stdout(data: bytes) -> None:
+            try:
+                _stdout_bytes(data)
+            except _ReaderGone:  # the view ends; the report still goes to its file
+                raise FlowscanError("standard output was closed") from None
+
+        yield write_stdout
     else:
         try:
             handle = open(target, "wb")  # noqa: SIM115 - closed below

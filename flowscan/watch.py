@@ -298,22 +298,46 @@ class Viewer:
 # --- stopping ----------------------------------------------------------------------------
 
 @contextmanager
-def _on_interrupt(stop: Callable[[], None]) -> Iterator[list[bool]]:
+def _on_interrupt(stop: Callable[[], None]) -> Iterator[None]:
     """SIGINT and SIGTERM call stop() instead of raising mid-batch: the reading ends at
-    the next read, and the report is made of what was read. The list holds True once a
-    signal came."""
-    came: list[bool] = []
+    the next read, and the report is made of what was read."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        came.append(True)
         stop()
 
     previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield came
+        yield
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+class _Stopper:
+    """What a signal does. The first stops the capture: the tool is told to exit (what it
+    flushed is still read), standard input's writer is given a moment to end the stream.
+    A second ends the capture where the reading is; once the stream has ended, it aborts
+    the report (KeyboardInterrupt: exit 130), which may be long in the making."""
+
+    def __init__(self, live: LiveRead, capture: ToolCapture | None) -> None:
+        self._live, self._capture = live, capture
+        self.signals = 0
+        self._ended = False
+
+    def read_ended(self) -> None:
+        self._ended = True
+
+    def __call__(self) -> None:
+        self.signals += 1
+        if self.signals > 1:
+            if self._ended:
+                raise KeyboardInterrupt
+            self._live.stop.set()
+            return
+        if self._capture is not None:
+            self._capture.stop()
+        threading.Thread(target=_stop_unless_ended, args=(self._capture, self._live),
+                         daemon=True).start()
 
 
 def _stop_unless_ended(capture: ToolCapture | None, live: LiveRead) -> None:
@@ -338,38 +362,33 @@ def watch(path: str | None, interface: str | None, tool: str, options: ScanOptio
     live = LiveRead(stream=capture.stream if capture is not None else None)
     name = capture.name if capture is not None else "-"
 
-    def stop() -> None:
-        if came_before[0]:
-            live.stop.set()  # a second signal: end where the reading is
-            return
-        came_before[0] = True
-        if capture is not None:
-            capture.stop()  # the tool flushes and exits: the stream ends whole
-        threading.Thread(target=_stop_unless_ended, args=(capture, live),
-                         daemon=True).start()
+    stopper = _Stopper(live, capture)
 
-    came_before = [False]
+    def read_ended() -> None:  # in the reading thread, before the flows are closed
+        stopper.read_ended()
+        viewer.finish()
 
     try:
-        with _on_interrupt(stop) as came, Viewer(live, checked, name, interval, terminal,
-                                                 lines) as viewer:
-            live.on_read_end = viewer.finish
+        with _on_interrupt(stopper), Viewer(live, checked, name, interval, terminal,
+                                            lines) as viewer:
+            live.on_read_end = read_ended
             try:
                 report = run(name, options, live=live)
             except CaptureError as exc:
                 failed = capture.failure() if capture is not None else None
                 if failed is not None:
                     raise FlowscanError(failed) from None
-                if came and exc.reason == "file is empty":
+                if stopper.signals and exc.reason == "file is empty":
                     raise StoppedEmpty("stopped before any capture arrived") from None
                 raise
     finally:
         if capture is not None:
             capture.close()
-    warnings = list(viewer.warnings)
+    warnings = []
     if live.source is not None and live.source.stopped:
         warnings.append(f"watch was stopped (signal) after {report.capture.size_bytes} bytes "
                         "of a stream that had not ended: the report covers what was read")
-    report.capture.warnings += warnings
-    return Watched(report, bool(came), warnings)
+        report.capture.warnings += warnings
+    # The live view's own troubles are said on stderr only: the report is scan's.
+    return Watched(report, bool(stopper.signals), warnings + viewer.warnings)
 

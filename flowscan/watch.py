@@ -212,7 +212,8 @@ def screen(body: dict[str, Any], source: str) -> Any:
         where = " ".join(str(x) for x in (f["remote_country"],
                                           f"AS{f['asn']}" if f["asn"] else None) if x)
         table.add_row(*(Text(inert_text(cell, 48)) for cell in (
-            f["id"], f["app"] or "", remote, where, f["verdict"] or "", size(f["bytes"]),
+            f["id"], f["app"] or "", remote, where,
+            f["verdict"] or (f"({f['kind']})" if f["kind"] else ""), size(f["bytes"]),
             f["packets"], "open" if f["open"] else "")))
     rest = len(body["flows"]) - len(shown)
     more = [Text(f"  and {plural(rest, 'more flow')}")] if rest > 0 else []
@@ -246,7 +247,10 @@ class Viewer:
     def __enter__(self) -> Viewer:
         if self._screen is not None:
             self._screen.__enter__()
-        self._thread.start()
+        if self._screen is not None or self._lines is not None:  # else, nobody looks
+            self._thread.start()
+        else:
+            self._quit.set()
         return self
 
     def __exit__(self, *exc: object) -> None:

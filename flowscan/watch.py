@@ -131,8 +131,8 @@ class ToolCapture:
         lines = [line.strip() for line in
                  self._errors.read().decode("utf-8", "replace").splitlines() if line.strip()]
         own = [line.removeprefix(f"{self.tool}:").strip() for line in lines
-               if line.startswith(f"{self.tool}:")]  # its error, not its chatter
-        said = (own or lines or [f"exit code {self.process.returncode}"])[0]
+               if line.startswith(f"{self.tool}:")]  # its error comes last
+        said = (own or lines or [f"exit code {self.process.returncode}"])[-1]
         hint = "; capturing needs root" if os.geteuid() != 0 else ""
         return (f"{self.tool} could not capture on {self.interface}: {said}{hint}")
 

@@ -267,6 +267,24 @@ def test_no_capture_tool_is_one_line(tmp_path: Path) -> None:
                            b"tcpdump)\n")
 
 
+def test_a_tool_refused_the_capture_is_one_line(tmp_path: Path) -> None:
+    """A capture tool that fails (as tcpdump does without root) gives its reason, its
+    last line of error, in one line; its chatter before it is left out."""
+    fake = tmp_path / "tcpdump"
+    fake.write_text("#!/bin/sh\necho 'tcpdump: verbose output suppressed' >&2\n"
+                    "echo \"tcpdump: eth9: You don't have permission to capture on that "
+                    "device\" >&2\nexit 1\n")
+    fake.chmod(0o755)
+    done = subprocess.run([*FLOWSCAN, "watch", "-i", "eth9", "--capture-tool", "tcpdump"],
+                          capture_output=True, timeout=60,
+                          env={**os.environ, "PATH": f"{tmp_path}:/usr/bin:/bin"})
+    assert done.returncode == 2
+    hint = "" if os.geteuid() == 0 else "; capturing needs root"
+    assert done.stderr.decode() == ("flowscan: error: tcpdump could not capture on eth9: "
+                                    "eth9: You don't have permission to capture on that "
+                                    f"device{hint}\n")
+
+
 TOOLS = [tool for tool in ("dumpcap", "tcpdump") if shutil.which(tool)]
 
 

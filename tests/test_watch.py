@@ -51,10 +51,10 @@ def start_watch(tmp_path: Path, *args: str) -> subprocess.Popen[bytes]:
                             stderr=subprocess.PIPE)
 
 
-def interrupt(process: subprocess.Popen[bytes]) -> bytes:
-    """SIGINT, with standard input still open (the writer has not ended the stream);
-    flowscan's standard error once it exited."""
-    process.send_signal(signal.SIGINT)
+def interrupt(process: subprocess.Popen[bytes], signum: int = signal.SIGINT) -> bytes:
+    """A signal (SIGINT: Ctrl-C), with standard input still open (the writer has not ended
+    the stream); flowscan's standard error once it exited."""
+    process.send_signal(signum)
     process.wait(timeout=30)
     assert process.stderr is not None and process.stdin is not None
     err = process.stderr.read()
@@ -180,10 +180,12 @@ def test_snapshots_never_change_the_report(capture: Path, options: ScanOptions) 
     assert json_report.dumps_bytes([watched]) == json_report.dumps_bytes([plain])
 
 
-def test_sigint_mid_stream_writes_the_report_of_what_was_read(tmp_path: Path) -> None:
-    """Ctrl-C while the writer holds the stream open: exit 0, a warning on stderr and in
-    the report, and otherwise the report `scan` gives for the bytes read (the last record
-    cut in half, which the reader reports too)."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_mid_stream_writes_the_report_of_what_was_read(tmp_path: Path,
+                                                              signum: int) -> None:
+    """Ctrl-C (or SIGTERM) while the writer holds the stream open: exit 0, a warning on
+    stderr and in the report, and otherwise the report `scan` gives for the bytes read
+    (the last record cut in half, which the reader reports too)."""
     data = SIP_PLAIN.read_bytes()
     cut = 60001  # inside a record
     snap_file, report = tmp_path / "snapshots.jsonl", tmp_path / "report.json"
@@ -195,7 +197,7 @@ def test_sigint_mid_stream_writes_the_report_of_what_was_read(tmp_path: Path) ->
         if snaps and snaps[-1]["capture"]["bytes_read"] == cut:
             break
         time.sleep(0.1)
-    err = interrupt(process)
+    err = interrupt(process, signum)
     assert process.returncode == 0, err
     assert b"Traceback" not in err
     assert err.decode().startswith("flowscan: warning: watch was stopped (signal) after "

@@ -35,9 +35,11 @@ from flowscan.report.tables import TableRows, capture_rows, failed_rows
 
 GLOB_CHARS = "*?["
 # A report file's extension, by format.
-EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "text": ".txt"}
+EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "text": ".txt",
+              "html": ".html"}
 # Names the run itself writes in the output folder.
 SUMMARY_NAMES = ("summary.json", "summary.txt")
+HTML_SUMMARY = "summary.html"  # beside the captures' pages, linking to each
 NAME_MAX = 200  # characters of a report's file name before it is shortened
 # Captures sent to the workers ahead of the one being written, per worker: enough to keep
 # every worker busy, few enough that finished reports waiting their turn stay small.
@@ -72,6 +74,11 @@ def expand(inputs: Sequence[str]) -> list[str]:
     return out
 
 
+def summary_names(fmt: str) -> tuple[str, ...]:
+    """The names the run writes in the output folder beside the reports."""
+    return (*SUMMARY_NAMES, HTML_SUMMARY) if fmt == "html" else SUMMARY_NAMES
+
+
 def report_names(paths: Sequence[str], fmt: str) -> list[str]:
     """A file name for each capture's report in the output folder: its path relative to
     the folder all the captures share, separators replaced by '__', then the format's
@@ -81,7 +88,7 @@ def report_names(paths: Sequence[str], fmt: str) -> list[str]:
     safe path component."""
     located = [os.path.abspath(p) for p in paths if p != STDIN]
     base = os.path.commonpath([os.path.dirname(p) for p in located]) if located else ""
-    used = {name.lower() for name in SUMMARY_NAMES}
+    used = {name.lower() for name in summary_names(fmt)}
     names: list[str] = []
     ext = EXTENSIONS[fmt]
     for path in paths:
@@ -130,6 +137,10 @@ def render(report: Report, spec: RenderSpec) -> bytes:
         return csv_report.dumps_bytes([report])
     if spec.fmt == "jsonl":
         return jsonl_report.dumps_bytes([report])
+    if spec.fmt == "html":
+        from flowscan.report import html  # Jinja2, only for HTML
+
+        return html.dumps_bytes([report])
     from flowscan.report import text  # rich, only for text
 
     out = io.StringIO()

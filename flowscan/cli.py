@@ -38,10 +38,10 @@ EXIT_OK = 0
 EXIT_POLICY = 1
 EXIT_BAD_INPUT = 2
 PROGRESS_MIN_BYTES = 8 << 20
-FORMATS = ("text", "json", "jsonl", "csv")
+FORMATS = ("text", "json", "jsonl", "csv", "html")
 # -o's extension names the format when --format is not given ("" : no extension).
 EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".txt": "text",
-              ".text": "text", "": "text"}
+              ".text": "text", ".html": "html", ".htm": "html", "": "text"}
 
 
 def _text() -> ModuleType:
@@ -163,9 +163,9 @@ def _format_option(command: Callable[..., None]) -> Callable[..., None]:
     """--format: shared by scan and watch."""
     return click.option(
         "--format", "fmt", type=click.Choice(FORMATS), default=None,
-        help="Report format: text, json, jsonl (one JSON object a line) or csv (one row per "
-             "flow). Default: from the extension of -o (.json, .jsonl, .csv, .txt), else "
-             "text.")(command)
+        help="Report format: text, json, jsonl (one JSON object a line), csv (one row per "
+             "flow) or html (one self-contained page per capture, with a map). Default: "
+             "from the extension of -o (.json, .jsonl, .csv, .html, .txt), else text.")(command)
 
 
 def _analysis_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -199,7 +199,8 @@ def _analysis_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("-o", "--output", type=click.Path(),
               help="Write the report to this file instead of standard output; a folder "
                    "(existing, or named with a trailing /) gets one report per capture as "
-                   "each finishes, and summary.json and summary.txt.")
+                   "each finishes, and summary.json and summary.txt (and summary.html "
+                   "with --format html).")
 @click.option("--tables", "tables_dir", type=click.Path(file_okay=False),
               help="Also write flows, sessions, findings and captures tables to this "
                    "folder (Parquet; see --tables-format).")
@@ -241,8 +242,11 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     if not folder and output is not None and output != "-":
         _refuse_overwriting(dict.fromkeys(paths, "a capture"), [output])
     fmt = report_format(fmt, None if folder else output)  # before any reading
+    if fmt == "html" and not folder and len(paths) > 1:
+        raise UsageError(f"--format html makes one page per capture: give a folder (-o DIR/) "
+                         f"for the {len(paths)} captures")
     names = batch.report_names(paths, fmt) if folder else []
-    planned = ([os.path.join(str(output), n) for n in [*names, *batch.SUMMARY_NAMES]]
+    planned = ([os.path.join(str(output), n) for n in [*names, *batch.summary_names(fmt)]]
                if folder else [output] if output and output != "-" else [])
     if tables_dir:
         planned += [os.path.join(tables_dir, f"{t}.{tables_format or 'parquet'}")
@@ -325,6 +329,12 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
         batch.write_file(os.path.join(str(output), "summary.json"), summary.json_bytes())
         text = summary.text()
         batch.write_file(os.path.join(str(output), "summary.txt"), text.encode())
+        if fmt == "html":
+            from flowscan.report import html
+
+            written = [None if s.error else n for s, n in zip(summaries, names, strict=True)]
+            batch.write_file(os.path.join(str(output), batch.HTML_SUMMARY),
+                             html.summary_page(summary.as_dict(), home, written))
         if sys.stdout is not None and sys.stdout.isatty():
             _echo(text.rstrip("\n"))
     failed = any(s.error is not None for s in summaries)
@@ -748,7 +758,7 @@ def lab_run(scenario: str, output: str) -> None:
 def report_format(fmt: str | None, output: str | None) -> str:
     """The report's format: --format when given; else -o's extension (.json, .csv; .txt
     or none: text); an extension naming no format is an error, not a text file under a
-    name that promises something else (an .html asked for before HTML exists)."""
+    name that promises something else (a .pdf, which flowscan does not write)."""
     if fmt is not None:
         return fmt
     if output is None or output == "-":
@@ -758,7 +768,7 @@ def report_format(fmt: str | None, output: str | None) -> str:
         return EXTENSIONS[suffix]
     raise FlowscanError(
         f"{output}: no report format is known for the extension {suffix}; name the file "
-        f".json, .jsonl, .csv or .txt, or give --format ({', '.join(FORMATS)})")
+        f".json, .jsonl, .csv, .html or .txt, or give --format ({', '.join(FORMATS)})")
 
 
 def _usage_line(exc: click.UsageError) -> str:

@@ -172,7 +172,7 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
         warnings += checked.explicit.warnings + malformed_sip_warnings(records)
         warnings += late_warnings(keylog, totals, checked.locator)
     return build_report(totals, warnings, records, apps, names, sessions, found,
-                        checked.locator.databases, checked.home)
+                        checked.locator.databases, checked.home, checked.vantage)
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ def snapshot(live: LiveRead, checked: Checked) -> Snapshot | None:
     names, apps = observed_verdicts(flows, checked, live.read.reader)
     records, sessions, found = sessions_and_policy(flows, checked)
     report = build_report(totals, reading_warnings(totals), records, apps, names, sessions,
-                          found, checked.locator.databases, checked.home)
+                          found, checked.locator.databases, checked.home, checked.vantage)
     return Snapshot(report, frozenset(flow.id for flow, _ in still_open))
 
 

@@ -61,7 +61,7 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
                             f"media: {why}")
     summary = (f"{app or 'unidentified app'}: media {_towards(main)}"
                f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
-               f"{_path(enc.verdict, enc.termination)}): {why}")
+               f"{encryption_path(enc.verdict, enc.termination)}): {why}")
     return MediaSession(number, app, [f.id for f in members], verdicts, summary)
 
 
@@ -95,7 +95,7 @@ def _towards(flow: Flow) -> str:
     return f"to {end.ip}:{end.port}"
 
 
-def _path(verdict: str, termination: str) -> str:
+def encryption_path(verdict: str, termination: str) -> str:
     """Where the packets go, in words that cannot be read against the verdict: a relayed
     end-to-end call passes a relay, but its encryption ends at the other participant.
     Media without encryption (or with its keys in the clear) has no end of encryption to

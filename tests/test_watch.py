@@ -97,6 +97,7 @@ def assert_growing(snaps: list[dict[str, Any]]) -> None:
 @pytest.mark.parametrize(("capture", "extra", "output"), [
     pytest.param(SIP_PLAIN, [], "report.json", id="sip-plain-json"),
     pytest.param(SIP_PLAIN, [], "report.txt", id="sip-plain-text"),
+    pytest.param(SIP_PLAIN, ["--vantage", "US"], "report.html", id="sip-plain-vantage-html"),
     pytest.param(P2P, ["--keylog", str(P2P_KEYS), "--home", "DE"], "report.jsonl",
                  id="p2p-keylog-home-jsonl"),
 ])
@@ -249,7 +250,7 @@ def test_snapshots_default_to_stdout_when_the_report_has_a_file(tmp_path: Path) 
     (["watch", str(SIP_PLAIN)], "watch reads a live stream"),
     (["watch", "-", "--capture-tool", "tcpdump"], "--capture-tool is for -i INTERFACE"),
     (["watch", "-", "--snapshots", "-"], "--snapshots - and the report would share"),
-    (["watch", "-", "-o", "r.html"], "no report format is known for the extension .html"),
+    (["watch", "-", "-o", "r.pdf"], "no report format is known for the extension .pdf"),
     (["watch", "-", "--home", "UK"], "UK"),
 ])
 def test_usage_errors_are_one_line(args: list[str], message: str) -> None:

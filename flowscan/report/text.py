@@ -9,7 +9,6 @@ is not taken for a style tag, and no escape sequence or line break reaches the t
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flowscan.report.answers import flow_name, plural, size
+from flowscan.report.answers import duration, flow_name, plural, size, when
 from flowscan.report.model import Answers, Flow, MediaSession, Report
 from flowscan.report.sanitize import LINE_MAX, inert_text
 
@@ -37,35 +36,6 @@ EVIDENCE_MAX = 320
 
 # A piece of a line: our own words as they are, or (words, rich style).
 Piece = str | tuple[str, str]
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-
-
-def duration(seconds: float | None) -> str:
-    """A span as people say it: '40 ms', '2.5 s', '3 min 12 s', '1 h 4 min', '3.3 years'."""
-    if seconds is None or seconds < 0:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    if days < 365:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    return f"{seconds / (365.25 * 86400):.1f} years"
 
 
 def _d(s: object, max_len: int = LINE_MAX) -> str:
@@ -204,8 +174,8 @@ def _render_one(console: Console, report: Report, top: int) -> None:
             if cap.first_timestamp is not None and cap.last_timestamp is not None else "-")
     rows.append(("packets", _line(
         f"{plural(cap.packets, 'packet')} ({size(cap.bytes)}), "
-        f"{plural(len(report.flows), 'flow')}, from {_when(cap.first_timestamp)} "
-        f"to {_when(cap.last_timestamp)} ({span})")))
+        f"{plural(len(report.flows), 'flow')}, from {when(cap.first_timestamp)} "
+        f"to {when(cap.last_timestamp)} ({span})")))
     if cap.decryption_secrets.blocks:
         rows.append(("secrets", _line(
             f"{plural(cap.decryption_secrets.blocks, 'decryption secrets block')}: ",

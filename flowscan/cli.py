@@ -11,7 +11,7 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from flowscan.report.model import Report
 from flowscan.report.sanitize import inert_line, inert_markup
 from flowscan.report.tables import TABLE_FORMATS, TABLES
 from flowscan.version import __version__
+from flowscan.watch import TOOLS
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -158,13 +159,43 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+def _format_option(command: Callable[..., None]) -> Callable[..., None]:
+    """--format: shared by scan and watch."""
+    return click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default=None,
+        help="Report format: text, json, jsonl (one JSON object a line), csv (one row per "
+             "flow) or html (one self-contained page per capture, with a map). Default: "
+             "from the extension of -o (.json, .jsonl, .csv, .html, .txt), else text.")(command)
+
+
+def _analysis_options(command: Callable[..., None]) -> Callable[..., None]:
+    """What the analysis is told, shared by scan and watch: --idle-timeout, --top,
+    --geoip-db, the key options, --home and --vantage."""
+    options: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
+        click.option("--idle-timeout", type=click.FloatRange(min=0.001), default=300.0,
+                     show_default=True, help="Seconds of silence after which a flow is "
+                                             "closed."),
+        click.option("--top", type=click.IntRange(min=0), default=40, show_default=True,
+                     help="Flows shown in the text report (0: all)."),
+        click.option("--geoip-db", "geoip_db", multiple=True,
+                     type=click.Path(dir_okay=False),
+                     help="A MaxMind-format database (GeoIP2/GeoLite2, DB-IP, IPinfo) to use "
+                          "before the bundled ones; repeatable. Also FLOWSCAN_GEOIP_DB."),
+        _key_options,
+        click.option("--home", help="Your jurisdiction: a country code (DE), or EU or EEA. "
+                     "Flows whose remote is located outside it are foreign; findings "
+                     "follow."),
+        click.option("--vantage", help="Where the capture was taken: a country code or "
+                     "LAT,LON. Locations the round-trip times make impossible are flagged."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command("scan")
 @click.argument("captures", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Report format: text, json, jsonl (one JSON object a line), csv (one "
-                   "row per flow) or html (one self-contained page per capture, with a map). "
-                   "Default: from the extension of -o (.json, .jsonl, .csv, .html, .txt), "
-                   "else text.")
+@_format_option
 @click.option("-o", "--output", type=click.Path(),
               help="Write the report to this file instead of standard output; a folder "
                    "(existing, or named with a trailing /) gets one report per capture as "
@@ -184,18 +215,7 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--engine", type=click.Choice([str(e) for e in ENGINES]), default="native",
               show_default=True,
               help="native: flowscan's own reader; tshark: Wireshark's dissectors via pyshark.")
-@click.option("--idle-timeout", type=click.FloatRange(min=0.001), default=300.0,
-              show_default=True, help="Seconds of silence after which a flow is closed.")
-@click.option("--top", type=click.IntRange(min=0), default=40, show_default=True,
-              help="Flows shown in the text report (0: all).")
-@click.option("--geoip-db", "geoip_db", multiple=True, type=click.Path(dir_okay=False),
-              help="A MaxMind-format database (GeoIP2/GeoLite2, DB-IP, IPinfo) to use before "
-                   "the bundled ones; repeatable. Also FLOWSCAN_GEOIP_DB.")
-@_key_options
-@click.option("--home", help="Your jurisdiction: a country code (DE), or EU or EEA. Flows "
-              "whose remote is located outside it are foreign; findings follow.")
-@click.option("--vantage", help="Where the capture was taken: a country code or LAT,LON. "
-              "Locations the round-trip times make impossible are flagged.")
+@_analysis_options
 def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
                  tables_dir: str | None, tables_format: str | None, jobs: int | None,
                  scheduler: str | None, engine: str, idle_timeout: float, top: int,
@@ -322,6 +342,108 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
 
 
 STDIN_NAME = "-"
+EXIT_STOPPED = 130  # watch: stopped (Ctrl-C) before any capture arrived
+
+
+@cli.command("watch")
+@click.argument("source", required=False, metavar="[-]")
+@click.option("-i", "--interface", help="Capture on this interface: flowscan starts dumpcap "
+              "or tcpdump (needs root, or their capture capabilities).")
+@click.option("--capture-tool", type=click.Choice(["auto", *TOOLS]), default="auto",
+              show_default=True, help="With -i: the program that captures (auto: dumpcap, "
+                                      "else tcpdump).")
+@_format_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the final report to this file instead of standard output.")
+@click.option("--snapshots", metavar="FILE|-",
+              help="Write each refresh as a JSON object (time, totals, calls, flows with "
+                   "their current verdict, remote and bytes), one a line, to FILE or '-' "
+                   "(standard output). Default: standard output when it is not a terminal "
+                   "and -o names the report's file.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between refreshes.")
+@_analysis_options
+def watch_command(source: str | None, interface: str | None, capture_tool: str,
+                  fmt: str | None, output: str | None, snapshots: str | None,
+                  interval: float, idle_timeout: float, top: int,
+                  geoip_db: tuple[str, ...], keylog: tuple[str, ...],
+                  srtp_key: tuple[str, ...], sdp: tuple[str, ...], home: str | None,
+                  vantage: str | None) -> None:
+    """Watch a live capture: '-' (a pcap or pcapng stream on standard input, as from
+    `tcpdump -U -w -`) or -i INTERFACE. The flows are shown with their current verdict,
+    remote and bytes, refreshed every --interval seconds (on standard error when it is a
+    terminal); when the stream ends, or at Ctrl-C, the report is written as `scan` writes
+    it for the bytes read. Exit 0 the report was written (Ctrl-C included), 2 bad input or
+    usage, 130 stopped before any capture arrived."""
+    from flowscan import batch
+    from flowscan.watch import StoppedEmpty, watch
+
+    if source not in (None, STDIN_NAME):
+        raise UsageError(f"watch reads a live stream: '-' (standard input) or -i INTERFACE; "
+                         f"for the file {source} use flowscan scan")
+    if (source is None) == (interface is None):
+        raise UsageError("give '-' (a capture on standard input) or -i INTERFACE, one of them")
+    if capture_tool != "auto" and interface is None:
+        raise UsageError("--capture-tool is for -i INTERFACE; standard input is read as it is")
+    to_stdout = output in (None, STDIN_NAME)
+    if snapshots is None and not to_stdout and not (sys.stdout and sys.stdout.isatty()):
+        snapshots = STDIN_NAME
+    if snapshots == STDIN_NAME and to_stdout:
+        raise UsageError("--snapshots - and the report would share standard output; give -o "
+                         "FILE for the report")
+    fmt = report_format(fmt, output)
+    _check_outputs([*keylog, *sdp, *geoip_db], {"-o": output if not to_stdout else None,
+                                                "--snapshots": snapshots
+                                                if snapshots != STDIN_NAME else None})
+    options = ScanOptions(idle_timeout=idle_timeout, geoip_db=geoip_db, home=home,
+                          vantage=vantage, keylog=keylog, srtp_key=srtp_key, sdp=sdp)
+    try:
+        with _snapshot_sink(snapshots) as lines:
+            watched = watch(source, interface, capture_tool, options, interval=interval,
+                            terminal=_stderr_terminal(), lines=lines)
+    except StoppedEmpty as exc:
+        _error(str(exc))
+        sys.exit(EXIT_STOPPED)
+    for warning in watched.warnings:
+        click.echo(f"flowscan: warning: {inert_line(warning)}", err=True)
+    report = watched.report
+    if to_stdout and fmt == "text" and sys.stdout is not None and sys.stdout.isatty():
+        _text().render([report], sys.stdout, top=top, color=True)
+    else:
+        rendered = batch.render(report, batch.RenderSpec(fmt=fmt, top=top))
+        if to_stdout:
+            _stdout_bytes(rendered)
+        else:
+            batch.write_file(str(output), rendered, "report")
+    sys.exit(EXIT_OK)
+
+
+@contextmanager
+def _snapshot_sink(target: str | None) -> Iterator[Callable[[bytes], None] | None]:
+    """Where snapshot lines go: nowhere, standard output, or a file flushed each line."""
+    if target is None:
+        yield None
+    elif target == STDIN_NAME:
+        def write_stdout(data: bytes) -> None:
+            try:
+                _stdout_bytes(data)
+            except _ReaderGone:  # the view ends; the report still goes to its file
+                raise FlowscanError("standard output was closed") from None
+
+        yield write_stdout
+    else:
+        try:
+            handle = open(target, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise FlowscanError(f"{target}: cannot write snapshots: "
+                                f"{exc.strerror or exc}") from None
+
+        def write(data: bytes) -> None:
+            handle.write(data)
+            handle.flush()
+
+        with handle:
+            yield write
 
 
 def _refuse_overwriting(inputs: dict[str, str], outputs: list[str]) -> None:

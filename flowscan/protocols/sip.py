@@ -82,48 +82,11 @@ def parse(data: bytes) -> SipMessage | None:
         msg.skipped = start
     else:
         msg.method, msg.status = start
-    name = ""
-    for number, raw in enumerate(lines[1:], 2):
-        try:
-            line = raw.decode("utf-8")  # RFC 3261 section 25.1: TEXT-UTF8
-        except UnicodeDecodeError:
-            msg.malformed.append((number, "not UTF-8 text"))
-            name = ""
-            continue
-        if line[:1] in (" ", "\t"):
-            # RFC 3261 section 7.3.1: a line starting with whitespace continues the header
-            # field above it (line folding).
-            if name:
-                msg.headers[name] = f"{msg.headers[name]} {line.strip()}".strip()
-            else:
-                msg.malformed.append((number, "continuation line with no header above it"))
-            continue
-        field_name, sep, value = line.partition(":")
-        field_name = field_name.strip()
-        if not sep or not TOKEN.fullmatch(field_name):
-            msg.malformed.append((number, "not a header field (token \":\" value)"))
-            name = ""
-            continue
-        key = field_name.lower()
-        name = COMPACT.get(key, key)
-        msg.headers[name] = value.strip()
+    _read_headers(msg, lines)
     msg.call_id = msg.headers.get("call-id")
     msg.cseq = msg.headers.get("cseq")
     body_start = head_end + 4
-    length = None
-    if "content-length" in msg.headers:
-        # RFC 3261 section 20.14: Content-Length = 1*DIGIT.
-        length = ascii_int(msg.headers["content-length"])
-        if length is None:
-            msg.malformed.append((_line_of(lines, "content-length"),
-                                  "Content-Length is not ASCII digits"))
-    if length is None:
-        # RFC 3261 section 18.3: over UDP the body ends with the datagram; in a stream the
-        # length is mandatory, and the best guess ends it where the next message starts.
-        following = NEXT_START.search(data, body_start - 2)
-        body = data[body_start:following.end() if following else len(data)]
-    else:
-        body = data[body_start:body_start + length]
+    body = data[body_start:_body_end(msg, lines, data, body_start)]
     msg.length = body_start + len(body)
     if msg.skipped is None and msg.headers.get("content-type", "").lower().startswith(
             "application/sdp"):
@@ -131,6 +94,56 @@ def parse(data: bytes) -> SipMessage | None:
         msg.media = sdp.media
         msg.malformed.extend((len(lines) + 1 + n, reason) for n, reason in sdp.malformed)
     return msg
+
+
+def _read_headers(msg: SipMessage, lines: list[bytes]) -> None:
+    """The header fields after the start line, by their full names (RFC 3261 section
+    7.3.3: compact forms expanded); a malformed line is noted and skipped."""
+    name = ""  # the field the last line read, which a folded line continues
+    for number, raw in enumerate(lines[1:], 2):
+        name, reason = _header_line(msg.headers, name, raw)
+        if reason is not None:
+            msg.malformed.append((number, reason))
+
+
+def _header_line(headers: dict[str, str], name: str, raw: bytes) -> tuple[str, str | None]:
+    """Reads one header line into headers: the field it belongs to ("" after a malformed
+    line), and a reason when it is malformed."""
+    try:
+        line = raw.decode("utf-8")  # RFC 3261 section 25.1: TEXT-UTF8
+    except UnicodeDecodeError:
+        return "", "not UTF-8 text"
+    if line[:1] in (" ", "\t"):
+        # RFC 3261 section 7.3.1: a line starting with whitespace continues the header
+        # field above it (line folding).
+        if not name:
+            return name, "continuation line with no header above it"
+        headers[name] = f"{headers[name]} {line.strip()}".strip()
+        return name, None
+    field_name, sep, value = line.partition(":")
+    field_name = field_name.strip()
+    if not sep or not TOKEN.fullmatch(field_name):
+        return "", "not a header field (token \":\" value)"
+    key = field_name.lower()
+    name = COMPACT.get(key, key)
+    headers[name] = value.strip()
+    return name, None
+
+
+def _body_end(msg: SipMessage, lines: list[bytes], data: bytes, body_start: int) -> int:
+    """Where the body ends: after Content-Length bytes (RFC 3261 section 20.14:
+    1*DIGIT); without a usable one, over UDP with the datagram, in a stream (where the
+    length is mandatory) where the next message starts, the best guess (section 18.3)."""
+    length = None
+    if "content-length" in msg.headers:
+        length = ascii_int(msg.headers["content-length"])
+        if length is None:
+            msg.malformed.append((_line_of(lines, "content-length"),
+                                  "Content-Length is not ASCII digits"))
+    if length is not None:
+        return body_start + length
+    following = NEXT_START.search(data, body_start - 2)
+    return following.end() if following else len(data)
 
 
 def _line_of(lines: list[bytes], header: str) -> int:

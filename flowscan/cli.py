@@ -226,15 +226,54 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     folders searched at every depth, or quoted glob patterns ('calls/**/*.pcapng')."""
     from flowscan import batch
 
-    folder = output is not None and output != "-" and (
-        os.path.isdir(output) or output.endswith(("/", os.sep)))
-    if tables_format is not None and tables_dir is None:
-        raise UsageError("--tables-format needs --tables DIR")
-    if scheduler is not None and jobs is not None:
-        raise UsageError("give -j (a local cluster) or --scheduler (an existing one), not both")
-    if scheduler is not None and "://" not in scheduler:
-        raise UsageError(f"--scheduler {scheduler}: give the scheduler's address as "
-                         "tcp://HOST:PORT")
+    folder = _is_folder(output)
+    _check_scan_choices(tables_dir, tables_format, jobs, scheduler)
+    paths, fmt, names = _scan_plan(captures, fmt, output, folder, jobs, scheduler,
+                                   [*keylog, *sdp], tables_dir, tables_format)
+    options = ScanOptions(engine=engine, idle_timeout=idle_timeout, geoip_db=geoip_db,
+                          home=home, vantage=vantage, keylog=keylog, srtp_key=srtp_key,
+                          sdp=sdp)
+    if engine == "native":
+        from flowscan.pipeline import check_options
+
+        check_options(options)  # bad keys or key files fail once, before any capture is read
+    if folder and output is not None:
+        _make_folder(output)
+    tables = _table_writer(tables_dir, tables_format)
+    to_terminal = (output in (None, "-") and fmt == "text" and sys.stdout is not None
+                   and sys.stdout.isatty())
+    parallel = scheduler is not None or (jobs or 1) > 1
+    spec = batch.RenderSpec(fmt=fmt, top=top, tables=tables is not None,
+                            keep_report=to_terminal and not parallel)
+    bar = _CapturesBar(len(paths)) if len(paths) > 1 and _stderr_terminal() else None
+    results = (batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler)
+               if parallel else
+               _serial_with_bars(paths, options, spec, _progress_for(bar is None, engine)))
+    sink = _ScanSink(top, output if folder else None, names, fmt, tables,
+                     None if folder else batch.Combined(fmt, _report_sink(output)))
+    with bar or nullcontext():
+        for index, result in enumerate(results):
+            sink.take(index, result)
+            del result
+            if bar is not None:
+                bar.advance()
+            # Finished reports hold no reference cycles: out of the cyclic collector's
+            # sight, they no longer make it rescan them.
+            gc.freeze()
+    sink.close(home)
+    failed = any(s.error is not None for s in sink.summaries)
+    sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
+
+
+def _scan_plan(captures: tuple[str, ...], fmt: str | None, output: str | None, folder: bool,
+               jobs: int | None, scheduler: str | None, key_files: list[str],
+               tables_dir: str | None, tables_format: str | None
+               ) -> tuple[list[str], str, list[str]]:
+    """The captures, the report format and (in a folder) each report's name, checked
+    before any reading: stdin is never sent to workers, and no report overwrites a capture
+    or a key file."""
+    from flowscan import batch
+
     paths = batch.expand(captures)
     if (jobs not in (None, 1) or scheduler) and STDIN_NAME in paths:
         raise UsageError("'-' (standard input) cannot be sent to Dask workers; save it to a "
@@ -246,99 +285,137 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
         raise UsageError(f"--format html makes one page per capture: give a folder (-o DIR/) "
                          f"for the {len(paths)} captures")
     names = batch.report_names(paths, fmt) if folder else []
-    planned = ([os.path.join(str(output), n) for n in [*names, *batch.summary_names(fmt)]]
+    _refuse_overwriting({**dict.fromkeys(key_files, "a key file"),
+                         **dict.fromkeys(paths, "a capture")},
+                        _planned(output if folder else None, names, output, tables_dir,
+                                 tables_format, fmt))
+    return paths, fmt, names
+
+
+def _progress_for(no_run_bar: bool, engine: str) -> Callable[[str], _Progress | None]:
+    """A serial run's byte bar for each large capture, where no bar over the captures is
+    drawn and the native engine reads them."""
+    def progress_for(path: str) -> _Progress | None:
+        use = no_run_bar and engine == "native" and _wants_progress(path)
+        return _Progress(inert_markup(path)) if use else None
+
+    return progress_for
+
+
+def _is_folder(output: str | None) -> bool:
+    """-o names a folder: one that exists, or a name with a trailing slash."""
+    return output is not None and output != "-" and (
+        os.path.isdir(output) or output.endswith(("/", os.sep)))
+
+
+def _table_writer(tables_dir: str | None, tables_format: str | None) -> Any:
+    if not tables_dir:
+        return None
+    from flowscan.report.tables import TableWriter
+
+    return TableWriter(tables_dir, tables_format or "parquet")
+
+
+def _check_scan_choices(tables_dir: str | None, tables_format: str | None, jobs: int | None,
+                        scheduler: str | None) -> None:
+    """Options that go together, or not: a usage error before anything is read."""
+    if tables_format is not None and tables_dir is None:
+        raise UsageError("--tables-format needs --tables DIR")
+    if scheduler is not None and jobs is not None:
+        raise UsageError("give -j (a local cluster) or --scheduler (an existing one), not both")
+    if scheduler is not None and "://" not in scheduler:
+        raise UsageError(f"--scheduler {scheduler}: give the scheduler's address as "
+                         "tcp://HOST:PORT")
+
+
+def _planned(folder: str | None, names: list[str], output: str | None,
+             tables_dir: str | None, tables_format: str | None, fmt: str) -> list[str]:
+    """Every file the run will write: reports (one per capture and the summaries in a
+    folder, else -o's file) and tables."""
+    from flowscan import batch
+
+    planned = ([os.path.join(folder, n) for n in [*names, *batch.summary_names(fmt)]]
                if folder else [output] if output and output != "-" else [])
     if tables_dir:
         planned += [os.path.join(tables_dir, f"{t}.{tables_format or 'parquet'}")
                     for t in TABLES]
-    _refuse_overwriting({**dict.fromkeys([*keylog, *sdp], "a key file"),
-                         **dict.fromkeys(paths, "a capture")}, [t for t in planned if t])
-    options = ScanOptions(engine=engine, idle_timeout=idle_timeout, geoip_db=geoip_db,
-                          home=home, vantage=vantage, keylog=keylog, srtp_key=srtp_key,
-                          sdp=sdp)
-    if engine == "native":
-        from flowscan.pipeline import check_options
+    return [t for t in planned if t]
 
-        check_options(options)  # bad keys or key files fail once, before any capture is read
-    if folder and output is not None and not os.path.isdir(output):
-        try:
-            os.makedirs(output, exist_ok=True)
-        except OSError as exc:
-            raise FlowscanError(f"{output}: cannot make the folder: {exc.strerror or exc}"
-                                ) from None
-    tables = None
-    if tables_dir:
-        from flowscan.report.tables import TableWriter
 
-        tables = TableWriter(tables_dir, tables_format or "parquet")
-    to_terminal = (output in (None, "-") and fmt == "text" and sys.stdout is not None
-                   and sys.stdout.isatty())
-    parallel = scheduler is not None or (jobs or 1) > 1
-    spec = batch.RenderSpec(fmt=fmt, top=top, tables=tables is not None,
-                            keep_report=to_terminal and not parallel)
-    bar = _CapturesBar(len(paths)) if len(paths) > 1 and _stderr_terminal() else None
-    if parallel:
-        results = batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler)
-    else:
-        def progress_for(path: str) -> _Progress | None:
-            use = bar is None and engine == "native" and _wants_progress(path)
-            return _Progress(inert_markup(path)) if use else None
+def _make_folder(output: str) -> None:
+    if os.path.isdir(output):
+        return
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as exc:
+        raise FlowscanError(f"{output}: cannot make the folder: {exc.strerror or exc}"
+                            ) from None
 
-        results = _serial_with_bars(paths, options, spec, progress_for)
-    combined = None if folder else batch.Combined(fmt, _report_sink(output))
-    summaries = []
-    shown = 0
-    warned: dict[str, None] = {}
-    with bar or nullcontext():
-        for index, result in enumerate(results):
-            if result.error is not None:
-                _error(result.error)
-            elif result.report is not None:  # a terminal: colour and its width
-                if shown:
-                    sys.stdout.write("\n")
-                _text().render([result.report], sys.stdout, top=top, color=True)
-                shown += 1
-            elif combined is not None:
-                assert result.rendered is not None
-                combined.add(result.rendered)
-            else:
-                assert result.rendered is not None and output is not None
-                batch.write_file(os.path.join(output, names[index]), result.rendered)
-            if tables is not None and result.rows is not None:
-                tables.add(result.rows)
-            summaries.append(result.summary)
-            warned.update(dict.fromkeys(w for w in result.summary.warnings
-                                        if w.startswith(UNLOCATED)))
-            result.summary.warnings = []
-            del result
-            if bar is not None:
-                bar.advance()
-            # Finished reports hold no reference cycles: out of the cyclic collector's
-            # sight, they no longer make it rescan them.
-            gc.freeze()
-    for warning in warned:  # once, not once a capture
-        click.echo(f"flowscan: warning: {warning}", err=True)
-    if combined is not None:
-        combined.close()
-    if tables is not None:
-        tables.close()
-    if folder:
+
+class _ScanSink:
+    """Where each capture's result goes as it finishes: a terminal (colour and its width),
+    one combined report, or a file of its own in a folder; its rows to the tables; its
+    summary kept for the run's."""
+
+    def __init__(self, top: int, folder: str | None, names: list[str], fmt: str,
+                 tables: Any, combined: Any) -> None:
+        self.top, self.folder, self.names, self.fmt = top, folder, names, fmt
+        self.tables, self.combined = tables, combined
+        self.summaries: list[Any] = []
+        self.shown = 0
+        self.warned: dict[str, None] = {}
+
+    def take(self, index: int, result: Any) -> None:
+        from flowscan import batch
+
+        if result.error is not None:
+            _error(result.error)
+        elif result.report is not None:  # a terminal: colour and its width
+            if self.shown:
+                sys.stdout.write("\n")
+            _text().render([result.report], sys.stdout, top=self.top, color=True)
+            self.shown += 1
+        elif self.combined is not None:
+            assert result.rendered is not None
+            self.combined.add(result.rendered)
+        else:
+            assert result.rendered is not None and self.folder is not None
+            batch.write_file(os.path.join(self.folder, self.names[index]), result.rendered)
+        if self.tables is not None and result.rows is not None:
+            self.tables.add(result.rows)
+        self.summaries.append(result.summary)
+        self.warned.update(dict.fromkeys(w for w in result.summary.warnings
+                                         if w.startswith(UNLOCATED)))
+        result.summary.warnings = []
+
+    def close(self, home: str | None) -> None:
+        """The warnings said once, not once a capture; the reports, tables and (in a
+        folder) the run's summary finished."""
+        from flowscan import batch
+
+        for warning in self.warned:
+            click.echo(f"flowscan: warning: {warning}", err=True)
+        if self.combined is not None:
+            self.combined.close()
+        if self.tables is not None:
+            self.tables.close()
+        if self.folder is None:
+            return
         from flowscan.report.summary import RunSummary
 
-        summary = RunSummary(summaries, home=home)
-        batch.write_file(os.path.join(str(output), "summary.json"), summary.json_bytes())
+        summary = RunSummary(self.summaries, home=home)
+        batch.write_file(os.path.join(self.folder, "summary.json"), summary.json_bytes())
         text = summary.text()
-        batch.write_file(os.path.join(str(output), "summary.txt"), text.encode())
-        if fmt == "html":
+        batch.write_file(os.path.join(self.folder, "summary.txt"), text.encode())
+        if self.fmt == "html":
             from flowscan.report import html
 
-            written = [None if s.error else n for s, n in zip(summaries, names, strict=True)]
-            batch.write_file(os.path.join(str(output), batch.HTML_SUMMARY),
+            written = [None if s.error else n
+                       for s, n in zip(self.summaries, self.names, strict=True)]
+            batch.write_file(os.path.join(self.folder, batch.HTML_SUMMARY),
                              html.summary_page(summary.as_dict(), home, written))
         if sys.stdout is not None and sys.stdout.isatty():
             _echo(text.rstrip("\n"))
-    failed = any(s.error is not None for s in summaries)
-    sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
 
 
 STDIN_NAME = "-"

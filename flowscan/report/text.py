@@ -10,7 +10,7 @@ is not taken for a style tag, and no escape sequence or line break reaches the t
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -161,15 +161,28 @@ def _ids(ids: list[int]) -> str:
     return ", ".join(map(str, ids[:6])) + (", ..." if len(ids) > 6 else "")
 
 
+Rows = list[tuple[Text | str, Text]]  # (label, line) of the labelled block
+
+
 def _render_one(console: Console, report: Report, top: int) -> None:
     cap = report.capture
     console.print(_line((_d(cap.path), "bold"), "  (", _d(cap.format, 40), ", ",
                         _d(", ".join(cap.link_types) or "-"), ")"))
+    _labelled(console, [row for section in SECTIONS for row in section(report)])
+    if report.flows:
+        _flow_table(console, report, top)
+
+
+def _answer_rows(report: Report) -> Rows:
+    if report.answers is None:
+        return []
     present = {f.encryption.verdict for f in report.flows if f.encryption}
-    rows: list[tuple[Text | str, Text]] = []
-    if report.answers is not None:
-        rows += _answers(report.answers, present)
-    rows.append(("sha256", _line(_d(cap.sha256, 64))))
+    return _answers(report.answers, present)
+
+
+def _capture_rows(report: Report) -> Rows:
+    cap = report.capture
+    rows: Rows = [("sha256", _line(_d(cap.sha256, 64)))]
     span = (duration(cap.last_timestamp - cap.first_timestamp)
             if cap.first_timestamp is not None and cap.last_timestamp is not None else "-")
     rows.append(("packets", _line(
@@ -182,7 +195,12 @@ def _render_one(console: Console, report: Report, top: int) -> None:
             _d(", ".join(cap.decryption_secrets.kinds)))))
     for warning in cap.warnings:
         rows.append((Text("warning", "yellow"), _line(_d(warning))))
+    return rows
+
+
+def _app_rows(report: Report) -> Rows:
     by_id = {f.id: f for f in report.flows}
+    rows: Rows = []
     for group in report.apps:
         largest = max((by_id[i] for i in group.flows), key=lambda f: (f.bytes, -f.id))
         why = largest.app.evidence[0] if largest.app else None
@@ -192,7 +210,11 @@ def _render_one(console: Console, report: Report, top: int) -> None:
             f"{size(group.bytes)}",
             f"; e.g. {_d(why.signal, 80)}: {_d(why.detail, EVIDENCE_MAX)}" if why else "",
         )))
-    rows += _sessions(report.sessions)
+    return rows
+
+
+def _finding_rows(report: Report) -> Rows:
+    rows: Rows = []
     for finding in report.findings:
         color = {"high": "red", "medium": "yellow"}.get(finding.severity, "")
         rows.append(("finding", _line(
@@ -200,13 +222,22 @@ def _render_one(console: Console, report: Report, top: int) -> None:
             f" (flows {', '.join(map(str, finding.flows[:10]))}"
             f"{', ...' if len(finding.flows) > 10 else ''})",
         )))
-    rows += _destinations(report)
+    return rows
+
+
+def _geodata_rows(report: Report) -> Rows:
     credits = sorted({_d(d.attribution) for d in report.geodata if d.attribution})
-    if credits:
-        rows.append(("geodata", _line("; ".join(credits))))
-    _labelled(console, rows)
-    if not report.flows:
-        return
+    return [("geodata", _line("; ".join(credits)))] if credits else []
+
+
+# The labelled block above the flow table, section by section, in order.
+SECTIONS: tuple[Callable[[Report], Rows], ...] = (
+    _answer_rows, _capture_rows, _app_rows, lambda report: _sessions(report.sessions),
+    _finding_rows, _destinations, _geodata_rows)
+
+
+def _flow_table(console: Console, report: Report, top: int) -> None:
+    """The largest flows (all with top 0), and a note of what was left out."""
     flows = sorted(report.flows, key=lambda f: (-f.bytes, f.id))
     shown = flows if top <= 0 else flows[:top]
     dropped = _print_table(console, shown, report.names)

@@ -220,8 +220,12 @@ def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
                 raise FlowscanError(f"cannot reach the Dask scheduler at {scheduler}: "
                                     f"{exc}") from None
         else:
+            # The scheduler's HTTP server starts even without a dashboard, by default on
+            # port 8787 of every interface, warning on stderr when that port is taken (a
+            # second run, another cluster): any free port of the loopback instead.
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address="127.0.0.1:0",
+                                   silence_logs=logging.ERROR)
             client = Client(cluster)
     except FlowscanError:
         raise

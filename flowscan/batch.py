@@ -17,8 +17,10 @@ import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flowscan.api import scan
 from flowscan.capture import displayable
@@ -155,15 +157,21 @@ def analyse(path: str, options: ScanOptions, spec: RenderSpec,
     try:
         report = scan(path, options, progress=progress)
     except CaptureError as exc:
-        shown = displayable(path)
-        return CaptureResult(path=shown, summary=failed(shown, exc.reason),
-                             rows=failed_rows(shown, exc.reason) if spec.tables else None,
-                             error=str(exc))
+        return failure(path, exc.reason, spec)
     rendered = b"" if spec.keep_report else render(report, spec)
     return CaptureResult(path=report.capture.path, summary=summarise(report),
                          rendered=rendered,
                          rows=capture_rows(report) if spec.tables else None,
                          report=report if spec.keep_report else None)
+
+
+def failure(path: str, reason: str, spec: RenderSpec) -> CaptureResult:
+    """A capture that could not be analysed: its one-line error in the summary, on stderr
+    and (with --tables) in the captures table, and no report."""
+    shown = displayable(path)
+    return CaptureResult(path=shown, summary=failed(shown, reason),
+                         rows=failed_rows(shown, reason) if spec.tables else None,
+                         error=str(CaptureError(shown, reason)))
 
 
 def analyse_many(paths: Sequence[str], options: ScanOptions, spec: RenderSpec
@@ -223,8 +231,12 @@ def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
                 raise FlowscanError(f"cannot reach the Dask scheduler at {scheduler}: "
                                     f"{exc}") from None
         else:
+            # The scheduler's HTTP server starts even without a dashboard, by default on
+            # port 8787 of every interface, warning on stderr when that port is taken (a
+            # second run, another cluster): any free port of the loopback instead.
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address="127.0.0.1:0",
+                                   silence_logs=logging.ERROR)
             client = Client(cluster)
     except FlowscanError:
         raise
@@ -234,25 +246,46 @@ def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
         workers_total = max(1, sum(client.nthreads().values()))
         groups = chunks(paths, workers_total)
         slots = workers_total * AHEAD_PER_WORKER
-        pending: deque[object] = deque()
+        pending: deque[tuple[list[str], Any]] = deque()
         queue = iter(groups)
         for group in queue:
-            pending.append(client.submit(analyse_many, group, options, spec, pure=False))
+            pending.append((group, client.submit(analyse_many, group, options, spec,
+                                                 pure=False)))
             if len(pending) >= slots:
                 break
         while pending:
-            future = pending.popleft()
-            results: list[CaptureResult] = future.result()  # type: ignore[attr-defined]
+            group, future = pending.popleft()
+            results = _gathered(group, future, spec)
             del future
             nxt = next(queue, None)
             if nxt is not None:
-                pending.append(client.submit(analyse_many, nxt, options, spec, pure=False))
+                pending.append((nxt, client.submit(analyse_many, nxt, options, spec,
+                                                   pure=False)))
             while results:
                 yield results.pop(0)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _gathered(group: list[str], future: Any, spec: RenderSpec) -> list[CaptureResult]:
+    """A task's results. A worker that dies (killed, out of memory) takes its tasks with
+    it and Dask runs them again on another; only when the task's workers have died more
+    than `distributed.scheduler.allowed-failures` times (3 by default) does Dask give up
+    with KilledWorker, and then each of its captures fails with one line, the others go
+    on. A task lost with the scheduler itself (CancelledError) ends the run."""
+    from distributed import KilledWorker
+
+    try:
+        results: list[CaptureResult] = future.result()
+    except KilledWorker:
+        reason = "Dask gave up on this capture: the workers that ran it died"
+        return [failure(path, reason, spec) for path in group]
+    except CancelledError:
+        raise FlowscanError("the Dask scheduler cancelled the run (did it stop, or "
+                            "restart?)") from None
+    return results
 
 
 def indent_json(data: bytes) -> bytes:

@@ -5,6 +5,7 @@ neither as a destination."""
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import os
@@ -18,6 +19,7 @@ from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 
 import flowscan
+from flowscan.report import text
 from flowscan.report.model import Report
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
@@ -153,6 +155,10 @@ def test_one_flow_between_two_participants_names_neither_end(tmp_path: Path) -> 
     assert "Media went to" not in data.sentence
     assert (f"not counted as a destination: the capture does not show which end it was "
             f"taken at (between {ALICE} and {HOME})") in data.sentence
+    out = io.StringIO()
+    text.render([report], out, top=0)
+    (row,) = [line for line in out.getvalue().splitlines() if line.startswith(" 1 udp")]
+    assert row.endswith("either end") and " DE " not in row
 
 
 @pytest.mark.parametrize("translated", ["alice", "bob"])

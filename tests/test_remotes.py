@@ -20,7 +20,7 @@ from scapy.layers.inet import IP, TCP, UDP
 
 import flowscan
 from flowscan.report import text
-from flowscan.report.model import Report
+from flowscan.report.model import Flow, Report
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
 HOME = "91.64.10.20"  # a residential line
@@ -234,6 +234,10 @@ def test_flows_between_the_same_two_ends_take_the_host_one_names(tmp_path: Path)
         (HOME, "capture-host")}
 
 
+def alice_port(flow: Flow) -> int:
+    return flow.client.port if flow.client.ip == ALICE else flow.server.port
+
+
 def lab_captures() -> list[tuple[Path, str]]:
     """Every lab capture and the address it was taken at: capture.pcapng (and its -dsb
     copy) at the manifest's captured_at, capture-HOST.pcapng at HOST."""
@@ -275,3 +279,14 @@ def test_lab_remote_is_never_the_capture_host(capture: Path, at: str) -> None:
     counted = sum(d.bytes for d in report.answers.data.countries)
     assert counted == sum(f.bytes for f in report.flows if f.remote and (
         f.remote.basis != "unknown"))
+
+
+def test_flows_naming_different_sides_each_take_their_own(tmp_path: Path) -> None:
+    """Captures merged from both ends: one flow's STUN answer names alice's side, the
+    other's bob's. No capture host stands out; each flow keeps its own evidence."""
+    wire, outside = Wire(), ("203.0.113.9", 61000)
+    wire.ice((ALICE, 40000), (HOME, 50000), a_seen=outside)
+    wire.ice((ALICE, 40002), (HOME, 50002), b_seen=outside)
+    remotes = {alice_port(f): (f.remote.ip, f.remote.basis)
+               for f in wire.scan(tmp_path).flows if f.remote}
+    assert remotes == {40000: (HOME, "stun-reflexive"), 40002: (ALICE, "stun-reflexive")}

@@ -42,6 +42,9 @@ class StunFacts:
     ice_roles: dict[str, str] = field(default_factory=dict)  # side -> controlling/controlled
     use_candidate: bool = False
     mapped_addresses: list[str] = field(default_factory=list)  # as "ip:port"
+    # side a success response went to -> the address its sender saw that side at
+    # (XOR-MAPPED-ADDRESS, RFC 8489 section 14.2): the first one seen
+    reflexive: dict[str, str] = field(default_factory=dict)
     peer_addresses: list[str] = field(default_factory=list)
     relayed_addresses: list[str] = field(default_factory=list)
     channels: list[int] = field(default_factory=list)
@@ -253,7 +256,7 @@ class _Collector:
         if depth == 0 and self.dns_port and self._dns(payload):
             return True
         kind = demux.classify(payload)
-        if kind == demux.STUN and self._stun(side, payload, exact=True):
+        if kind == demux.STUN and self._stun(side, payload, exact=True, outer=depth == 0):
             relayed, self.relayed = self.relayed, None
             if relayed and depth == 0:  # a Send or Data indication's DATA (RFC 8656 10, 11)
                 self.udp(side, relayed, depth + 1)
@@ -297,7 +300,7 @@ class _Collector:
                 return True
         return False
 
-    def _stun(self, side: int, data: bytes, *, exact: bool) -> bool:
+    def _stun(self, side: int, data: bytes, *, exact: bool, outer: bool = True) -> bool:
         msg = stun.parse(data, exact=exact)
         if msg is None:
             return False
@@ -326,7 +329,10 @@ class _Collector:
         if msg.ice_role:
             facts.ice_roles[SIDES[side]] = msg.ice_role
         facts.use_candidate = facts.use_candidate or msg.use_candidate
-        for addr, target in ((msg.xor_mapped or msg.mapped, facts.mapped_addresses),
+        mapped = msg.xor_mapped or msg.mapped
+        if mapped and msg.msg_class == "success" and outer:  # not relayed inside TURN
+            facts.reflexive.setdefault(SIDES[1 - side], mapped[0])
+        for addr, target in ((mapped, facts.mapped_addresses),
                              (msg.xor_peer, facts.peer_addresses),
                              (msg.xor_relayed, facts.relayed_addresses)):
             if addr:

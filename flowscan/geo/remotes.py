@@ -39,30 +39,53 @@ def service_side(flow: Flow, facts: FlowFacts | None) -> tuple[str, str] | None:
     return None
 
 
+def local_side(flow: Flow, facts: FlowFacts | None) -> tuple[str, str] | None:
+    """The flow side the capture was taken on, and why, when the traffic names it: a STUN
+    success response tells its receiver the address its sender saw it at (XOR-MAPPED-
+    ADDRESS, RFC 8489 section 14.2); when that differs from the receiver's address on the
+    wire, a translator stood between the receiver and the responder, and the capture was
+    taken on the receiver's side of it. Who sent first (an ICE check, a DTLS ClientHello)
+    is not used: in WebRTC both ends check (RFC 8445 section 6.1.4) and either may be the
+    DTLS client (RFC 8842 section 5), whichever end the capture was taken at."""
+    stun = facts.stun if facts is not None else None
+    if stun is None:
+        return None
+    translated = [side for side, seen in stun.reflexive.items()
+                  if seen != (flow.client.ip if side == "client" else flow.server.ip)]
+    if len(translated) == 1:
+        return translated[0], "stun-reflexive"
+    return None
+
+
 def capture_host(flows: list[Flow], facts: list[FlowFacts] | None = None) -> str | None:
     """The address the capture was most likely taken at: the one in the most flows, when
-    one stands out; else the one most often facing a service (the other end of flows
-    whose service side is decided), when one stands out."""
+    one stands out; else, in order of strength, the one the traffic names as the capture
+    side (local_side), the one most often facing a service (the other end of flows whose
+    service side is decided), when one stands out. None when nothing decides: then
+    either end of a flow could be the capture point."""
     counts = Counter(ip for f in flows for ip in {f.client.ip, f.server.ip})
-    ranked = counts.most_common(2)
-    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
-        return ranked[0][0]
-    votes: Counter[str] = Counter()
     known: list[FlowFacts | None] = list(facts) if facts else [None] * len(flows)
+    local: Counter[str] = Counter()
+    facing: Counter[str] = Counter()
     for flow, flow_facts in zip(flows, known, strict=True):
+        named = local_side(flow, flow_facts)
+        if named is not None:
+            local[flow.client.ip if named[0] == "client" else flow.server.ip] += 1
         decided = service_side(flow, flow_facts)
         if decided is not None:
-            votes[flow.client.ip if decided[0] == "server" else flow.server.ip] += 1
-    ranked = votes.most_common(2)
-    if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
-        return ranked[0][0]
+            facing[flow.client.ip if decided[0] == "server" else flow.server.ip] += 1
+    for votes in (counts, local, facing):
+        ranked = votes.most_common(2)
+        if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
+            return ranked[0][0]
     return None
 
 
 def remote_of(flow: Flow, locator: Locator, host: str | None,
               facts: FlowFacts | None = None, vantage: Vantage | None = None) -> RemoteInfo:
     """The end that is not the capture host; without one, the service's side (its
-    handshake, STUN role or port), else the public end facing a private one, else (two
+    handshake, STUN role or port), else the end the traffic does not name as the capture
+    side (local_side), else the public end facing a private one, else (two
     participants) the end outside the country the user says the capture was taken in
     (--vantage). Where none of that decides, the server side is kept with basis
     `unknown`: either end could be the capture point, and nothing is claimed of it."""
@@ -75,6 +98,11 @@ def remote_of(flow: Flow, locator: Locator, host: str | None,
         side, basis = decided
         return _remote(locator, flow.server.ip if side == "server" else flow.client.ip,
                        side, basis)
+    named = local_side(flow, facts)
+    if named is not None:
+        side = "server" if named[0] == "client" else "client"
+        return _remote(locator, flow.server.ip if side == "server" else flow.client.ip,
+                       side, named[1])
     server, client = scope_of(flow.server.ip), scope_of(flow.client.ip)
     if server != "public" and client == "public":
         return _remote(locator, flow.client.ip, "client", "private-address")

@@ -188,6 +188,13 @@ def _ranked(dests: Iterable[Destination]) -> list[Destination]:
     return sorted(dests, key=lambda d: (d.key == "unlocated", -d.bytes, d.key))
 
 
+def _undecided(flow: Flow) -> bool:
+    """Nothing in the capture says which end it was taken at (geo.remotes) and the end kept
+    is public: either end may be the user's own, so neither is a located destination."""
+    return (flow.remote is not None and flow.remote.basis == "unknown"
+            and flow.remote.scope == "public")
+
+
 def _located(flow: Flow) -> bool:
     return flow.remote is not None and flow.remote.scope == "public" and bool(
         flow.remote.country)
@@ -253,6 +260,8 @@ def _destinations(flows: list[Flow]) -> tuple[dict[str, Destination], dict[str, 
     operators: dict[str, Destination] = {}
     for flow in flows:
         r = flow.remote
+        if _undecided(flow):
+            continue
         key = r.country if r is not None and _located(flow) and r.country else "unlocated"
         _add(countries.setdefault(key, Destination(
             key, country_name(key) if key != "unlocated" else None, 0, 0)), flow)
@@ -270,11 +279,27 @@ def _where_sentence(flows: list[Flow], ranked: list[Destination]) -> str:
         parts.append(f"went to {plural(len(located), 'country', 'countries')}: "
                      + ", ".join(f"{d.key} {size(d.bytes)}" for d in located[:6])
                      + (", ..." if len(located) > 6 else ""))
-    else:
+    elif any(not _undecided(f) for f in flows):
         parts.append("went to no located public address")
+    else:
+        parts.append("went to no destination the capture can tell")
     sentence = " ".join(parts) + "."
     media_to = [d.key for d in located if d.media_flows]
-    return sentence + (f" Media went to {', '.join(media_to)}." if media_to else "")
+    return (sentence + (f" Media went to {', '.join(media_to)}." if media_to else "")
+            + _undecided_sentence([f for f in flows if _undecided(f)]))
+
+
+def _undecided_sentence(flows: list[Flow]) -> str:
+    """Flows whose capture point is not known, said rather than counted for either end."""
+    if not flows:
+        return ""
+    pairs = sorted({tuple(sorted((f.client.ip, f.server.ip))) for f in flows})
+    between = "; ".join(f"{a} and {b}" for a, b in pairs[:3]) + ("; ..." if len(
+        pairs) > 3 else "")
+    verb = "is" if len(flows) == 1 else "are"
+    return (f" {plural(len(flows), 'flow')} ({size(sum(f.bytes for f in flows))}) {verb} "
+            f"not counted as a destination: the capture does not show which end it was "
+            f"taken at (between {between}).")
 
 
 def _leaving_sentence(leaving: list[LeavingFlow], home: Home | None) -> str:
@@ -322,7 +347,8 @@ def _foreign_operators(flows: list[Flow], home: Home | None) -> list[ForeignOper
     out = []
     for flow in flows:
         r, enc = flow.remote, flow.encryption
-        if r is None or enc is None or enc.verdict not in READABLE_BY_OPERATOR:
+        if r is None or enc is None or enc.verdict not in READABLE_BY_OPERATOR or _undecided(
+                flow):
             continue
         if r.scope != "public" or not r.registered_country:
             continue

@@ -349,6 +349,8 @@ def _remote(flow: Flow) -> str:
         return ""
     if r.scope != "public":
         return r.scope
+    if r.basis == "unknown":  # the capture point is not known: either end may be the user's
+        return "either end"
     where = r.country or "?"
     if r.registered_country and r.registered_country != r.country:
         where += f" (reg. {r.registered_country})"

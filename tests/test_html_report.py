@@ -92,11 +92,12 @@ class Page:
 
 def located_remotes(report: dict) -> set[str]:
     """The distinct remote addresses the JSON report locates: public, with coordinates or a
-    country that has a centre to draw it at."""
+    country that has a centre to draw it at, and known to be the far end (basis not
+    unknown: else either end may be the user's own)."""
     out = set()
     for flow in report["flows"]:
         remote = flow.get("remote") or {}
-        if remote.get("scope") != "public":
+        if remote.get("scope") != "public" or remote.get("basis") == "unknown":
             continue
         if remote.get("latitude") is not None or centroid(remote.get("country")):
             out.add(remote["ip"])

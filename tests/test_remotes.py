@@ -256,8 +256,13 @@ def lab_captures() -> list[tuple[Path, str]]:
 # checks too, and sends the first packet) and of her rtpengine call (one flow; rtpengine
 # checks, sends first and is the DTLS client), and the SIP calls (every port ephemeral but
 # SIP's 5060 on both ends). All on one lab link: TTLs and checksums alike both ways.
+# The browser calls at alice likewise: her one direct flow to bob (p2p-browser-dtls13), her
+# publisher's and subscriber's flows, both to Janus, which checks and answers like a peer.
 UNDECIDED = {"p2p-webrtc/capture", "sfu-webrtc/capture", "sfu-webrtc-e2ee/capture",
-             "rtpengine-webrtc-sip/capture", "sip-rtp-plain/capture", "sip-sdes-srtp/capture"}
+             "rtpengine-webrtc-sip/capture", "sip-rtp-plain/capture", "sip-sdes-srtp/capture",
+             "p2p-browser-dtls13/capture", "sfu-janus-browser/capture",
+             "sfu-janus-browser-e2ee/capture", "sfu-janus-firefox/capture",
+             "sfu-janus-firefox-e2ee/capture"}
 
 
 @pytest.mark.parametrize("capture,at", [pytest.param(c, at, id=f"{c.parent.name}/{c.stem}")

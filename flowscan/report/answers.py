@@ -147,21 +147,21 @@ def encryption_answer(flows: list[Flow]) -> EncryptionAnswer:
                  "participants hold; the servers on the way cannot read the call.",
             [], shares, ids)
     if hop := having("hop-by-hop"):
-        undecided = hop
+        unsettled = hop
         sentence = (f"Cannot tell from this capture: {some(hop, 'are', 'is')} encrypted only "
                     "up to the service's servers (hop-by-hop), which can read the call unless "
                     "an inner end-to-end layer protects it, and that layer cannot be seen "
                     "without the keys.")
     elif unverified := having("encrypted-unverified"):
-        undecided = unverified
+        unsettled = unverified
         sentence = (f"Cannot tell from this capture: {some(unverified, 'are', 'is')} "
                     "encrypted, but whether only the participants or also a server hold the "
                     "keys cannot be seen on the wire.")
     else:
-        undecided = having("unknown")
-        sentence = (f"Cannot tell from this capture: how {some(undecided, 'are', 'is')}"
+        unsettled = having("unknown")
+        sentence = (f"Cannot tell from this capture: how {some(unsettled, 'are', 'is')}"
                     " protected could not be determined.")
-    if all(f.encryption and f.encryption.basis == "decrypted" for f in undecided):
+    if all(f.encryption and f.encryption.basis == "decrypted" for f in unsettled):
         # The keys were given and opened the media: asking for them again would mislead.
         return EncryptionAnswer(
             CANNOT_TELL, sentence[:-1] + "; the keys given decrypted it, but they do not show "
@@ -188,7 +188,7 @@ def _ranked(dests: Iterable[Destination]) -> list[Destination]:
     return sorted(dests, key=lambda d: (d.key == "unlocated", -d.bytes, d.key))
 
 
-def _undecided(flow: Flow) -> bool:
+def undecided(flow: Flow) -> bool:
     """Nothing in the capture says which end it was taken at (geo.remotes) and the end kept
     is public: either end may be the user's own, so neither is a located destination."""
     return (flow.remote is not None and flow.remote.basis == "unknown"
@@ -260,7 +260,7 @@ def _destinations(flows: list[Flow]) -> tuple[dict[str, Destination], dict[str, 
     operators: dict[str, Destination] = {}
     for flow in flows:
         r = flow.remote
-        if _undecided(flow):
+        if undecided(flow):
             continue
         key = r.country if r is not None and _located(flow) and r.country else "unlocated"
         _add(countries.setdefault(key, Destination(
@@ -279,14 +279,14 @@ def _where_sentence(flows: list[Flow], ranked: list[Destination]) -> str:
         parts.append(f"went to {plural(len(located), 'country', 'countries')}: "
                      + ", ".join(f"{d.key} {size(d.bytes)}" for d in located[:6])
                      + (", ..." if len(located) > 6 else ""))
-    elif any(not _undecided(f) for f in flows):
+    elif any(not undecided(f) for f in flows):
         parts.append("went to no located public address")
     else:
         parts.append("went to no destination the capture can tell")
     sentence = " ".join(parts) + "."
     media_to = [d.key for d in located if d.media_flows]
     return (sentence + (f" Media went to {', '.join(media_to)}." if media_to else "")
-            + _undecided_sentence([f for f in flows if _undecided(f)]))
+            + _undecided_sentence([f for f in flows if undecided(f)]))
 
 
 def _undecided_sentence(flows: list[Flow]) -> str:
@@ -347,7 +347,7 @@ def _foreign_operators(flows: list[Flow], home: Home | None) -> list[ForeignOper
     out = []
     for flow in flows:
         r, enc = flow.remote, flow.encryption
-        if r is None or enc is None or enc.verdict not in READABLE_BY_OPERATOR or _undecided(
+        if r is None or enc is None or enc.verdict not in READABLE_BY_OPERATOR or undecided(
                 flow):
             continue
         if r.scope != "public" or not r.registered_country:

@@ -28,7 +28,7 @@ import jinja2
 from markupsafe import Markup
 
 from flowscan.geo.plausibility import centroid
-from flowscan.report.answers import VERDICTS, duration, size, when
+from flowscan.report.answers import VERDICTS, duration, size, undecided, when
 from flowscan.report.model import Flow, Report
 from flowscan.report.rows import flow_row
 from flowscan.report.sanitize import TEXT_MAX, escape_controls, html_text
@@ -135,11 +135,12 @@ def markers(report: Report, rows: dict[int, dict[str, Any]],
             start: tuple[float, float] | None) -> list[Marker]:
     """One marker per located remote address (the distinct remotes of the JSON report with
     a country or coordinates), in address order; those sharing a point are spread around
-    it so each stays visible."""
+    it so each stays visible. A flow whose capture end cannot be told (answers.undecided)
+    has no destination to draw."""
     found: dict[str, Marker] = {}
     for flow in report.flows:
         point = _position(flow)
-        if point is None or flow.remote is None:
+        if point is None or flow.remote is None or undecided(flow):
             continue
         row = rows[flow.id]
         marker = found.get(flow.remote.ip)

@@ -187,6 +187,11 @@ def _analysis_options(command: Callable[..., None]) -> Callable[..., None]:
                      "follow."),
         click.option("--vantage", help="Where the capture was taken: a country code or "
                      "LAT,LON. Locations the round-trip times make impossible are flagged."),
+        click.option("--capture-host", "capture_host", multiple=True, metavar="ADDRESS",
+                     help="The address of the host the capture was taken at (repeatable: "
+                          "its IPv4 and IPv6 addresses), for captures whose traffic cannot "
+                          "tell which end is the user's: the other end of its flows is "
+                          "their remote (basis 'given')."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -221,7 +226,7 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
                  scheduler: str | None, engine: str, idle_timeout: float, top: int,
                  geoip_db: tuple[str, ...], keylog: tuple[str, ...],
                  srtp_key: tuple[str, ...], sdp: tuple[str, ...], home: str | None,
-                 vantage: str | None) -> None:
+                 vantage: str | None, capture_host: tuple[str, ...]) -> None:
     """Analyse CAPTURES: files (pcap, pcapng, optionally gzip-compressed; '-' for stdin),
     folders searched at every depth, or quoted glob patterns ('calls/**/*.pcapng')."""
     from flowscan import batch
@@ -231,8 +236,8 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     paths, fmt, names = _scan_plan(captures, fmt, output, folder, jobs, scheduler,
                                    [*keylog, *sdp], tables_dir, tables_format)
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, geoip_db=geoip_db,
-                          home=home, vantage=vantage, keylog=keylog, srtp_key=srtp_key,
-                          sdp=sdp)
+                          home=home, vantage=vantage, capture_host=capture_host, keylog=keylog,
+                          srtp_key=srtp_key, sdp=sdp)
     if engine == "native":
         from flowscan.pipeline import check_options
 
@@ -445,7 +450,7 @@ def watch_command(source: str | None, interface: str | None, capture_tool: str,
                   interval: float, idle_timeout: float, top: int,
                   geoip_db: tuple[str, ...], keylog: tuple[str, ...],
                   srtp_key: tuple[str, ...], sdp: tuple[str, ...], home: str | None,
-                  vantage: str | None) -> None:
+                  vantage: str | None, capture_host: tuple[str, ...]) -> None:
     """Watch a live capture: '-' (a pcap or pcapng stream on standard input, as from
     `tcpdump -U -w -`) or -i INTERFACE. The flows are shown with their current verdict,
     remote and bytes, refreshed every --interval seconds (on standard error when it is a
@@ -473,7 +478,8 @@ def watch_command(source: str | None, interface: str | None, capture_tool: str,
                                                 "--snapshots": snapshots
                                                 if snapshots != STDIN_NAME else None})
     options = ScanOptions(idle_timeout=idle_timeout, geoip_db=geoip_db, home=home,
-                          vantage=vantage, keylog=keylog, srtp_key=srtp_key, sdp=sdp)
+                          vantage=vantage, capture_host=capture_host, keylog=keylog,
+                          srtp_key=srtp_key, sdp=sdp)
     try:
         with _snapshot_sink(snapshots) as lines:
             watched = watch(source, interface, capture_tool, options, interval=interval,
@@ -686,10 +692,13 @@ def crosscheck_command(captures: tuple[str, ...], fmt: str, idle_timeout: float)
 @_key_options
 @click.option("--home", help="Your jurisdiction: a country code (DE), or EU or EEA. Media "
               "leaving it is listed with each capture (it fails no claim).")
+@click.option("--capture-host", "capture_host", multiple=True, metavar="ADDRESS",
+              help="The address of the host the captures were taken at (repeatable), for "
+                   "captures whose traffic cannot tell which end is the user's.")
 def check_command(captures: tuple[str, ...], claims_path: str, fmt: str, strict: bool,
                   junit_path: str | None, sarif_path: str | None, geoip_db: tuple[str, ...],
                   keylog: tuple[str, ...], srtp_key: tuple[str, ...], sdp: tuple[str, ...],
-                  home: str | None) -> None:
+                  home: str | None, capture_host: tuple[str, ...]) -> None:
     """Check a vendor's claims against CAPTURES (files, or folders searched for captures).
 
     A claim holds only if it holds in every capture. Exit 0 all hold, 1 a claim is
@@ -705,7 +714,7 @@ def check_command(captures: tuple[str, ...], claims_path: str, fmt: str, strict:
     _check_outputs([*paths, claims_path, *keylog, *sdp],
                    {"--junit": junit_path, "--sarif": sarif_path})
     options = ScanOptions(geoip_db=geoip_db, home=home, keylog=keylog, srtp_key=srtp_key,
-                          sdp=sdp)
+                          sdp=sdp, capture_host=capture_host)
     check_options(options)  # bad keys or key files fail once, before any capture is read
 
     def scan_one(path: str) -> Report:

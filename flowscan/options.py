@@ -22,6 +22,7 @@ ENGINES = tuple(Engine)
 
 # The options only the native pipeline honours, as the CLI names them.
 NATIVE_ONLY = {"geoip_db": "--geoip-db", "home": "--home", "vantage": "--vantage",
+               "capture_host": "--capture-host",
                "keylog": "--keylog", "srtp_key": "--srtp-key", "sdp": "--sdp",
                "decrypted_output": "a decrypted output (flowscan decrypt)"}
 
@@ -49,6 +50,10 @@ class ScanOptions:
     home: str | None = None
     #: Where the capture was taken: a country code or LAT,LON.
     vantage: str | None = None
+    #: The addresses of the host the capture was taken at, for captures whose traffic
+    #: cannot tell (one flow between two public addresses): the other end of each flow
+    #: holding one of them is its remote.
+    capture_host: tuple[str, ...] = ()
     #: NSS key log files (SSLKEYLOGFILE) holding the DTLS secrets.
     keylog: tuple[str, ...] = ()
     #: SRTP keys: TARGET=SUITE:inline:BASE64, TARGET an SSRC (0x...) or IP:PORT.

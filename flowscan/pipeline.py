@@ -48,7 +48,7 @@ from flowscan.geo.hints import name_hints
 from flowscan.geo.locate import Locator
 from flowscan.geo.names import name_map
 from flowscan.geo.plausibility import Vantage, parse_vantage
-from flowscan.geo.remotes import capture_host, plausibility_of, remote_of
+from flowscan.geo.remotes import capture_host, parse_capture_hosts, plausibility_of, remote_of
 from flowscan.identify import FlowFacts, facts_to_details, identify
 from flowscan.options import ScanOptions
 from flowscan.policy import transfers
@@ -96,6 +96,7 @@ class Checked:
     vantage: Vantage | None
     explicit: ExplicitKeys
     keylog: KeyLog  # the key log files' secrets; the capture's own are added after reading
+    capture_hosts: frozenset[str]  # --capture-host
 
 
 def check_options(options: ScanOptions, path: str | None = None) -> Checked:
@@ -122,7 +123,8 @@ def check_options(options: ScanOptions, path: str | None = None) -> Checked:
         locator.require("--home")
     if vantage:
         locator.require("--vantage")
-    return Checked(locator, home, vantage, explicit, keylog)
+    return Checked(locator, home, vantage, explicit, keylog,
+                   parse_capture_hosts(options.capture_host))
 
 
 @dataclass
@@ -171,6 +173,7 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
                             "second pass over the capture, so nothing was decrypted")
         warnings += checked.explicit.warnings + malformed_sip_warnings(records)
         warnings += late_warnings(keylog, totals, checked.locator)
+        warnings += unseen_capture_hosts(checked.capture_hosts, flows)
     return build_report(totals, warnings, records, apps, names, sessions, found,
                         checked.locator.databases, checked.home, checked.vantage)
 
@@ -211,9 +214,10 @@ def observed_verdicts(flows: list[tuple[Flow, FlowFacts]], checked: Checked,
                       reader: ReaderFacts) -> tuple[dict[str, list[str]], list[AppGroup]]:
     """Geolocate, apps and verdicts: the stages from identified flows to what the wire
     shows of their encryption; the names and the app groups for the report."""
-    names = geolocate(flows, checked.locator, checked.vantage, reader.names)
+    names = geolocate(flows, checked.locator, checked.vantage, reader.names,
+                      checked.capture_hosts)
     apps = label_apps(flows, names)
-    judge_flows(flows, names, checked.locator)
+    judge_flows(flows, names, checked.locator, checked.capture_hosts)
     return names, apps
 
 
@@ -294,12 +298,14 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
 # --- the stages over all flows ----------------------------------------------------------
 
 def geolocate(flows: list[tuple[Flow, FlowFacts]], locator: Locator, vantage: Vantage | None,
-              nrb_names: dict[str, list[str]]) -> dict[str, list[str]]:
+              nrb_names: dict[str, list[str]], given: frozenset[str] = frozenset()
+              ) -> dict[str, list[str]]:
     """Each flow's remote (located, with its plausibility from the vantage point) and the
-    capture's names for addresses, which later stages read."""
-    host = capture_host([flow for flow, _ in flows], [facts for _, facts in flows])
+    capture's names for addresses, which later stages read. `given`: the capture host's
+    addresses as the user stated them (--capture-host)."""
+    host = capture_host([flow for flow, _ in flows], [facts for _, facts in flows], given)
     for flow, facts in flows:
-        flow.remote = remote_of(flow, locator, host, facts, vantage)
+        flow.remote = remote_of(flow, locator, host, facts, vantage, given)
         if vantage is not None and flow.remote.scope == "public":
             flow.remote.plausibility = plausibility_of(flow, facts, vantage)
     names = name_map([facts for _, facts in flows], nrb_names)
@@ -324,13 +330,13 @@ def label_apps(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
 
 
 def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]],
-                locator: Locator) -> None:
+                locator: Locator, given: frozenset[str] = frozenset()) -> None:
     """The observed verdicts. What tells a participant from a server: the names that led
     to each address, where the capture was taken, and the network of either end."""
     context = build_context(flows)
     context.names, context.locate = names, locator.lookup
     context.capture_host = capture_host([flow for flow, _ in flows],
-                                        [facts for _, facts in flows])
+                                        [facts for _, facts in flows], given)
     for flow, facts in flows:
         flow.encryption = judge(flow, facts, context)
 
@@ -426,6 +432,15 @@ def late_warnings(keylog: KeyLog, totals: CaptureTotals, locator: Locator) -> li
     if (unlocated := locator.warning()) is not None:
         out.append(unlocated)
     return out
+
+
+def unseen_capture_hosts(given: frozenset[str], flows: list[tuple[Flow, FlowFacts]]
+                         ) -> list[str]:
+    """An address given as the capture host's that no flow holds decides nothing: said,
+    not silently ignored."""
+    seen = {ip for flow, _ in flows for ip in (flow.client.ip, flow.server.ip)}
+    return [f"--capture-host {ip}: no flow of the capture has this address; it decides "
+            "no flow's remote" for ip in sorted(given - seen)]
 
 
 @contextmanager

@@ -295,3 +295,67 @@ def test_flows_naming_different_sides_each_take_their_own(tmp_path: Path) -> Non
     remotes = {alice_port(f): (f.remote.ip, f.remote.basis)
                for f in wire.scan(tmp_path).flows if f.remote}
     assert remotes == {40000: (HOME, "stun-reflexive"), 40002: (ALICE, "stun-reflexive")}
+
+
+@pytest.mark.parametrize("capture,at", [
+    pytest.param(c, at, id=f"{c.parent.name}/{c.stem}") for c, at in lab_captures()
+    if f"{c.parent.name}/{c.stem.removesuffix('-dsb')}" in UNDECIDED])
+def test_capture_host_given_decides_what_the_wire_cannot(capture: Path, at: str) -> None:
+    """Where nothing on the wire names the capture point, the user can (--capture-host):
+    every flow's remote is then the manifest's other host, basis `given`, and the answers
+    count every byte for a destination again."""
+    report = flowscan.scan(str(capture), capture_host=[at])
+    assert report.answers is not None
+    for flow in report.flows:
+        other = flow.server.ip if flow.client.ip == at else flow.client.ip
+        assert flow.remote is not None and (flow.remote.ip, flow.remote.basis) == (
+            other, "given"), flow
+    assert sum(d.bytes for d in report.answers.data.countries) == sum(
+        f.bytes for f in report.flows)
+    assert not report.capture.warnings
+
+
+def test_capture_host_other_end_and_unseen_address(tmp_path: Path) -> None:
+    """The address given wins over the traffic's own evidence for the flows that hold it
+    (here the SYN's receiver: the user says the capture was taken at the server), decides
+    nothing for the others, and an address no flow holds is a warning, not silence."""
+    syn = [IP(src=ALICE, dst=HOME) / TCP(sport=50000, dport=8443, flags="S"),
+           IP(src=HOME, dst=ALICE) / TCP(sport=8443, dport=50000, flags="SA")]
+    path = tmp_path / "syn.pcap"
+    path.write_bytes(pcap([(1.0 + i, bytes(ether() / p)) for i, p in enumerate(syn)]))
+    (flow,) = flowscan.scan(str(path)).flows
+    assert flow.remote is not None and (flow.remote.ip, flow.remote.basis) == (
+        HOME, "capture-host")  # the end facing the service
+    report = flowscan.scan(str(path), capture_host=[HOME, "2001:db8::1"])
+    (flow,) = report.flows
+    assert flow.remote is not None and (flow.remote.ip, flow.remote.basis) == (ALICE, "given")
+    assert report.capture.warnings == [
+        "--capture-host 2001:db8::1: no flow of the capture has this address; it decides no "
+        "flow's remote"]
+
+
+@pytest.mark.parametrize("value", ["nope", "1.2.3", "10.0.0.1/24", ""])
+def test_capture_host_not_an_address_is_a_usage_error(value: str) -> None:
+    with pytest.raises(flowscan.UsageError, match=r"--capture-host .*not an IPv4 or IPv6"):
+        flowscan.scan(str(LAB / "p2p-webrtc" / "capture.pcapng"), capture_host=[value])
+
+
+def test_capture_host_cli_one_line_and_check_takes_it() -> None:
+    """The CLI: a bad address is one line and exit 2 before reading; check takes the
+    option too (the other end of alice's direct call is bob, in DE: media stays in EU)."""
+    import subprocess
+    import sys
+
+    capture = str(LAB / "p2p-webrtc" / "capture.pcapng")
+    bad = subprocess.run([sys.executable, "-m", "flowscan", "scan", capture, "--capture-host",
+                          "nope"], capture_output=True, text=True)
+    assert (bad.returncode, bad.stdout) == (2, "")
+    assert bad.stderr.splitlines() == [
+        "flowscan: error: --capture-host 'nope': not an IPv4 or IPv6 address"]
+    manifest = json.loads((LAB / "p2p-webrtc" / "manifest.json").read_text())
+    alice = manifest["hosts"]["alice"]["address"]
+    done = subprocess.run([sys.executable, "-m", "flowscan", "scan", capture, "--format",
+                           "json", "--capture-host", alice], capture_output=True, text=True)
+    (flow,) = json.loads(done.stdout)["flows"]
+    assert (flow["remote"]["ip"], flow["remote"]["basis"], flow["remote"]["country"]) == (
+        manifest["hosts"]["bob"]["address"], "given", "DE")

@@ -3,8 +3,10 @@ allow that location."""
 
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 
+from flowscan.errors import UsageError
 from flowscan.geo.locate import Locator, scope_of
 from flowscan.geo.plausibility import Plausibility, Vantage, check
 from flowscan.identify import FlowFacts
@@ -57,13 +59,30 @@ def local_side(flow: Flow, facts: FlowFacts | None) -> tuple[str, str] | None:
     return None
 
 
-def capture_host(flows: list[Flow], facts: list[FlowFacts] | None = None) -> str | None:
-    """The address the capture was most likely taken at: the one in the most flows, when
+def parse_capture_hosts(values: tuple[str, ...]) -> frozenset[str]:
+    """--capture-host: IPv4 or IPv6 addresses, written as the report writes them."""
+    hosts = set()
+    for value in values:
+        try:
+            hosts.add(str(ipaddress.ip_address(value.strip())))
+        except ValueError:
+            raise UsageError(f"--capture-host {value!r}: not an IPv4 or IPv6 address"
+                             ) from None
+    return frozenset(hosts)
+
+
+def capture_host(flows: list[Flow], facts: list[FlowFacts] | None = None,
+                 given: frozenset[str] = frozenset()) -> str | None:
+    """The address the capture was most likely taken at: of the addresses the user gave
+    (--capture-host), the one in the most flows; else the one in the most flows, when
     one stands out; else, in order of strength, the one the traffic names as the capture
     side (local_side), the one most often facing a service (the other end of flows whose
     service side is decided), when one stands out. None when nothing decides: then
     either end of a flow could be the capture point."""
     counts = Counter(ip for f in flows for ip in {f.client.ip, f.server.ip})
+    stated = [(counts[ip], ip) for ip in given if counts[ip]]
+    if stated:
+        return max(stated)[1]
     known: list[FlowFacts | None] = list(facts) if facts else [None] * len(flows)
     local: Counter[str] = Counter()
     facing: Counter[str] = Counter()
@@ -82,13 +101,19 @@ def capture_host(flows: list[Flow], facts: list[FlowFacts] | None = None) -> str
 
 
 def remote_of(flow: Flow, locator: Locator, host: str | None,
-              facts: FlowFacts | None = None, vantage: Vantage | None = None) -> RemoteInfo:
-    """The end that is not the capture host; without one, the service's side (its
+              facts: FlowFacts | None = None, vantage: Vantage | None = None,
+              given: frozenset[str] = frozenset()) -> RemoteInfo:
+    """The end that is not an address the user gave as the capture host (basis `given`);
+    else the end that is not the capture host; without one, the service's side (its
     handshake, STUN role or port), else the end the traffic does not name as the capture
     side (local_side), else the public end facing a private one, else (two
     participants) the end outside the country the user says the capture was taken in
     (--vantage). Where none of that decides, the server side is kept with basis
     `unknown`: either end could be the capture point, and nothing is claimed of it."""
+    if (flow.server.ip in given) != (flow.client.ip in given):
+        side = "client" if flow.server.ip in given else "server"
+        return _remote(locator, flow.client.ip if side == "client" else flow.server.ip,
+                       side, "given")
     if host == flow.server.ip and host != flow.client.ip:
         return _remote(locator, flow.client.ip, "client", "capture-host")
     if host == flow.client.ip and host != flow.server.ip:

@@ -139,9 +139,10 @@ class RemoteInfo:
     plausibility: Any = None
     # Location hints in the names the capture gives this address (evidence, not the answer).
     name_hints: list[dict[str, str]] = field(default_factory=list)
-    # Why that side is the remote: capture-host, tcp-handshake, stun-server, service-port,
-    # private-address, vantage (the end outside the capture's country), or unknown (two
-    # participants, either could be the capture point).
+    # Why that side is the remote: given (--capture-host), capture-host, tcp-handshake,
+    # stun-server, service-port, stun-reflexive, private-address, vantage (the end outside
+    # the capture's country), or unknown (two participants, either could be the capture
+    # point).
     basis: str | None = None
 
 

@@ -12,9 +12,12 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from flowscan.geo.networks import SERVICE_ASNS
 from flowscan.identify import FlowFacts
+from flowscan.protocols.sdp import offers
 from flowscan.report.model import AppGroup, Flow, RemoteInfo
 from flowscan.report.model import AppInfo as AppLabel
 from flowscan.report.model import EvidenceItem as Evidence
@@ -23,14 +26,13 @@ from flowscan.report.model import EvidenceItem as Evidence
 @dataclass(frozen=True)
 class AppSignature:
     """What names one service, by kind of evidence. Names (SNI, certificates, DNS) and a
-    network only the service runs (its ASN, from the public registries' IPtoASN data
-    bundled in geodata/) are strong; STUN SOFTWARE and DTLS certificate names the service's
+    network only the service runs (its ASN: flowscan.geo.networks, the one table of
+    networks) are strong; STUN SOFTWARE and DTLS certificate names the service's
     own servers present are strong; ports are weak and never decide against stronger
     evidence."""
 
     domains: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()  # regular expressions over host names
-    asns: tuple[int, ...] = ()  # networks run by this service alone
     software: tuple[str, ...] = ()  # substrings of STUN SOFTWARE (RFC 8489 section 14.14)
     certificates: tuple[str, ...] = ()  # DTLS certificate subject CNs, exactly
     ports: tuple[range, ...] = ()  # documented media or relay ports: weak
@@ -40,7 +42,7 @@ class AppSignature:
 REGISTRY: dict[str, AppSignature] = {
     "zoom": AppSignature(
         domains=("zoom.us", "zoom.com", "zoomgov.com", "zoomcdn.net", "zoom.com.cn"),
-        asns=(30103,), software=("zoom",), ports=(range(8801, 8811),)),
+        software=("zoom",), ports=(range(8801, 8811),)),
     "teams": AppSignature(
         domains=("teams.microsoft.com", "teams.live.com", "teams.office.com",
                  "teams.cdn.office.net", "teams.trafficmanager.net", "skype.com", "skype.net",
@@ -57,7 +59,7 @@ REGISTRY: dict[str, AppSignature] = {
         certificates=("hangouts",), ports=(range(19303, 19310),)),
     "webex": AppSignature(
         domains=("webex.com", "wbx2.com", "ciscospark.com", "webexcontent.com", "webex.cn"),
-        asns=(13445, 6577), software=("webex",), ports=(range(9000, 9001), range(5004, 5005))),
+        software=("webex",), ports=(range(9000, 9001), range(5004, 5005))),
     "whatsapp": AppSignature(domains=("whatsapp.net", "whatsapp.com", "wa.me"),
                              software=("whatsapp",)),
     "messenger": AppSignature(domains=("messenger.com", "m.me"), software=("messenger",)),
@@ -66,7 +68,7 @@ REGISTRY: dict[str, AppSignature] = {
                            software=("signal",)),
     "telegram": AppSignature(
         domains=("telegram.org", "t.me", "telegram.me", "cdn-telegram.org"),
-        asns=(62041, 62014, 59930, 44907, 211157), software=("telegram",)),
+        software=("telegram",)),
     "discord": AppSignature(domains=("discord.com", "discord.gg", "discord.media",
                                      "discordapp.com", "discordapp.net")),
     # Apple's networks (AS714, AS6185) carry every Apple service: they name none alone.
@@ -76,10 +78,8 @@ REGISTRY: dict[str, AppSignature] = {
         domains=("facetime.apple.com",), ports=(range(16384, 16388), range(16393, 16403))),
     "snapchat": AppSignature(domains=("snapchat.com", "snapkit.com", "sc-cdn.net",
                                       "feelinsonice-hrd.appspot.com")),
-    "line": AppSignature(domains=("line.me", "line-apps.com", "line-scdn.net", "naver.jp"),
-                         asns=(38631,)),
-    "kakaotalk": AppSignature(domains=("kakao.com", "kakaocdn.net", "kakaotalk.com"),
-                              asns=(10158, 38099, 18160, 152199)),
+    "line": AppSignature(domains=("line.me", "line-apps.com", "line-scdn.net", "naver.jp")),
+    "kakaotalk": AppSignature(domains=("kakao.com", "kakaocdn.net", "kakaotalk.com")),
     "imo": AppSignature(domains=("imo.im",)),
     "viber": AppSignature(domains=("viber.com",), software=("viber",),
                           ports=(range(5242, 5244), range(7985, 7986))),
@@ -95,15 +95,9 @@ DOMAINS = {app: sig.domains for app, sig in REGISTRY.items() if sig.domains}
 NAME_PATTERNS = {app: re.compile(pattern) for app, sig in REGISTRY.items()
                  for pattern in sig.patterns}
 PORTS = {app: sig.ports for app, sig in REGISTRY.items() if sig.ports}
-OPERATOR_ASNS = {asn: app for app, sig in REGISTRY.items() for asn in sig.asns}
+OPERATOR_ASNS = SERVICE_ASNS  # networks one service runs alone: flowscan.geo.networks
 CERTIFICATE_NAMES = {name: app for app, sig in REGISTRY.items() for name in sig.certificates}
 SOFTWARE = [(needle, app) for app, sig in REGISTRY.items() for needle in sig.software]
-# Networks several services share: they name none of them alone (Google: Meet, Duo, its
-# public STUN; Microsoft; Meta: WhatsApp, Messenger, Instagram; Apple; 8x8), and say only
-# that the remote is a service's server.
-SHARED_ASNS = {15169: "Google", 396982: "Google Cloud", 8075: "Microsoft", 32934: "Meta",
-               63293: "Meta", 54115: "Meta", 714: "Apple", 6185: "Apple", 32308: "8x8",
-               13896: "8x8"}
 
 
 def _port_apps() -> dict[int, tuple[str, ...]]:
@@ -153,91 +147,151 @@ def domain_app(name: str) -> str | None:
     return None
 
 
-def _candidates(view: FlowView, names_for: dict[str, list[str]]
-                ) -> list[tuple[str, Evidence]]:
-    f = view.facts
-    out: list[tuple[str, Evidence]] = list(view.extra)
+Candidate = tuple[str, Evidence]  # an app, and the evidence that names it
 
-    def named(signal: str, name: str | None, strength: str, detail: str | None = None
-              ) -> None:
-        app = domain_app(name) if name else None
-        if app:
-            out.append((app, Evidence(signal, detail or name or "", strength)))
 
-    if f.tls:
-        named("tls-sni", f.tls.sni, STRONG)
-        for cert in f.tls.certificates.get("server", [])[:1]:
-            names = cert.get("dns_names")
-            for n in names[:5] if isinstance(names, list) else ():
-                named("tls-certificate", str(n), STRONG)
-    if f.quic:
-        named("quic-sni", f.quic.sni, STRONG)
-    if f.dtls:
-        for certs in f.dtls.certificates.values():
-            for cert in certs[:1]:
-                common = str(cert.get("subject", "")).split("CN=")[-1]
-                named("dtls-certificate", common, STRONG)
-                if common in CERTIFICATE_NAMES:
-                    out.append((CERTIFICATE_NAMES[common], Evidence(
-                        "dtls-certificate", f"DTLS certificate CN={common}, which the "
-                        "service's media servers present", STRONG)))
-    for query in f.dns_queries:
-        named("dns-query", query, MEDIUM)
-    # The names of the flow's remote (a capture that starts mid-flow may have the service
-    # as the client side), else of its server.
+def _candidates(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    """Every app the flow's evidence names, reader by reader (EVIDENCE_READERS, in order)."""
+    out: list[Candidate] = list(view.extra)
+    for read in EVIDENCE_READERS:
+        out += read(view, names_for)
+    return out
+
+
+def _named(signal: str, name: str | None, strength: str, detail: str | None = None
+           ) -> list[Candidate]:
+    """The app a host name belongs to, if any, with the name as the evidence."""
+    app = domain_app(name) if name else None
+    return [(app, Evidence(signal, detail or name or "", strength))] if app else []
+
+
+def _tls_names(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    tls = view.facts.tls
+    if tls is None:
+        return []
+    out = _named("tls-sni", tls.sni, STRONG)
+    for cert in tls.certificates.get("server", [])[:1]:
+        names = cert.get("dns_names")
+        for n in names[:5] if isinstance(names, list) else ():
+            out += _named("tls-certificate", str(n), STRONG)
+    return out
+
+
+def _quic_name(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    return _named("quic-sni", view.facts.quic.sni, STRONG) if view.facts.quic else []
+
+
+def _dtls_names(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    out: list[Candidate] = []
+    for certs in view.facts.dtls.certificates.values() if view.facts.dtls else ():
+        for cert in certs[:1]:
+            common = str(cert.get("subject", "")).split("CN=")[-1]
+            out += _named("dtls-certificate", common, STRONG)
+            if common in CERTIFICATE_NAMES:
+                out.append((CERTIFICATE_NAMES[common], Evidence(
+                    "dtls-certificate", f"DTLS certificate CN={common}, which the service's "
+                    "media servers present", STRONG)))
+    return out
+
+
+def _dns_names(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    """The flow's own queries, then the names of its remote (a capture that starts
+    mid-flow may have the service as the client side), else of its server."""
+    out = [c for query in view.facts.dns_queries for c in _named("dns-query", query, MEDIUM)]
     far = view.remote.ip if view.remote is not None else view.server[0]
     for name in names_for.get(far, []):
-        named("dns-answer", name, STRONG, f"{name} resolved to {far}")
-    if f.zoom:
-        detail = f"Zoom {f.zoom.form} media encapsulation" + (
-            f" ({', '.join(f.zoom.media)})" if f.zoom.media else "")
-        out.append(("zoom", Evidence("zoom-encapsulation", detail, STRONG)))
-    if f.stun:
-        if f.stun.zoom_signature:
-            out.append(("zoom", Evidence("zoom-stun", "classic STUN with Zoom's attribute "
-                                         "0x0101", STRONG)))
-        ms = sorted(MS_STUN_ATTRIBUTES.intersection(f.stun.attributes))
-        if ms:
-            out.append(("teams", Evidence("microsoft-stun-attributes",
-                                          "MS-TURN/MS-ICE2 attributes " + ", ".join(ms),
-                                          STRONG)))
-        wa = sorted(WHATSAPP_STUN_ATTRIBUTES.intersection(f.stun.attributes))
-        wa_methods = sorted(m for m in f.stun.methods if m.startswith("method-0x20"))
-        if wa or wa_methods:
-            out.append(("whatsapp", Evidence("whatsapp-stun", ", ".join(wa + wa_methods),
-                                             STRONG)))
-        for software in f.stun.software:
-            app = _software_app(software)
-            if app:
-                out.append((app, Evidence("stun-software", software, STRONG)))
-    if "whatsapp-chat" in f.protocols:
-        out.append(("whatsapp", Evidence("whatsapp-chat", "WhatsApp's Noise chat prologue "
-                                         "('WA' and its versions)", STRONG)))
-    if f.discord_ip_discovery:
-        out.append(("discord", Evidence("discord-ip-discovery",
-                                        "Discord voice IP discovery exchange", STRONG)))
-    if f.discord_ping:
-        out.append(("discord", Evidence("discord-voice-ping",
-                                        "Discord voice server ping (0x1337cafe)", STRONG)))
-    if f.sip:
-        out.append(("sip", Evidence("sip-signalling",
-                                    f"SIP {', '.join(dict.fromkeys(f.sip.messages))}", STRONG)))
-    if f.stun and f.stun.ice == "full" and f.dtls and f.dtls.srtp_profiles_offered:
-        out.append(("webrtc", Evidence("webrtc", "ICE checks both ways and DTLS-SRTP",
-                                       MEDIUM)))
-    elif f.stun and f.stun.methods.get("binding-request") and f.dtls and (
-            f.dtls.srtp_profiles_offered):
-        out.append(("webrtc", Evidence("webrtc", "ICE checks and DTLS-SRTP", MEDIUM)))
-    remote = view.remote
-    if remote is not None and remote.asn is not None:
-        operator = OPERATOR_ASNS.get(remote.asn)
-        if operator:
-            out.append((operator, Evidence("operator-asn", f"{remote.ip} is in AS{remote.asn} "
-                                           f"({remote.organisation})", STRONG)))
-    port = view.server[1]
-    for app in PORT_APPS.get(port, ()):
-        out.append((app, Evidence("service-port", f"{view.transport}/{port}", WEAK)))
+        out += _named("dns-answer", name, STRONG, f"{name} resolved to {far}")
     return out
+
+
+def _zoom_media(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    zoom = view.facts.zoom
+    if zoom is None:
+        return []
+    detail = f"Zoom {zoom.form} media encapsulation" + (
+        f" ({', '.join(zoom.media)})" if zoom.media else "")
+    return [("zoom", Evidence("zoom-encapsulation", detail, STRONG))]
+
+
+def _stun_signatures(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    stun = view.facts.stun
+    if stun is None:
+        return []
+    out: list[Candidate] = []
+    if stun.zoom_signature:
+        out.append(("zoom", Evidence("zoom-stun", "classic STUN with Zoom's attribute 0x0101",
+                                     STRONG)))
+    ms = sorted(MS_STUN_ATTRIBUTES.intersection(stun.attributes))
+    if ms:
+        out.append(("teams", Evidence("microsoft-stun-attributes",
+                                      "MS-TURN/MS-ICE2 attributes " + ", ".join(ms), STRONG)))
+    wa = sorted(WHATSAPP_STUN_ATTRIBUTES.intersection(stun.attributes))
+    wa_methods = sorted(m for m in stun.methods if m.startswith("method-0x20"))
+    if wa or wa_methods:
+        out.append(("whatsapp", Evidence("whatsapp-stun", ", ".join(wa + wa_methods), STRONG)))
+    for software in stun.software:
+        app = _software_app(software)
+        if app:
+            out.append((app, Evidence("stun-software", software, STRONG)))
+    return out
+
+
+# Protocol signatures each one flag of the facts stands for: (is it there, app, evidence).
+FLAG_SIGNATURES: tuple[tuple[Callable[[FlowFacts], bool], str, Evidence], ...] = (
+    (lambda f: "whatsapp-chat" in f.protocols, "whatsapp",
+     Evidence("whatsapp-chat", "WhatsApp's Noise chat prologue ('WA' and its versions)",
+              STRONG)),
+    (lambda f: f.discord_ip_discovery, "discord",
+     Evidence("discord-ip-discovery", "Discord voice IP discovery exchange", STRONG)),
+    (lambda f: f.discord_ping, "discord",
+     Evidence("discord-voice-ping", "Discord voice server ping (0x1337cafe)", STRONG)),
+)
+
+
+def _flag_signatures(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    return [(app, Evidence(ev.signal, ev.detail, ev.strength))
+            for present, app, ev in FLAG_SIGNATURES if present(view.facts)]
+
+
+def _sip(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    sip = view.facts.sip
+    if sip is None:
+        return []
+    return [("sip", Evidence("sip-signalling", f"SIP {', '.join(dict.fromkeys(sip.messages))}",
+                             STRONG))]
+
+
+def _webrtc(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    f = view.facts
+    if not (f.stun and f.dtls and f.dtls.srtp_profiles_offered):
+        return []
+    if f.stun.ice == "full":
+        return [("webrtc", Evidence("webrtc", "ICE checks both ways and DTLS-SRTP", MEDIUM))]
+    if f.stun.methods.get("binding-request"):
+        return [("webrtc", Evidence("webrtc", "ICE checks and DTLS-SRTP", MEDIUM))]
+    return []
+
+
+def _operator(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    remote = view.remote
+    operator = OPERATOR_ASNS.get(remote.asn) if remote and remote.asn is not None else None
+    if not operator or remote is None:
+        return []
+    return [(operator, Evidence("operator-asn", f"{remote.ip} is in AS{remote.asn} "
+                                f"({remote.organisation})", STRONG))]
+
+
+def _service_port(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
+    port = view.server[1]
+    return [(app, Evidence("service-port", f"{view.transport}/{port}", WEAK))
+            for app in PORT_APPS.get(port, ())]
+
+
+# The readers of app evidence, in the order their evidence is listed. A new kind of
+# evidence is one reader and its place here; a new app is one REGISTRY entry.
+EVIDENCE_READERS: tuple[Callable[[FlowView, dict[str, list[str]]], list[Candidate]], ...] = (
+    _tls_names, _quic_name, _dtls_names, _dns_names, _zoom_media, _stun_signatures,
+    _flag_signatures, _sip, _webrtc, _operator, _service_port)
 
 
 def _software_app(software: str) -> str | None:
@@ -293,17 +347,14 @@ def sdp_endpoints(views: list[FlowView]) -> dict[tuple[str, int], str]:
     """Media endpoints offered in SDP bodies of SIP calls: (address, port) -> description."""
     out: dict[tuple[str, int], str] = {}
     for view in views:
-        sip = view.facts.sip
-        if sip is None:
-            continue
-        call = sip.call_ids[0] if sip.call_ids else "?"
-        for media in sip.media:
-            address, port = media.get("address"), media.get("port")
-            if isinstance(address, str) and isinstance(port, int) and port:
-                what = f"{media.get('media')} {address}:{port} offered in SDP of SIP call {call}"
-                out.setdefault((address, port), what)
+        for offer in offers(view.facts.sdp_media, view.facts.sip):
+            if offer.media.port:
+                what = (f"{offer.media.media} {offer.address}:{offer.media.port} offered in "
+                        f"SDP of SIP call {offer.call or '?'}")
+                rtp, rtcp = offer.endpoints
+                out.setdefault(rtp, what)
                 # RTCP on the next port unless multiplexed (RFC 3550 section 11).
-                out.setdefault((address, port + 1), "RTCP of " + what)
+                out.setdefault(rtcp, "RTCP of " + what)
     return out
 
 

@@ -17,9 +17,10 @@ import io
 import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from flowscan.api import scan
 from flowscan.capture import displayable
@@ -37,9 +38,11 @@ from flowscan.spill import chunks_of, spool
 
 GLOB_CHARS = "*?["
 # A report file's extension, by format.
-EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "text": ".txt"}
+EXTENSIONS = {"json": ".json", "jsonl": ".jsonl", "csv": ".csv", "text": ".txt",
+              "html": ".html"}
 # Names the run itself writes in the output folder.
 SUMMARY_NAMES = ("summary.json", "summary.txt")
+HTML_SUMMARY = "summary.html"  # beside the captures' pages, linking to each
 NAME_MAX = 200  # characters of a report's file name before it is shortened
 # Captures sent to the workers ahead of the one being written, per worker: enough to keep
 # every worker busy, few enough that finished reports waiting their turn stay small.
@@ -74,6 +77,11 @@ def expand(inputs: Sequence[str]) -> list[str]:
     return out
 
 
+def summary_names(fmt: str) -> tuple[str, ...]:
+    """The names the run writes in the output folder beside the reports."""
+    return (*SUMMARY_NAMES, HTML_SUMMARY) if fmt == "html" else SUMMARY_NAMES
+
+
 def report_names(paths: Sequence[str], fmt: str) -> list[str]:
     """A file name for each capture's report in the output folder: its path relative to
     the folder all the captures share, separators replaced by '__', then the format's
@@ -83,7 +91,7 @@ def report_names(paths: Sequence[str], fmt: str) -> list[str]:
     safe path component."""
     located = [os.path.abspath(p) for p in paths if p != STDIN]
     base = os.path.commonpath([os.path.dirname(p) for p in located]) if located else ""
-    used = {name.lower() for name in SUMMARY_NAMES}
+    used = {name.lower() for name in summary_names(fmt)}
     names: list[str] = []
     ext = EXTENSIONS[fmt]
     for path in paths:
@@ -141,6 +149,10 @@ def render_to(report: Report, spec: RenderSpec, out: IO[bytes]) -> None:
         csv_report.write([report], out)
     elif spec.fmt == "jsonl":
         jsonl_report.write([report], out)
+    elif spec.fmt == "html":
+        from flowscan.report import html  # Jinja2, only for HTML
+
+        out.write(html.dumps_bytes([report]))
     else:
         from flowscan.report import text  # rich, only for text
 
@@ -171,15 +183,21 @@ def analyse(path: str, options: ScanOptions, spec: RenderSpec,
     try:
         report = scan(path, options, progress=progress)
     except CaptureError as exc:
-        shown = displayable(path)
-        return CaptureResult(path=shown, summary=failed(shown, exc.reason),
-                             rows=failed_rows(shown, exc.reason) if spec.tables else None,
-                             error=str(exc))
+        return failure(path, exc.reason, spec)
     rendered = b"" if spec.keep_report else _rendered(report, spec)
     return CaptureResult(path=report.capture.path, summary=summarise(report),
                          rendered=rendered,
                          rows=capture_rows(report) if spec.tables else None,
                          report=report if spec.keep_report else None)
+
+
+def failure(path: str, reason: str, spec: RenderSpec) -> CaptureResult:
+    """A capture that could not be analysed: its one-line error in the summary, on stderr
+    and (with --tables) in the captures table, and no report."""
+    shown = displayable(path)
+    return CaptureResult(path=shown, summary=failed(shown, reason),
+                         rows=failed_rows(shown, reason) if spec.tables else None,
+                         error=str(CaptureError(shown, reason)))
 
 
 def analyse_many(paths: Sequence[str], options: ScanOptions, spec: RenderSpec
@@ -239,8 +257,12 @@ def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
                 raise FlowscanError(f"cannot reach the Dask scheduler at {scheduler}: "
                                     f"{exc}") from None
         else:
+            # The scheduler's HTTP server starts even without a dashboard, by default on
+            # port 8787 of every interface, warning on stderr when that port is taken (a
+            # second run, another cluster): any free port of the loopback instead.
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=logging.ERROR)
+                                   dashboard_address="127.0.0.1:0",
+                                   silence_logs=logging.ERROR)
             client = Client(cluster)
     except FlowscanError:
         raise
@@ -250,25 +272,46 @@ def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
         workers_total = max(1, sum(client.nthreads().values()))
         groups = chunks(paths, workers_total)
         slots = workers_total * AHEAD_PER_WORKER
-        pending: deque[object] = deque()
+        pending: deque[tuple[list[str], Any]] = deque()
         queue = iter(groups)
         for group in queue:
-            pending.append(client.submit(analyse_many, group, options, spec, pure=False))
+            pending.append((group, client.submit(analyse_many, group, options, spec,
+                                                 pure=False)))
             if len(pending) >= slots:
                 break
         while pending:
-            future = pending.popleft()
-            results: list[CaptureResult] = future.result()  # type: ignore[attr-defined]
+            group, future = pending.popleft()
+            results = _gathered(group, future, spec)
             del future
             nxt = next(queue, None)
             if nxt is not None:
-                pending.append(client.submit(analyse_many, nxt, options, spec, pure=False))
+                pending.append((nxt, client.submit(analyse_many, nxt, options, spec,
+                                                   pure=False)))
             while results:
                 yield results.pop(0)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _gathered(group: list[str], future: Any, spec: RenderSpec) -> list[CaptureResult]:
+    """A task's results. A worker that dies (killed, out of memory) takes its tasks with
+    it and Dask runs them again on another; only when the task's workers have died more
+    than `distributed.scheduler.allowed-failures` times (3 by default) does Dask give up
+    with KilledWorker, and then each of its captures fails with one line, the others go
+    on. A task lost with the scheduler itself (CancelledError) ends the run."""
+    from distributed import KilledWorker
+
+    try:
+        results: list[CaptureResult] = future.result()
+    except KilledWorker:
+        reason = "Dask gave up on this capture: the workers that ran it died"
+        return [failure(path, reason, spec) for path in group]
+    except CancelledError:
+        raise FlowscanError("the Dask scheduler cancelled the run (did it stop, or "
+                            "restart?)") from None
+    return results
 
 
 def indent_json(data: bytes) -> bytes:

@@ -11,7 +11,7 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,7 @@ from flowscan.report.model import Report
 from flowscan.report.sanitize import inert_line, inert_markup
 from flowscan.report.tables import TABLE_FORMATS, TABLES
 from flowscan.version import __version__
+from flowscan.watch import TOOLS
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -37,10 +38,10 @@ EXIT_OK = 0
 EXIT_POLICY = 1
 EXIT_BAD_INPUT = 2
 PROGRESS_MIN_BYTES = 8 << 20
-FORMATS = ("text", "json", "jsonl", "csv")
+FORMATS = ("text", "json", "jsonl", "csv", "html")
 # -o's extension names the format when --format is not given ("" : no extension).
 EXTENSIONS = {".json": "json", ".jsonl": "jsonl", ".csv": "csv", ".txt": "text",
-              ".text": "text", "": "text"}
+              ".text": "text", ".html": "html", ".htm": "html", "": "text"}
 
 
 def _text() -> ModuleType:
@@ -158,16 +159,48 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
+def _format_option(command: Callable[..., None]) -> Callable[..., None]:
+    """--format: shared by scan and watch."""
+    return click.option(
+        "--format", "fmt", type=click.Choice(FORMATS), default=None,
+        help="Report format: text, json, jsonl (one JSON object a line), csv (one row per "
+             "flow) or html (one self-contained page per capture, with a map). Default: "
+             "from the extension of -o (.json, .jsonl, .csv, .html, .txt), else text.")(command)
+
+
+def _analysis_options(command: Callable[..., None]) -> Callable[..., None]:
+    """What the analysis is told, shared by scan and watch: --idle-timeout, --top,
+    --geoip-db, the key options, --home and --vantage."""
+    options: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
+        click.option("--idle-timeout", type=click.FloatRange(min=0.001), default=300.0,
+                     show_default=True, help="Seconds of silence after which a flow is "
+                                             "closed."),
+        click.option("--top", type=click.IntRange(min=0), default=40, show_default=True,
+                     help="Flows shown in the text report (0: all)."),
+        click.option("--geoip-db", "geoip_db", multiple=True,
+                     type=click.Path(dir_okay=False),
+                     help="A MaxMind-format database (GeoIP2/GeoLite2, DB-IP, IPinfo) to use "
+                          "before the bundled ones; repeatable. Also FLOWSCAN_GEOIP_DB."),
+        _key_options,
+        click.option("--home", help="Your jurisdiction: a country code (DE), or EU or EEA. "
+                     "Flows whose remote is located outside it are foreign; findings "
+                     "follow."),
+        click.option("--vantage", help="Where the capture was taken: a country code or "
+                     "LAT,LON. Locations the round-trip times make impossible are flagged."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @cli.command("scan")
 @click.argument("captures", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
-              help="Report format: text, json, jsonl (one JSON object a line) or csv (one "
-                   "row per flow). Default: from the extension of -o (.json, .jsonl, .csv, "
-                   ".txt), else text.")
+@_format_option
 @click.option("-o", "--output", type=click.Path(),
               help="Write the report to this file instead of standard output; a folder "
                    "(existing, or named with a trailing /) gets one report per capture as "
-                   "each finishes, and summary.json and summary.txt.")
+                   "each finishes, and summary.json and summary.txt (and summary.html "
+                   "with --format html).")
 @click.option("--tables", "tables_dir", type=click.Path(file_okay=False),
               help="Also write flows, sessions, findings and captures tables to this "
                    "folder (Parquet; see --tables-format).")
@@ -182,18 +215,7 @@ def _key_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--engine", type=click.Choice([str(e) for e in ENGINES]), default="native",
               show_default=True,
               help="native: flowscan's own reader; tshark: Wireshark's dissectors via pyshark.")
-@click.option("--idle-timeout", type=click.FloatRange(min=0.001), default=300.0,
-              show_default=True, help="Seconds of silence after which a flow is closed.")
-@click.option("--top", type=click.IntRange(min=0), default=40, show_default=True,
-              help="Flows shown in the text report (0: all).")
-@click.option("--geoip-db", "geoip_db", multiple=True, type=click.Path(dir_okay=False),
-              help="A MaxMind-format database (GeoIP2/GeoLite2, DB-IP, IPinfo) to use before "
-                   "the bundled ones; repeatable. Also FLOWSCAN_GEOIP_DB.")
-@_key_options
-@click.option("--home", help="Your jurisdiction: a country code (DE), or EU or EEA. Flows "
-              "whose remote is located outside it are foreign; findings follow.")
-@click.option("--vantage", help="Where the capture was taken: a country code or LAT,LON. "
-              "Locations the round-trip times make impossible are flagged.")
+@_analysis_options
 def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
                  tables_dir: str | None, tables_format: str | None, jobs: int | None,
                  scheduler: str | None, engine: str, idle_timeout: float, top: int,
@@ -204,30 +226,10 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     folders searched at every depth, or quoted glob patterns ('calls/**/*.pcapng')."""
     from flowscan import batch
 
-    folder = output is not None and output != "-" and (
-        os.path.isdir(output) or output.endswith(("/", os.sep)))
-    if tables_format is not None and tables_dir is None:
-        raise UsageError("--tables-format needs --tables DIR")
-    if scheduler is not None and jobs is not None:
-        raise UsageError("give -j (a local cluster) or --scheduler (an existing one), not both")
-    if scheduler is not None and "://" not in scheduler:
-        raise UsageError(f"--scheduler {scheduler}: give the scheduler's address as "
-                         "tcp://HOST:PORT")
-    paths = batch.expand(captures)
-    if (jobs not in (None, 1) or scheduler) and STDIN_NAME in paths:
-        raise UsageError("'-' (standard input) cannot be sent to Dask workers; save it to a "
-                         "file first")
-    if not folder and output is not None and output != "-":
-        _refuse_overwriting(dict.fromkeys(paths, "a capture"), [output])
-    fmt = report_format(fmt, None if folder else output)  # before any reading
-    names = batch.report_names(paths, fmt) if folder else []
-    planned = ([os.path.join(str(output), n) for n in [*names, *batch.SUMMARY_NAMES]]
-               if folder else [output] if output and output != "-" else [])
-    if tables_dir:
-        planned += [os.path.join(tables_dir, f"{t}.{tables_format or 'parquet'}")
-                    for t in TABLES]
-    _refuse_overwriting({**dict.fromkeys([*keylog, *sdp], "a key file"),
-                         **dict.fromkeys(paths, "a capture")}, [t for t in planned if t])
+    folder = _is_folder(output)
+    _check_scan_choices(tables_dir, tables_format, jobs, scheduler)
+    paths, fmt, names = _scan_plan(captures, fmt, output, folder, jobs, scheduler,
+                                   [*keylog, *sdp], tables_dir, tables_format)
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, geoip_db=geoip_db,
                           home=home, vantage=vantage, keylog=keylog, srtp_key=srtp_key,
                           sdp=sdp)
@@ -235,82 +237,290 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
         from flowscan.pipeline import check_options
 
         check_options(options)  # bad keys or key files fail once, before any capture is read
-    if folder and output is not None and not os.path.isdir(output):
-        try:
-            os.makedirs(output, exist_ok=True)
-        except OSError as exc:
-            raise FlowscanError(f"{output}: cannot make the folder: {exc.strerror or exc}"
-                                ) from None
-    tables = None
-    if tables_dir:
-        from flowscan.report.tables import TableWriter
-
-        tables = TableWriter(tables_dir, tables_format or "parquet")
+    if folder and output is not None:
+        _make_folder(output)
+    tables = _table_writer(tables_dir, tables_format)
     to_terminal = (output in (None, "-") and fmt == "text" and sys.stdout is not None
                    and sys.stdout.isatty())
     parallel = scheduler is not None or (jobs or 1) > 1
     spec = batch.RenderSpec(fmt=fmt, top=top, tables=tables is not None,
                             keep_report=to_terminal and not parallel, spool=not parallel)
     bar = _CapturesBar(len(paths)) if len(paths) > 1 and _stderr_terminal() else None
-    if parallel:
-        results = batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler)
-    else:
-        def progress_for(path: str) -> _Progress | None:
-            use = bar is None and engine == "native" and _wants_progress(path)
-            return _Progress(inert_markup(path)) if use else None
-
-        results = _serial_with_bars(paths, options, spec, progress_for)
-    combined = None if folder else batch.Combined(fmt, _report_sink(output))
-    summaries = []
-    shown = 0
-    warned: dict[str, None] = {}
+    results = (batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler)
+               if parallel else
+               _serial_with_bars(paths, options, spec, _progress_for(bar is None, engine)))
+    sink = _ScanSink(top, output if folder else None, names, fmt, tables,
+                     None if folder else batch.Combined(fmt, _report_sink(output)))
     with bar or nullcontext():
         for index, result in enumerate(results):
-            if result.error is not None:
-                _error(result.error)
-            elif result.report is not None:  # a terminal: colour and its width
-                if shown:
-                    sys.stdout.write("\n")
-                _text().render([result.report], sys.stdout, top=top, color=True)
-                shown += 1
-            elif combined is not None:
-                assert result.rendered is not None
-                combined.add(result.rendered)
-            else:
-                assert result.rendered is not None and output is not None
-                batch.write_file(os.path.join(output, names[index]), result.rendered)
-            if tables is not None and result.rows is not None:
-                tables.add(result.rows)
-            summaries.append(result.summary)
-            warned.update(dict.fromkeys(w for w in result.summary.warnings
-                                        if w.startswith(UNLOCATED)))
-            result.summary.warnings = []
+            sink.take(index, result)
             del result
             if bar is not None:
                 bar.advance()
             # Finished reports hold no reference cycles: out of the cyclic collector's
             # sight, they no longer make it rescan them.
             gc.freeze()
-    for warning in warned:  # once, not once a capture
-        click.echo(f"flowscan: warning: {warning}", err=True)
-    if combined is not None:
-        combined.close()
-    if tables is not None:
-        tables.close()
-    if folder:
-        from flowscan.report.summary import RunSummary
-
-        summary = RunSummary(summaries, home=home)
-        batch.write_file(os.path.join(str(output), "summary.json"), summary.json_bytes())
-        text = summary.text()
-        batch.write_file(os.path.join(str(output), "summary.txt"), text.encode())
-        if sys.stdout is not None and sys.stdout.isatty():
-            _echo(text.rstrip("\n"))
-    failed = any(s.error is not None for s in summaries)
+    sink.close(home)
+    failed = any(s.error is not None for s in sink.summaries)
     sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
 
 
+def _scan_plan(captures: tuple[str, ...], fmt: str | None, output: str | None, folder: bool,
+               jobs: int | None, scheduler: str | None, key_files: list[str],
+               tables_dir: str | None, tables_format: str | None
+               ) -> tuple[list[str], str, list[str]]:
+    """The captures, the report format and (in a folder) each report's name, checked
+    before any reading: stdin is never sent to workers, and no report overwrites a capture
+    or a key file."""
+    from flowscan import batch
+
+    paths = batch.expand(captures)
+    if (jobs not in (None, 1) or scheduler) and STDIN_NAME in paths:
+        raise UsageError("'-' (standard input) cannot be sent to Dask workers; save it to a "
+                         "file first")
+    if not folder and output is not None and output != "-":
+        _refuse_overwriting(dict.fromkeys(paths, "a capture"), [output])
+    fmt = report_format(fmt, None if folder else output)  # before any reading
+    if fmt == "html" and not folder and len(paths) > 1:
+        raise UsageError(f"--format html makes one page per capture: give a folder (-o DIR/) "
+                         f"for the {len(paths)} captures")
+    names = batch.report_names(paths, fmt) if folder else []
+    _refuse_overwriting({**dict.fromkeys(key_files, "a key file"),
+                         **dict.fromkeys(paths, "a capture")},
+                        _planned(output if folder else None, names, output, tables_dir,
+                                 tables_format, fmt))
+    return paths, fmt, names
+
+
+def _progress_for(no_run_bar: bool, engine: str) -> Callable[[str], _Progress | None]:
+    """A serial run's byte bar for each large capture, where no bar over the captures is
+    drawn and the native engine reads them."""
+    def progress_for(path: str) -> _Progress | None:
+        use = no_run_bar and engine == "native" and _wants_progress(path)
+        return _Progress(inert_markup(path)) if use else None
+
+    return progress_for
+
+
+def _is_folder(output: str | None) -> bool:
+    """-o names a folder: one that exists, or a name with a trailing slash."""
+    return output is not None and output != "-" and (
+        os.path.isdir(output) or output.endswith(("/", os.sep)))
+
+
+def _table_writer(tables_dir: str | None, tables_format: str | None) -> Any:
+    if not tables_dir:
+        return None
+    from flowscan.report.tables import TableWriter
+
+    return TableWriter(tables_dir, tables_format or "parquet")
+
+
+def _check_scan_choices(tables_dir: str | None, tables_format: str | None, jobs: int | None,
+                        scheduler: str | None) -> None:
+    """Options that go together, or not: a usage error before anything is read."""
+    if tables_format is not None and tables_dir is None:
+        raise UsageError("--tables-format needs --tables DIR")
+    if scheduler is not None and jobs is not None:
+        raise UsageError("give -j (a local cluster) or --scheduler (an existing one), not both")
+    if scheduler is not None and "://" not in scheduler:
+        raise UsageError(f"--scheduler {scheduler}: give the scheduler's address as "
+                         "tcp://HOST:PORT")
+
+
+def _planned(folder: str | None, names: list[str], output: str | None,
+             tables_dir: str | None, tables_format: str | None, fmt: str) -> list[str]:
+    """Every file the run will write: reports (one per capture and the summaries in a
+    folder, else -o's file) and tables."""
+    from flowscan import batch
+
+    planned = ([os.path.join(folder, n) for n in [*names, *batch.summary_names(fmt)]]
+               if folder else [output] if output and output != "-" else [])
+    if tables_dir:
+        planned += [os.path.join(tables_dir, f"{t}.{tables_format or 'parquet'}")
+                    for t in TABLES]
+    return [t for t in planned if t]
+
+
+def _make_folder(output: str) -> None:
+    if os.path.isdir(output):
+        return
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as exc:
+        raise FlowscanError(f"{output}: cannot make the folder: {exc.strerror or exc}"
+                            ) from None
+
+
+class _ScanSink:
+    """Where each capture's result goes as it finishes: a terminal (colour and its width),
+    one combined report, or a file of its own in a folder; its rows to the tables; its
+    summary kept for the run's."""
+
+    def __init__(self, top: int, folder: str | None, names: list[str], fmt: str,
+                 tables: Any, combined: Any) -> None:
+        self.top, self.folder, self.names, self.fmt = top, folder, names, fmt
+        self.tables, self.combined = tables, combined
+        self.summaries: list[Any] = []
+        self.shown = 0
+        self.warned: dict[str, None] = {}
+
+    def take(self, index: int, result: Any) -> None:
+        from flowscan import batch
+
+        if result.error is not None:
+            _error(result.error)
+        elif result.report is not None:  # a terminal: colour and its width
+            if self.shown:
+                sys.stdout.write("\n")
+            _text().render([result.report], sys.stdout, top=self.top, color=True)
+            self.shown += 1
+        elif self.combined is not None:
+            assert result.rendered is not None
+            self.combined.add(result.rendered)
+        else:
+            assert result.rendered is not None and self.folder is not None
+            batch.write_file(os.path.join(self.folder, self.names[index]), result.rendered)
+        if self.tables is not None and result.rows is not None:
+            self.tables.add(result.rows)
+        self.summaries.append(result.summary)
+        self.warned.update(dict.fromkeys(w for w in result.summary.warnings
+                                         if w.startswith(UNLOCATED)))
+        result.summary.warnings = []
+
+    def close(self, home: str | None) -> None:
+        """The warnings said once, not once a capture; the reports, tables and (in a
+        folder) the run's summary finished."""
+        from flowscan import batch
+
+        for warning in self.warned:
+            click.echo(f"flowscan: warning: {warning}", err=True)
+        if self.combined is not None:
+            self.combined.close()
+        if self.tables is not None:
+            self.tables.close()
+        if self.folder is None:
+            return
+        from flowscan.report.summary import RunSummary
+
+        summary = RunSummary(self.summaries, home=home)
+        batch.write_file(os.path.join(self.folder, "summary.json"), summary.json_bytes())
+        text = summary.text()
+        batch.write_file(os.path.join(self.folder, "summary.txt"), text.encode())
+        if self.fmt == "html":
+            from flowscan.report import html
+
+            written = [None if s.error else n
+                       for s, n in zip(self.summaries, self.names, strict=True)]
+            batch.write_file(os.path.join(self.folder, batch.HTML_SUMMARY),
+                             html.summary_page(summary.as_dict(), home, written))
+        if sys.stdout is not None and sys.stdout.isatty():
+            _echo(text.rstrip("\n"))
+
+
 STDIN_NAME = "-"
+EXIT_STOPPED = 130  # watch: stopped (Ctrl-C) before any capture arrived
+
+
+@cli.command("watch")
+@click.argument("source", required=False, metavar="[-]")
+@click.option("-i", "--interface", help="Capture on this interface: flowscan starts dumpcap "
+              "or tcpdump (needs root, or their capture capabilities).")
+@click.option("--capture-tool", type=click.Choice(["auto", *TOOLS]), default="auto",
+              show_default=True, help="With -i: the program that captures (auto: dumpcap, "
+                                      "else tcpdump).")
+@_format_option
+@click.option("-o", "--output", type=click.Path(dir_okay=False),
+              help="Write the final report to this file instead of standard output.")
+@click.option("--snapshots", metavar="FILE|-",
+              help="Write each refresh as a JSON object (time, totals, calls, flows with "
+                   "their current verdict, remote and bytes), one a line, to FILE or '-' "
+                   "(standard output). Default: standard output when it is not a terminal "
+                   "and -o names the report's file.")
+@click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
+              help="Seconds between refreshes.")
+@_analysis_options
+def watch_command(source: str | None, interface: str | None, capture_tool: str,
+                  fmt: str | None, output: str | None, snapshots: str | None,
+                  interval: float, idle_timeout: float, top: int,
+                  geoip_db: tuple[str, ...], keylog: tuple[str, ...],
+                  srtp_key: tuple[str, ...], sdp: tuple[str, ...], home: str | None,
+                  vantage: str | None) -> None:
+    """Watch a live capture: '-' (a pcap or pcapng stream on standard input, as from
+    `tcpdump -U -w -`) or -i INTERFACE. The flows are shown with their current verdict,
+    remote and bytes, refreshed every --interval seconds (on standard error when it is a
+    terminal); when the stream ends, or at Ctrl-C, the report is written as `scan` writes
+    it for the bytes read. Exit 0 the report was written (Ctrl-C included), 2 bad input or
+    usage, 130 stopped before any capture arrived."""
+    from flowscan import batch
+    from flowscan.watch import StoppedEmpty, watch
+
+    if source not in (None, STDIN_NAME):
+        raise UsageError(f"watch reads a live stream: '-' (standard input) or -i INTERFACE; "
+                         f"for the file {source} use flowscan scan")
+    if (source is None) == (interface is None):
+        raise UsageError("give '-' (a capture on standard input) or -i INTERFACE, one of them")
+    if capture_tool != "auto" and interface is None:
+        raise UsageError("--capture-tool is for -i INTERFACE; standard input is read as it is")
+    to_stdout = output in (None, STDIN_NAME)
+    if snapshots is None and not to_stdout and not (sys.stdout and sys.stdout.isatty()):
+        snapshots = STDIN_NAME
+    if snapshots == STDIN_NAME and to_stdout:
+        raise UsageError("--snapshots - and the report would share standard output; give -o "
+                         "FILE for the report")
+    fmt = report_format(fmt, output)
+    _check_outputs([*keylog, *sdp, *geoip_db], {"-o": output if not to_stdout else None,
+                                                "--snapshots": snapshots
+                                                if snapshots != STDIN_NAME else None})
+    options = ScanOptions(idle_timeout=idle_timeout, geoip_db=geoip_db, home=home,
+                          vantage=vantage, keylog=keylog, srtp_key=srtp_key, sdp=sdp)
+    try:
+        with _snapshot_sink(snapshots) as lines:
+            watched = watch(source, interface, capture_tool, options, interval=interval,
+                            terminal=_stderr_terminal(), lines=lines)
+    except StoppedEmpty as exc:
+        _error(str(exc))
+        sys.exit(EXIT_STOPPED)
+    for warning in watched.warnings:
+        click.echo(f"flowscan: warning: {inert_line(warning)}", err=True)
+    report = watched.report
+    if to_stdout and fmt == "text" and sys.stdout is not None and sys.stdout.isatty():
+        _text().render([report], sys.stdout, top=top, color=True)
+    else:
+        rendered = batch.render(report, batch.RenderSpec(fmt=fmt, top=top))
+        if to_stdout:
+            _stdout_bytes(rendered)
+        else:
+            batch.write_file(str(output), rendered, "report")
+    sys.exit(EXIT_OK)
+
+
+@contextmanager
+def _snapshot_sink(target: str | None) -> Iterator[Callable[[bytes], None] | None]:
+    """Where snapshot lines go: nowhere, standard output, or a file flushed each line."""
+    if target is None:
+        yield None
+    elif target == STDIN_NAME:
+        def write_stdout(data: bytes) -> None:
+            try:
+                _stdout_bytes(data)
+            except _ReaderGone:  # the view ends; the report still goes to its file
+                raise FlowscanError("standard output was closed") from None
+
+        yield write_stdout
+    else:
+        try:
+            handle = open(target, "wb")  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise FlowscanError(f"{target}: cannot write snapshots: "
+                                f"{exc.strerror or exc}") from None
+
+        def write(data: bytes) -> None:
+            handle.write(data)
+            handle.flush()
+
+        with handle:
+            yield write
 
 
 def _refuse_overwriting(inputs: dict[str, str], outputs: list[str]) -> None:
@@ -597,8 +807,9 @@ def lab_list() -> None:
     """Name every scenario and what it shows."""
     from flowscan.lab.scenarios import SCENARIOS, missing_for_any
 
+    width = max(map(len, SCENARIOS))
     for name, scenario in SCENARIOS.items():
-        _echo(f"{name:18} {scenario.summary}")
+        _echo(f"{name:{width}} {scenario.summary}")
     lacking = missing_for_any()
     if lacking:
         click.echo(f"flowscan: note: to run them, this machine also needs {lacking}", err=True)
@@ -625,7 +836,7 @@ def lab_run(scenario: str, output: str) -> None:
 def report_format(fmt: str | None, output: str | None) -> str:
     """The report's format: --format when given; else -o's extension (.json, .csv; .txt
     or none: text); an extension naming no format is an error, not a text file under a
-    name that promises something else (an .html asked for before HTML exists)."""
+    name that promises something else (a .pdf, which flowscan does not write)."""
     if fmt is not None:
         return fmt
     if output is None or output == "-":
@@ -635,7 +846,7 @@ def report_format(fmt: str | None, output: str | None) -> str:
         return EXTENSIONS[suffix]
     raise FlowscanError(
         f"{output}: no report format is known for the extension {suffix}; name the file "
-        f".json, .jsonl, .csv or .txt, or give --format ({', '.join(FORMATS)})")
+        f".json, .jsonl, .csv, .html or .txt, or give --format ({', '.join(FORMATS)})")
 
 
 def _usage_line(exc: click.UsageError) -> str:

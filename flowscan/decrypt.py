@@ -188,55 +188,105 @@ class KeySources:
 
 def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
                   ) -> dict[int, Decryption]:
-    path, keylog, explicit, output = keys.path, keys.keylog, keys.explicit, keys.output
-    # Keys given outright come first: the user named them for these senders.
-    endpoint_keys = dict(explicit.by_endpoint)
+    """Decrypts what the keys open, in a second pass over the capture (writing the
+    decrypted capture too, when asked), and says per flow what was inside."""
+    plan = _Plan.of(keys, flows)
+    if not plan.jobs and not plan.unkeyed and keys.output is None:
+        return {}
+    tcp = _second_pass(keys, plan, _framed(flows))
+    for direction_key, stream in tcp.directions.items():
+        job = plan.job_of(direction_key)
+        if job is not None:
+            job.stream_gap_bytes += stream.stream.missing
+    return {flow_id: _result(job) for flow_id, job in plan.jobs.items()}
+
+
+@dataclass
+class _Plan:
+    """Which flows have keys (jobs), and which directions are tried with SSRC keys."""
+
+    explicit: ExplicitKeys
+    jobs: dict[int, _Job]
+    unkeyed: dict[bytes, tuple[Flow, Endpoint]]  # direction -> flow, sender: SSRC keys
+    by_key: dict[bytes, tuple[_Job, Endpoint]] = field(default_factory=dict)
+    ssrc_contexts: dict[tuple[int, int], SrtpContext] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, keys: KeySources, flows: list[tuple[Flow, FlowFacts]]) -> _Plan:
+        jobs = _keyed_jobs(keys, flows)
+        plan = cls(keys.explicit, jobs, _ssrc_keyed(keys.explicit, flows, jobs))
+        for job in jobs.values():
+            for direction, sender in _directions(job.flow):
+                plan.by_key[direction] = (job, sender)
+        return plan
+
+    def wants(self, direction: bytes) -> bool:
+        return direction in self.by_key or direction in self.unkeyed
+
+    def job_of(self, direction: bytes) -> _Job | None:
+        hit, other = self.by_key.get(direction), self.unkeyed.get(direction)
+        return hit[0] if hit else self.jobs.get(other[0].id) if other else None
+
+    def open(self, payload: bytes, direction: bytes) -> bytes | None:
+        return _open(payload, direction, self.by_key, self.unkeyed, self.explicit, self.jobs,
+                     self.ssrc_contexts)
+
+
+def _keyed_jobs(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]) -> dict[int, _Job]:
+    """Flows with keys for their senders: given outright first (the user named them for
+    these senders), then SDES seen in the capture, then DTLS-SRTP from the key log."""
+    endpoint_keys = dict(keys.explicit.by_endpoint)
     for endpoint, key in _sdes_keys(flows).items():
         endpoint_keys.setdefault(endpoint, key)
     jobs = _endpoint_jobs(flows, endpoint_keys)
-    sources = ", ".join(keylog.sources) or "key log"
+    sources = ", ".join(keys.keylog.sources) or "key log"
     for flow, facts in flows:
         if flow.encryption is not None and flow.id not in jobs:
-            job = _dtls_job(flow, facts, keylog, sources)
+            job = _dtls_job(flow, facts, keys.keylog, sources)
             if job is not None:
                 jobs[flow.id] = job
-    # Flows still without keys: an SSRC key, if given, is tried on their packets.
+    return jobs
+
+
+def _ssrc_keyed(explicit: ExplicitKeys, flows: list[tuple[Flow, FlowFacts]],
+                jobs: dict[int, _Job]) -> dict[bytes, tuple[Flow, Endpoint]]:
+    """Flows still without keys: an SSRC key, if given, is tried on their packets."""
     unkeyed: dict[bytes, tuple[Flow, Endpoint]] = {}
     if explicit.by_ssrc:
         for flow, _facts in flows:
             if flow.encryption is not None and flow.id not in jobs:
                 for direction, sender in _directions(flow):
                     unkeyed[direction] = (flow, sender)
-    if not jobs and not unkeyed and output is None:
-        return {}
-    by_key: dict[bytes, tuple[_Job, Endpoint]] = {}
-    for job in jobs.values():
-        for direction, sender in _directions(job.flow):
-            by_key[direction] = (job, sender)
-    ssrc_contexts: dict[tuple[int, int], SrtpContext] = {}  # (flow id, ssrc) -> context
-    # TCP flows are walked only where identification saw media framing in them (TURN over
-    # TCP, ICE-TCP), never inside TLS: its records are no frames to look for.
-    framed = {direction for flow, facts in flows if flow.transport == "tcp"
-              and "tls" not in facts.protocols
-              and {"stun", "turn", "rtp", "rtcp", "dtls"} & set(facts.protocols)
-              for direction, _ in _directions(flow)}
+    return unkeyed
+
+
+def _framed(flows: list[tuple[Flow, FlowFacts]]) -> set[bytes]:
+    """TCP flows are walked only where identification saw media framing in them (TURN over
+    TCP, ICE-TCP), never inside TLS: its records are no frames to look for."""
+    return {direction for flow, facts in flows if flow.transport == "tcp"
+            and "tls" not in facts.protocols
+            and {"stun", "turn", "rtp", "rtcp", "dtls"} & set(facts.protocols)
+            for direction, _ in _directions(flow)}
+
+
+def _second_pass(keys: KeySources, plan: _Plan, framed: set[bytes]) -> _TcpMedia:
+    """Every packet of the capture again: those of keyed flows decrypted, each written to
+    the decrypted capture (when asked) as it was or in the clear."""
+    output = keys.output
     decoder = LayerDecoder()
-
-    def opener(payload: bytes, direction: bytes) -> bytes | None:
-        return _open(payload, direction, by_key, unkeyed, explicit, jobs, ssrc_contexts)
-
-    tcp = _TcpMedia(opener, output)
-    with CaptureSource(path) as source:
+    tcp = _TcpMedia(plan.open, output)
+    with CaptureSource(keys.path) as source:
         for ts, link, data, wire in open_reader(source).packets():
             replaced, waiting = None, None
             try:
                 decoded = decoder.decode(link, data)
             except (IndexError, ValueError):
                 decoded = None
-            if decoded is not None and (decoded[1] in by_key or decoded[1] in unkeyed):
+            if decoded is not None and plan.wants(decoded[1]):
                 if decoded[0] == PROTO_UDP:
-                    replaced = _packet(data, decoded, decoder.layers, by_key, unkeyed,
-                                       explicit, jobs, ssrc_contexts, output)
+                    replaced = _packet(data, decoded, decoder.layers, plan.by_key,
+                                       plan.unkeyed, plan.explicit, plan.jobs,
+                                       plan.ssrc_contexts, output)
                 elif decoded[0] == PROTO_TCP and decoded[1] in framed:
                     waiting = tcp.segment(data, decoded, decoder.layers)
             if output is not None:
@@ -244,12 +294,7 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
     tcp.finish()
     if output is not None:
         output.flush(force=True)
-    for direction_key, stream in tcp.directions.items():
-        hit, other = by_key.get(direction_key), unkeyed.get(direction_key)
-        job = hit[0] if hit else jobs.get(other[0].id) if other else None
-        if job is not None:
-            job.stream_gap_bytes += stream.stream.missing
-    return {flow_id: _result(job) for flow_id, job in jobs.items()}
+    return tcp
 
 
 TCP_SYN = 0x02

@@ -140,6 +140,16 @@ class FlowState:
         self.handshake = [0.0, 0.0, 0.0]
         self.tracking = proto == PROTO_TCP
 
+    def copy(self) -> FlowState:
+        """A copy that the table's later packets leave as it is (a live view reads it
+        while the capture is still read)."""
+        other = FlowState.__new__(FlowState)
+        for name in self.__slots__:
+            value = getattr(self, name)
+            setattr(other, name, list(value) if isinstance(value, list) else value)
+        other.ssrcs = (set(self.ssrcs[0]), set(self.ssrcs[1]))
+        return other
+
     @property
     def flow_key(self) -> FlowKey:
         return split_key(self.proto, self.key)
@@ -306,15 +316,21 @@ class FlowTable:
         for flow_id in sorted(closing):
             self._close(closing[flow_id])
 
-    def close_all(self) -> None:
-        """Close every open flow in the order the flows began."""
+    def open_flows(self) -> list[FlowState]:
+        """The open flows in the order they began; the table is left as it is."""
         remaining: dict[int, FlowState] = {}
         for table in self._tables.values():
             for flow, _d in table.values():
                 remaining[flow.flow_id] = flow
+        return [remaining[flow_id] for flow_id in sorted(remaining)]
+
+    def close_all(self) -> None:
+        """Close every open flow in the order the flows began."""
+        remaining = self.open_flows()
+        for table in self._tables.values():
             table.clear()
-        for flow_id in sorted(remaining):
+        for flow in remaining:
             self.active -= 1
-            self._on_close(remaining[flow_id])
+            self._on_close(flow)
 
 

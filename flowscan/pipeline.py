@@ -16,16 +16,23 @@ jurisdiction; the report is built once, at the end, and renderers only render it
 Each stage is a function here with a typed input and output; its work lives in the module
 named beside it. The pipeline, not the stages, attaches each output to the flow records,
 so what every stage adds to a flow is visible in one place.
+
+A capture read as it arrives (flowscan watch) runs the same stages: a viewer thread may
+take a snapshot of the flows read so far, which runs the later stages up to the observed
+verdicts on copies of the flow records, so the final report is the one `scan` gives.
 """
 
 from __future__ import annotations
 
+import copy
 import gc
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import BinaryIO
 
 from flowscan.accounting import FlowAccounting
 from flowscan.apps import FlowView, app_groups, identify_apps
@@ -118,15 +125,34 @@ def check_options(options: ScanOptions, path: str | None = None) -> Checked:
     return Checked(locator, home, vantage, explicit, keylog)
 
 
-def run(path: str, options: ScanOptions, progress: ProgressCallback | None = None) -> Report:
+@dataclass
+class LiveRead:
+    """A capture read as it arrives (flowscan watch), and what a viewer thread may look at
+    meanwhile. Each batch is folded into the flow table holding `lock`, so a viewer holding
+    it sees whole batches; `batches` counts them, so it knows when something changed.
+    Setting `stop` ends the capture where the reading is, as if the stream ended there."""
+
+    stream: BinaryIO | None = None  # a capture tool's output; None: the path (or stdin)
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    batches: int = 0
+    # Called in the reading thread once the stream has ended, before the flows are closed:
+    # the last look at the flows as read.
+    on_read_end: Callable[[], None] | None = None
+    source: CaptureSource | None = None
+    read: ReadFlows | None = None
+    table: FlowTable | None = None
+
+
+def run(path: str, options: ScanOptions, progress: ProgressCallback | None = None,
+        live: LiveRead | None = None) -> Report:
     """Scan one capture with the native engine: every stage, in order."""
     checked = check_options(options, path)
-    with _cyclic_gc_paused(), CaptureSource(path) as source:
-        read = read_account_identify(source, options, progress)
+    stream, stop = (live.stream, live.stop) if live is not None else (None, None)
+    with _cyclic_gc_paused(), CaptureSource(path, stream=stream, live=stop) as source:
+        read = read_account_identify(source, options, progress, live)
         flows = read.flows
-        names = geolocate(flows, checked.locator, checked.vantage, read.reader.names)
-        apps = label_apps(flows, names)
-        judge_flows(flows, names, checked.locator)
+        names, apps = observed_verdicts(flows, checked, read.reader)
         keylog = with_secrets_blocks(checked.keylog, read.reader)
         replay = source.replay_path()  # decryption reads the capture again
         if replay is None and options.decrypted_output is not None:
@@ -136,10 +162,8 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
                                source.sha256()) as output:
             if replay is not None:
                 decrypt(flows, KeySources(replay, keylog, checked.explicit, output))
-        records = [flow for flow, _ in flows]
-        sessions, found = group_sessions(flows)
-        found += policy(records, checked.home, checked.locator)
-        totals = capture_totals(source, read)
+        records, sessions, found = sessions_and_policy(flows, checked)
+        totals = capture_totals(source, read, source.sha256())
         warnings = reading_warnings(totals) + decryption_warnings(
             options, records, checked.explicit, keylog, output)
         if replay is None:
@@ -148,7 +172,58 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
         warnings += checked.explicit.warnings + malformed_sip_warnings(records)
         warnings += late_warnings(keylog, totals, checked.locator)
     return build_report(totals, warnings, records, apps, names, sessions, found,
-                        checked.locator.databases, checked.home)
+                        checked.locator.databases, checked.home, checked.vantage)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The flows read so far as a report, and which of them are still open."""
+
+    report: Report
+    open_flows: frozenset[int]
+
+
+def snapshot(live: LiveRead, checked: Checked) -> Snapshot | None:
+    """The report of the flows read so far, as the wire shows them (decryption needs the
+    whole capture, so it waits for the end), or None before reading has begun. The lock
+    is held only while the flows are copied: the closed flows' records (the stages write
+    to them) and the open flows identified from their samples so far. `checked` should be
+    the viewer's own, its databases not shared with the reading thread."""
+    with live.lock:
+        if live.read is None or live.table is None or live.source is None:
+            return None
+        # The stages only assign a record's fields (remote, app, encryption...), never
+        # change what they hold: a shallow copy keeps the reading thread's records as
+        # they are. Facts are read, never written, after identification.
+        flows = [(copy.copy(flow), facts) for flow, facts in live.read.flows]
+        states = [state.copy() for state in live.table.open_flows()]
+        totals = capture_totals(live.source, live.read, "")
+    still_open = [identified(state) for state in states]
+    flows = sorted(flows + still_open, key=lambda pair: pair[0].id)
+    names, apps = observed_verdicts(flows, checked, live.read.reader)
+    records, sessions, found = sessions_and_policy(flows, checked)
+    report = build_report(totals, reading_warnings(totals), records, apps, names, sessions,
+                          found, checked.locator.databases, checked.home, checked.vantage)
+    return Snapshot(report, frozenset(flow.id for flow, _ in still_open))
+
+
+def observed_verdicts(flows: list[tuple[Flow, FlowFacts]], checked: Checked,
+                      reader: ReaderFacts) -> tuple[dict[str, list[str]], list[AppGroup]]:
+    """Geolocate, apps and verdicts: the stages from identified flows to what the wire
+    shows of their encryption; the names and the app groups for the report."""
+    names = geolocate(flows, checked.locator, checked.vantage, reader.names)
+    apps = label_apps(flows, names)
+    judge_flows(flows, names, checked.locator)
+    return names, apps
+
+
+def sessions_and_policy(flows: list[tuple[Flow, FlowFacts]], checked: Checked
+                        ) -> tuple[list[Flow], list[MediaSession], list[Finding]]:
+    """The judged flows' records, grouped into sessions, with the findings over them."""
+    records = [flow for flow, _ in flows]
+    sessions, found = group_sessions(flows)
+    found += policy(records, checked.home, checked.locator)
+    return records, sessions, found
 
 
 # --- read, account, identify (streaming) ---------------------------------------------
@@ -163,6 +238,15 @@ class ReadFlows:
     decoder: Decoder
 
 
+def identified(state: FlowState) -> tuple[Flow, FlowFacts]:
+    """A flow's record and the facts its payload samples give; the flow is unchanged."""
+    record = flow_record(state)
+    facts = identify(state)
+    record.protocols = list(facts.protocols)
+    record.details = facts_to_details(facts)
+    return record, facts
+
+
 class _Identify:
     """The identify stage, run on each flow as the table closes it: its record and facts
     are kept, its payload samples are not."""
@@ -171,16 +255,14 @@ class _Identify:
         self.flows: list[tuple[Flow, FlowFacts]] = []
 
     def __call__(self, state: FlowState) -> None:
-        record = flow_record(state)
-        facts = identify(state)
+        pair = identified(state)
         state.samples = state.late = []
-        record.protocols = list(facts.protocols)
-        record.details = facts_to_details(facts)
-        self.flows.append((record, facts))
+        self.flows.append(pair)
 
 
 def read_account_identify(source: CaptureSource, options: ScanOptions,
-                          progress: ProgressCallback | None) -> ReadFlows:
+                          progress: ProgressCallback | None,
+                          live: LiveRead | None = None) -> ReadFlows:
     reader = open_reader(source)
     decoder = Decoder()
     closed = _Identify()
@@ -188,13 +270,25 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
                       sample_packets=options.sample_packets,
                       sample_bytes=options.sample_bytes)
     accounting = FlowAccounting(table, decoder, columnar=options.columnar)
+    read = ReadFlows(closed.flows, reader.facts, accounting, decoder)
+    folding: AbstractContextManager[object] = nullcontext()
+    if live is not None:
+        with live.lock:
+            live.source, live.read, live.table = source, read, table
+        folding = live.lock
     for batch in reader.batches():
-        accounting.add_batch(batch)
+        with folding:
+            accounting.add_batch(batch)
+            if live is not None:
+                live.batches += 1
         if progress is not None:
             progress(source.consumed, source.size)
-    table.close_all()
-    closed.flows.sort(key=lambda pair: pair[0].id)
-    return ReadFlows(closed.flows, reader.facts, accounting, decoder)
+    if live is not None and live.on_read_end is not None:
+        live.on_read_end()
+    with folding:
+        table.close_all()
+        closed.flows.sort(key=lambda pair: pair[0].id)
+    return read
 
 
 # --- the stages over all flows ----------------------------------------------------------
@@ -284,10 +378,11 @@ def policy(flows: list[Flow], home: Home | None, locator: Locator) -> list[Findi
 
 # --- the report's inputs ----------------------------------------------------------------
 
-def capture_totals(source: CaptureSource, read: ReadFlows) -> CaptureTotals:
+def capture_totals(source: CaptureSource, read: ReadFlows, sha256: str) -> CaptureTotals:
+    """The capture's totals; sha256 is taken first (it reads the file to its end)."""
     facts, accounting, decoder = read.reader, read.accounting, read.decoder
     return CaptureTotals(
-        path=source.display, sha256=source.sha256(), size_bytes=source.consumed,
+        path=source.display, sha256=sha256, size_bytes=source.consumed,
         compressed=source.compressed, format=facts.format, link_types=set(facts.link_types),
         sections=facts.sections, interfaces=facts.interfaces, packets=facts.packets,
         bytes=accounting.bytes, first_ts=accounting.first_ts, last_ts=accounting.last_ts,

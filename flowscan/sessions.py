@@ -5,21 +5,20 @@ one session (ICE checks, a TURN allocation and the media all share it)."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from flowscan.identify import FlowFacts
+from flowscan.protocols.sdp import offers
 from flowscan.report.model import Decryption, Finding, Flow, MediaSession
 
 
 def _sip_calls(flows: list[tuple[Flow, FlowFacts]]) -> dict[tuple[str, int], str]:
     calls: dict[tuple[str, int], str] = {}
     for _flow, facts in flows:
-        if facts.sip is None or not facts.sip.call_ids:
-            continue
-        for media in facts.sip.media:
-            address, port = media.get("address"), media.get("port")
-            if isinstance(address, str) and isinstance(port, int):
-                calls.setdefault((address, port), facts.sip.call_ids[0])
-                calls.setdefault((address, port + 1), facts.sip.call_ids[0])
+        for offer in offers(facts.sdp_media, facts.sip):
+            for endpoint in offer.endpoints:
+                if offer.call is not None:  # media of no named call binds nothing
+                    calls.setdefault(endpoint, offer.call)
     return calls
 
 
@@ -61,7 +60,7 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
                             f"media: {why}")
     summary = (f"{app or 'unidentified app'}: media {_towards(main)}"
                f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
-               f"{_path(enc.verdict, enc.termination)}): {why}")
+               f"{encryption_path(enc.verdict, enc.termination)}): {why}")
     return MediaSession(number, app, [f.id for f in members], verdicts, summary)
 
 
@@ -95,7 +94,7 @@ def _towards(flow: Flow) -> str:
     return f"to {end.ip}:{end.port}"
 
 
-def _path(verdict: str, termination: str) -> str:
+def encryption_path(verdict: str, termination: str) -> str:
     """Where the packets go, in words that cannot be read against the verdict: a relayed
     end-to-end call passes a relay, but its encryption ends at the other participant.
     Media without encryption (or with its keys in the clear) has no end of encryption to
@@ -114,38 +113,71 @@ def _path(verdict: str, termination: str) -> str:
 
 
 def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
-    out: list[Finding] = []
-    for verdict, kind, what in (
-            ("plaintext", "plaintext-media", "media travels unencrypted"),
-            ("keys-exposed", "keys-exposed-media",
-             "media keys travelled in the clear, so anyone on the path can decrypt it")):
+    """What a person must know, flow by flow (FLOW_FINDINGS, in order), then session by
+    session."""
+    out = [finding for find in FLOW_FINDINGS for finding in find(flows)]
+    return out + _mixed_protection(flows, sessions)
+
+
+def _verdict_finding(verdict: str, kind: str, what: str
+                     ) -> Callable[[list[Flow]], list[Finding]]:
+    """The media flows judged `verdict`, all in one high-severity finding."""
+    def find(flows: list[Flow]) -> list[Finding]:
         hit = [f for f in flows if f.encryption and f.encryption.verdict == verdict]
-        if hit:
-            total = sum(f.bytes for f in hit)
-            out.append(Finding("high", kind, f"{len(hit)} media flow(s), {total} bytes: {what}",
-                               [f.id for f in hit]))
-    leaking = [f for f in flows if f.encryption and any(
-        e.signal == "rtcp-partly-clear" for e in f.encryption.evidence)]
-    if leaking:
-        why = next(e.detail for e in leaking[0].encryption.evidence  # type: ignore[union-attr]
-                   if e.signal == "rtcp-partly-clear")
-        out.append(Finding("medium", "rtcp-in-clear",
-                           f"{len(leaking)} encrypted media flow(s) also send RTCP unprotected, "
-                           f"so call metadata is readable on the path: {why}",
-                           [f.id for f in leaking]))
-    clear_start = [f for f in flows if f.encryption and any(
-        e.signal == "zrtp-clear-start" for e in f.encryption.evidence)]
-    if clear_start:
-        # RFC 6189 section 4.6.1: media flows in the clear until the Confirm exchange.
-        what = "; ".join(f"flow {f.id}: " + next(
-            e.detail for e in f.encryption.evidence  # type: ignore[union-attr]
-            if e.signal == "zrtp-clear-start").split(": ", 1)[1].split(";")[0]
-            for f in clear_start[:3])
-        out.append(Finding("medium", "zrtp-clear-start",
-                           f"{len(clear_start)} media flow(s) sent media unencrypted before "
-                           f"ZRTP completed ({what}): anyone on the path can read that start "
-                           "of the call", [f.id for f in clear_start]))
+        if not hit:
+            return []
+        total = sum(f.bytes for f in hit)
+        return [Finding("high", kind, f"{len(hit)} media flow(s), {total} bytes: {what}",
+                        [f.id for f in hit])]
+    return find
+
+
+def _with_signal(flows: list[Flow], signal: str) -> list[tuple[Flow, str]]:
+    """The flows whose verdict cites `signal`, each with that evidence's detail."""
+    out = []
+    for f in flows:
+        detail = next((e.detail for e in f.encryption.evidence if e.signal == signal),
+                      None) if f.encryption else None
+        if detail is not None:
+            out.append((f, detail))
+    return out
+
+
+def _rtcp_in_clear(flows: list[Flow]) -> list[Finding]:
+    leaking = _with_signal(flows, "rtcp-partly-clear")
+    if not leaking:
+        return []
+    return [Finding("medium", "rtcp-in-clear",
+                    f"{len(leaking)} encrypted media flow(s) also send RTCP unprotected, so "
+                    f"call metadata is readable on the path: {leaking[0][1]}",
+                    [f.id for f, _ in leaking])]
+
+
+def _zrtp_clear_start(flows: list[Flow]) -> list[Finding]:
+    clear_start = _with_signal(flows, "zrtp-clear-start")
+    if not clear_start:
+        return []
+    # RFC 6189 section 4.6.1: media flows in the clear until the Confirm exchange.
+    what = "; ".join(f"flow {f.id}: " + detail.split(": ", 1)[1].split(";")[0]
+                     for f, detail in clear_start[:3])
+    return [Finding("medium", "zrtp-clear-start",
+                    f"{len(clear_start)} media flow(s) sent media unencrypted before ZRTP "
+                    f"completed ({what}): anyone on the path can read that start of the call",
+                    [f.id for f, _ in clear_start])]
+
+
+# The findings read off the flows' verdicts, in the order they are reported. A new one is
+# one function and its place here.
+FLOW_FINDINGS: tuple[Callable[[list[Flow]], list[Finding]], ...] = (
+    _verdict_finding("plaintext", "plaintext-media", "media travels unencrypted"),
+    _verdict_finding("keys-exposed", "keys-exposed-media",
+                     "media keys travelled in the clear, so anyone on the path can decrypt it"),
+    _rtcp_in_clear, _zrtp_clear_start)
+
+
+def _mixed_protection(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
     by_id = {f.id: f for f in flows}
+    out = []
     for session in sessions:
         # An unknown leg (a handshake without media, too little to judge) protects nothing
         # less: it is not a mix of protections.

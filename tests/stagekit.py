@@ -13,6 +13,7 @@ import struct
 from flowscan.geo.locate import Locator, scope_of
 from flowscan.identify import FlowFacts, FlowSamples, RtpFacts, SipFacts, identify_samples
 from flowscan.media.payload import PayloadStats
+from flowscan.protocols.sdp import SdesKey, SdpMedia
 from flowscan.report.model import (
     AppInfo,
     DirectionStats,
@@ -146,16 +147,20 @@ def pcmu_stream(count: int = 12, ssrc: int = 0x1234ABCD, frame: int = 160) -> li
 def sip_facts(call_id: str, media: list[tuple[str, int]], *, sdes: bool = False,
               protocol: str | None = None) -> FlowFacts:
     """A SIP flow's facts: an INVITE whose SDP offers audio at each (address, port), with
-    an a=crypto key (RFC 4568, only its fingerprint kept) when sdes."""
-    keys = [{"tag": "1", "suite": "AES_CM_128_HMAC_SHA1_80", "key_sha256": "c8fafd8338b8d1d2"}]
+    an a=crypto key (RFC 4568) when sdes; the SDP model and the report's view of it."""
+    key = SdesKey("1", "AES_CM_128_HMAC_SHA1_80", f"inline:{SDES_KEY}|2^20|1:32")
+    sections = [SdpMedia("audio", port, protocol or ("RTP/SAVP" if sdes else "RTP/AVP"), ["0"],
+                         address, crypto=[key] if sdes else [], rtpmap={0: "PCMU/8000"})
+                for address, port in media]
     offered: list[dict[str, object]] = [
-        {"media": "audio", "address": address, "port": port,
-         "protocol": protocol or ("RTP/SAVP" if sdes else "RTP/AVP"), "codecs": ["PCMU/8000"],
-         "sdes": keys if sdes else [], "dtls_fingerprint": None, "setup": None,
-         "candidates": 0} for address, port in media]
+        {"media": m.media, "address": m.address, "port": m.port, "protocol": m.protocol,
+         "codecs": sorted(set(m.rtpmap.values())),
+         "sdes": [{"tag": k.tag, "suite": k.suite, "key_sha256": k.fingerprint}
+                  for k in m.crypto],
+         "dtls_fingerprint": None, "setup": None, "candidates": 0} for m in sections]
     return FlowFacts(protocols=["sip", "sdp"],
                      sip=SipFacts(messages=["INVITE", "200"], call_ids=[call_id],
-                                  media=offered))
+                                  media=offered), sdp_media=sections)
 
 
 def rtp_facts(looks: str = "random", *, packets: int = 40, sides: tuple[str, ...] = (

@@ -12,7 +12,8 @@ from packets import dtls_client_hello, stun_message
 from scapy.layers.inet import IP, TCP, UDP
 
 import flowscan
-from flowscan.apps import APPS, OPERATOR_ASNS, REGISTRY, SHARED_ASNS, domain_app
+from flowscan.apps import APPS, OPERATOR_ASNS, REGISTRY, domain_app
+from flowscan.geo.networks import SHARED_ASNS
 from flowscan.report.model import Flow, Report
 
 HOST = "192.168.1.5"
@@ -40,7 +41,7 @@ def flow_to(report: Report, ip: str) -> Flow:
 def test_every_app_names_its_evidence() -> None:
     for app in ("facetime", "messenger", "snapchat", "line", "kakaotalk", "imo", "viber",
                 "jitsi"):
-        assert app in APPS and (REGISTRY[app].domains or REGISTRY[app].asns)
+        assert app in APPS and (REGISTRY[app].domains or app in OPERATOR_ASNS.values())
     assert domain_app("edge-chat.messenger.com") == "messenger"
     assert domain_app("app.snapchat.com") == "snapchat"
     assert domain_app("gw.line.naver.jp") == "line"
@@ -51,6 +52,9 @@ def test_every_app_names_its_evidence() -> None:
     assert domain_app("turn3.voip.signal.org") == "signal"
     # A network several services share names none of them.
     assert not set(SHARED_ASNS) & set(OPERATOR_ASNS)
+    # A network that names an app names one the registry knows: a misspelt one would
+    # silently name nothing.
+    assert set(OPERATOR_ASNS.values()) <= set(REGISTRY)
     assert domain_app("stun.l.google.com") is None and domain_app("stun1.l.google.com") is None
 
 

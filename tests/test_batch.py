@@ -3,12 +3,15 @@ combined summary, --format jsonl, --tables (Parquet read back by DuckDB), and -j
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from capfiles import REAL_DIR
@@ -158,14 +161,15 @@ def test_names_from_files_are_inert(tmp_path: Path) -> None:
         assert b"\x1b" not in f.read_bytes()
 
 
-def test_tables_parquet_read_back_with_duckdb(tmp_path: Path) -> None:
-    duckdb = pytest.importorskip("duckdb")
+def scan_to_tables(tmp_path: Path, *extra: str) -> tuple[Path, list[Any], dict[str, int]]:
+    """Four lab captures (and `extra` inputs) scanned with --tables: the tables' folder, the
+    JSON reports, and the bytes of each verdict as the reports count them."""
     pytest.importorskip("pyarrow")
     paths = [str(p) for p in LAB[:4]]
     tables = tmp_path / "tables"
-    proc = run("scan", *paths, "--format", "json", "-o", str(tmp_path / "r.json"),
+    proc = run("scan", *paths, *extra, "--format", "json", "-o", str(tmp_path / "r.json"),
                "--tables", str(tables), "--home", "EU")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == (2 if extra else 0), proc.stderr
     reports = json.loads((tmp_path / "r.json").read_text())
     expected: dict[str, int] = {}
     for r in reports:
@@ -174,6 +178,12 @@ def test_tables_parquet_read_back_with_duckdb(tmp_path: Path) -> None:
                 verdict = f["encryption"]["verdict"]
                 expected[verdict] = expected.get(verdict, 0) + sum(
                     f[d]["bytes"] for d in ("to_server", "to_client"))
+    return tables, reports, expected
+
+
+def test_tables_parquet_read_back_with_duckdb(tmp_path: Path) -> None:
+    duckdb = pytest.importorskip("duckdb")
+    tables, reports, expected = scan_to_tables(tmp_path)
     con = duckdb.connect()
     got = dict(con.execute(
         f"select verdict, sum(bytes) from '{tables}/flows.parquet' where verdict is not null "
@@ -193,6 +203,60 @@ def test_tables_parquet_read_back_with_duckdb(tmp_path: Path) -> None:
     ).fetchone()
     assert joined is not None
     assert joined[0] == sum(len(s["flows"]) for r in reports for s in r["sessions"])
+
+
+def test_tables_parquet_read_by_pandas_and_polars(tmp_path: Path) -> None:
+    """Both read every table with the documented schema (tables.SCHEMAS, README "Tables"):
+    its columns in order and its types in each library's own terms, lists as lists, and
+    the same bytes per verdict as the reports; a capture that could not be read is one
+    captures row with its error and nulls."""
+    pd = pytest.importorskip("pandas")
+    pl = pytest.importorskip("polars")
+    import pyarrow as pa
+
+    from flowscan.report.tables import SCHEMAS
+
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"not a capture")
+    tables, reports, expected = scan_to_tables(tmp_path, str(bad))
+    polars_types = {"str": pl.String, "int": pl.Int64, "float": pl.Float64,
+                    "bool": pl.Boolean, "ints": pl.List(pl.Int64), "strs": pl.List(pl.String)}
+    arrow_types = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(),
+                   "bool": pa.bool_(), "ints": pa.list_(pa.int64()),
+                   "strs": pa.list_(pa.string())}
+    for name, schema in SCHEMAS.items():
+        frame = pl.read_parquet(tables / f"{name}.parquet")
+        assert frame.schema == pl.Schema({c: polars_types[t] for c, t in schema.items()})
+        typed = pd.read_parquet(tables / f"{name}.parquet", dtype_backend="pyarrow")
+        assert list(typed.columns) == list(schema)
+        assert [d.pyarrow_dtype for d in typed.dtypes] == [arrow_types[t]
+                                                           for t in schema.values()]
+        plain = pd.read_parquet(tables / f"{name}.parquet")  # numpy-backed, the default
+        assert list(plain.columns) == list(schema) and len(plain) == len(frame)
+        assert {r["sha256"] for r in frame.iter_rows(named=True)} <= (
+            {r["capture"]["sha256"] for r in reports} | {None})
+    flows = pl.read_parquet(tables / "flows.parquet")
+    by_polars = flows.filter(pl.col("verdict").is_not_null()).group_by("verdict").agg(
+        pl.col("bytes").sum())
+    assert dict(by_polars.iter_rows()) == expected and expected
+    by_pandas = pd.read_parquet(tables / "flows.parquet").groupby("verdict")["bytes"].sum()
+    assert {k: int(v) for k, v in by_pandas.items()} == expected
+    sessions = pd.read_parquet(tables / "sessions.parquet")
+    assert [list(f) for f in sessions["flows"]] == [
+        s["flows"] for r in reports for s in r["sessions"]]
+    # Captures' rows gathered into row groups, not one a capture: the footer, held in
+    # memory until the file closes, grew by ~50 KB a capture.
+    import pyarrow.parquet as pq
+
+    assert {pq.ParquetFile(tables / f"{name}.parquet").metadata.num_row_groups
+            for name in SCHEMAS} == {1}
+    captures = pl.read_parquet(tables / "captures.parquet")
+    assert captures["capture"].to_list() == [*(r["capture"]["path"] for r in reports),
+                                             str(bad)]
+    failed = captures.row(len(reports), named=True)
+    assert "not a pcap or pcapng" in failed["error"]
+    assert failed["sha256"] is None and failed["packets"] is None
+    assert captures["error"].null_count() == len(reports)
 
 
 def test_tables_csv_and_usage_errors(tmp_path: Path) -> None:
@@ -238,8 +302,14 @@ def test_parallel_run_is_byte_identical_to_serial(tmp_path: Path) -> None:
     bad.write_bytes(b"garbage")
     common = [*inputs, str(bad), "--format", "jsonl", "--home", "EU"]
     serial = run("scan", *common, "-o", f"{tmp_path}/s/", "--tables", f"{tmp_path}/st")
-    parallel = run("scan", *common, "-o", f"{tmp_path}/p/", "--tables", f"{tmp_path}/pt",
-                   "-j", "2")
+    # Dask's default HTTP port taken (another cluster, a second run): still no word on
+    # stderr; Dask warned that it hosted its server on another port instead.
+    with socket.socket() as taken:
+        with contextlib.suppress(OSError):  # taken already
+            taken.bind(("", 8787))
+            taken.listen()
+        parallel = run("scan", *common, "-o", f"{tmp_path}/p/", "--tables",
+                       f"{tmp_path}/pt", "-j", "2")
     assert serial.returncode == parallel.returncode == 2
     assert serial.stderr == parallel.stderr
     files = sorted(p.name for p in (tmp_path / "s").iterdir())

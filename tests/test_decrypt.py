@@ -65,6 +65,8 @@ def media(report: flowscan.api.Report) -> list:  # type: ignore[type-arg]
 @pytest.mark.parametrize(("scenario", "verdict", "inner"), [
     ("p2p-webrtc", "end-to-end", "codec"),
     ("p2p-webrtc-turn", "end-to-end", "codec"),
+    ("turn-tcp-chromium", "end-to-end", "codec"),  # ChannelData over TCP (RFC 6062)
+    ("rtpengine-webrtc-sip", "hop-by-hop", "codec"),  # the WebRTC leg, ends at rtpengine
     ("sfu-webrtc", "hop-by-hop", "codec"),
     ("sfu-webrtc-e2ee", "end-to-end", "sframe"),
 ])
@@ -579,3 +581,53 @@ def test_extra_sdes_keys_without_matching_mki_are_left_out(second: str) -> None:
     key = sdes_key("AES_CM_128_HMAC_SHA1_80",
                    f"inline:{material}|2^31|1:2;inline:{material}{second}", "test")
     assert key is not None and key.mki == b"\0\x01" and key.more == ()
+
+
+def test_turn_over_tls_stays_unknown_with_every_key() -> None:
+    """The lab's TURN-over-TLS call, scanned with all its keys (Chromium's TLS secrets and
+    the DTLS ones of the call inside): flowscan does not open TLS, so the media inside is
+    not seen and the verdict stays unknown at the relay, saying why; no secret leaks."""
+    folder = LAB / "turn-tls-chromium"
+    report = flowscan.scan(str(folder / "capture.pcapng"), keylog=[str(folder / "keys.log")])
+    (flow,) = media(report)
+    assert (flow.encryption.verdict, flow.encryption.termination) == ("unknown", "relay")
+    assert [e.signal for e in flow.encryption.evidence] == ["turn-over-tls"]
+    secrets = {line.split()[2] for line in (folder / "keys.log").read_text().splitlines()}
+    assert len(secrets) > 2 and not any(secret in dumps([report]) for secret in secrets)
+
+
+def test_rtpengine_decrypts_with_the_keys_rtpengine_logged() -> None:
+    """The SRTP keys rtpengine itself logged (--log-srtp-keys) open the WebRTC leg as the
+    keys flowscan derives from the participant's DTLS key log do: each of its two keys
+    opens one direction, every packet, no tag failing; the SIP leg at the relay stays
+    plaintext with every key."""
+    folder = LAB / "rtpengine-webrtc-sip"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    (leg,) = [f for f in manifest["flows"] if f.get("kind") == "media"]
+    alice, relay = sorted(leg["endpoints"], key=lambda e: e.startswith(
+        manifest["hosts"]["relay"]["address"] + ":"))
+    logged = {}
+    for line in (folder / "rtpengine-srtp-keys.txt").read_text().splitlines():
+        direction, suite, key, salt = line.split()
+        logged[direction] = (f"{suite}:inline:"
+                             + base64.b64encode(base64.b64decode(key) + base64.b64decode(salt))
+                             .decode())
+    assert sorted(logged) == ["incoming", "outgoing"]
+    outcomes = {}
+    for alice_key, relay_key in (("incoming", "outgoing"), ("outgoing", "incoming")):
+        report = flowscan.scan(str(folder / "capture.pcapng"), srtp_key=[
+            f"{alice}={logged[alice_key]}", f"{relay}={logged[relay_key]}"])
+        (flow,) = media(report)
+        dec = flow.encryption.decryption
+        outcomes[alice_key] = (dec.packets_decrypted, dec.tag_failures, dec.inner)
+    total = sum(leg["packets"]) - 20  # the ICE checks and the DTLS handshake are no SRTP
+    opened = [k for k, (n, failed, inner) in outcomes.items()
+              if n > total * 0.9 and not failed and inner == "codec"]
+    # As rtpengine 10.5 labels them, the key alice sends with is logged as "outgoing" (by
+    # the stream it is attached to in rtpengine, not by who sends with it).
+    assert opened == ["outgoing"], outcomes
+    at_relay = flowscan.scan(str(folder / "capture-relay-dsb.pcapng"))
+    verdicts = sorted((f.encryption.verdict, f.encryption.basis) for f in media(at_relay))
+    assert verdicts == [("hop-by-hop", "decrypted"), ("plaintext", "observed"),
+                        ("plaintext", "observed")]
+

@@ -63,6 +63,10 @@ def test_the_wheel_carries_the_databases_and_their_index(wheel: Path) -> None:
             assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["file"]
     assert "flowscan/_geodata/__init__.py" in names
     assert "flowscan/report/schema.json" in names
+    # The HTML report's templates and map (issue 16): a page needs every one of them.
+    for name in ("worldmap.json", "templates/report.html.j2", "templates/report.css",
+                 "templates/report.js"):
+        assert f"flowscan/report/{name}" in names, name
     assert not [n for n in names if n.startswith("geodata/")]  # inside the package only
 
 

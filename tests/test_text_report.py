@@ -124,9 +124,12 @@ def test_output_format_follows_the_extension(tmp_path: Path) -> None:
     assert run("scan", path, "-o", str(as_json), "--format", "text").returncode == 0
     assert as_json.read_text().startswith(path)
     # An extension that names no format yet is an error, before any reading.
-    html = run("scan", "missing.pcap", "-o", str(tmp_path / "r.html"))
-    assert html.returncode == 2 and not (tmp_path / "r.html").exists()
-    assert html.stderr.count("\n") == 1 and "--format (text, json, jsonl, csv)" in html.stderr
+    pdf = run("scan", "missing.pcap", "-o", str(tmp_path / "r.pdf"))
+    assert pdf.returncode == 2 and not (tmp_path / "r.pdf").exists()
+    assert pdf.stderr.count("\n") == 1 and "--format (text, json, jsonl, csv, html)" in pdf.stderr
+    as_html = tmp_path / "r.html"
+    assert run("scan", path, "-o", str(as_html)).returncode == 0
+    assert as_html.read_text().startswith("<!DOCTYPE html>")
 
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")

@@ -6,6 +6,10 @@ copies each byte of the file once.
 
 Standard input, a FIFO or a device is copied to a private temporary file while it is read:
 decryption is a second pass over the capture, and a pipe cannot be read twice.
+
+A live stream (flowscan watch) is read as it arrives: each read hands over what is there
+instead of waiting to fill a buffer, and a stop event ends the capture where it is, as if
+the stream had ended there.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import select
 import stat
 import sys
 import tempfile
 import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from threading import Event
 from typing import BinaryIO
 
 from flowscan.errors import CaptureError
@@ -26,6 +32,7 @@ from flowscan.errors import CaptureError
 GZIP_MAGIC = b"\x1f\x8b"
 RAW_CHUNK = 1 << 20
 HASH_IN_BACKGROUND = 1 << 20
+LIVE_POLL = 0.1  # seconds a live read waits for data before it looks at the stop event
 
 
 class GunzipStream:
@@ -126,28 +133,39 @@ class ReplayCopy:
             self.path = None
 
 
-def _stdin() -> BinaryIO:
-    """Standard input as bytes, refused when nothing can be piped through it."""
+def _stdin(live: bool) -> BinaryIO:
+    """Standard input as bytes, refused when nothing can be piped through it. Live, it is
+    read unbuffered: bytes held in a buffer would wait there unseen by select()."""
     stream = sys.stdin
     if stream is None or stream.closed:
         raise CaptureError("<stdin>", "standard input is closed; pipe a capture into it")
     if stream.isatty():
         raise CaptureError("<stdin>", "standard input is a terminal; pipe a capture into it "
                                       "(flowscan scan - < capture.pcapng)")
+    if live:
+        return open(stream.fileno(), "rb", buffering=0, closefd=False)
     return stream.buffer
 
 
 class CaptureSource:
-    """A capture's byte stream plus what the report needs to know about the file."""
+    """A capture's byte stream plus what the report needs to know about the file.
 
-    def __init__(self, path: str) -> None:
+    `stream`: an open unbuffered stream to read instead of the path (a capture tool's
+    output), the path being then only its name. `live`: read the input as it arrives, and
+    end it when the event is set.
+    """
+
+    def __init__(self, path: str, *, stream: BinaryIO | None = None,
+                 live: Event | None = None) -> None:
         self.path = path
-        self.display = "<stdin>" if path == "-" else displayable(path)
+        self.display = "<stdin>" if path == "-" and stream is None else displayable(path)
         self.size: int | None = None
         self._spool: ReplayCopy | None = None
+        self._live = live
+        self._stopped = False
         raw: BinaryIO
-        if path == "-":
-            raw = _stdin()
+        if stream is not None or path == "-":
+            raw = stream if stream is not None else _stdin(live is not None)
             self._spool = ReplayCopy()
         else:
             try:
@@ -185,7 +203,34 @@ class CaptureSource:
         head, self._prefix = self._prefix, b""
         return head + self._read_raw(n - len(head))
 
+    def _arrived(self) -> bool:
+        """Live: wait until data (or the end) arrives; False once the stop event is set,
+        and from then on, so that the capture ends there for every reader of it."""
+        if self._live is None:
+            return True
+        while not self._stopped:
+            if self._live.is_set():
+                self._stopped = True
+            else:
+                try:
+                    ready, _, _ = select.select([self._raw], [], [], LIVE_POLL)
+                except (OSError, ValueError, TypeError):  # not selectable: read, and block
+                    return True
+                if ready:
+                    return True
+        return False
+
+    def _waiting(self) -> bool:
+        """Live: whether more data is there to read at once (a fast stream is still read
+        in large batches)."""
+        try:
+            return bool(select.select([self._raw], [], [], 0)[0])
+        except (OSError, ValueError, TypeError):
+            return False
+
     def _read_raw(self, n: int) -> bytes:
+        if not self._arrived():
+            return b""
         try:
             data = self._raw.read(n) or b""
         except OSError as exc:
@@ -196,6 +241,11 @@ class CaptureSource:
             self._spool.write(data)
         self.consumed += len(data)
         return data
+
+    @property
+    def stopped(self) -> bool:
+        """Whether a live stream was ended by its stop event rather than by its writer."""
+        return self._stopped
 
     @property
     def gzip_truncated(self) -> bool:
@@ -219,6 +269,8 @@ class CaptureSource:
                 k = len(data)
                 view[total:total + k] = data
             else:
+                if not self._arrived():
+                    break
                 try:
                     k = self._raw.readinto(view[total:]) or 0  # type: ignore[attr-defined]
                 except OSError as exc:
@@ -231,6 +283,8 @@ class CaptureSource:
             if not k:
                 break
             total += k
+            if self._live is not None and not self._waiting():
+                break  # hand over what has arrived
         return total
 
     def _hash_later(self, view: memoryview) -> None:
@@ -284,7 +338,7 @@ class CaptureSource:
             self._hasher = None
         if self._spool is not None:
             self._spool.discard()
-        if self.path != "-":
+        if self.path != "-" or self._live is not None:
             self._raw.close()
 
     def __enter__(self) -> CaptureSource:

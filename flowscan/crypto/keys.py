@@ -17,7 +17,7 @@ from flowscan.crypto.keylog import fingerprint
 from flowscan.crypto.srtp import PROFILES, SDES_SUITES, Profile, SrtpContext
 from flowscan.digits import ascii_int, ascii_int_auto
 from flowscan.errors import UsageError
-from flowscan.protocols import sip
+from flowscan.protocols import sdp
 
 Endpoint = tuple[str, int]
 
@@ -97,17 +97,18 @@ def sdes_key(suite: str, key_params: str, source: str) -> SrtpKey | None:
                    first[2], more)
 
 
-def media_keys(media: list[sip.SdpMedia], source: str) -> dict[Endpoint, SrtpKey]:
+def media_keys(media: list[sdp.SdpMedia], source: str) -> dict[Endpoint, SrtpKey]:
     """Each m= line's first usable a=crypto key, for its RTP port and RTCP port + 1."""
     keys: dict[Endpoint, SrtpKey] = {}
     for m in media:
-        if m.address is None:
+        ends = m.endpoints
+        if ends is None:
             continue
         for crypto in m.crypto:
             key = sdes_key(crypto.suite, crypto.key_params, source)
             if key is not None:
-                for port in (m.port, m.port + 1):
-                    keys.setdefault((m.address, port), key)
+                for endpoint in ends:
+                    keys.setdefault(endpoint, key)
                 break
     return keys
 
@@ -136,13 +137,13 @@ class ExplicitKeys:
             line = data.count(b"\n", 0, exc.start) + 1
             raise UsageError(f"{path}: not an SDP file: line {line} is not UTF-8 text "
                              "(RFC 8866 section 5)") from None
-        sdp = sip.read_sdp(text)
-        if sdp.malformed:
-            lines = ", ".join(f"line {n} ({reason})" for n, reason in sdp.malformed[:5])
-            more = f" and {len(sdp.malformed) - 5} more" if len(sdp.malformed) > 5 else ""
-            self.warnings.append(f"{path}: {len(sdp.malformed)} malformed SDP line(s) were "
+        read = sdp.read_sdp(text)
+        if read.malformed:
+            lines = ", ".join(f"line {n} ({reason})" for n, reason in read.malformed[:5])
+            more = f" and {len(read.malformed) - 5} more" if len(read.malformed) > 5 else ""
+            self.warnings.append(f"{path}: {len(read.malformed)} malformed SDP line(s) were "
                                  f"skipped: {lines}{more}")
-        found = media_keys(sdp.media, f"SDES (a=crypto in {path})")
+        found = media_keys(read.media, f"SDES (a=crypto in {path})")
         if not found:
             raise UsageError(f"{path}: no m= line with a connection address and a usable "
                              "a=crypto key (AES_CM_128_HMAC_SHA1_80/32, AEAD_AES_128/256_GCM)")

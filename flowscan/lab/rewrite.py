@@ -15,6 +15,9 @@ import re
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
+
+from flowscan.protocols import framing
 
 MAGIC = 0x2112A442
 XOR_ATTRS = {0x0020, 0x0012, 0x0016}
@@ -175,29 +178,64 @@ def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[by
     from scapy.packet import Raw
     from scapy.utils import PcapReader, wrpcap
 
-    packets = []
     with PcapReader(str(src)) as reader:
-        for packet in reader:
-            ip = packet.getlayer(IP)
-            if ip is not None:
-                ip.src = mapping.get(ip.src, ip.src)
-                ip.dst = mapping.get(ip.dst, ip.dst)
-                del ip.chksum
-                l4 = packet.getlayer(UDP) or packet.getlayer(TCP)
-                if l4 is not None:
-                    del l4.chksum
-                    payload = bytes(l4.payload)
-                    if payload:
-                        new = rewrite_rtcp(rewrite_sip(rewrite_stun(payload, mapping, keys),
-                                                       mapping), mapping)
-                        if new != payload:
-                            l4.remove_payload()
-                            l4.add_payload(Raw(new))
-                            if isinstance(l4, UDP):
-                                del l4.len
-                            del ip.len
-                            # The wire length PcapReader kept is the old one.
-                            packet.wirelen = len(bytes(packet))
-            packets.append(packet)
+        packets = list(reader)
+    streamed = _tcp_turn_payloads(packets, mapping, keys)
+    for index, packet in enumerate(packets):
+        ip = packet.getlayer(IP)
+        if ip is None:
+            continue
+        ip.src = mapping.get(ip.src, ip.src)
+        ip.dst = mapping.get(ip.dst, ip.dst)
+        del ip.chksum
+        l4 = packet.getlayer(UDP) or packet.getlayer(TCP)
+        if l4 is None:
+            continue
+        del l4.chksum
+        payload = bytes(l4.payload)
+        new = streamed.get(index) or rewrite_rtcp(
+            rewrite_sip(rewrite_stun(payload, mapping, keys), mapping), mapping)
+        if payload and new != payload:
+            l4.remove_payload()
+            l4.add_payload(Raw(new))
+            if isinstance(l4, UDP):
+                del l4.len
+            del ip.len
+            # The wire length PcapReader kept is the old one.
+            packet.wirelen = len(bytes(packet))
     wrpcap(str(dst), packets)
     return len(packets)
+
+
+def _tcp_turn_payloads(packets: list[Any], mapping: dict[str, str], keys: list[bytes]
+                       ) -> dict[int, bytes]:
+    """New payloads (by packet index) for the segments of TCP connections framed as TURN
+    over TCP (RFC 8656 section 3.1): a STUN message may span segments or share one, so
+    each direction's stream is rebuilt from its sequence numbers, its STUN messages are
+    rewritten in place (the rewrite keeps every length), and the segments cut out again."""
+    from scapy.layers.inet import IP, TCP
+
+    directions: dict[tuple[str, int, str, int], list[tuple[int, int, bytes]]] = {}
+    for index, packet in enumerate(packets):
+        tcp = packet.getlayer(TCP)
+        if tcp is not None and bytes(tcp.payload):
+            ip = packet.getlayer(IP)
+            key = (ip.src, tcp.sport, ip.dst, tcp.dport)
+            directions.setdefault(key, []).append((index, tcp.seq, bytes(tcp.payload)))
+    out: dict[int, bytes] = {}
+    for segments in directions.values():
+        base = min(seq for _, seq, _ in segments)  # no wrap in a lab call of seconds
+        stream = bytearray(max(seq - base + len(data) for _, seq, data in segments))
+        for _, seq, data in segments:
+            stream[seq - base:seq - base + len(data)] = data
+        if framing.detect(bytes(stream[:10])) != framing.TURN:
+            continue
+        pos = 0
+        while isinstance(frame := framing.frame_at(stream, pos, framing.TURN), framing.Frame):
+            if frame.kind == "stun":
+                stream[frame.start:frame.end] = rewrite_stun(
+                    bytes(stream[frame.start:frame.end]), mapping, keys)
+            pos = frame.end
+        for index, seq, data in segments:
+            out[index] = bytes(stream[seq - base:seq - base + len(data)])
+    return out

@@ -33,7 +33,9 @@ TURN_USER, TURN_PASSWORD, TURN_REALM = "lab", "lab-secret", "lab.example"
 # secrets block (editcap), the manifest's independent flow list (tshark).
 BASE_PROGRAMS = ("ip", "tcpdump", "editcap", "tshark")
 DEBIAN_PACKAGES = {"ip": "iproute2", "tcpdump": "tcpdump", "editcap": "wireshark-common",
-                   "tshark": "tshark", "turnserver": "coturn", "baresip": "baresip"}
+                   "tshark": "tshark", "turnserver": "coturn", "baresip": "baresip",
+                   "janus": "janus libjs-janus-gateway", "chromium": "chromium",
+                   "chromedriver": "chromium-driver", "gcc": "gcc", "firefox-esr": "firefox-esr"}
 PIP_EXTRA = "pip install 'flowscan[lab]'"
 
 
@@ -123,12 +125,13 @@ def _tool(cmd: list[str]) -> str:
     return done.stdout
 
 
-def _tcpdump(net: LabNetwork, host: str, out: Path) -> subprocess.Popen[bytes]:
+def _tcpdump(net: LabNetwork, host: str, out: Path, expression: str = "udp or tcp"
+             ) -> subprocess.Popen[bytes]:
     if shutil.which("tcpdump") is None:
         raise LabError("the lab needs tcpdump (apt install tcpdump)")
     iface = net.host(host).interface
     proc = subprocess.Popen([*net.exec_args(host), "tcpdump", "-i", iface, "-U", "-s", "0",
-                             "-w", str(out), "udp or tcp"],
+                             "-w", str(out), expression],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     assert proc.stderr is not None
@@ -358,6 +361,8 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
     if keylog.exists():
         lines = sorted(set(keylog.read_text().splitlines()))
         (out / "keys.log").write_text("\n".join(lines) + "\n")
+    for extra in result.get("files", []):  # evidence a scenario adds (an RTP dump, keys)
+        shutil.copyfile(extra, out / extra.name)
     for stem, raw in result.get("captures", {"capture": "raw.pcap"}).items():
         rewritten = work / f"{stem}.pcap"
         rewrite_capture(work / raw, rewritten, mapping, result["keys"])
@@ -368,8 +373,10 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
     manifest = {
         "scenario": scenario.name,
         "flows": _flows_with_truth(scenario, out / "capture.pcapng"),
-        **({"flows_at_sfu": _flows_with_truth(scenario, out / "capture-sfu.pcapng")}
-           if (out / "capture-sfu.pcapng").exists() else {}),
+        # Each other capture point's flows, by its host: capture-sfu.pcapng -> flows_at_sfu.
+        **{f"flows_at_{stem.removeprefix('capture-')}": _flows_with_truth(
+            scenario, out / f"{stem}.pcapng") for stem in result.get("captures", {})
+           if stem != "capture"},
         "summary": scenario.summary,
         "captured_at": scenario.captured_at,
         "hosts": {name: vars(place) for name, place in scenario.hosts.items()},
@@ -378,22 +385,29 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
         "stun_credentials": {"ice_passwords": result.get("ice_passwords", []),
                              "turn": [TURN_USER, TURN_REALM, TURN_PASSWORD]},
         "generated_by": "flowscan lab run " + scenario.name,
+        **result.get("manifest", {}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def conversations(capture: Path) -> dict[tuple[str, str], list[int]]:
-    """UDP conversations by tshark (independent of flowscan): sorted endpoint pair ->
-    [packets from the first endpoint, packets from the second]."""
-    rows = _tool(["tshark", "-r", str(capture), "-Y", "udp && !icmp", "-T", "fields", "-e",
-                  "ip.src", "-e", "udp.srcport", "-e", "ip.dst", "-e",
-                  "udp.dstport"]).splitlines()
-    out: dict[tuple[str, str], list[int]] = {}
+    """UDP and TCP conversations by tshark (independent of flowscan): sorted endpoint pair
+    -> [packets from the first endpoint, packets from the second]."""
+    return {key: counts for key, (_transport, counts) in _conversations(capture).items()}
+
+
+def _conversations(capture: Path) -> dict[tuple[str, str], tuple[str, list[int]]]:
+    rows = _tool(["tshark", "-r", str(capture), "-Y", "(udp || tcp) && !icmp", "-T",
+                  "fields", "-e", "ip.src", "-e", "udp.srcport", "-e", "tcp.srcport", "-e",
+                  "ip.dst", "-e", "udp.dstport", "-e", "tcp.dstport"]).splitlines()
+    out: dict[tuple[str, str], tuple[str, list[int]]] = {}
     for row in rows:
-        src, sport, dst, dport = row.split("\t")[:4]
+        src, usport, tsport, dst, udport, tdport = row.split("\t")[:6]
+        transport = "udp" if usport else "tcp"
+        sport, dport = (usport, udport) if usport else (tsport, tdport)
         a, b = f"{src}:{sport.split(',')[0]}", f"{dst}:{dport.split(',')[0]}"
         key = (a, b) if a <= b else (b, a)
-        counts = out.setdefault(key, [0, 0])
+        counts = out.setdefault(key, (transport, [0, 0]))[1]
         counts[0 if key[0] == a else 1] += 1
     return out
 
@@ -402,10 +416,10 @@ def _flows_with_truth(scenario: Scenario, capture: Path) -> list[dict[str, Any]]
     """Each UDP flow of the capture with what the scenario makes true of it."""
     who = {place.address: name for name, place in scenario.hosts.items()}
     flows = []
-    for (a, b), (from_a, from_b) in sorted(conversations(capture).items()):
+    for (a, b), (transport, (from_a, from_b)) in sorted(_conversations(capture).items()):
         hosts = sorted(who.get(e.rsplit(":", 1)[0], "?") for e in (a, b))
         ports = {int(e.rsplit(":", 1)[1]) for e in (a, b)}
-        entry: dict[str, Any] = {"transport": "udp", "endpoints": [a, b],
+        entry: dict[str, Any] = {"transport": transport, "endpoints": [a, b],
                                  "hosts": hosts, "packets": [from_a, from_b]}
         if ports == {5060}:
             entry["kind"] = "signalling"
@@ -498,7 +512,8 @@ _SFU_HOSTS = {
 }
 
 
-def _sfu_truth(e2ee: bool) -> dict[str, Any]:
+def _sfu_truth(e2ee: bool, names: tuple[str, ...] = ("alice", "bob", "carol")
+               ) -> dict[str, Any]:
     decrypted = {"verdict": "end-to-end" if e2ee else "hop-by-hop", "termination": "server",
                  "inner": "sframe" if e2ee else "codec"}
     return {"media": [{"between": [name, "sfu"], "app": "webrtc",
@@ -509,7 +524,7 @@ def _sfu_truth(e2ee: bool) -> dict[str, Any]:
                        if e2ee else None,
                        "observed": {"verdict": "hop-by-hop", "termination": "server"},
                        "decrypted": decrypted}
-                      for name in ("alice", "bob", "carol")]}
+                      for name in names]}
 
 
 _register(Scenario(
@@ -527,6 +542,89 @@ _register(Scenario(
     _SFU_HOSTS, "alice", lambda s, n, w: _sfu_call(s, n, w, e2ee=True), _sfu_truth(e2ee=True),
     modules=("aiortc", "scapy"),
 ))
+
+
+def _janus(e2ee: bool, firefox: tuple[str, ...] = ()
+           ) -> Callable[[Scenario, LabNetwork, Path], dict[str, Any]]:
+    def run(scenario: Scenario, net: LabNetwork, work: Path) -> dict[str, Any]:
+        from flowscan.lab.janus import janus_call  # imports this module: not at the top
+
+        return janus_call(scenario, net, work, e2ee=e2ee, firefox=firefox)
+    return run
+
+
+def _janus_scenario(name: str, summary: str, hosts: tuple[Place, Place, str], *, e2ee: bool,
+                    firefox: tuple[str, ...] = ()) -> None:
+    """A browser call through Janus: alice and bob, and the SFU at the given address."""
+    alice, bob, sfu = hosts
+    _register(Scenario(
+        name, summary,
+        {"alice": alice, "bob": bob, "sfu": Place("server", sfu, "US", "Amazon AWS (data centre)")},
+        "alice", _janus(e2ee, firefox), _sfu_truth(e2ee, ("alice", "bob")),
+        modules=("selenium", "marionette_driver", "scapy") if firefox else ("selenium", "scapy"),
+        programs=("janus", "chromium", "chromedriver", "gcc", *(("firefox-esr",) if firefox
+                                                                 else ()))))
+
+
+_CA, _FR = ("CA", "Rogers (residential)"), ("FR", "Orange (residential)")
+_CHROMIUM_PAIR = (Place("participant", "24.114.20.15", *_CA),
+                  Place("participant", "90.12.34.58", *_FR), "34.192.10.21")
+_janus_scenario(
+    "sfu-janus-browser",
+    "Two headless Chromium participants (libwebrtc, fake camera and microphone) publish to "
+    "and subscribe from each other through Janus's VideoRoom, which terminates each "
+    "PeerConnection's DTLS-SRTP and forwards RTP re-encrypted per leg; Janus's DTLS secrets "
+    "come from a key-log shim. Captured at alice and at the SFU.", _CHROMIUM_PAIR, e2ee=False)
+_janus_scenario(
+    "sfu-janus-browser-e2ee",
+    "The same Janus call with every encoded frame SFrame-protected in the page (Chromium's "
+    "encoded insertable streams, WebCrypto AES-GCM, RFC 9605) with a key only the "
+    "participants hold; the room requires end-to-end encryption and Janus forwards what it "
+    "cannot read. Captured at alice and at the SFU.", _CHROMIUM_PAIR, e2ee=True)
+_janus_scenario(
+    "sfu-janus-firefox",
+    "The Janus call with alice in headless Firefox ESR (NSS DTLS, driven through "
+    "Marionette) and bob in Chromium; Firefox's own key log and Janus's shim give the DTLS "
+    "secrets of alice's legs from both ends. Captured at alice and at the SFU.",
+    (Place("participant", "90.12.34.59", *_FR), Place("participant", "24.114.20.16", *_CA),
+     "34.192.10.22"), e2ee=False, firefox=("alice",))
+_janus_scenario(
+    "sfu-janus-firefox-e2ee",
+    "The Janus call end to end with alice in Firefox ESR, whose frames are SFrame-protected "
+    "by RTCRtpScriptTransform in a worker, and bob in Chromium, by encoded insertable "
+    "streams: one SFrame (RFC 9605) key both browsers hold and Janus does not. Captured at "
+    "alice and at the SFU.",
+    (Place("participant", "90.12.34.61", *_FR), Place("participant", "24.114.20.17", *_CA),
+     "34.192.10.23"), e2ee=True, firefox=("alice",))
+
+
+def _p2p_browsers(scenario: Scenario, net: LabNetwork, work: Path) -> dict[str, Any]:
+    from flowscan.lab.p2p_browser import p2p_call  # imports this module: not at the top
+
+    return p2p_call(scenario, net, work)
+
+
+_register(Scenario(
+    "p2p-browser-dtls13",
+    "A direct call between Firefox ESR (alice) and Chromium (bob), which both offer DTLS "
+    "1.3: ICE with host candidates, DTLS 1.3-SRTP keyed by the exporter, Opus and VP8; "
+    "Firefox's NSS logs the DTLS 1.3 secrets. Captured at alice.",
+    {"alice": Place("participant", "90.12.34.60", "FR", "Orange (residential)"),
+     "bob": Place("participant", "91.64.10.21", "DE", "Vodafone Kabel (residential)")},
+    "alice", _p2p_browsers,
+    {"media": [{"between": ["alice", "bob"], "app": "webrtc", "protocols":
+                ["stun", "dtls", "rtp", "rtcp", "srtp"], "codecs": ["opus", "vp8"],
+                "encryption_terminates": "bob", "key_exchange": "dtls-srtp",
+                "dtls_version": "1.3",
+                "observed": {"verdict": "end-to-end", "termination": "peer"},
+                "decrypted": {"verdict": "end-to-end", "termination": "peer",
+                              "inner": "codec"}}]},
+    modules=("selenium", "marionette_driver", "scapy"),
+    programs=("chromium", "chromedriver", "firefox-esr"),
+))
+
+
+from flowscan.lab import relay as _relay  # noqa: E402, F401 - registers its scenarios
 
 
 def run_scenario(name: str, out: Path) -> Path:

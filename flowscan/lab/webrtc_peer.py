@@ -111,7 +111,8 @@ async def run(args: argparse.Namespace) -> None:
             done.set()
 
     pc.addTrack(AudioStreamTrack())
-    pc.addTrack(VideoStreamTrack())
+    if not args.audio_only:  # a SIP phone at the other end of a media relay takes audio
+        pc.addTrack(VideoStreamTrack())
     if args.role == "offer":
         await pc.setLocalDescription(await pc.createOffer())
         send({"sdp": pc.localDescription.sdp, "type": "offer", "peer": args.name})
@@ -138,6 +139,7 @@ def main() -> None:
     parser.add_argument("--turn-password", default="lab")
     parser.add_argument("--relay-only", action="store_true")
     parser.add_argument("--name", default="")
+    parser.add_argument("--audio-only", action="store_true")
     parser.add_argument("--sframe-key", help="hex base key: protect frames with SFrame")
     parser.add_argument("--sframe-kid", type=int, default=0)
     args = parser.parse_args()

@@ -1,7 +1,5 @@
-"""SIP messages (RFC 3261 section 7) and their SDP bodies (RFC 8866).
-
-SDES keys (`a=crypto`, RFC 4568 section 9.1) are key material: they are kept for the
-decryption stage but never printed; reports name them by a short SHA-256 fingerprint.
+"""SIP messages (RFC 3261 section 7); their SDP bodies (RFC 8866) are read by
+flowscan.protocols.sdp, the one SDP model.
 
 Both are read line by line: a malformed line is skipped and noted (its line number and a
 fixed reason, never its content, which may hold a key), so one bad line never hides the
@@ -10,11 +8,16 @@ rest of the message, its SDP, or its keys. Numbers are ASCII digits only (flowsc
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 
 from flowscan.digits import ascii_int
+from flowscan.protocols.sdp import Malformed, SdpMedia, read_sdp
+
+# The SDP model, re-exported for callers that know it as SIP's.
+from flowscan.protocols.sdp import SdesKey as SdesKey
+from flowscan.protocols.sdp import Sdp as Sdp
+from flowscan.protocols.sdp import parse_sdp as parse_sdp
 
 COMPACT = {"i": "call-id", "f": "from", "t": "to", "l": "content-length", "c": "content-type",
            "v": "via", "m": "contact"}
@@ -27,45 +30,6 @@ TOKEN = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")
 # (RFC 3261 section 7.1 Request-Line, 7.2 Status-Line). An SDP line (x=...) never looks so.
 NEXT_START = re.compile(rb"\r\n(?=SIP/2\.0 |(?:" + b"|".join(m.encode() for m in METHODS)
                         + rb") [^\r\n]* SIP/2\.0\r\n)")
-
-# A malformed line: (line number counted from the message's start line as 1, reason).
-Malformed = tuple[int, str]
-
-
-@dataclass
-class SdesKey:
-    tag: str
-    suite: str
-    key_params: str = field(repr=False)  # inline:<key||salt>; never reported
-
-    @property
-    def fingerprint(self) -> str:
-        return hashlib.sha256(self.key_params.encode()).hexdigest()[:16]
-
-
-@dataclass
-class SdpMedia:
-    media: str  # audio, video, application
-    port: int
-    protocol: str  # RTP/AVP, RTP/SAVP, UDP/TLS/RTP/SAVPF, ...
-    formats: list[str]
-    address: str | None = None
-    crypto: list[SdesKey] = field(default_factory=list)
-    fingerprint: str | None = None  # a=fingerprint (DTLS-SRTP, RFC 8122)
-    setup: str | None = None
-    rtpmap: dict[int, str] = field(default_factory=dict)
-    candidates: list[str] = field(default_factory=list)
-    zrtp_hash: str | None = None  # a=zrtp-hash (RFC 6189 section 8.1): version and hash
-
-
-@dataclass
-class Sdp:
-    """One SDP text as read: its media sections and the lines skipped as malformed (line
-    numbers counted from the text's first line as 1)."""
-
-    media: list[SdpMedia] = field(default_factory=list)
-    malformed: list[Malformed] = field(default_factory=list)
-
 
 @dataclass
 class SipMessage:
@@ -118,48 +82,11 @@ def parse(data: bytes) -> SipMessage | None:
         msg.skipped = start
     else:
         msg.method, msg.status = start
-    name = ""
-    for number, raw in enumerate(lines[1:], 2):
-        try:
-            line = raw.decode("utf-8")  # RFC 3261 section 25.1: TEXT-UTF8
-        except UnicodeDecodeError:
-            msg.malformed.append((number, "not UTF-8 text"))
-            name = ""
-            continue
-        if line[:1] in (" ", "\t"):
-            # RFC 3261 section 7.3.1: a line starting with whitespace continues the header
-            # field above it (line folding).
-            if name:
-                msg.headers[name] = f"{msg.headers[name]} {line.strip()}".strip()
-            else:
-                msg.malformed.append((number, "continuation line with no header above it"))
-            continue
-        field_name, sep, value = line.partition(":")
-        field_name = field_name.strip()
-        if not sep or not TOKEN.fullmatch(field_name):
-            msg.malformed.append((number, "not a header field (token \":\" value)"))
-            name = ""
-            continue
-        key = field_name.lower()
-        name = COMPACT.get(key, key)
-        msg.headers[name] = value.strip()
+    _read_headers(msg, lines)
     msg.call_id = msg.headers.get("call-id")
     msg.cseq = msg.headers.get("cseq")
     body_start = head_end + 4
-    length = None
-    if "content-length" in msg.headers:
-        # RFC 3261 section 20.14: Content-Length = 1*DIGIT.
-        length = ascii_int(msg.headers["content-length"])
-        if length is None:
-            msg.malformed.append((_line_of(lines, "content-length"),
-                                  "Content-Length is not ASCII digits"))
-    if length is None:
-        # RFC 3261 section 18.3: over UDP the body ends with the datagram; in a stream the
-        # length is mandatory, and the best guess ends it where the next message starts.
-        following = NEXT_START.search(data, body_start - 2)
-        body = data[body_start:following.end() if following else len(data)]
-    else:
-        body = data[body_start:body_start + length]
+    body = data[body_start:_body_end(msg, lines, data, body_start)]
     msg.length = body_start + len(body)
     if msg.skipped is None and msg.headers.get("content-type", "").lower().startswith(
             "application/sdp"):
@@ -169,6 +96,56 @@ def parse(data: bytes) -> SipMessage | None:
     return msg
 
 
+def _read_headers(msg: SipMessage, lines: list[bytes]) -> None:
+    """The header fields after the start line, by their full names (RFC 3261 section
+    7.3.3: compact forms expanded); a malformed line is noted and skipped."""
+    name = ""  # the field the last line read, which a folded line continues
+    for number, raw in enumerate(lines[1:], 2):
+        name, reason = _header_line(msg.headers, name, raw)
+        if reason is not None:
+            msg.malformed.append((number, reason))
+
+
+def _header_line(headers: dict[str, str], name: str, raw: bytes) -> tuple[str, str | None]:
+    """Reads one header line into headers: the field it belongs to ("" after a malformed
+    line), and a reason when it is malformed."""
+    try:
+        line = raw.decode("utf-8")  # RFC 3261 section 25.1: TEXT-UTF8
+    except UnicodeDecodeError:
+        return "", "not UTF-8 text"
+    if line[:1] in (" ", "\t"):
+        # RFC 3261 section 7.3.1: a line starting with whitespace continues the header
+        # field above it (line folding).
+        if not name:
+            return name, "continuation line with no header above it"
+        headers[name] = f"{headers[name]} {line.strip()}".strip()
+        return name, None
+    field_name, sep, value = line.partition(":")
+    field_name = field_name.strip()
+    if not sep or not TOKEN.fullmatch(field_name):
+        return "", "not a header field (token \":\" value)"
+    key = field_name.lower()
+    name = COMPACT.get(key, key)
+    headers[name] = value.strip()
+    return name, None
+
+
+def _body_end(msg: SipMessage, lines: list[bytes], data: bytes, body_start: int) -> int:
+    """Where the body ends: after Content-Length bytes (RFC 3261 section 20.14:
+    1*DIGIT); without a usable one, over UDP with the datagram, in a stream (where the
+    length is mandatory) where the next message starts, the best guess (section 18.3)."""
+    length = None
+    if "content-length" in msg.headers:
+        length = ascii_int(msg.headers["content-length"])
+        if length is None:
+            msg.malformed.append((_line_of(lines, "content-length"),
+                                  "Content-Length is not ASCII digits"))
+    if length is not None:
+        return body_start + length
+    following = NEXT_START.search(data, body_start - 2)
+    return following.end() if following else len(data)
+
+
 def _line_of(lines: list[bytes], header: str) -> int:
     """The line number of a header (full or compact name), counted from the start line."""
     names = {header} | {k for k, v in COMPACT.items() if v == header}
@@ -176,148 +153,3 @@ def _line_of(lines: list[bytes], header: str) -> int:
         if raw.partition(b":")[0].strip().lower().decode("ascii", "replace") in names:
             return number
     return 0
-
-
-class _Skipped:
-    """The media section of a malformed m= line: its lines are ignored, not attached to the
-    section above it (RFC 8866 section 5: a media description runs to the next m=)."""
-
-
-SKIPPED = _Skipped()
-
-
-def read_sdp(body: bytes | str) -> Sdp:
-    """RFC 8866 section 5: lines of `<type>=<value>`, type one letter; CRLF ends a line, a
-    bare LF is accepted too. A `v=` line starts a new description (an offer and its answer
-    may follow one another in one text)."""
-    out = Sdp()
-    lines: list[str | None]
-    if isinstance(body, str):
-        lines = list(body.split("\n"))
-    else:
-        lines = []
-        for chunk in body.split(b"\n"):
-            try:
-                lines.append(chunk.decode("utf-8"))  # RFC 8866 section 5: UTF-8 by default
-            except UnicodeDecodeError:
-                lines.append(None)
-    session_address: str | None = None
-    session_fingerprint: str | None = None
-    session_zrtp: str | None = None
-    session_start = 0
-    current: SdpMedia | _Skipped | None = None
-    for number, text in enumerate(lines, 1):
-        if text is None:
-            out.malformed.append((number, "not UTF-8 text"))
-            continue
-        line = text.rstrip("\r")
-        if not line.strip():
-            continue  # a blank line (the CRLF that ends the last line) carries nothing
-        if len(line) < 2 or line[1] != "=" or not line[0].isascii() or not line[0].isalpha():
-            out.malformed.append((number, "not <type>=<value>"))
-            continue
-        kind, value = line[0], line[2:].strip()
-        if kind == "v":
-            for m in out.media[session_start:]:
-                m.fingerprint = m.fingerprint or session_fingerprint
-                m.zrtp_hash = m.zrtp_hash or session_zrtp
-            session_address, session_fingerprint, session_zrtp = None, None, None
-            session_start, current = len(out.media), None
-            continue
-        if kind == "m":
-            section = _media_line(value, session_address)
-            if isinstance(section, str):
-                out.malformed.append((number, section))
-                current = SKIPPED
-            else:
-                out.media.append(section)
-                current = section
-            continue
-        if current is SKIPPED:
-            continue
-        reason = _attribute(kind, value, current if isinstance(current, SdpMedia) else None)
-        if isinstance(reason, str):
-            out.malformed.append((number, reason))
-        elif reason is not None:
-            kind_, found = reason
-            if kind_ == "c":
-                session_address = found
-            elif kind_ == "zrtp-hash":
-                session_zrtp = found
-            else:
-                session_fingerprint = found
-    for m in out.media[session_start:]:
-        m.fingerprint = m.fingerprint or session_fingerprint
-        m.zrtp_hash = m.zrtp_hash or session_zrtp
-    return out
-
-
-def _media_line(value: str, session_address: str | None) -> SdpMedia | str:
-    """RFC 8866 section 5.14: `m=<media> <port>[/<number of ports>] <proto> <fmt> ...`;
-    a reason (str) when the line is malformed."""
-    parts = value.split()
-    if len(parts) < 3:
-        return "m= has fewer than three fields"
-    port_text, _, count = parts[1].partition("/")
-    port = ascii_int(port_text)
-    if port is None or port > 65535 or (count and ascii_int(count) is None):
-        return "m= port is not ASCII digits from 0 to 65535"
-    return SdpMedia(parts[0], port, parts[2], parts[3:], session_address)
-
-
-def _attribute(kind: str, value: str, current: SdpMedia | None
-               ) -> str | tuple[str, str | None] | None:
-    """Reads one c= or a= line into the media section (or the session, current None).
-    A reason (str) when malformed; ("c", address), ("fingerprint", value) or ("zrtp-hash",
-    value) for the session level; None otherwise."""
-    if kind == "c":
-        # RFC 8866 section 5.7: c=<nettype> <addrtype> <connection-address>, a multicast
-        # address followed by /ttl[/number].
-        parts = value.split()
-        if len(parts) < 3:
-            return "c= has fewer than three fields"
-        address = parts[2].split("/")[0]
-        if current is None:
-            return "c", address
-        current.address = address
-        return None
-    if kind != "a":
-        return None
-    name, _, rest = value.partition(":")
-    if name == "fingerprint":  # RFC 8122 section 5: session or media level
-        if current is None:
-            return "fingerprint", rest
-        current.fingerprint = rest
-        return None
-    if name == "zrtp-hash":  # RFC 6189 section 8.1: session or media level
-        if current is None:
-            return "zrtp-hash", rest
-        current.zrtp_hash = rest
-        return None
-    if current is None:
-        return None
-    if name == "crypto":
-        # RFC 4568 section 9.1: a=crypto:<tag> <crypto-suite> <key-params> [<session-params>]
-        # with tag = 1*9DIGIT.
-        parts = rest.split()
-        if len(parts) < 3 or len(parts[0]) > 9 or ascii_int(parts[0]) is None:
-            return "a=crypto is not <tag> <crypto-suite> <key-params>"
-        current.crypto.append(SdesKey(parts[0], parts[1], parts[2]))
-    elif name == "setup":
-        current.setup = rest
-    elif name == "rtpmap":
-        # RFC 8866 section 6.6: a=rtpmap:<payload type> <encoding name>/<clock rate>...,
-        # the payload type 0 to 127 (RFC 3550 section 5.1: 7 bits).
-        pt_text, _, codec = rest.partition(" ")
-        pt = ascii_int(pt_text)
-        if pt is None or pt > 127:
-            return "a=rtpmap payload type is not ASCII digits from 0 to 127"
-        current.rtpmap[pt] = codec.strip()
-    elif name == "candidate":
-        current.candidates.append(rest)
-    return None
-
-
-def parse_sdp(text: bytes | str) -> list[SdpMedia]:
-    """The media sections of an SDP text; malformed lines skipped (read_sdp names them)."""
-    return read_sdp(text).media

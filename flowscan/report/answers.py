@@ -13,6 +13,7 @@ database strings; every renderer makes them inert.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import Counter
 from collections.abc import Iterable
 
@@ -200,6 +201,36 @@ def size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{n} B"
+
+
+def when(ts: float | None) -> str:
+    """A capture timestamp in UTC, to the millisecond: '2019-09-26 17:54:26.080Z'."""
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def duration(seconds: float | None) -> str:
+    """A span as people say it: '40 ms', '2.5 s', '3 min 12 s', '1 h 4 min', '3.3 years'."""
+    if seconds is None or seconds < 0:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    if days < 365:
+        return f"{days} d {hours} h" if hours else f"{days} d"
+    return f"{seconds / (365.25 * 86400):.1f} years"
 
 
 KINDS = ("media", "signalling", "other")  # the order flows and counts are listed in

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flowscan.capture.decode import LINK_NAMES
+from flowscan.geo.plausibility import Vantage
 from flowscan.policy.jurisdictions import Home
 from flowscan.report.answers import build as build_answers
 from flowscan.report.model import (
@@ -21,6 +22,7 @@ from flowscan.report.model import (
     Report,
     SecretsInfo,
     ToolInfo,
+    VantagePoint,
 )
 from flowscan.report.records import timestamp
 from flowscan.version import __version__
@@ -105,11 +107,19 @@ def capture_info(totals: CaptureTotals, warnings: list[str]) -> CaptureInfo:
 def build_report(totals: CaptureTotals, warnings: list[str], flows: list[Flow],
                  apps: list[AppGroup], names: dict[str, list[str]],
                  sessions: list[MediaSession], findings: list[Finding],
-                 geodata: list[GeoDatabase], home: Home | None) -> Report:
+                 geodata: list[GeoDatabase], home: Home | None,
+                 vantage: Vantage | None = None) -> Report:
     report = Report(tool=ToolInfo("flowscan", __version__),
                     capture=capture_info(totals, warnings), flows=flows, apps=apps,
-                    names=names, sessions=sessions, findings=findings, geodata=geodata)
+                    names=names, sessions=sessions, findings=findings, geodata=geodata,
+                    vantage=vantage_point(vantage))
     return with_answers(report, home)
+
+
+def vantage_point(vantage: Vantage | None) -> VantagePoint | None:
+    if vantage is None:
+        return None
+    return VantagePoint(vantage.label, vantage.point[0], vantage.point[1], vantage.country)
 
 
 def with_answers(report: Report, home: Home | None) -> Report:

@@ -112,6 +112,17 @@ class GeoDatabase:
 
 
 @dataclass(slots=True)
+class VantagePoint:
+    """Where the capture was taken (--vantage): a country's centre or the coordinates
+    given. Maps start their arcs here; the plausibility checks measure from it."""
+
+    label: str
+    latitude: float
+    longitude: float
+    country: str | None = None
+
+
+@dataclass(slots=True)
 class RemoteInfo:
     ip: str
     which: str  # the flow side taken as remote: server or client
@@ -260,6 +271,8 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     # The plain answers (issue 16): is the media end-to-end encrypted, where did data go.
     answers: Answers | None = None
+    # Where the capture was taken, when --vantage said it.
+    vantage: VantagePoint | None = None
 
     def flows_records(self) -> list[dict[str, Any]]:
         """One flat dict per flow, the CSV's columns (report.rows): what

@@ -9,9 +9,8 @@ is not taken for a style tag, and no escape sequence or line break reaches the t
 
 from __future__ import annotations
 
-import datetime as dt
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -20,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flowscan.report.answers import flow_name, plural, size
+from flowscan.report.answers import duration, flow_name, plural, size, when
 from flowscan.report.model import Answers, Flow, MediaSession, Report
 from flowscan.report.sanitize import LINE_MAX, inert_text
 
@@ -37,35 +36,6 @@ EVIDENCE_MAX = 320
 
 # A piece of a line: our own words as they are, or (words, rich style).
 Piece = str | tuple[str, str]
-
-
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-
-
-def duration(seconds: float | None) -> str:
-    """A span as people say it: '40 ms', '2.5 s', '3 min 12 s', '1 h 4 min', '3.3 years'."""
-    if seconds is None or seconds < 0:
-        return "-"
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    if days < 365:
-        return f"{days} d {hours} h" if hours else f"{days} d"
-    return f"{seconds / (365.25 * 86400):.1f} years"
 
 
 def _d(s: object, max_len: int = LINE_MAX) -> str:
@@ -191,28 +161,46 @@ def _ids(ids: list[int]) -> str:
     return ", ".join(map(str, ids[:6])) + (", ..." if len(ids) > 6 else "")
 
 
+Rows = list[tuple[Text | str, Text]]  # (label, line) of the labelled block
+
+
 def _render_one(console: Console, report: Report, top: int) -> None:
     cap = report.capture
     console.print(_line((_d(cap.path), "bold"), "  (", _d(cap.format, 40), ", ",
                         _d(", ".join(cap.link_types) or "-"), ")"))
+    _labelled(console, [row for section in SECTIONS for row in section(report)])
+    if report.flows:
+        _flow_table(console, report, top)
+
+
+def _answer_rows(report: Report) -> Rows:
+    if report.answers is None:
+        return []
     present = {f.encryption.verdict for f in report.flows if f.encryption}
-    rows: list[tuple[Text | str, Text]] = []
-    if report.answers is not None:
-        rows += _answers(report.answers, present)
-    rows.append(("sha256", _line(_d(cap.sha256, 64))))
+    return _answers(report.answers, present)
+
+
+def _capture_rows(report: Report) -> Rows:
+    cap = report.capture
+    rows: Rows = [("sha256", _line(_d(cap.sha256, 64)))]
     span = (duration(cap.last_timestamp - cap.first_timestamp)
             if cap.first_timestamp is not None and cap.last_timestamp is not None else "-")
     rows.append(("packets", _line(
         f"{plural(cap.packets, 'packet')} ({size(cap.bytes)}), "
-        f"{plural(len(report.flows), 'flow')}, from {_when(cap.first_timestamp)} "
-        f"to {_when(cap.last_timestamp)} ({span})")))
+        f"{plural(len(report.flows), 'flow')}, from {when(cap.first_timestamp)} "
+        f"to {when(cap.last_timestamp)} ({span})")))
     if cap.decryption_secrets.blocks:
         rows.append(("secrets", _line(
             f"{plural(cap.decryption_secrets.blocks, 'decryption secrets block')}: ",
             _d(", ".join(cap.decryption_secrets.kinds)))))
     for warning in cap.warnings:
         rows.append((Text("warning", "yellow"), _line(_d(warning))))
+    return rows
+
+
+def _app_rows(report: Report) -> Rows:
     by_id = {f.id: f for f in report.flows}
+    rows: Rows = []
     for group in report.apps:
         largest = max((by_id[i] for i in group.flows), key=lambda f: (f.bytes, -f.id))
         why = largest.app.evidence[0] if largest.app else None
@@ -222,7 +210,11 @@ def _render_one(console: Console, report: Report, top: int) -> None:
             f"{size(group.bytes)}",
             f"; e.g. {_d(why.signal, 80)}: {_d(why.detail, EVIDENCE_MAX)}" if why else "",
         )))
-    rows += _sessions(report.sessions)
+    return rows
+
+
+def _finding_rows(report: Report) -> Rows:
+    rows: Rows = []
     for finding in report.findings:
         color = {"high": "red", "medium": "yellow"}.get(finding.severity, "")
         rows.append(("finding", _line(
@@ -230,13 +222,22 @@ def _render_one(console: Console, report: Report, top: int) -> None:
             f" (flows {', '.join(map(str, finding.flows[:10]))}"
             f"{', ...' if len(finding.flows) > 10 else ''})",
         )))
-    rows += _destinations(report)
+    return rows
+
+
+def _geodata_rows(report: Report) -> Rows:
     credits = sorted({_d(d.attribution) for d in report.geodata if d.attribution})
-    if credits:
-        rows.append(("geodata", _line("; ".join(credits))))
-    _labelled(console, rows)
-    if not report.flows:
-        return
+    return [("geodata", _line("; ".join(credits)))] if credits else []
+
+
+# The labelled block above the flow table, section by section, in order.
+SECTIONS: tuple[Callable[[Report], Rows], ...] = (
+    _answer_rows, _capture_rows, _app_rows, lambda report: _sessions(report.sessions),
+    _finding_rows, _destinations, _geodata_rows)
+
+
+def _flow_table(console: Console, report: Report, top: int) -> None:
+    """The largest flows (all with top 0), and a note of what was left out."""
     flows = sorted(report.flows, key=lambda f: (-f.bytes, f.id))
     shown = flows if top <= 0 else flows[:top]
     dropped = _print_table(console, shown, report.names)

@@ -5,8 +5,8 @@ End-to-end from the wire alone needs positive evidence that the DTLS peer is a p
 
 - The network an address sits on, from the ASN database (flowscan.geo): data-centre,
   cloud and service networks host servers and relays; residential and mobile access
-  networks host participants. The tables below are small and curated: well-known ASNs,
-  then keywords of operators' registered names. An address on neither list is unknown,
+  networks host participants. Small curated tables: well-known ASNs (flowscan.geo.networks),
+  then keywords of operators' registered names (below). An address on neither list is unknown,
   which is never evidence either way.
 - The DTLS certificate. WebRTC endpoints make a fresh self-signed certificate and
   authenticate it by the fingerprint in their signalling (RFC 5763 section 5; RFC 8827
@@ -21,17 +21,12 @@ from __future__ import annotations
 import re
 
 from flowscan.apps import domain_app
+from flowscan.geo.networks import ACCESS, HOSTING, of_kind
 
-# Data-centre, cloud and service networks: an address there is a server or relay.
-HOSTING_ASNS = {14618: "Amazon", 16509: "Amazon", 15169: "Google", 396982: "Google",
-                43515: "Google", 8075: "Microsoft", 31898: "Oracle", 24940: "Hetzner",
-                16276: "OVH", 14061: "DigitalOcean", 63949: "Akamai/Linode",
-                20473: "Vultr", 13335: "Cloudflare", 30103: "Zoom", 13445: "Cisco Webex",
-                6577: "Cisco Webex", 49544: "i3D.net", 32934: "Meta", 62041: "Telegram",
-                45102: "Alibaba", 132203: "Tencent", 16625: "Akamai", 20940: "Akamai",
-                54113: "Fastly", 8560: "IONOS", 51167: "Contabo", 12876: "Scaleway",
-                60781: "Leaseweb", 36351: "IBM SoftLayer", 19551: "Incapsula",
-                396507: "Twilio", 714: "Apple", 6185: "Apple"}
+# An address on a data-centre, cloud or service network is a server's or relay's; one on
+# a residential or mobile access network is a subscriber's.
+HOSTING_ASNS = of_kind(HOSTING)
+ACCESS_ASNS = of_kind(ACCESS)
 HOSTING_WORDS = ("hosting", "host ", "cloud", "data center", "datacenter", "data centre",
                  "datacentre", "server", "colocation", "vps", "amazon", "google llc",
                  "google ireland", "google cloud", "microsoft corp", "oracle", "hetzner",
@@ -39,21 +34,6 @@ HOSTING_WORDS = ("hosting", "host ", "cloud", "data center", "datacenter", "data
                  "contabo", "scaleway", "cloudflare", "fastly", "alibaba", "tencent",
                  "rackspace", "softlayer", "equinix", "zoom video", "facebook",
                  "meta platforms", "i3d", "twilio", "cisco")
-# Residential and mobile access networks: an address there is a subscriber's.
-ACCESS_ASNS = {812: "Rogers", 577: "Bell Canada", 852: "Telus", 6327: "Shaw",
-               7922: "Comcast", 7018: "AT&T", 701: "Verizon", 6167: "Verizon Wireless",
-               22394: "Verizon Wireless", 21928: "T-Mobile US", 20115: "Charter",
-               22773: "Cox", 3320: "Deutsche Telekom", 3209: "Vodafone Germany",
-               6805: "Telefonica Germany", 3215: "Orange France", 12322: "Free",
-               15557: "SFR", 5410: "Bouygues Telecom", 2856: "BT", 5089: "Virgin Media",
-               5607: "Sky UK", 3352: "Telefonica Spain", 12479: "Orange Spain",
-               3269: "Telecom Italia", 12874: "Fastweb", 30722: "Vodafone Italia",
-               1136: "KPN", 33915: "Ziggo", 3303: "Swisscom", 8881: "1&1 Versatel",
-               9158: "Telenor Denmark", 2119: "Telenor Norway", 3301: "Telia Sweden",
-               5432: "Proximus", 6830: "Liberty Global", 55836: "Reliance Jio",
-               45609: "Bharti Airtel mobile", 4713: "NTT OCN", 2516: "KDDI",
-               17676: "SoftBank", 1221: "Telstra", 4804: "Optus", 4134: "China Telecom",
-               4837: "China Unicom", 9808: "China Mobile"}
 ACCESS_WORDS = ("broadband", "cable", "kabel", "telecom", "telekom", "telecommunication",
                 "mobile", "wireless", "cellular", "dsl", "fiber", "fibre", "vodafone",
                 "orange", "comcast", "verizon", "t-mobile", "telefonica", "telenor", "telia",

@@ -1,6 +1,6 @@
 """Encryption verdicts from traffic alone (basis "observed").
 
-The rules, in order, for each media flow:
+The rules, in order, for each media flow (RULES: the first that gives a verdict decides):
 1. SDES keys (`a=crypto`) sent in clear SIP for the flow's endpoint: keys-exposed.
 2. Payloads with codec structure in the clear and no key exchange: plaintext.
 3. The key exchange and where the encryption ends decide the rest. end-to-end needs
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 from flowscan.geo.locate import scope_of
 from flowscan.identify import SIDES, FlowFacts
+from flowscan.protocols.sdp import MediaOffer, offers
 from flowscan.report.model import Decryption, Encryption, EvidenceItem, Flow, RemoteInfo
 from flowscan.verdict.endpoints import network_kind, server_certificate, throwaway_certificate
 
@@ -101,32 +102,30 @@ def build_context(flows: list[tuple[Flow, FlowFacts]]) -> VerdictContext:
             ctx.turn_servers.setdefault(flow.server.ip, flow.id)
             for address in facts.stun.relayed_addresses:
                 ctx.relayed.setdefault(address, flow.id)
-        if facts.sip is None:
-            continue
         over_tls = flow.transport == "tcp" and "tls" in facts.protocols
-        for media in facts.sip.media:
-            media_address, port = media.get("address"), media.get("port")
-            if not isinstance(media_address, str) or not isinstance(port, int):
-                continue
-            keys = media.get("sdes") or []
-            call = facts.sip.call_ids[0] if facts.sip.call_ids else "?"
-            for endpoint in ((media_address, port), (media_address, port + 1)):
-                ctx.sdp_media.setdefault(endpoint, call)
-                if media.get("zrtp_hash"):
-                    ctx.sdp_zrtp.setdefault(endpoint, (
-                        f"SDP on flow {flow.id} (SIP call {call}) announces ZRTP for "
-                        f"{media.get('media')} {media_address}:{port} with a=zrtp-hash "
-                        "(RFC 6189 section 8.1), binding the exchange to the signalling"))
-                if keys and not over_tls:
-                    key = keys[0]  # type: ignore[index]
-                    ctx.sdes.setdefault(endpoint, SdesExposure(
-                        flow.id, str(key["suite"]), str(key["key_sha256"]),
-                        f"{media.get('media')} {media_address}:{port}"))
-                elif str(media.get("protocol", "")).upper() == "RTP/AVP":
-                    ctx.sdp_plain_rtp.setdefault(
-                        endpoint, f"SDP on flow {flow.id} offers {media.get('media')} "
-                                  f"{media_address}:{port} as RTP/AVP (unencrypted RTP)")
+        for offer in offers(facts.sdp_media, facts.sip):
+            _read_offer(ctx, flow.id, offer, over_tls)
     return ctx
+
+
+def _read_offer(ctx: VerdictContext, flow_id: int, offer: MediaOffer, over_tls: bool) -> None:
+    """What one m= section says of its endpoints: the SIP call, ZRTP announced, SDES keys
+    sent in the clear, or plain RTP offered."""
+    m, call = offer.media, offer.call or "?"
+    where = f"{m.media} {offer.address}:{m.port}"
+    for endpoint in offer.endpoints:
+        ctx.sdp_media.setdefault(endpoint, call)
+        if m.zrtp_hash:
+            ctx.sdp_zrtp.setdefault(endpoint, (
+                f"SDP on flow {flow_id} (SIP call {call}) announces ZRTP for {where} with "
+                "a=zrtp-hash (RFC 6189 section 8.1), binding the exchange to the signalling"))
+        if m.crypto and not over_tls:
+            key = m.crypto[0]
+            ctx.sdes.setdefault(endpoint, SdesExposure(flow_id, key.suite, key.fingerprint,
+                                                       where))
+        elif m.protocol.upper() == "RTP/AVP":
+            ctx.sdp_plain_rtp.setdefault(endpoint, f"SDP on flow {flow_id} offers {where} as "
+                                                   "RTP/AVP (unencrypted RTP)")
 
 
 def _payload_look(facts: FlowFacts) -> tuple[str | None, list[EvidenceItem]]:
@@ -206,6 +205,7 @@ def _turn_over_tls(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encrypt
 
 
 def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | None:
+    """The flow's verdict: the first rule of RULES that gives one, in order."""
     if not is_media(flow, facts):
         return _turn_over_tls(flow, facts, ctx)
     opaque = not media_packets(facts) and flow.app is not None and (
@@ -214,81 +214,162 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
         # Every packet that could be media was read, and none was. (With such packets left
         # unread beyond the samples, the handshake is judged: the media may be there.)
         return _handshake_only(facts)
-    app = flow.app.name if flow.app else None
-    ends = ((flow.server.ip, flow.server.port), (flow.client.ip, flow.client.port))
-    look, payload_evidence = _payload_look(facts)
-    srtcp = facts.rtp.srtcp_index if facts.rtp else None
-    if srtcp:
-        payload_evidence.append(EvidenceItem("srtcp-trailer", f"{srtcp}, before or after an "
-                                             "authentication tag: the RTCP is SRTCP"))
-    partly_clear = _rtcp_partly_clear(facts)
-    if partly_clear is not None:
-        payload_evidence.append(partly_clear)
+    case = _Case.of(flow, facts, ctx)
+    for rule in RULES:
+        verdict = rule(case)
+        if verdict is not None:
+            return verdict
+    raise AssertionError("the last rule always gives a verdict")
 
-    # Media straight between the two addresses the SIP parties offered ends at the peer.
+
+@dataclass
+class _Case:
+    """What the rules read of one media flow, worked out once."""
+
+    flow: Flow
+    facts: FlowFacts
+    ctx: VerdictContext
+    app: str | None
+    ends: tuple[tuple[str, int], tuple[str, int]]
+    look: str | None  # "plain" or "random" from the payloads, or None
+    payload: list[EvidenceItem]  # what the media payloads and RTCP show
+    sip_path: EvidenceItem | None  # media straight between the SIP parties' addresses
+
+    @classmethod
+    def of(cls, flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> _Case:
+        look, payload = _payload_look(facts)
+        srtcp = facts.rtp.srtcp_index if facts.rtp else None
+        if srtcp:
+            payload.append(EvidenceItem("srtcp-trailer", f"{srtcp}, before or after an "
+                                        "authentication tag: the RTCP is SRTCP"))
+        partly_clear = _rtcp_partly_clear(facts)
+        if partly_clear is not None:
+            payload.append(partly_clear)
+        ends = ((flow.server.ip, flow.server.port), (flow.client.ip, flow.client.port))
+        return cls(flow, facts, ctx, flow.app.name if flow.app else None, ends, look,
+                   payload, _sip_path(ctx, ends))
+
+    @property
+    def sip_extra(self) -> list[EvidenceItem]:
+        return [self.sip_path] if self.sip_path else []
+
+    @property
+    def sip_termination(self) -> str:
+        return "peer" if self.sip_path else "unknown"
+
+    @property
+    def evidence(self) -> list[EvidenceItem]:
+        """The payload evidence, and ZRTP begun but never confirmed where it was."""
+        if self.facts.zrtp is None or self.facts.zrtp.confirmed:
+            return list(self.payload)
+        return [*self.payload, EvidenceItem("zrtp-incomplete", _zrtp_messages(self.facts) + (
+            ": no Confirm exchange was seen, so no ZRTP keys were agreed on this flow"))]
+
+    @property
+    def dtls_srtp(self) -> bool:
+        dtls = self.facts.dtls
+        return bool(dtls and (dtls.srtp_profile or dtls.srtp_profiles_offered))
+
+    @property
+    def srtcp(self) -> str | None:
+        return self.facts.rtp.srtcp_index if self.facts.rtp else None
+
+    def offered(self, table: dict[tuple[str, int], str]) -> str | None:
+        """What an SDP table says of either end of the flow, server end first."""
+        return next((table[e] for e in self.ends if e in table), None)
+
+
+def _sip_path(ctx: VerdictContext, ends: tuple[tuple[str, int], tuple[str, int]]
+              ) -> EvidenceItem | None:
+    """Media straight between the two addresses the SIP parties offered ends at the peer."""
     calls = {ctx.sdp_media.get(e) for e in ends}
-    sip_path = None
-    if len(calls) == 1 and None not in calls:
-        sip_path = EvidenceItem("sdp-media-path", f"both ends of this flow are media addresses "
-                                f"the parties of SIP call {calls.pop()} offered in SDP: the "
-                                "media goes straight from one party to the other")
-    sip_termination = "peer" if sip_path else "unknown"
-    sip_extra = [sip_path] if sip_path else []
+    if len(calls) != 1 or None in calls:
+        return None
+    return EvidenceItem("sdp-media-path", f"both ends of this flow are media addresses the "
+                        f"parties of SIP call {calls.pop()} offered in SDP: the media goes "
+                        "straight from one party to the other")
 
-    # 1. Keys in the clear.
-    for endpoint in ends:
-        exposure = ctx.sdes.get(endpoint)
-        if exposure:
-            return Encryption("keys-exposed", sip_termination, "sdes", "observed", "high", [
-                EvidenceItem("sdes-in-clear", f"SDP with a=crypto {exposure.suite} (key "
-                             f"sha256 {exposure.key_sha256}) for {exposure.description} "
-                             f"travelled unencrypted on flow {exposure.flow_id}: anyone on "
-                             "the path holds the SRTP keys"),
-                *sip_extra, *payload_evidence])
 
-    # 2a. ZRTP (RFC 6189) in the media path: the media after the switch is what is judged.
-    zrtp_sdp = next((ctx.sdp_zrtp[e] for e in ends if e in ctx.sdp_zrtp), None)
-    if facts.zrtp is not None and facts.zrtp.confirmed:
-        return _zrtp(facts, look, payload_evidence, sip_extra, zrtp_sdp)
-    if facts.zrtp is not None:
-        payload_evidence.append(EvidenceItem("zrtp-incomplete", _zrtp_messages(facts) + (
-            ": no Confirm exchange was seen, so no ZRTP keys were agreed on this flow")))
+def _keys_exposed(case: _Case) -> Encryption | None:
+    """1. Keys in the clear: SDES keys sent in SDP nobody encrypted."""
+    exposure = next((case.ctx.sdes[e] for e in case.ends if case.ctx.sdes.get(e)), None)
+    if exposure is None:
+        return None
+    return Encryption("keys-exposed", case.sip_termination, "sdes", "observed", "high", [
+        EvidenceItem("sdes-in-clear", f"SDP with a=crypto {exposure.suite} (key sha256 "
+                     f"{exposure.key_sha256}) for {exposure.description} travelled "
+                     f"unencrypted on flow {exposure.flow_id}: anyone on the path holds the "
+                     "SRTP keys"),
+        *case.sip_extra, *case.payload])
 
-    dtls = facts.dtls
-    dtls_srtp = bool(dtls and (dtls.srtp_profile or dtls.srtp_profiles_offered))
-    plain_sdp = next((ctx.sdp_plain_rtp[e] for e in ends if e in ctx.sdp_plain_rtp), None)
 
-    # 2. Plaintext: codec structure visible (or RTCP in the clear where SDP offered plain
-    # RTP) and nothing negotiated keys.
-    rtcp_clear = bool(facts.rtp and facts.rtp.rtcp_clear and plain_sdp)
-    if (look == "plain" or rtcp_clear) and not dtls_srtp and app not in PROPRIETARY_KEYING:
-        evidence = list(payload_evidence)
-        if rtcp_clear:
-            evidence.append(EvidenceItem("rtcp-clear", "RTCP compounds end where their "
-                                         "lengths say: no SRTCP index or authentication tag"))
-        if plain_sdp:
-            evidence.insert(0, EvidenceItem("sdp-rtp-avp", plain_sdp))
-        evidence.append(EvidenceItem("no-key-exchange", "no DTLS-SRTP handshake, SDES keys "
-                                     "or proprietary media protocol seen for this flow"))
-        evidence += sip_extra
-        return Encryption("plaintext", sip_termination, "none", "observed",
-                          "high" if plain_sdp or len(evidence) > 2 else "medium", evidence)
+def _zrtp_agreed(case: _Case) -> Encryption | None:
+    """2a. ZRTP (RFC 6189) in the media path: the media after the switch is what is
+    judged."""
+    if case.facts.zrtp is None or not case.facts.zrtp.confirmed:
+        return None
+    return _zrtp(case)
 
-    if dtls_srtp and dtls is not None:
-        return _dtls_srtp(flow, facts, app, payload_evidence, ctx, sip_path)
-    if facts.zoom is not None:
-        return _zoom(facts, payload_evidence)
-    if app in PROPRIETARY_KEYING:
-        return _proprietary(flow, facts, app, payload_evidence, ctx)
-    if look == "random" or srtcp:
-        return Encryption("encrypted-unverified", "unknown", "unknown", "observed", "low", [
-            *payload_evidence,
-            EvidenceItem("no-key-exchange-seen", "payloads look encrypted but no key "
-                         "exchange was seen, so who holds the keys is unknown")])
+
+def _plaintext(case: _Case) -> Encryption | None:
+    """2. Plaintext: codec structure visible (or RTCP in the clear where SDP offered plain
+    RTP) and nothing negotiated keys."""
+    plain_sdp = case.offered(case.ctx.sdp_plain_rtp)
+    rtcp_clear = bool(case.facts.rtp and case.facts.rtp.rtcp_clear and plain_sdp)
+    if (case.look != "plain" and not rtcp_clear) or case.dtls_srtp or (
+            case.app in PROPRIETARY_KEYING):
+        return None
+    evidence = case.evidence
+    if rtcp_clear:
+        evidence.append(EvidenceItem("rtcp-clear", "RTCP compounds end where their lengths "
+                                     "say: no SRTCP index or authentication tag"))
+    if plain_sdp:
+        evidence.insert(0, EvidenceItem("sdp-rtp-avp", plain_sdp))
+    evidence.append(EvidenceItem("no-key-exchange", "no DTLS-SRTP handshake, SDES keys or "
+                                 "proprietary media protocol seen for this flow"))
+    evidence += case.sip_extra
+    return Encryption("plaintext", case.sip_termination, "none", "observed",
+                      "high" if plain_sdp or len(evidence) > 2 else "medium", evidence)
+
+
+def _dtls_srtp_keyed(case: _Case) -> Encryption | None:
+    if not case.dtls_srtp or case.facts.dtls is None:
+        return None
+    return _dtls_srtp(case.flow, case.facts, case.app, case.evidence, case.ctx, case.sip_path)
+
+
+def _zoom_media(case: _Case) -> Encryption | None:
+    return _zoom(case.facts, case.evidence) if case.facts.zoom is not None else None
+
+
+def _proprietary_keyed(case: _Case) -> Encryption | None:
+    if case.app not in PROPRIETARY_KEYING:
+        return None
+    assert case.app is not None
+    return _proprietary(case.flow, case.facts, case.app, case.evidence, case.ctx)
+
+
+def _looks_encrypted(case: _Case) -> Encryption | None:
+    if case.look != "random" and not case.srtcp:
+        return None
+    return Encryption("encrypted-unverified", "unknown", "unknown", "observed", "low", [
+        *case.evidence,
+        EvidenceItem("no-key-exchange-seen", "payloads look encrypted but no key exchange "
+                     "was seen, so who holds the keys is unknown")])
+
+
+def _insufficient(case: _Case) -> Encryption:
     return Encryption("unknown", "unknown", "unknown", "observed", "low", [
-        *payload_evidence,
+        *case.evidence,
         EvidenceItem("insufficient", "too few media payloads or no key exchange seen to "
                      "judge this flow")])
+
+
+# The verdict rules of a media flow, in order: the first that gives a verdict decides, and
+# the last always does. A new rule is one function and its place here.
+RULES: tuple[Callable[[_Case], Encryption | None], ...] = (
+    _keys_exposed, _zrtp_agreed, _plaintext, _dtls_srtp_keyed, _zoom_media, _proprietary_keyed,
+    _looks_encrypted, _insufficient)
 
 
 def _zrtp_messages(facts: FlowFacts) -> str:
@@ -299,8 +380,7 @@ def _zrtp_messages(facts: FlowFacts) -> str:
     return f"ZRTP (RFC 6189) in the media path: {sent}"
 
 
-def _zrtp(facts: FlowFacts, look: str | None, payload_evidence: list[EvidenceItem],
-          sip_extra: list[EvidenceItem], zrtp_sdp: str | None) -> Encryption:
+def _zrtp(case: _Case) -> Encryption:
     """Keys agreed by ZRTP between the two ends that carry it (RFC 6189 section 4): a
     Diffie-Hellman exchange in the media path, so only those ends hold the SRTP keys, and a
     party in the path could read the media only as a man in the middle, which the short
@@ -308,12 +388,23 @@ def _zrtp(facts: FlowFacts, look: str | None, payload_evidence: list[EvidenceIte
     trusted man in the middle (the Hello's M flag, SASrelay; sections 5.2 and 7.3) holds
     the keys itself. The clear RTP before the switch is evidence of its own, not the
     verdict: the media judged is the media sent after Confirm1/Confirm2."""
-    z = facts.zrtp
+    evidence = _zrtp_evidence(case)
+    for outcome in ZRTP_OUTCOMES:
+        verdict = outcome(case, evidence)
+        if verdict is not None:
+            return verdict
+    raise AssertionError("the last ZRTP outcome always gives a verdict")
+
+
+def _zrtp_evidence(case: _Case) -> list[EvidenceItem]:
+    """The exchange, the SDP that announced it, the clear start, and the media after."""
+    z = case.facts.zrtp
     assert z is not None
     chosen = ", ".join(f"{k} {v}" for k, v in z.chosen.items())
-    evidence = [EvidenceItem("zrtp-exchange", _zrtp_messages(facts) + (
+    evidence = [EvidenceItem("zrtp-exchange", _zrtp_messages(case.facts) + (
         f" (chosen: {chosen})" if chosen else "") + "; the Confirm exchange completed, so "
         "SRTP keys were agreed between the two ends of this flow")]
+    zrtp_sdp = case.offered(case.ctx.sdp_zrtp)
     if zrtp_sdp:
         evidence.append(EvidenceItem("sdp-zrtp-hash", zrtp_sdp))
     if z.clear_packets:
@@ -325,45 +416,72 @@ def _zrtp(facts: FlowFacts, look: str | None, payload_evidence: list[EvidenceIte
         evidence.append(EvidenceItem("zrtp-clear-start", f"RTP sent unencrypted before ZRTP "
                                      f"completed: {counts}; the verdict is about the media "
                                      "after the switch"))
-    after = [EvidenceItem(e.signal, f"after the ZRTP switch: {e.detail}")
-             for e in payload_evidence]
-    evidence += after + sip_extra
-    if not z.after_sampled:
-        evidence.append(EvidenceItem("zrtp-no-media-after", "no media packet sent after the "
-                                     "Confirm exchange was sampled, so what followed it is "
-                                     "not known"))
-        return Encryption("encrypted-unverified" if facts.media_unread else "plaintext",
-                          "unknown", "zrtp", "observed", "low", evidence)
-    if look == "plain":
-        evidence.append(EvidenceItem("no-srtp-after-zrtp", "the media after the Confirm "
-                                     "exchange still shows codec structure: SRTP was not "
-                                     "switched on"))
-        return Encryption("plaintext", "peer" if sip_extra else "unknown", "zrtp", "observed",
-                          "high", evidence)
+    after = [EvidenceItem(e.signal, f"after the ZRTP switch: {e.detail}") for e in case.payload]
+    return evidence + after + case.sip_extra
+
+
+def _zrtp_nothing_after(case: _Case, evidence: list[EvidenceItem]) -> Encryption | None:
+    assert case.facts.zrtp is not None
+    if case.facts.zrtp.after_sampled:
+        return None
+    evidence.append(EvidenceItem("zrtp-no-media-after", "no media packet sent after the "
+                                 "Confirm exchange was sampled, so what followed it is not "
+                                 "known"))
+    return Encryption("encrypted-unverified" if case.facts.media_unread else "plaintext",
+                      "unknown", "zrtp", "observed", "low", evidence)
+
+
+def _zrtp_not_switched(case: _Case, evidence: list[EvidenceItem]) -> Encryption | None:
+    if case.look != "plain":
+        return None
+    evidence.append(EvidenceItem("no-srtp-after-zrtp", "the media after the Confirm exchange "
+                                 "still shows codec structure: SRTP was not switched on"))
+    return Encryption("plaintext", case.sip_termination, "zrtp", "observed", "high", evidence)
+
+
+def _zrtp_trusted_mitm(case: _Case, evidence: list[EvidenceItem]) -> Encryption | None:
+    z = case.facts.zrtp
+    assert z is not None
     mitm = [side for side, types in z.messages.items() if "SASrelay" in types] + z.mitm
-    if mitm:
-        evidence.append(EvidenceItem("zrtp-trusted-mitm", f"the {', '.join(sorted(set(mitm)))} "
-                                     "announced itself as a PBX that terminates ZRTP (the "
-                                     "Hello's M flag or SASrelay, RFC 6189 section 7.3): it "
-                                     "holds the media keys"))
-        return Encryption("hop-by-hop", "server", "zrtp", "observed", "medium", evidence)
-    if look != "random" and not (facts.rtp and facts.rtp.srtcp_index):
-        evidence.append(EvidenceItem("insufficient", "too few media payloads after the ZRTP "
-                                     "switch to tell whether they are encrypted"))
-        return Encryption("encrypted-unverified", "unknown", "zrtp", "observed", "low",
-                          evidence)
-    if len(z.messages) < 2:
-        evidence.append(EvidenceItem("zrtp-one-way", "ZRTP messages were seen from one end "
-                                     "only: who answered them is not shown"))
-        return Encryption("encrypted-unverified", "unknown", "zrtp", "observed", "low",
-                          evidence)
-    evidence.append(EvidenceItem("zrtp-end-to-end", "the SRTP keys come from a "
-                                 "Diffie-Hellman exchange between the two ends of this flow "
-                                 "(RFC 6189 section 4): a party in the path could read the "
-                                 "media only as a man in the middle, which the short "
-                                 "authentication string the users compare would expose "
-                                 "(section 7)"))
+    if not mitm:
+        return None
+    evidence.append(EvidenceItem("zrtp-trusted-mitm", f"the {', '.join(sorted(set(mitm)))} "
+                                 "announced itself as a PBX that terminates ZRTP (the Hello's "
+                                 "M flag or SASrelay, RFC 6189 section 7.3): it holds the "
+                                 "media keys"))
+    return Encryption("hop-by-hop", "server", "zrtp", "observed", "medium", evidence)
+
+
+def _zrtp_too_few(case: _Case, evidence: list[EvidenceItem]) -> Encryption | None:
+    if case.look == "random" or case.srtcp:
+        return None
+    evidence.append(EvidenceItem("insufficient", "too few media payloads after the ZRTP "
+                                 "switch to tell whether they are encrypted"))
+    return Encryption("encrypted-unverified", "unknown", "zrtp", "observed", "low", evidence)
+
+
+def _zrtp_one_way(case: _Case, evidence: list[EvidenceItem]) -> Encryption | None:
+    assert case.facts.zrtp is not None
+    if len(case.facts.zrtp.messages) >= 2:
+        return None
+    evidence.append(EvidenceItem("zrtp-one-way", "ZRTP messages were seen from one end only: "
+                                 "who answered them is not shown"))
+    return Encryption("encrypted-unverified", "unknown", "zrtp", "observed", "low", evidence)
+
+
+def _zrtp_end_to_end(case: _Case, evidence: list[EvidenceItem]) -> Encryption:
+    evidence.append(EvidenceItem("zrtp-end-to-end", "the SRTP keys come from a Diffie-Hellman "
+                                 "exchange between the two ends of this flow (RFC 6189 section "
+                                 "4): a party in the path could read the media only as a man "
+                                 "in the middle, which the short authentication string the "
+                                 "users compare would expose (section 7)"))
     return Encryption("end-to-end", "peer", "zrtp", "observed", "medium", evidence)
+
+
+# What agreed ZRTP keys come to, in order: the first outcome that applies decides.
+ZRTP_OUTCOMES: tuple[Callable[[_Case, list[EvidenceItem]], Encryption | None], ...] = (
+    _zrtp_nothing_after, _zrtp_not_switched, _zrtp_trusted_mitm, _zrtp_too_few, _zrtp_one_way,
+    _zrtp_end_to_end)
 
 
 def _rtcp_partly_clear(facts: FlowFacts) -> EvidenceItem | None:

@@ -470,7 +470,7 @@ TARGETS: dict[str, Target] = {t.name: t for t in (
            one_cursor, documented=(Truncated,)),
     Target("sip", "protocols/sip.py: parse (SIP message and its SDP body)",
            lambda: [*_kinds("sip")(), SIP_SEED], one_sip, dictionary=SDP_TOKENS),
-    Target("sdp", "protocols/sip.py parse_sdp + crypto/keys.py media_keys",
+    Target("sdp", "protocols/sdp.py parse_sdp + crypto/keys.py media_keys",
            _text_seeds(SDP_SEED), one_sdp, dictionary=SDP_TOKENS),
     Target("sdes", "crypto/keys.py sdes_key: a=crypto key params", _sdes_seeds, one_sdes,
            dictionary=SDP_TOKENS),

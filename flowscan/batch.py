@@ -16,11 +16,11 @@ import hashlib
 import io
 import os
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from flowscan.api import scan
 from flowscan.capture import displayable
@@ -34,6 +34,7 @@ from flowscan.report.model import Report
 from flowscan.report.sanitize import escape_controls
 from flowscan.report.summary import CaptureSummary, failed, summarise
 from flowscan.report.tables import TableRows, capture_rows, failed_rows
+from flowscan.spill import chunks_of, spool
 
 GLOB_CHARS = "*?["
 # A report file's extension, by format.
@@ -117,6 +118,7 @@ class RenderSpec:
     top: int = 40
     tables: bool = False
     keep_report: bool = False  # in this process only: the report itself, for a terminal
+    spool: bool = False  # in this process only: rendered into a spool file, not bytes
 
 
 @dataclass
@@ -125,7 +127,7 @@ class CaptureResult:
 
     path: str
     summary: CaptureSummary
-    rendered: bytes | None = None  # None: the capture could not be read
+    rendered: bytes | IO[bytes] | None = None  # None: the capture could not be read
     rows: TableRows | None = None
     error: str | None = None  # the one-line reason, as printed: "PATH: reason"
     report: Report | None = None
@@ -133,21 +135,45 @@ class CaptureResult:
 
 def render(report: Report, spec: RenderSpec) -> bytes:
     """One report, alone, in the chosen format (what `scan CAPTURE --format F` writes)."""
+    out = io.BytesIO()
+    render_to(report, spec, out)
+    return out.getvalue()
+
+
+def render_to(report: Report, spec: RenderSpec, out: IO[bytes]) -> None:
+    """The report written into out as it is rendered: flow by flow for JSON, JSON Lines
+    and CSV, so that the output of a large capture is never one string in memory."""
     if spec.fmt == "json":
-        return json_report.dumps_bytes([report])
-    if spec.fmt == "csv":
-        return csv_report.dumps_bytes([report])
-    if spec.fmt == "jsonl":
-        return jsonl_report.dumps_bytes([report])
-    if spec.fmt == "html":
+        json_report.write([report], out)
+    elif spec.fmt == "csv":
+        csv_report.write([report], out)
+    elif spec.fmt == "jsonl":
+        jsonl_report.write([report], out)
+    elif spec.fmt == "html":
         from flowscan.report import html  # Jinja2, only for HTML
 
-        return html.dumps_bytes([report])
-    from flowscan.report import text  # rich, only for text
+        out.write(html.dumps_bytes([report]))
+    else:
+        from flowscan.report import text  # rich, only for text
 
-    out = io.StringIO()
-    text.render([report], out, top=spec.top, color=False)
-    return out.getvalue().encode("utf-8", "backslashreplace")
+        drawn = io.StringIO()
+        text.render([report], drawn, top=spec.top, color=False)
+        out.write(drawn.getvalue().encode("utf-8", "backslashreplace"))
+
+
+def _rendered(report: Report, spec: RenderSpec) -> bytes | IO[bytes]:
+    """The rendered report: bytes to send back from a worker, or in this process a spool
+    file (spill.spool: memory while small, an unnamed temporary file beyond)."""
+    if not spec.spool:
+        return render(report, spec)
+    out = spool()
+    try:
+        render_to(report, spec, out)
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return out
 
 
 def analyse(path: str, options: ScanOptions, spec: RenderSpec,
@@ -158,7 +184,7 @@ def analyse(path: str, options: ScanOptions, spec: RenderSpec,
         report = scan(path, options, progress=progress)
     except CaptureError as exc:
         return failure(path, exc.reason, spec)
-    rendered = b"" if spec.keep_report else render(report, spec)
+    rendered = b"" if spec.keep_report else _rendered(report, spec)
     return CaptureResult(path=report.capture.path, summary=summarise(report),
                          rendered=rendered,
                          rows=capture_rows(report) if spec.tables else None,
@@ -292,8 +318,17 @@ def indent_json(data: bytes) -> bytes:
     """One report's JSON (orjson, two-space indent) as an element of the array that
     several reports make: every line two spaces further in, no final newline. Strings
     hold no raw newline in JSON, so this equals orjson's rendering of the array."""
-    body = data.rstrip(b"\n")
-    return b"\n".join(b"  " + line for line in body.split(b"\n"))
+    return b"".join(_indented_lines(io.BytesIO(data)))
+
+
+def _indented_lines(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """indent_json line by line, for a report read back from its spool file."""
+    pending = b""
+    for line in lines:
+        if pending:
+            yield pending
+        pending = b"  " + line
+    yield pending.rstrip(b"\n")
 
 
 class Combined:
@@ -304,9 +339,10 @@ class Combined:
     def __init__(self, fmt: str, write: Callable[[bytes], None]) -> None:
         self.fmt, self._write = fmt, write
         self.count = 0
-        self._first: bytes | None = None
+        self._first: bytes | IO[bytes] | None = None
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes | IO[bytes]) -> None:
+        """One report's rendering, bytes or a spool file (closed here once written)."""
         self.count += 1
         if self.fmt == "json":
             if self.count == 1:
@@ -314,25 +350,46 @@ class Combined:
                 return
             if self.count == 2:
                 assert self._first is not None
-                self._write(b"[\n" + indent_json(self._first))
+                self._write(b"[\n")
+                self._write_indented(self._first)
                 self._first = None
-            self._write(b",\n" + indent_json(data))
+            self._write(b",\n")
+            self._write_indented(data)
             return
         if self.fmt == "csv" and self.count > 1:
-            data = data.split(b"\r\n", 1)[1]  # the header once, from the first report
+            data = _after_first_line(data)  # the header once, from the first report
         elif self.fmt == "text" and self.count > 1:
-            data = b"\n" + data
-        self._write(data)
+            self._write(b"\n")
+        self._copy(data)
+
+    def _copy(self, data: bytes | IO[bytes]) -> None:
+        for chunk in chunks_of(data):
+            self._write(chunk)
+
+    def _write_indented(self, data: bytes | IO[bytes]) -> None:
+        if isinstance(data, bytes):
+            self._write(indent_json(data))
+            return
+        with data:  # line by line: the element is as long as its report
+            for line in _indented_lines(data):
+                self._write(line)
 
     def close(self) -> None:
         if self.fmt == "json":
             if self._first is not None:
-                self._write(self._first)
+                self._copy(self._first)
             elif self.count > 1:
                 self._write(b"\n]\n")
 
 
-def write_file(path: str, data: bytes, what: str = "") -> None:
+def _after_first_line(data: bytes | IO[bytes]) -> bytes | IO[bytes]:
+    if isinstance(data, bytes):
+        return data.split(b"\r\n", 1)[1]
+    data.readline()
+    return data
+
+
+def write_file(path: str, data: bytes | IO[bytes], what: str = "") -> None:
     """A file written whole under a temporary name, then renamed: nobody (a CI job, an
     analyst) reads half of it. A device or FIFO (/dev/stdout, a pipe) is written in place:
     renaming over it would replace the device node itself."""
@@ -340,16 +397,21 @@ def write_file(path: str, data: bytes, what: str = "") -> None:
     if os.path.exists(path) and not os.path.isfile(path):
         try:
             with open(path, "wb") as out:
-                out.write(data)
+                _copy_into(out, data)
         except OSError as exc:
             raise FlowscanError(f"{failed}: {exc.strerror or exc}") from None
         return
     partial = f"{path}.part"
     try:
         with open(partial, "wb") as out:
-            out.write(data)
+            _copy_into(out, data)
         os.replace(partial, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(partial)
         raise FlowscanError(f"{failed}: {exc.strerror or exc}") from None
+
+
+def _copy_into(out: IO[bytes], data: bytes | IO[bytes]) -> None:
+    for chunk in chunks_of(data):
+        out.write(chunk)

@@ -249,7 +249,7 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
                    and sys.stdout.isatty())
     parallel = scheduler is not None or (jobs or 1) > 1
     spec = batch.RenderSpec(fmt=fmt, top=top, tables=tables is not None,
-                            keep_report=to_terminal and not parallel)
+                            keep_report=to_terminal and not parallel, spool=not parallel)
     bar = _CapturesBar(len(paths)) if len(paths) > 1 and _stderr_terminal() else None
     results = (batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler)
                if parallel else

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import csv
 import io
+from typing import IO, TextIO
 
 from flowscan.report.model import Report
-from flowscan.report.rows import COLUMNS, flow_rows
+from flowscan.report.rows import COLUMNS, flow_row
 from flowscan.report.sanitize import csv_cell
 
 
@@ -24,15 +25,36 @@ def _cell(value: object) -> str:
     return csv_cell(repr(value) if isinstance(value, float) else value)
 
 
-def dumps(reports: list[Report]) -> str:
-    """The reports as CSV text: a header row, then one row per flow (RFC 4180, CRLF)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\r\n")
+def _write_text(reports: list[Report], out: TextIO) -> None:
+    """A header row, then one row per flow (RFC 4180, CRLF), each written as it is made."""
+    writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
-    for record in flow_rows(reports):
-        writer.writerow([_cell(record[column]) for column in COLUMNS])
+    for report in reports:
+        for flow in sorted(report.flows, key=lambda f: f.id):
+            record = flow_row(report, flow)
+            writer.writerow([_cell(record[column]) for column in COLUMNS])
+
+
+def dumps(reports: list[Report]) -> str:
+    """The reports as CSV text."""
+    buf = io.StringIO()
+    _write_text(reports, buf)
     return buf.getvalue()
 
 
+def write(reports: list[Report], out: IO[bytes]) -> None:
+    """The reports as CSV bytes into out, UTF-8 (backslash escapes for what it cannot
+    hold: a lone surrogate from a path that is not UTF-8)."""
+    text = io.TextIOWrapper(out, encoding="utf-8", errors="backslashreplace", newline="",
+                            write_through=True)
+    try:
+        _write_text(reports, text)
+        text.flush()
+    finally:
+        text.detach()  # out stays open: it is the caller's
+
+
 def dumps_bytes(reports: list[Report]) -> bytes:
-    return dumps(reports).encode("utf-8", "backslashreplace")
+    buf = io.BytesIO()
+    write(reports, buf)
+    return buf.getvalue()

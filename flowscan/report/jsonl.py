@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from typing import IO
 
 import orjson
 
@@ -69,6 +70,13 @@ def lines(report: Report) -> Iterator[bytes]:
                                  "findings": len(report.findings),
                                  "packets": report.capture.packets,
                                  "bytes": report.capture.bytes})
+
+
+def write(reports: list[Report], out: IO[bytes]) -> None:
+    """The lines written as they are made, never all at once."""
+    for report in reports:
+        for line in lines(report):
+            out.write(line)
 
 
 def dumps_bytes(reports: list[Report]) -> bytes:

@@ -14,13 +14,13 @@ from flowscan.report.vocab import ENCRYPTION_WORDS
 SCHEMA = "flowscan.report/1"
 
 
-@dataclass
+@dataclass(slots=True)
 class ToolInfo:
     name: str
     version: str
 
 
-@dataclass
+@dataclass(slots=True)
 class SecretsInfo:
     """What decryption secrets the capture carries: kinds and counts, never the content."""
 
@@ -28,7 +28,7 @@ class SecretsInfo:
     kinds: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class CaptureInfo:
     path: str
     sha256: str
@@ -50,13 +50,13 @@ class CaptureInfo:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Endpoint:
     ip: str
     port: int
 
 
-@dataclass
+@dataclass(slots=True)
 class DirectionStats:
     packets: int
     bytes: int
@@ -64,7 +64,7 @@ class DirectionStats:
     last_timestamp: float | None
 
 
-@dataclass
+@dataclass(slots=True)
 class TcpHandshake:
     """Round trips seen from the capture point, in milliseconds (None where not seen)."""
 
@@ -72,7 +72,7 @@ class TcpHandshake:
     synack_to_ack_ms: float | None
 
 
-@dataclass
+@dataclass(slots=True)
 class EvidenceItem:
     """One signal an identification or a verdict rests on, in words a regulator reads."""
 
@@ -81,14 +81,14 @@ class EvidenceItem:
     strength: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class AppInfo:
     name: str
     confidence: str  # high / medium / low
     evidence: list[EvidenceItem] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class AppGroup:
     """All flows of one application in the capture."""
 
@@ -99,7 +99,7 @@ class AppGroup:
     bytes: int
 
 
-@dataclass
+@dataclass(slots=True)
 class GeoDatabase:
     """One database the report used: what it is and how old."""
 
@@ -111,7 +111,7 @@ class GeoDatabase:
     attribution: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class VantagePoint:
     """Where the capture was taken (--vantage): a country's centre or the coordinates
     given. Maps start their arcs here; the plausibility checks measure from it."""
@@ -122,7 +122,7 @@ class VantagePoint:
     country: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class RemoteInfo:
     ip: str
     which: str  # the flow side taken as remote: server or client
@@ -146,7 +146,7 @@ class RemoteInfo:
     basis: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Jurisdiction:
     """The flow's remote against the user's home jurisdiction (given with --home)."""
 
@@ -160,7 +160,7 @@ class Jurisdiction:
     adequacy: list[dict[str, str]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Decryption:
     """What the keys revealed (basis decrypted): packets opened and what was inside."""
 
@@ -179,7 +179,7 @@ class Decryption:
     stream_gap_bytes: int = 0
 
 
-@dataclass
+@dataclass(slots=True)
 class Encryption:
     """How a media flow is protected and who can read it, with the evidence (issue #5).
 
@@ -207,7 +207,7 @@ class Encryption:
         object.__setattr__(self, name, value)
 
 
-@dataclass
+@dataclass(slots=True)
 class MediaSession:
     """Media flows that belong together: one SIP call, or one local media socket (ICE,
     TURN and the media on it)."""
@@ -219,7 +219,7 @@ class MediaSession:
     summary: str  # one line a person can read: app, remote, verdict, why
 
 
-@dataclass
+@dataclass(slots=True)
 class Finding:
     severity: str  # high / medium / info
     kind: str
@@ -227,7 +227,7 @@ class Finding:
     flows: list[int] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class Flow:
     id: int
     transport: str
@@ -257,7 +257,7 @@ class Flow:
         return self.to_server.bytes + self.to_client.bytes
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Report:
     schema: str = SCHEMA
     tool: ToolInfo
@@ -286,7 +286,7 @@ class Report:
 # -- Plain answers (issue 16): what a regulator asks first, answered from the rest ------
 
 
-@dataclass
+@dataclass(slots=True)
 class VerdictShare:
     """Media flows and bytes that got one verdict."""
 
@@ -295,7 +295,7 @@ class VerdictShare:
     bytes: int
 
 
-@dataclass
+@dataclass(slots=True)
 class EncryptionAnswer:
     """Is the media end-to-end encrypted? answer: yes | no | cannot-tell."""
 
@@ -306,7 +306,7 @@ class EncryptionAnswer:
     flows: list[int] = field(default_factory=list)  # the media flows the answer rests on
 
 
-@dataclass
+@dataclass(slots=True)
 class Destination:
     """Traffic to one country or one operator (network), media and signalling apart.
 
@@ -324,7 +324,7 @@ class Destination:
     registered_country: str | None = None  # operators: where the network is registered
 
 
-@dataclass
+@dataclass(slots=True)
 class LeavingFlow:
     """A flow with an end located outside home (--home); kind: media | signalling | other."""
 
@@ -336,7 +336,7 @@ class LeavingFlow:
     name: str | None = None  # the remote's name (SNI or DNS) where the capture gives one
 
 
-@dataclass
+@dataclass(slots=True)
 class ForeignOperator:
     """Media the network's operator can read where that network is registered in another
     country than the one its server is located in (with --home: a server located at home on
@@ -351,7 +351,7 @@ class ForeignOperator:
     sentence: str
 
 
-@dataclass
+@dataclass(slots=True)
 class DataAnswer:
     """Where did the data go? Countries and operators by bytes, and with --home what left."""
 
@@ -363,13 +363,13 @@ class DataAnswer:
     foreign_operators: list[ForeignOperator] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class LegendEntry:
     word: str
     meaning: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Answers:
     """The report's plain answers, built from its flows (report.answers); the same object
     feeds the text report, the JSON and any later renderer."""

@@ -55,7 +55,8 @@ from flowscan.report.build import (
 from flowscan.report.model import AppGroup, Finding, Flow, MediaSession, Report
 from flowscan.report.records import flow_record
 from flowscan.sessions import build_sessions, findings
-from flowscan.verdict.rules import apply_decryption, build_context, judge
+from flowscan.tlsopen import open_tls_flows
+from flowscan.verdict.rules import apply_decryption, build_context, judge, tls_opened
 from flowscan.version import __version__
 
 # progress(bytes of the file consumed, file size or None)
@@ -67,7 +68,8 @@ class Stage(StrEnum):
 
     READ = "read"  # capture/: the file's records, in batches of columns
     ACCOUNT = "account"  # accounting.py, flows.py: packets and bytes per flow
-    IDENTIFY = "identify"  # identify.py, protocols/: each closed flow's protocols and facts
+    IDENTIFY = "identify"  # identify.py, protocols/: each closed flow's protocols and facts;
+    # with a key log, tlsopen.py then opens TURN over TLS and identifies what it carries
     GEOLOCATE = "geolocate"  # geo/: each flow's remote, its names and location
     APPS = "apps"  # apps.py: the application of each flow, with evidence
     VERDICTS = "verdicts"  # verdict/: encryption as the wire shows it (basis observed)
@@ -124,11 +126,13 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
     with _cyclic_gc_paused(), CaptureSource(path) as source:
         read = read_account_identify(source, options, progress)
         flows = read.flows
+        keylog = with_secrets_blocks(checked.keylog, read.reader)
+        replay = source.replay_path()  # decryption reads the capture again
+        if replay is not None and keylog:
+            open_tls_flows(replay, keylog, flows)
         names = geolocate(flows, checked.locator, checked.vantage, read.reader.names)
         apps = label_apps(flows, names)
         judge_flows(flows, names, checked.locator)
-        keylog = with_secrets_blocks(checked.keylog, read.reader)
-        replay = source.replay_path()  # decryption reads the capture again
         if replay is None and options.decrypted_output is not None:
             raise UsageError(f"{options.decrypted_output}: cannot decrypt {source.display}: "
                              f"{source.replay_error}")
@@ -239,6 +243,9 @@ def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
                                         [facts for _, facts in flows])
     for flow, facts in flows:
         flow.encryption = judge(flow, facts, context)
+        opened = tls_opened(flow, facts)
+        if flow.encryption is not None and opened is not None:
+            flow.encryption.evidence.insert(0, opened)
 
 
 def with_secrets_blocks(keylog: KeyLog, reader: ReaderFacts) -> KeyLog:

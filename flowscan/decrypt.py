@@ -132,6 +132,7 @@ class DecryptedCapture:
         # Decrypted over TCP, but written as captured: split over segments, captured before
         # a hole filled, or with no same-length rewrite.
         self.left_in_tcp = 0
+        self.left_in_tls = 0  # decrypted inside TLS opened with the key log: kept as captured
         self.queue: deque[tuple[float, int, bytes, int, bytes | None, Resolver | None]] = (
             deque())
 
@@ -323,7 +324,10 @@ class _TcpMedia:
             return
         payload = raw[frame.data_start - frame.start:frame.data_end - frame.start]
         plain = self.open(payload, key)
-        if plain is None or self.output is None or direction.in_tls:
+        if plain is None or self.output is None:
+            return
+        if direction.in_tls:
+            self.output.left_in_tls += 1
             return
         clear = None
         if frame.start >= direction.raw_until:  # else a part of it is written already

@@ -324,6 +324,10 @@ def decryption_warnings(options: ScanOptions, flows: list[Flow], explicit: Expli
                    "split over TCP segments, or in segments captured before a gap in the "
                    "stream was filled (the decrypted capture edits each segment alone, at "
                    "its length)")
+    if output is not None and output.left_in_tls:
+        out.append(f"{output.left_in_tls} packets decrypted inside TLS (TURN over TLS, opened "
+                   "with the key log) are written as captured: their clear cannot be put back "
+                   "inside the TLS records without encrypting them again")
     return out
 
 

@@ -7,7 +7,7 @@ opened (crypto.tls_records), and the application data walked as STUN and Channel
 (RFC 8656 section 3.1, RFC 6062) or RFC 4571 frames. What the frames carry is identified
 as a UDP flow's datagrams would be, and joins the flow's facts: the verdicts then see the
 DTLS-SRTP inside, and decryption finds its keys in the same key log. A flow whose
-application data shows no such framing (HTTPS, say) is left as it was.
+client does not open with a STUN request (HTTPS, say) is left as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flowscan.capture import CaptureSource, open_reader
 from flowscan.capture.decode import PROTO_TCP, PROTO_UDP
 from flowscan.capture.edit import LayerDecoder, tcp_sequence
 from flowscan.crypto.keylog import KeyLog
-from flowscan.crypto.tls_records import TlsKeys, TlsWalker, tls_keys
+from flowscan.crypto.tls_records import HEAD, TlsKeys, TlsWalker, tls_keys
 from flowscan.flows import CLASS_BUDGET, TCP_SYN, reverse_key
 from flowscan.identify import FlowFacts, facts_to_details, identify_samples
 from flowscan.protocols import demux, framing, rtp
@@ -32,7 +32,6 @@ Endpoint = tuple[str, int]
 # start, since TURN over TCP's sampled stream start holds them all.
 BUDGET = {demux.STUN: 64, demux.DTLS: 16, demux.RTP: CLASS_BUDGET[2]}
 OTHER_BUDGET = CLASS_BUDGET[3]
-NO_FRAMING_AFTER = 4096  # application data bytes without framing before a flow is let go
 
 
 def directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
@@ -84,10 +83,9 @@ class _Opening:
             relayed = raw[frame.data_start - frame.start:frame.data_end - frame.start]
             for datagram in framing.datagrams(raw):
                 self._keep(side, ts, datagram, relayed or datagram)
-        walker = self.walkers[side]
-        limit = 10 if walker.inner.fresh else NO_FRAMING_AFTER
-        if walker.plain >= limit and walker.inner.mode is None:
-            self.dropped = True  # application data, but not TURN or RFC 4571 framing
+        client = self.walkers[0]
+        if client.plain >= HEAD and not framing.opens_with_stun(client.head):
+            self.dropped = True  # application data, but not a TURN or ICE-TCP client's
 
     def _keep(self, side: int, ts: float, datagram: bytes, inner: bytes) -> None:
         kind = demux.classify(inner)
@@ -157,5 +155,6 @@ def open_tls_flows(path: str, keylog: KeyLog, flows: list[tuple[Flow, FlowFacts]
     for opening in {id(o): o for o, _ in by_key.values()}.values():
         if not opening.dropped:
             opening.finish()
-        if not opening.dropped and opening.samples:
+        if not opening.dropped and opening.samples and \
+                framing.opens_with_stun(opening.walkers[0].head):
             opening.merge()

@@ -326,3 +326,103 @@ def test_tls_secrets_alone_open_tls_but_not_the_media(tmp_path: Path) -> None:
     assert flow.encryption.basis == "observed" and flow.encryption.decryption is None
     assert flow.encryption.evidence[0].signal == "tls-opened"
     assert flow.encryption.key_exchange == "dtls-srtp"
+
+
+def test_key_update_moves_to_the_next_traffic_secret() -> None:
+    """A KeyUpdate (RFC 8446 section 4.6.3) inside a record: what follows is under the
+    next traffic secret, HKDF-Expand-Label(secret, "traffic upd", "", Hash.length)
+    (section 7.2), from sequence number 0."""
+    walker = client_walker()
+    sender = Epoch.tls13_secret(bytes.fromhex(SECRETS["CLIENT_TRAFFIC_SECRET_0"]), 0x1301)
+    before = seal13(sender, b"before")
+    update = seal13(sender, b"\x18\x00\x00\x01\x00", ctype=22)  # update_not_requested
+    following = sender.updated()
+    assert following.key != sender.key and following.seq == 0
+    after = seal13(following, b"after")
+    assert walker.records.feed(before + update + after) == [b"before", b"after"]
+    assert (walker.records.opened, walker.records.failed) == (3, 0)
+
+
+def test_decrypted_capture_keeps_tls_as_captured_and_says_so(tmp_path: Path) -> None:
+    """`flowscan decrypt`: the media inside TLS decrypts, but its clear cannot go back
+    inside the TLS records: every packet of the capture is written as it was, and a
+    warning counts the packets left so."""
+    from flowscan.capture import CaptureSource, open_reader
+
+    folder = LAB / "turn-tls-chromium"
+    out = tmp_path / "clear.pcapng"
+    report = flowscan.api.decrypt(str(folder / "capture.pcapng"), str(out),
+                                  keylog=[str(folder / "keys.log")])
+    (flow,) = [f for f in report.flows if f.encryption is not None]
+    decrypted = flow.encryption.decryption.packets_decrypted
+    assert any(w.startswith(f"{decrypted} packets decrypted inside TLS")
+               for w in report.capture.warnings)
+
+    def frames(path: Path) -> list[bytes]:
+        with CaptureSource(str(path)) as source:
+            return [data for _ts, _link, data, _wire in open_reader(source).packets()]
+
+    assert frames(out) == frames(folder / "capture.pcapng")
+
+
+def rfc8448_connection(tmp_path: Path, client_data: list[bytes], server_data: list[bytes]
+                       ) -> Path:
+    """RFC 8448 section 3's connection over TCP (its hellos, handshake records and ticket
+    as the RFC lists them), then application records of our own under its traffic keys,
+    one segment each; and its key log beside the capture."""
+    from test_tcp_media import tcp_capture
+
+    client = Epoch.tls13_secret(bytes.fromhex(SECRETS["CLIENT_TRAFFIC_SECRET_0"]), 0x1301)
+    server = Epoch.tls13_secret(bytes.fromhex(SECRETS["SERVER_TRAFFIC_SECRET_0"]), 0x1301)
+    server.seq = 1  # after the ticket
+    segments = [(0, CLIENT_HELLO), (1, SERVER_HELLO + SERVER_HANDSHAKE),
+                (0, CLIENT_FINISHED), (1, SERVER_TICKET)]
+    for n in range(max(len(client_data), len(server_data))):
+        segments += [(0, seal13(client, d, padding=n % 4)) for d in client_data[n:n + 1]]
+        segments += [(1, seal13(server, d)) for d in server_data[n:n + 1]]
+    (tmp_path / "keys.log").write_text("".join(
+        f"{label} {CLIENT_RANDOM.hex()} {secret}\n" for label, secret in SECRETS.items()))
+    return tcp_capture(tmp_path / "tls.pcap", segments)
+
+
+def media_in_channel_data(n: int, ssrc: int) -> bytes:
+    header = bytes([0x80, 0x6F]) + n.to_bytes(2, "big") + (n * 960).to_bytes(4, "big")
+    return channel_data(header + ssrc.to_bytes(4, "big") + random.Random(n).randbytes(80))
+
+
+def test_stun_inside_tls_on_any_port_is_opened_and_judged(tmp_path: Path) -> None:
+    """TURN over TLS needs no port 5349 to be found: with the key log, a TLS connection
+    whose client opens with a STUN request is walked as TURN over TCP, and its relayed
+    media judged; without the key log it shows nothing."""
+    client = [stun_binding(bytes(12))] + [media_in_channel_data(n, 0x1234) for n in range(12)]
+    server = [b"\x01\x01\x00\x00\x21\x12\xa4\x42" + bytes(12)] + [
+        media_in_channel_data(n, 0x5678) for n in range(12)]
+    capture = rfc8448_connection(tmp_path, client, server)
+    plain = flowscan.scan(str(capture))
+    (flow,) = plain.flows
+    assert flow.protocols == ["tls"] and flow.encryption is None
+    report = flowscan.scan(str(capture), keylog=[str(tmp_path / "keys.log")])
+    (flow,) = report.flows
+    assert {"tls", "stun", "turn", "rtp"} <= set(flow.protocols)
+    assert flow.encryption is not None and flow.encryption.evidence[0].signal == "tls-opened"
+    # The server's handshake record, the client's Finished, the ticket, and 13 each way.
+    assert "29 records opened, 0 did not verify" in flow.encryption.evidence[0].detail
+    assert flow.details["turn"].channel_data > 0
+
+
+def test_https_inside_tls_is_left_as_it_was(tmp_path: Path) -> None:
+    """Keys for a TLS connection that carries HTTP ('G' of GET is a ChannelData first
+    byte, 0x47): its client does not open with STUN, so nothing about it changes."""
+    capture = rfc8448_connection(tmp_path, [b"GET / HTTP/1.1\r\nHost: example\r\n\r\n"],
+                                 [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"])
+    plain = flowscan.scan(str(capture))
+    report = flowscan.scan(str(capture), keylog=[str(tmp_path / "keys.log")])
+    assert dumps(plain.flows) == dumps(report.flows)
+    assert report.flows[0].protocols == ["tls"]
+
+
+def test_opens_with_stun() -> None:
+    assert framing.opens_with_stun(stun_binding(bytes(12)))
+    assert framing.opens_with_stun(b"\x00\x14" + stun_binding(bytes(12)))  # RFC 4571
+    assert not framing.opens_with_stun(b"GET / HTTP/1.1\r\n")
+    assert not framing.opens_with_stun(channel_data(rtp_packet(1)))

@@ -26,6 +26,7 @@ KEY_UPDATE = 24  # handshake message type (RFC 8446 section 4.6.3)
 MAX_RECORD = (1 << 14) + 256  # TLSCiphertext.length at most (RFC 8446 section 5.2)
 MAX_LOST_RECORDS = 64  # sequence numbers tried for the first record after a gap
 TAG = 16
+HEAD = 10  # application data bytes kept from the stream's start
 
 # TLS 1.3 suites (RFC 8446 appendix B.4): (ChaCha20?, key length, SHA-384?).
 TLS13_SUITES = {0x1301: (False, 16, False), 0x1302: (False, 32, True),
@@ -218,6 +219,7 @@ class TlsWalker:
         self.records = records
         self.inner = StreamWalker()
         self.plain = 0  # application data bytes walked so far
+        self.head = b""  # the application data's first bytes, for what the stream is
 
     @property
     def base(self) -> int:
@@ -232,6 +234,8 @@ class TlsWalker:
     def feed(self, data: bytes) -> list[tuple[Frame, bytes]]:
         out: list[tuple[Frame, bytes]] = []
         for content in self.records.feed(data):
+            if self.plain < HEAD:  # from the start: a gap moves plain on
+                self.head += content[:HEAD - self.plain]
             self.plain += len(content)
             out += self.inner.feed(content)
         return out

@@ -59,6 +59,15 @@ def detect(head: bytes) -> str | None:
     return None
 
 
+def opens_with_stun(head: bytes) -> bool:
+    """Whether a client's stream opens as a TURN client's (an Allocate or a Binding request,
+    RFC 8656 section 3.1) or an ICE-TCP agent's (a connectivity check behind RFC 4571's
+    length) does: a STUN request with its magic cookie. Stricter than detect, whose
+    ChannelData first byte (0x40-0x4F) is also ASCII, as in HTTP's "GET"."""
+    return (len(head) >= 8 and head[0] == 0 and head[4:8] == _COOKIE) or (
+        len(head) >= 10 and head[2] == 0 and head[6:10] == _COOKIE)
+
+
 def datagrams(segment: bytes) -> list[bytes]:
     """What UDP datagrams would carry for a segment of whole frames (flows.tcp_media_frame):
     each ChannelData or STUN message as it is, each RFC 4571 frame without its length."""

@@ -9,7 +9,6 @@ named by a short SHA-256.
 
 from __future__ import annotations
 
-import socket
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,11 +28,12 @@ from flowscan.crypto import dtls_srtp, inner
 from flowscan.crypto.keylog import KeyLog, fingerprint
 from flowscan.crypto.keys import Endpoint, ExplicitKeys, SrtpKey, media_keys
 from flowscan.crypto.srtp import PROFILES, SrtpContext
-from flowscan.flows import reverse_key
+from flowscan.flows import TCP_SYN
 from flowscan.identify import FlowFacts
 from flowscan.protocols import rtp
-from flowscan.protocols.framing import Frame, Reassembler, clear_frame
+from flowscan.protocols.framing import Frame, Reassembler, Walker, clear_frame
 from flowscan.report.model import Decryption, Flow
+from flowscan.tlsopen import directions, flow_tls_keys
 
 MAX_INNER_SAMPLES = 48  # decrypted payloads kept per SSRC for the inner-layer check
 
@@ -55,15 +55,6 @@ class _Job:
     truncated: int = 0
     stream_gap_bytes: int = 0  # over TCP: bytes of the stream never captured
     senders: dict[int, Endpoint] = field(default_factory=dict)  # keyed SSRC -> its sender
-
-
-def _directions(flow: Flow) -> list[tuple[bytes, Endpoint]]:
-    """The decoder's flow key for each direction of the flow, with that direction's sender."""
-    client, server = (flow.client.ip, flow.client.port), (flow.server.ip, flow.server.port)
-    family = socket.AF_INET6 if ":" in client[0] else socket.AF_INET
-    key = (socket.inet_pton(family, client[0]) + socket.inet_pton(family, server[0])
-           + client[1].to_bytes(2, "big") + server[1].to_bytes(2, "big"))
-    return [(key, client), (reverse_key(key), server)]
 
 
 def _dtls_job(flow: Flow, facts: FlowFacts, keylog: KeyLog, sources: str) -> _Job | None:
@@ -141,6 +132,7 @@ class DecryptedCapture:
         # Decrypted over TCP, but written as captured: split over segments, captured before
         # a hole filled, or with no same-length rewrite.
         self.left_in_tcp = 0
+        self.left_in_tls = 0  # decrypted inside TLS opened with the key log: kept as captured
         self.queue: deque[tuple[float, int, bytes, int, bytes | None, Resolver | None]] = (
             deque())
 
@@ -193,7 +185,7 @@ def decrypt_flows(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]
     plan = _Plan.of(keys, flows)
     if not plan.jobs and not plan.unkeyed and keys.output is None:
         return {}
-    tcp = _second_pass(keys, plan, _framed(flows))
+    tcp = _second_pass(keys, plan, _framed(flows), _tls_walkers(flows, keys.keylog))
     for direction_key, stream in tcp.directions.items():
         job = plan.job_of(direction_key)
         if job is not None:
@@ -216,7 +208,7 @@ class _Plan:
         jobs = _keyed_jobs(keys, flows)
         plan = cls(keys.explicit, jobs, _ssrc_keyed(keys.explicit, flows, jobs))
         for job in jobs.values():
-            for direction, sender in _directions(job.flow):
+            for direction, sender in directions(job.flow):
                 plan.by_key[direction] = (job, sender)
         return plan
 
@@ -255,26 +247,41 @@ def _ssrc_keyed(explicit: ExplicitKeys, flows: list[tuple[Flow, FlowFacts]],
     if explicit.by_ssrc:
         for flow, _facts in flows:
             if flow.encryption is not None and flow.id not in jobs:
-                for direction, sender in _directions(flow):
+                for direction, sender in directions(flow):
                     unkeyed[direction] = (flow, sender)
     return unkeyed
 
 
 def _framed(flows: list[tuple[Flow, FlowFacts]]) -> set[bytes]:
     """TCP flows are walked only where identification saw media framing in them (TURN over
-    TCP, ICE-TCP), never inside TLS: its records are no frames to look for."""
+    TCP, ICE-TCP), never inside TLS unless the key log opened it (tlsopen): its records
+    are no frames to look for."""
     return {direction for flow, facts in flows if flow.transport == "tcp"
-            and "tls" not in facts.protocols
+            and ("tls" not in facts.protocols or facts.tls_opened)
             and {"stun", "turn", "rtp", "rtcp", "dtls"} & set(facts.protocols)
-            for direction, _ in _directions(flow)}
+            for direction, _ in directions(flow)}
 
 
-def _second_pass(keys: KeySources, plan: _Plan, framed: set[bytes]) -> _TcpMedia:
+def _tls_walkers(flows: list[tuple[Flow, FlowFacts]], keylog: KeyLog) -> dict[bytes, Walker]:
+    """The directions of flows whose TLS the key log opened (TURN over TLS), each with
+    the walker that takes its records off before the frames are looked for."""
+    in_tls: dict[bytes, Walker] = {}
+    for flow, facts in flows:
+        tls_keys = flow_tls_keys(facts, keylog) if facts.tls_opened else None
+        if tls_keys is not None:
+            for (direction, _), walker in zip(directions(flow), tls_keys.walkers(),
+                                              strict=True):
+                in_tls[direction] = walker
+    return in_tls
+
+
+def _second_pass(keys: KeySources, plan: _Plan, framed: set[bytes],
+                 in_tls: dict[bytes, Walker]) -> _TcpMedia:
     """Every packet of the capture again: those of keyed flows decrypted, each written to
     the decrypted capture (when asked) as it was or in the clear."""
     output = keys.output
     decoder = LayerDecoder()
-    tcp = _TcpMedia(plan.open, output)
+    tcp = _TcpMedia(plan.open, output, in_tls)
     with CaptureSource(keys.path) as source:
         for ts, link, data, wire in open_reader(source).packets():
             replaced, waiting = None, None
@@ -297,13 +304,15 @@ def _second_pass(keys: KeySources, plan: _Plan, framed: set[bytes]) -> _TcpMedia
     return tcp
 
 
-TCP_SYN = 0x02
 MAX_EDITS = 4096  # clear frames remembered per direction, for retransmissions of them
 
 
 @dataclass
 class _TcpDirection:
     stream: Reassembler = field(default_factory=Reassembler)
+    # Inside TLS (opened with the key log): the decrypted capture cannot put clear frames
+    # in place of TLS records, so it keeps them as captured.
+    in_tls: bool = False
     # (start, end, the frame in the clear) by stream offset, in stream order: what each
     # segment written is edited with, retransmissions included.
     edits: deque[tuple[int, int, bytes]] = field(default_factory=lambda: deque(maxlen=MAX_EDITS))
@@ -320,29 +329,33 @@ class _TcpMedia:
     part of has been walked (frames after it wait with it, to keep the capture's order);
     a segment that cannot wait (a hole never filled, too much held) is written with what
     is known, and the frames it held a part of are left as captured, counted in
-    left_in_tcp."""
+    left_in_tcp. Inside TLS opened with the key log (TURN over TLS), the frames are
+    walked in the TLS application data, and the segments written as captured."""
 
     def __init__(self, opener: Callable[[bytes, bytes], bytes | None],
-                 output: DecryptedCapture | None) -> None:
+                 output: DecryptedCapture | None, in_tls: dict[bytes, Walker]) -> None:
         self.open = opener
         self.output = output
         self.directions: dict[bytes, _TcpDirection] = {}
+        self.in_tls = in_tls
 
     def segment(self, data: bytes, decoded: Decoded, layers: list[Layer]) -> Resolver | None:
-        direction = self.directions.setdefault(decoded[1], _TcpDirection())
+        direction = self.directions.get(decoded[1])
+        if direction is None:
+            walker = self.in_tls.get(decoded[1])
+            direction = self.directions[decoded[1]] = _TcpDirection(Reassembler(walker),
+                                                                    walker is not None)
         seq = tcp_sequence(data, layers)
         if seq is None:
             return None
-        if decoded[4] & TCP_SYN:
-            direction.stream.syn(seq)
         # Bytes the snap length cut off are a hole, as if never captured.
         start, end = decoded[2], min(decoded[3], len(data))
-        if end <= start:
+        taken = direction.stream.take(seq, bool(decoded[4] & TCP_SYN),
+                                      data[start:end] if end > start else b"")
+        if taken is None:
             return None
-        off = direction.stream.offset(seq)
-        if off is None:
-            return None
-        for frame, raw in direction.stream.add(off, data[start:end]):
+        off, frames = taken
+        for frame, raw in frames:
             self._frame(decoded[1], direction, frame, raw)
         if self.output is None:
             return None
@@ -364,6 +377,9 @@ class _TcpMedia:
         payload = raw[frame.data_start - frame.start:frame.data_end - frame.start]
         plain = self.open(payload, key)
         if plain is None or self.output is None:
+            return
+        if direction.in_tls:
+            self.output.left_in_tls += 1
             return
         clear = None
         if frame.start >= direction.raw_until:  # else a part of it is written already

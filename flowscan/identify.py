@@ -198,6 +198,9 @@ class FlowFacts:
     # Kept for the decryption stage, never reported: SDES keys seen in SDP bodies.
     # The SDP media as parsed, a=crypto keys included: for decryption, never reported.
     sdp_media: list[SdpMedia] = field(default_factory=list, repr=False)
+    # TURN over TLS opened with the key log (tlsopen): version, suite, records opened, and
+    # the secrets' short SHA-256, for the verdict's evidence; never a key.
+    tls_opened: str = ""
 
     def add(self, protocol: str) -> None:
         if protocol not in self.protocols:

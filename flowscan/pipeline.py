@@ -62,7 +62,8 @@ from flowscan.report.build import (
 from flowscan.report.model import AppGroup, Finding, Flow, MediaSession, Report
 from flowscan.report.records import flow_record
 from flowscan.sessions import build_sessions, findings
-from flowscan.verdict.rules import apply_decryption, build_context, judge
+from flowscan.tlsopen import open_tls_flows
+from flowscan.verdict.rules import apply_decryption, build_context, judge, tls_opened
 from flowscan.version import __version__
 
 # progress(bytes of the file consumed, file size or None)
@@ -74,7 +75,8 @@ class Stage(StrEnum):
 
     READ = "read"  # capture/: the file's records, in batches of columns
     ACCOUNT = "account"  # accounting.py, flows.py: packets and bytes per flow
-    IDENTIFY = "identify"  # identify.py, protocols/: each closed flow's protocols and facts
+    IDENTIFY = "identify"  # identify.py, protocols/: each closed flow's protocols and facts;
+    # with a key log, tlsopen.py then opens TURN over TLS and identifies what it carries
     GEOLOCATE = "geolocate"  # geo/: each flow's remote, its names and location
     APPS = "apps"  # apps.py: the application of each flow, with evidence
     VERDICTS = "verdicts"  # verdict/: encryption as the wire shows it (basis observed)
@@ -154,9 +156,11 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
     with _cyclic_gc_paused(), CaptureSource(path, stream=stream, live=stop) as source:
         read = read_account_identify(source, options, progress, live)
         flows = read.flows
-        names, apps = observed_verdicts(flows, checked, read.reader)
         keylog = with_secrets_blocks(checked.keylog, read.reader)
         replay = source.replay_path()  # decryption reads the capture again
+        if replay is not None and keylog:
+            open_tls_flows(replay, keylog, flows)
+        names, apps = observed_verdicts(flows, checked, read.reader)
         if replay is None and options.decrypted_output is not None:
             raise UsageError(f"{options.decrypted_output}: cannot decrypt {source.display}: "
                              f"{source.replay_error}")
@@ -339,6 +343,9 @@ def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
                                         [facts for _, facts in flows], given)
     for flow, facts in flows:
         flow.encryption = judge(flow, facts, context)
+        opened = tls_opened(flow, facts)
+        if flow.encryption is not None and opened is not None:
+            flow.encryption.evidence.insert(0, opened)
 
 
 def with_secrets_blocks(keylog: KeyLog, reader: ReaderFacts) -> KeyLog:
@@ -418,6 +425,10 @@ def decryption_warnings(options: ScanOptions, flows: list[Flow], explicit: Expli
                    "split over TCP segments, or in segments captured before a gap in the "
                    "stream was filled (the decrypted capture edits each segment alone, at "
                    "its length)")
+    if output is not None and output.left_in_tls:
+        out.append(f"{output.left_in_tls} packets decrypted inside TLS (TURN over TLS, opened "
+                   "with the key log) are written as captured: their clear cannot be put back "
+                   "inside the TLS records without encrypting them again")
     return out
 
 

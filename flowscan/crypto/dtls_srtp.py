@@ -24,6 +24,7 @@ LABEL = b"EXTRACTOR-dtls_srtp"
 # HKDF-Expand-Label's prefix: "tls13 " in TLS 1.3 (RFC 8446 section 7.1), "dtls13" in
 # DTLS 1.3 (RFC 9147 section 5.9), which keeps the two protocols' keys apart.
 DTLS13_PREFIX = b"dtls13"
+TLS13_PREFIX = b"tls13 "
 
 
 def prf(secret: bytes, label: bytes, seed: bytes, length: int, sha384: bool = False) -> bytes:

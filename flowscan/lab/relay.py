@@ -125,10 +125,15 @@ _TURN_HOSTS = {
 def _turn_truth(tls: bool) -> dict[str, Any]:
     """Over TCP the wire shows what it shows over UDP (p2p-webrtc-turn): DTLS-SRTP with
     the peer behind a relay that forwards ChannelData. Over TLS it shows a TLS connection
-    to a TURN port and nothing of what is inside, with or without the DTLS keys: flowscan
-    does not open TLS, so the honest verdict is unknown, at a relay."""
+    to a TURN port and nothing of what is inside: unknown, at a relay. With the key log
+    (Chromium's TLS secrets, the DTLS ones) the TLS opens and the DTLS-SRTP inside
+    decrypts to codec frames, but the peer behind the relay keeps the lab's private
+    address inside the ciphertext, which the address rewrite cannot reach: nothing
+    positive shows the peer to be a participant, so encrypted-unverified at the relay."""
     seen = ({"verdict": "unknown", "termination": "relay"} if tls
             else {"verdict": "end-to-end", "termination": "relay"})
+    opened = ({"verdict": "encrypted-unverified", "termination": "relay", "inner": "codec"}
+              if tls else seen)
     media: dict[str, Any] = {
         "between": ["alice", "relay"], "app": "webrtc",
         "protocols": ["tls", "turn"] if tls else ["stun", "turn", "dtls", "rtp", "srtp"],
@@ -137,7 +142,7 @@ def _turn_truth(tls: bool) -> dict[str, Any]:
         "participants": {"alice": "Chromium (libwebrtc)", "bob": "aiortc"},
         "keys": "DTLS: bob's (aiortc's key log; the session's secrets decrypt both "
                 "directions); Chromium exports no DTLS secrets",
-        "observed": seen, "decrypted": seen,
+        "observed": seen, "decrypted": opened,
     }
     if tls:
         media["inside_tls"] = ("TURN (STUN and ChannelData), DTLS-SRTP inside it: end-to-end "

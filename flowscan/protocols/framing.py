@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Protocol
 
 from flowscan.protocols import stun
 
@@ -56,6 +57,15 @@ def detect(head: bytes) -> str | None:
     if 128 <= head[2] <= 191 and int.from_bytes(head[:2], "big") >= 12:
         return RFC4571
     return None
+
+
+def opens_with_stun(head: bytes) -> bool:
+    """Whether a client's stream opens as a TURN client's (an Allocate or a Binding request,
+    RFC 8656 section 3.1) or an ICE-TCP agent's (a connectivity check behind RFC 4571's
+    length) does: a STUN request with its magic cookie. Stricter than detect, whose
+    ChannelData first byte (0x40-0x4F) is also ASCII, as in HTTP's "GET"."""
+    return (len(head) >= 8 and head[0] == 0 and head[4:8] == _COOKIE) or (
+        len(head) >= 10 and head[2] == 0 and head[6:10] == _COOKIE)
 
 
 def datagrams(segment: bytes) -> list[bytes]:
@@ -236,6 +246,17 @@ class StreamWalker:
         return True
 
 
+class Walker(Protocol):
+    """What a Reassembler delivers a direction's bytes to, in order."""
+
+    @property
+    def base(self) -> int: ...
+
+    def gap(self, offset: int) -> None: ...
+
+    def feed(self, data: bytes) -> list[tuple[Frame, bytes]]: ...
+
+
 MAX_REORDER = 1 << 18  # bytes held past a hole before the hole is taken as never captured
 
 
@@ -245,13 +266,25 @@ class Reassembler:
     delivered once; segments after a hole wait for it to fill; a hole that the capture never
     fills (MAX_REORDER bytes later, or at the end) is passed over, and counted."""
 
-    def __init__(self) -> None:
+    def __init__(self, walker: Walker | None = None) -> None:
         self.origin: int | None = None  # sequence number of stream offset 0
         self.next = 0  # stream offset expected next
         self.pending: dict[int, bytes] = {}
         self.held = 0
-        self.walker = StreamWalker()
+        # The frames' walker: StreamWalker, or one that first takes TLS off.
+        self.walker: Walker = walker or StreamWalker()
         self.missing = 0  # bytes never captured
+
+    def take(self, seq: int, syn: bool, payload: bytes
+             ) -> tuple[int, list[tuple[Frame, bytes]]] | None:
+        """A captured segment: its stream offset and the frames it completes; None if it
+        adds nothing (no payload, or bytes from before the stream's start)."""
+        if syn:
+            self.syn(seq)
+        if not payload:
+            return None
+        off = self.offset(seq)
+        return None if off is None else (off, self.add(off, payload))
 
     def syn(self, seq: int) -> None:
         """The SYN's sequence number: the data starts one after it (RFC 9293 3.4.1)."""

@@ -200,8 +200,18 @@ def _turn_over_tls(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encrypt
         EvidenceItem("turn-over-tls", f"TURN over TLS to {flow.server.ip}:{flow.server.port} "
                      f"({'; '.join(signs)}): the relayed payload is inside TLS and not "
                      "visible, so whether media went through the relay, and how it is "
-                     "protected inside, cannot be seen from the wire (the TLS keys would "
-                     "show it)")])
+                     "protected inside, cannot be seen without the TLS keys (--keylog with "
+                     "the client's TLS key log would open it)")])
+
+
+def tls_opened(flow: Flow, facts: FlowFacts) -> EvidenceItem | None:
+    """TURN over TLS opened with the key log (tlsopen): said first, since everything else
+    was seen inside it."""
+    if not facts.tls_opened:
+        return None
+    return EvidenceItem("tls-opened", f"TURN over TLS to {flow.server.ip}:{flow.server.port} "
+                        f"opened with the key log ({facts.tls_opened}): the STUN, ChannelData "
+                        "and media inside are judged as over TCP (RFC 8656 section 3.1)")
 
 
 def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | None:

@@ -211,6 +211,36 @@ def end(procs: Sequence[subprocess.Popen[Any]], *, terminate: bool) -> None:
             proc.kill()
 
 
+def write_rtp_dump(driver_log: Path, out: Path) -> Path:
+    """The `# RTP_DUMP` lines of a Chromium log (WebRTC-Debugging-RtpDump): every RTP and
+    RTCP packet before protection and after unprotection, in text2pcap's hex form."""
+    with driver_log.open(errors="replace") as log:
+        out.write_text("".join(line for line in log if line.rstrip().endswith("# RTP_DUMP")))
+    return out
+
+
+def _evidence_files(work: Path, firefox: tuple[str, ...], key: str | None) -> list[Path]:
+    """What the scenario keeps beside its captures: alice's RTP dump (Chromium's only),
+    Firefox's own key logs, and the participants' SFrame key (for tests of the inner
+    layer; flowscan never uses it)."""
+    files = []
+    if "alice" not in firefox:
+        files.append(write_rtp_dump(work / "alice-driver.log", work / RTP_DUMP))
+    files += [work / f"keys-{name}.log" for name in firefox]  # beside Janus's in keys.log
+    if key:
+        files.append(work / SFRAME_KEY)
+        files[-1].write_text(key + "\n")
+    return files
+
+
+def _frame_counts(pages: list[dict[str, Any]], e2ee: bool) -> list[dict[str, Any]]:
+    """Frames each page protected, opened and failed; with e2ee, none may be missing."""
+    counts = [{k: p.get(k) for k in ("protected", "unprotected", "failed")} for p in pages]
+    if e2ee and not all(c["protected"] and c["unprotected"] for c in counts):
+        raise LabError(f"the frames were not protected and opened end to end ({counts})")
+    return counts
+
+
 def janus_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = False,
                firefox: tuple[str, ...] = ()) -> dict[str, Any]:
     """Two browser participants (Chromium, or Firefox for those named) publish to and
@@ -238,20 +268,8 @@ def janus_call(scenario: Scenario, net: LabNetwork, work: Path, *, e2ee: bool = 
         for capture in captures:
             _stop(capture)
         end([site, janus], terminate=True)
-    files = []
-    if "alice" not in firefox:
-        files.append(work / RTP_DUMP)
-        files[-1].write_text("".join(
-            line for line in (work / "alice-driver.log").open(errors="replace")
-            if line.rstrip().endswith("# RTP_DUMP")))
-    for name in firefox:  # NSS's secrets, beside those of Janus's OpenSSL in keys.log
-        files.append(work / f"keys-{name}.log")
-    if key:  # the participants' secret, kept so that tests can open the inner layer too
-        files.append(work / SFRAME_KEY)
-        files[-1].write_text(key + "\n")
-    counts = [{k: p.get(k) for k in ("protected", "unprotected", "failed")} for p in pages]
-    if e2ee and not all(c["protected"] and c["unprotected"] for c in counts):
-        raise LabError(f"the frames were not protected and opened end to end ({counts})")
+    files = _evidence_files(work, firefox, key)
+    counts = _frame_counts(pages, e2ee)
     passwords = [p for page in pages for sdp in page.get("sdp", [])
                  for p in _ice_credentials(sdp)]
     manifest = {"stacks": stack_versions(bool(firefox)),

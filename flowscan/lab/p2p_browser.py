@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from flowscan.lab import scenarios as lab
-from flowscan.lab.janus import HTTP_PORT, browser, end, serve_page, stack_versions
+from flowscan.lab.janus import (
+    HTTP_PORT,
+    browser,
+    end,
+    serve_page,
+    stack_versions,
+    write_rtp_dump,
+)
 from flowscan.lab.netns import LabError, LabNetwork
 from flowscan.lab.rewrite import short_term_key
 
@@ -56,9 +63,7 @@ def p2p_call(scenario: lab.Scenario, net: LabNetwork, work: Path) -> dict[str, A
     keylog = work / "keys.log"
     keylog.write_text("".join(line for line in nss.read_text().splitlines(keepends=True)
                               if not line.startswith("#")))
-    dump = work / RTP_DUMP
-    dump.write_text("".join(line for line in (work / "bob-driver.log").open(errors="replace")
-                            if line.rstrip().endswith("# RTP_DUMP")))
+    dump = write_rtp_dump(work / "bob-driver.log", work / RTP_DUMP)
     versions = stack_versions(firefox=True)
     del versions["sfu"], versions["client"]
     passwords = [p for sdp in sdps for p in lab._ice_credentials(sdp)]

@@ -723,17 +723,36 @@ def _dtls_facts(client: DtlsSide, server: DtlsSide) -> HandshakeFacts:
 FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
 
 
+# All that identification reads of a closed flow, in plain values that pickle, so that a
+# worker process can identify it (identify_workers.py): the flow's samples, whether its
+# media samples ran out (FlowFacts.media_unread), and its late RTP samples.
+IdentifyJob = tuple[FlowSamples, bool, list[tuple[float, int, bytes]]]
+_MEDIA_BUDGETS = tuple(d * SAMPLE_CLASSES + c for d in (0, 1)
+                       for c in (RTP_CLASS, OTHER_CLASS, TCP_MEDIA_CLASS))
+
+
+def job_of(state: FlowState) -> IdentifyJob:
+    """The flow's part that identification reads."""
+    budget = state.budget
+    return ((state.proto, state.key, state.samples, (len(state.ssrcs[0]), len(state.ssrcs[1]))),
+            any(budget[i] == 0 for i in _MEDIA_BUDGETS), state.late)
+
+
 def identify(state: FlowState) -> FlowFacts:
     """Facts of one flow from its payload samples; never raises on bad payloads."""
-    job = (state.proto, state.key, state.samples, (len(state.ssrcs[0]), len(state.ssrcs[1])))
-    facts = identify_samples(job)
-    facts.media_unread = any(state.budget[d * SAMPLE_CLASSES + c] == 0
-                             for d in (0, 1) for c in (RTP_CLASS, OTHER_CLASS, TCP_MEDIA_CLASS))
+    return identify_job(job_of(state))
+
+
+def identify_job(job: IdentifyJob) -> FlowFacts:
+    """identify() of a flow given as job_of() made it."""
+    flow, media_unread, late = job
+    facts = identify_samples(flow)
+    facts.media_unread = media_unread
     if facts.zrtp is not None:
         with suppress(Exception):  # as in identify_samples
-            _after_zrtp(job, state.late, facts)
-    if state.proto == 17:
-        facts.peer_tag = _peer_tag(state.samples)
+            _after_zrtp(flow, late, facts)
+    if flow[0] == 17:
+        facts.peer_tag = _peer_tag(flow[2])
     return facts
 
 

@@ -43,6 +43,9 @@ class ScanOptions:
     sample_bytes: int | None = None
     #: False feeds every packet through the per-packet reference path (for tests).
     columnar: bool = True
+    #: Worker processes identifying closed flows beside the reader; None: one per core
+    #: beyond the first, started once the capture has many flows; 0: none.
+    workers: int | None = None
     #: MaxMind-format databases to consult before the bundled ones.
     geoip_db: tuple[str, ...] = ()
     #: The user's jurisdiction: an ISO 3166 country code, EU or EEA.

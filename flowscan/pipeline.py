@@ -42,7 +42,8 @@ from flowscan.geo.locate import Locator
 from flowscan.geo.names import name_map
 from flowscan.geo.plausibility import Vantage, parse_vantage
 from flowscan.geo.remotes import capture_host, plausibility_of, remote_of
-from flowscan.identify import FlowFacts, facts_to_details, identify
+from flowscan.identify import FlowFacts, facts_to_details, job_of
+from flowscan.identify_workers import Identifier
 from flowscan.options import ScanOptions
 from flowscan.policy import transfers
 from flowscan.policy.jurisdictions import Home, parse_home
@@ -147,8 +148,9 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
                             "second pass over the capture, so nothing was decrypted")
         warnings += checked.explicit.warnings + malformed_sip_warnings(records)
         warnings += late_warnings(keylog, totals, checked.locator)
-    return build_report(totals, warnings, records, apps, names, sessions, found,
-                        checked.locator.databases, checked.home)
+    with _cyclic_gc_paused():
+        return build_report(totals, warnings, records, apps, names, sessions, found,
+                            checked.locator.databases, checked.home)
 
 
 # --- read, account, identify (streaming) ---------------------------------------------
@@ -164,16 +166,19 @@ class ReadFlows:
 
 
 class _Identify:
-    """The identify stage, run on each flow as the table closes it: its record and facts
-    are kept, its payload samples are not."""
+    """The identify stage, run on each flow as the table closes it (on worker processes
+    beside the reader where that pays: identify_workers.py): its record and facts are
+    kept, its payload samples are not."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int | None) -> None:
         self.flows: list[tuple[Flow, FlowFacts]] = []
+        self.identifier = Identifier(self._identified, workers)
 
     def __call__(self, state: FlowState) -> None:
-        record = flow_record(state)
-        facts = identify(state)
+        self.identifier.add(flow_record(state), job_of(state))
         state.samples = state.late = []
+
+    def _identified(self, record: Flow, facts: FlowFacts) -> None:
         record.protocols = list(facts.protocols)
         record.details = facts_to_details(facts)
         self.flows.append((record, facts))
@@ -183,7 +188,7 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
                           progress: ProgressCallback | None) -> ReadFlows:
     reader = open_reader(source)
     decoder = Decoder()
-    closed = _Identify()
+    closed = _Identify(options.workers)
     table = FlowTable(on_close=closed, idle_timeout=options.idle_timeout,
                       sample_packets=options.sample_packets,
                       sample_bytes=options.sample_bytes)
@@ -193,6 +198,7 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
         if progress is not None:
             progress(source.consumed, source.size)
     table.close_all()
+    closed.identifier.finish()
     closed.flows.sort(key=lambda pair: pair[0].id)
     return ReadFlows(closed.flows, reader.facts, accounting, decoder)
 
@@ -343,6 +349,11 @@ def _cyclic_gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            # What the scan made is left out of the collector's scans from here on (gc.freeze)
+            # and freed by reference counting: else the first collections after this go
+            # over every flow record again and again, several seconds on 1M flows while
+            # the report is rendered.
+            gc.freeze()
             gc.enable()
 
 

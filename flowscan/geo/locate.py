@@ -12,7 +12,6 @@ folder, mapped by setup.py), found with importlib.resources wherever flowscan is
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import importlib.resources
@@ -262,8 +261,12 @@ class Locator:
         known = self._cache.get(ip)
         if known is None:
             known = self._cache[ip] = self._lookup(ip)
-        return dataclasses.replace(known, which=which, sources=list(known.sources),
-                                   name_hints=[])
+        # A copy of the fields, not dataclasses.replace: this runs once per flow, and
+        # replace looks the fields up and calls __init__ again, at several times the cost.
+        info = object.__new__(RemoteInfo)
+        info.__dict__.update(known.__dict__)
+        info.which, info.sources, info.name_hints = which, list(known.sources), []
+        return info
 
     def _lookup(self, ip: str) -> RemoteInfo:
         info = RemoteInfo(ip, "server", scope_of(ip))

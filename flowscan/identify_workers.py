@@ -30,18 +30,32 @@ T = TypeVar("T")
 CHUNK = 256  # flows handed to a worker at once: small enough to keep it busy early
 QUEUED_PER_WORKER = 4  # chunks waiting per worker before the reader identifies one itself
 MAX_WORKERS = 4
+ENV_WORKERS = "FLOWSCAN_WORKERS"
 HEAVY_SAMPLES = 4  # samples of a UDP flow worth a worker's time (any TCP flow with payload)
 
 
 def default_workers() -> int:
-    """One worker per core beyond the reader's, none in a daemonic process."""
+    """One worker per core beyond the reader's, none in a daemonic process; the
+    environment's FLOWSCAN_WORKERS (a number, 0 for none) decides instead where set."""
     if multiprocessing.current_process().daemon:
         return 0
+    given = os.environ.get(ENV_WORKERS, "").strip()
+    if given.isdigit():
+        return min(MAX_WORKERS, int(given))
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(0, min(MAX_WORKERS, cores - 1))
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a small server process that has imported identification
+    only: forked from the reader, a worker would keep a private copy of every page of
+    the reader's heap that the reader writes to after the fork."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def identify_chunk(jobs: list[IdentifyJob]) -> list[FlowFacts]:
@@ -121,8 +135,7 @@ class Identifier(Generic[T]):
             chunk.identify_here()
             return
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers,
-                                             mp_context=multiprocessing.get_context("fork"))
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=_context())
         try:
             chunk.future = self._pool.submit(identify_chunk, chunk.jobs)
         except (BrokenProcessPool, RuntimeError):

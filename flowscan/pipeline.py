@@ -148,9 +148,8 @@ def run(path: str, options: ScanOptions, progress: ProgressCallback | None = Non
                             "second pass over the capture, so nothing was decrypted")
         warnings += checked.explicit.warnings + malformed_sip_warnings(records)
         warnings += late_warnings(keylog, totals, checked.locator)
-    with _cyclic_gc_paused():
-        return build_report(totals, warnings, records, apps, names, sessions, found,
-                            checked.locator.databases, checked.home)
+    return build_report(totals, warnings, records, apps, names, sessions, found,
+                        checked.locator.databases, checked.home)
 
 
 # --- read, account, identify (streaming) ---------------------------------------------
@@ -351,8 +350,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
         if was_enabled:
             # What the scan made is left out of the collector's scans from here on (gc.freeze)
             # and freed by reference counting: else the first collections after this go
-            # over every flow record again and again, several seconds on 1M flows while
-            # the report is rendered.
+            # over every flow record again, seconds on 200k flows, while the report is made.
             gc.freeze()
             gc.enable()
 

@@ -83,3 +83,22 @@ def test_no_workers_inside_a_daemonic_process(monkeypatch: pytest.MonkeyPatch) -
 
     monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
     assert default_workers() == 0
+
+
+def test_no_reference_cycle_keeps_the_facts_alive() -> None:
+    """A scan leaves no cycle holding flows' facts: with the collector paused during the
+    scan and the survivors frozen after it, such a cycle would never be freed."""
+    import gc
+
+    from flowscan.identify import FlowFacts
+
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        api.scan(str(LAB[0]), workers=1)
+        gc.unfreeze()
+        gc.collect()
+        assert not [o for o in gc.garbage if isinstance(o, FlowFacts)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()

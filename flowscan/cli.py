@@ -235,7 +235,8 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     _check_scan_choices(tables_dir, tables_format, jobs, scheduler)
     paths, fmt, names = _scan_plan(captures, fmt, output, folder, jobs, scheduler,
                                    [*keylog, *sdp], tables_dir, tables_format)
-    options = ScanOptions(engine=engine, idle_timeout=idle_timeout, geoip_db=geoip_db,
+    options = ScanOptions(engine=engine, idle_timeout=idle_timeout, workers=None,
+                          geoip_db=geoip_db,
                           home=home, vantage=vantage, capture_host=capture_host, keylog=keylog,
                           srtp_key=srtp_key, sdp=sdp)
     if engine == "native":
@@ -713,7 +714,8 @@ def check_command(captures: tuple[str, ...], claims_path: str, fmt: str, strict:
     paths = expand_inputs(captures)
     _check_outputs([*paths, claims_path, *keylog, *sdp],
                    {"--junit": junit_path, "--sarif": sarif_path})
-    options = ScanOptions(geoip_db=geoip_db, home=home, keylog=keylog, srtp_key=srtp_key,
+    options = ScanOptions(workers=None, geoip_db=geoip_db, home=home, keylog=keylog,
+                          srtp_key=srtp_key,
                           sdp=sdp, capture_host=capture_host)
     check_options(options)  # bad keys or key files fail once, before any capture is read
 

@@ -251,52 +251,78 @@ class _Collector:
 
     def _udp(self, side: int, payload: bytes, depth: int) -> bool:
         """Read one datagram; whether some parser recognised it."""
-        if self.zoom_port and depth == 0:
+        if depth == 0 and self._zoom_or_dns(payload):
+            return True
+        if self._demuxed(side, payload, depth, demux.classify(payload)):
+            return True
+        if side == 0 and depth == 0 and self._quic(payload):
+            return True
+        if self._sip(payload):
+            return True
+        return depth == 0 and self._discord_or_zoom(payload)
+
+    def _zoom_or_dns(self, payload: bytes) -> bool:
+        """On their servers' ports: Zoom's server framing, DNS."""
+        if self.zoom_port:
             packet = zoom.parse_server(payload)
             if packet is not None:
                 self._zoom(packet)
                 return True
-        if depth == 0 and self.dns_port and self._dns(payload):
-            return True
-        kind = demux.classify(payload)
-        if kind == demux.STUN and self._stun(side, payload, exact=True, outer=depth == 0):
-            relayed, self.relayed = self.relayed, None
-            if relayed and depth == 0:  # a Send or Data indication's DATA (RFC 8656 10, 11)
-                self.udp(side, relayed, depth + 1)
-            return True
-        if kind == demux.TURN_CHANNEL and depth == 0:
-            channel = stun.parse_channel_data(payload, exact=True)
-            if channel is not None:
-                turn = self.facts.turn = self.facts.turn or TurnFacts()
-                turn.channel_data += 1
-                self.facts.add("turn")
-                inner = demux.classify(channel.payload) or "other"
-                turn.relayed[inner] = turn.relayed.get(inner, 0) + 1
-                self.udp(side, channel.payload, depth + 1)
-                return True
+        return self.dns_port and self._dns(payload)
+
+    def _demuxed(self, side: int, payload: bytes, depth: int, kind: str | None) -> bool:
+        """The kinds RFC 7983 section 7 tells apart by the first byte."""
+        if kind == demux.STUN:
+            return self._stun_datagram(side, payload, depth)
+        if kind == demux.TURN_CHANNEL:
+            return depth == 0 and self._channel_data(side, payload)
         if kind == demux.DTLS and self.dtls[side].add_datagram(payload):
             self.facts.add("dtls")
             return True
-        if kind == demux.RTP and self._rtp(side, payload):
-            return True
-        if kind == demux.ZRTP and self._zrtp(side, payload):
-            return True
-        if payload and payload[0] & 0xC0 == 0xC0 and side == 0 and depth == 0:
+        if kind == demux.RTP:
+            return self._rtp(side, payload)
+        return kind == demux.ZRTP and self._zrtp(side, payload)
+
+    def _stun_datagram(self, side: int, payload: bytes, depth: int) -> bool:
+        if not self._stun(side, payload, exact=True, outer=depth == 0):
+            return False
+        relayed, self.relayed = self.relayed, None
+        if relayed and depth == 0:  # a Send or Data indication's DATA (RFC 8656 10, 11)
+            self.udp(side, relayed, depth + 1)
+        return True
+
+    def _channel_data(self, side: int, payload: bytes) -> bool:
+        """TURN ChannelData (RFC 8656 section 12.4), and the datagram it relays."""
+        channel = stun.parse_channel_data(payload, exact=True)
+        if channel is None:
+            return False
+        turn = self.facts.turn = self.facts.turn or TurnFacts()
+        turn.channel_data += 1
+        self.facts.add("turn")
+        inner = demux.classify(channel.payload) or "other"
+        turn.relayed[inner] = turn.relayed.get(inner, 0) + 1
+        self.udp(side, channel.payload, 1)
+        return True
+
+    def _quic(self, payload: bytes) -> bool:
+        """The client's QUIC Initial packets (long header), else a Google QUIC CHLO."""
+        if payload and payload[0] & 0xC0 == 0xC0:
             initials = quic.parse_client_initials(payload)
             if initials:
                 self.quic_initials.extend(initials)
                 self.facts.add("quic")
                 return True
-        if side == 0 and depth == 0 and self.gquic is None:
+        if self.gquic is None:
             self.gquic = quic.parse_gquic_chlo(payload)
             if self.gquic is not None:
                 self.facts.add("gquic")
                 return True
-        if self._sip(payload):
+        return False
+
+    def _discord_or_zoom(self, payload: bytes) -> bool:
+        if self._discord(payload):
             return True
-        if depth == 0 and self._discord(payload):
-            return True
-        if depth == 0 and payload and payload[0] in zoom.MEDIA_TYPES:
+        if payload and payload[0] in zoom.MEDIA_TYPES:
             packet = zoom.parse_p2p(payload)
             if packet is not None:
                 self._zoom(packet)
@@ -309,6 +335,14 @@ class _Collector:
             return False
         facts = self.facts.stun = self.facts.stun or StunFacts()
         self.facts.add("stun")
+        self._stun_counts(facts, msg, side)
+        self._stun_rtt(facts, msg, side)
+        self._stun_attributes(facts, msg, side, data, outer)
+        if msg.method in ("allocate", "channel-bind", "send", "data", "create-permission"):
+            self._turn(msg)
+        return True
+
+    def _stun_counts(self, facts: StunFacts, msg: stun.StunMessage, side: int) -> None:
         facts.messages += 1
         facts.classic = facts.classic or msg.classic
         name = msg.method_code
@@ -317,15 +351,22 @@ class _Collector:
             facts.requests_from.append(SIDES[side])
         if msg.msg_class in ("success", "error") and msg.method == "binding":
             self.stun_answers.add(SIDES[side])
+
+    def _stun_rtt(self, facts: StunFacts, msg: stun.StunMessage, side: int) -> None:
+        """The round trip from the client's request to the server's answer."""
         if self.ts < 0:
-            pass
-        elif msg.msg_class == "request" and side == 0:
+            return
+        if msg.msg_class == "request" and side == 0:
             self.stun_sent.setdefault(msg.transaction_id, self.ts)
         elif msg.msg_class in ("success", "error") and side == 1:
             sent = self.stun_sent.get(msg.transaction_id)
             if sent is not None and self.ts >= sent:
                 rtt = round((self.ts - sent) * 1000.0, 3)
                 facts.rtt_ms = rtt if facts.rtt_ms is None else min(facts.rtt_ms, rtt)
+
+    @staticmethod
+    def _stun_attributes(facts: StunFacts, msg: stun.StunMessage, side: int,
+                         data: bytes, outer: bool) -> None:
         for value, target in ((msg.software, facts.software), (msg.username, facts.usernames)):
             if value and value not in target:
                 target.append(value)
@@ -350,15 +391,16 @@ class _Collector:
                 facts.attributes.append(text)
         if msg.classic and zoom.zoom_stun_signature(msg.attributes, data):
             facts.zoom_signature = True
-        if msg.method in ("allocate", "channel-bind", "send", "data", "create-permission"):
-            self.facts.add("turn")
-            if msg.data:
-                self.relayed = msg.data
-                turn = self.facts.turn = self.facts.turn or TurnFacts()
-                turn.data_indications += 1
-                inner = demux.classify(msg.data) or "other"
-                turn.relayed[inner] = turn.relayed.get(inner, 0) + 1
-        return True
+
+    def _turn(self, msg: stun.StunMessage) -> None:
+        """A TURN method (RFC 8656); a Send or Data indication's DATA is read next."""
+        self.facts.add("turn")
+        if msg.data:
+            self.relayed = msg.data
+            turn = self.facts.turn = self.facts.turn or TurnFacts()
+            turn.data_indications += 1
+            inner = demux.classify(msg.data) or "other"
+            turn.relayed[inner] = turn.relayed.get(inner, 0) + 1
 
     def _zrtp(self, side: int, payload: bytes) -> bool:
         msg = zrtp.parse(payload)
@@ -615,31 +657,30 @@ class _Collector:
             facts.streams[name] = check.state
             facts.stream_check[name] = check.reason
             states.append(check.state)
-            if check.state != "valid":
-                continue
-            valid = [c for c in check.streams if c.state == "valid"]
-            groups = rtp_streams.source_groups(streams, check.streams)
-            facts.sources[name] = [[_hex(s) for s in g] for g in groups]
-            pts = {c.ssrc: c.payload_type for c in valid}
-            shared = Counter(pts[g[0]] for g in groups).most_common(1)
-            if shared:
-                facts.same_type[name] = (shared[0][1], shared[0][0])
-            payloads = [p for c in valid for p in self.rtp_payloads_by.get((side, c.ssrc), [])]
-            # A static payload type names its codec only if the clock matches it.
-            types = [c.payload_type if c.clock_ok else None for c in valid]
-            if payloads:
-                facts.payload[name] = payload_stats(payloads, max(set(types), key=types.count))
-            for c in valid:
-                packets = streams[c.ssrc]
-                frames = frame_sizes(c.payload_type, [
-                    (p.sequence, p.timestamp, p.payload_length) for p in packets
-                    if p.payload_type == c.payload_type]) if c.clock_ok else None
-                if frames is not None:
-                    facts.frame_sizes[name] = frames
-                    break
+            if check.state == "valid":
+                self._valid_side(facts, side, streams, check)
         if states and all(state == "invalid" for state in states):
             # Not RTP after all: the bytes only resembled its header.
             self.facts.protocols = [p for p in self.facts.protocols if p not in ("rtp", "srtp")]
+
+    def _valid_side(self, facts: RtpFacts, side: int,
+                    streams: dict[int, list[rtp_streams.Packet]],
+                    check: rtp_streams.SideCheck) -> None:
+        """Sources, payload statistics and frame sizes of one side's validated streams."""
+        name = SIDES[side]
+        valid = [c for c in check.streams if c.state == "valid"]
+        groups = rtp_streams.source_groups(streams, check.streams)
+        facts.sources[name] = [[_hex(s) for s in g] for g in groups]
+        pts = {c.ssrc: c.payload_type for c in valid}
+        shared = Counter(pts[g[0]] for g in groups).most_common(1)
+        if shared:
+            facts.same_type[name] = (shared[0][1], shared[0][0])
+        payloads = [p for c in valid for p in self.rtp_payloads_by.get((side, c.ssrc), [])]
+        # A static payload type names its codec only if the clock matches it.
+        types = [c.payload_type if c.clock_ok else None for c in valid]
+        if payloads:
+            facts.payload[name] = payload_stats(payloads, max(set(types), key=types.count))
+        _frame_sizes(facts, name, streams, valid)
 
     def source_groups(self, facts: RtpFacts, whole: tuple[int, int]) -> None:
         """Source groups over the whole flow: the sampled groups, plus the SSRCs the flow
@@ -652,6 +693,19 @@ class _Collector:
                 continue
             extra = max(0, whole[side] - sum(len(g) for g in groups))
             facts.source_groups[name] = len(groups) + (extra + 1) // 2
+
+
+def _frame_sizes(facts: RtpFacts, name: str, streams: dict[int, list[rtp_streams.Packet]],
+                 valid: list[rtp_streams.StreamCheck]) -> None:
+    """The frame sizes of the first validated stream whose clock fits its payload type."""
+    for c in valid:
+        packets = streams[c.ssrc]
+        frames = frame_sizes(c.payload_type, [
+            (p.sequence, p.timestamp, p.payload_length) for p in packets
+            if p.payload_type == c.payload_type]) if c.clock_ok else None
+        if frames is not None:
+            facts.frame_sizes[name] = frames
+            return
 
 
 def _ice(requests_from: list[str], answered: set[str]) -> str:
@@ -732,17 +786,36 @@ def _dtls_facts(client: DtlsSide, server: DtlsSide) -> HandshakeFacts:
 FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
 
 
+# All that identification reads of a closed flow, in plain values that pickle, so that a
+# worker process can identify it (identify_workers.py): the flow's samples, whether its
+# media samples ran out (FlowFacts.media_unread), and its late RTP samples.
+IdentifyJob = tuple[FlowSamples, bool, list[tuple[float, int, bytes]]]
+_MEDIA_BUDGETS = tuple(d * SAMPLE_CLASSES + c for d in (0, 1)
+                       for c in (RTP_CLASS, OTHER_CLASS, TCP_MEDIA_CLASS))
+
+
+def job_of(state: FlowState) -> IdentifyJob:
+    """The flow's part that identification reads."""
+    budget = state.budget
+    return ((state.proto, state.key, state.samples, (len(state.ssrcs[0]), len(state.ssrcs[1]))),
+            any(budget[i] == 0 for i in _MEDIA_BUDGETS), state.late)
+
+
 def identify(state: FlowState) -> FlowFacts:
     """Facts of one flow from its payload samples; never raises on bad payloads."""
-    job = (state.proto, state.key, state.samples, (len(state.ssrcs[0]), len(state.ssrcs[1])))
-    facts = identify_samples(job)
-    facts.media_unread = any(state.budget[d * SAMPLE_CLASSES + c] == 0
-                             for d in (0, 1) for c in (RTP_CLASS, OTHER_CLASS, TCP_MEDIA_CLASS))
+    return identify_job(job_of(state))
+
+
+def identify_job(job: IdentifyJob) -> FlowFacts:
+    """identify() of a flow given as job_of() made it."""
+    flow, media_unread, late = job
+    facts = identify_samples(flow)
+    facts.media_unread = media_unread
     if facts.zrtp is not None:
         with suppress(Exception):  # as in identify_samples
-            _after_zrtp(job, state.late, facts)
-    if state.proto == 17:
-        facts.peer_tag = _peer_tag(state.samples)
+            _after_zrtp(flow, late, facts)
+    if flow[0] == 17:
+        facts.peer_tag = _peer_tag(flow[2])
     return facts
 
 

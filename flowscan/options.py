@@ -44,6 +44,11 @@ class ScanOptions:
     sample_bytes: int | None = None
     #: False feeds every packet through the per-packet reference path (for tests).
     columnar: bool = True
+    #: Worker processes identifying closed flows beside the reader; 0 (the library's
+    #: default: a script calling scan() starts no process, so needs no __main__ guard):
+    #: none; None (the CLI's): one per core beyond the first, started once the capture
+    #: has many flows.
+    workers: int | None = 0
     #: MaxMind-format databases to consult before the bundled ones.
     geoip_db: tuple[str, ...] = ()
     #: The user's jurisdiction: an ISO 3166 country code, EU or EEA.

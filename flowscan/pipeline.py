@@ -49,7 +49,8 @@ from flowscan.geo.locate import Locator
 from flowscan.geo.names import name_map
 from flowscan.geo.plausibility import Vantage, parse_vantage
 from flowscan.geo.remotes import capture_host, parse_capture_hosts, plausibility_of, remote_of
-from flowscan.identify import FlowFacts, facts_to_details, identify
+from flowscan.identify import FlowFacts, facts_to_details, identify, job_of
+from flowscan.identify_workers import Identifier
 from flowscan.options import ScanOptions
 from flowscan.policy import transfers
 from flowscan.policy.jurisdictions import Home, parse_home
@@ -248,24 +249,31 @@ class ReadFlows:
 
 def identified(state: FlowState) -> tuple[Flow, FlowFacts]:
     """A flow's record and the facts its payload samples give; the flow is unchanged."""
-    record = flow_record(state)
-    facts = identify(state)
+    return with_facts(flow_record(state), identify(state))
+
+
+def with_facts(record: Flow, facts: FlowFacts) -> tuple[Flow, FlowFacts]:
+    """The record with what identification found in it: its protocols and details."""
     record.protocols = list(facts.protocols)
     record.details = facts_to_details(facts)
     return record, facts
 
 
 class _Identify:
-    """The identify stage, run on each flow as the table closes it: its record and facts
-    are kept, its payload samples are not."""
+    """The identify stage, run on each flow as the table closes it (on worker processes
+    beside the reader where that pays: identify_workers.py): its record and facts are
+    kept, its payload samples are not."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int | None) -> None:
         self.flows: list[tuple[Flow, FlowFacts]] = []
+        self.identifier = Identifier(self._identified, workers)
 
     def __call__(self, state: FlowState) -> None:
-        pair = identified(state)
+        self.identifier.add(flow_record(state), job_of(state))
         state.samples = state.late = []
-        self.flows.append(pair)
+
+    def _identified(self, record: Flow, facts: FlowFacts) -> None:
+        self.flows.append(with_facts(record, facts))
 
 
 def read_account_identify(source: CaptureSource, options: ScanOptions,
@@ -273,7 +281,7 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
                           live: LiveRead | None = None) -> ReadFlows:
     reader = open_reader(source)
     decoder = Decoder()
-    closed = _Identify()
+    closed = _Identify(options.workers)
     table = FlowTable(on_close=closed, idle_timeout=options.idle_timeout,
                       sample_packets=options.sample_packets,
                       sample_bytes=options.sample_bytes)
@@ -295,6 +303,7 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
         live.on_read_end()
     with folding:
         table.close_all()
+        closed.identifier.finish()
         closed.flows.sort(key=lambda pair: pair[0].id)
     return read
 
@@ -464,6 +473,10 @@ def _cyclic_gc_paused() -> Iterator[None]:
         yield
     finally:
         if was_enabled:
+            # What the scan made is left out of the collector's scans from here on (gc.freeze)
+            # and freed by reference counting: else the first collections after this go
+            # over every flow record again, seconds on 200k flows, while the report is made.
+            gc.freeze()
             gc.enable()
 
 

@@ -12,7 +12,6 @@ folder, mapped by setup.py), found with importlib.resources wherever flowscan is
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import importlib.resources
@@ -22,7 +21,7 @@ import os
 import socket
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ ENV_DATABASES = "FLOWSCAN_GEOIP_DB"
 ENV_BUNDLED = "FLOWSCAN_GEODATA"
 # Kinds of database that answer where an address is located (not where it is registered).
 LOCATING = ("city", "country")
+_REMOTE_FIELDS = tuple(f.name for f in fields(RemoteInfo))  # copied per lookup
 # How a report's warning says no remote could be located (the CLI repeats it on stderr).
 UNLOCATED = "remote endpoints have no country"
 
@@ -262,8 +262,13 @@ class Locator:
         known = self._cache.get(ip)
         if known is None:
             known = self._cache[ip] = self._lookup(ip)
-        return dataclasses.replace(known, which=which, sources=list(known.sources),
-                                   name_hints=[])
+        # A copy of the fields, not dataclasses.replace: this runs once per flow, and
+        # replace looks the fields up and calls __init__ again, at several times the cost.
+        info = object.__new__(RemoteInfo)
+        for name in _REMOTE_FIELDS:
+            setattr(info, name, getattr(known, name))
+        info.which, info.sources, info.name_hints = which, list(known.sources), []
+        return info
 
     def _lookup(self, ip: str) -> RemoteInfo:
         info = RemoteInfo(ip, "server", scope_of(ip))

@@ -1,0 +1,196 @@
+"""Identification beside the reader, on the other cores.
+
+Identifying a closed flow (identify.py) needs only its samples, and no flow's facts depend
+on another's, so closed flows are identified in chunks by worker processes while the
+reader goes on reading: the reader and the parsers then run on two cores. The facts come
+back in the order the flows were handed in, whatever process identified them, and are the
+same facts: identify_job is a pure function of its job, and a test holds the parallel path
+to the serial one's reports byte for byte.
+
+It is automatic: workers start only once a capture has closed a chunk's worth of flows (a
+small capture never pays for a process), only where a core is free for them, and never
+inside a daemonic process (a Dask worker), which may not have children. When the workers
+fall behind, the reader identifies chunks itself rather than let samples pile up; at the
+end it takes the chunks no worker has started, from the newest back.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Generic, TypeVar
+
+from flowscan.identify import FlowFacts, IdentifyJob, identify_job
+
+T = TypeVar("T")
+CHUNK = 256  # flows handed to a worker at once: small enough to keep it busy early
+QUEUED_PER_WORKER = 4  # chunks waiting per worker before the reader identifies one itself
+MAX_WORKERS = 4
+ENV_WORKERS = "FLOWSCAN_WORKERS"
+HEAVY_SAMPLES = 4  # samples of a UDP flow worth a worker's time (any TCP flow with payload)
+
+
+def default_workers() -> int:
+    """One worker per core beyond the reader's, none in a daemonic process; the
+    environment's FLOWSCAN_WORKERS (a number, 0 for none) decides instead where set."""
+    if multiprocessing.current_process().daemon:
+        return 0
+    given = os.environ.get(ENV_WORKERS, "").strip()
+    if given.isdigit():
+        return min(MAX_WORKERS, int(given))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(MAX_WORKERS, cores - 1))
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a small server process that has imported identification
+    only: forked from the reader, a worker would keep a private copy of every page of
+    the reader's heap that the reader writes to after the fork."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
+
+
+def identify_chunk(jobs: list[IdentifyJob]) -> list[FlowFacts]:
+    return [identify_job(job) for job in jobs]
+
+
+def worth_sending(job: IdentifyJob) -> bool:
+    """Whether a worker should identify this flow: taking its facts back costs the reader
+    about as much as identifying a flow of a sample or two, so those are done here."""
+    (proto, _key, samples, _counts), _unread, _late = job
+    return len(samples) >= HEAVY_SAMPLES or (proto == 6 and bool(samples))
+
+
+class _Chunk(Generic[T]):
+    """Flows in the order they were added; the light ones identified at once, the others
+    by a worker (or here, when the workers are behind or gone)."""
+
+    __slots__ = ("facts", "future", "items", "jobs")
+
+    def __init__(self) -> None:
+        self.items: list[T] = []
+        self.facts: list[FlowFacts | None] = []  # None: not identified yet
+        self.jobs: list[IdentifyJob] = []  # of the flows not identified yet, in order
+        self.future: Future[list[FlowFacts]] | None = None
+
+    def add(self, item: T, job: IdentifyJob) -> None:
+        self.items.append(item)
+        if worth_sending(job):
+            self.facts.append(None)
+            self.jobs.append(job)
+        else:
+            self.facts.append(identify_job(job))
+
+    def done(self) -> bool:
+        return not self.jobs or (self.future is not None and self.future.done())
+
+    def fill(self, identified: list[FlowFacts]) -> None:
+        found = iter(identified)
+        self.facts = [f if f is not None else next(found) for f in self.facts]
+        self.jobs = []
+
+    def identify_here(self) -> None:
+        self.fill(identify_chunk(self.jobs))
+
+
+class Identifier(Generic[T]):
+    """Identifies each flow handed to add() and hands (its item, its facts) to deliver, in
+    the order the flows were added."""
+
+    def __init__(self, deliver: Callable[[T, FlowFacts], None], workers: int | None = None,
+                 chunk: int | None = None) -> None:
+        self._deliver = deliver
+        self._workers = default_workers() if workers is None else workers
+        self._chunk_size = chunk or CHUNK
+        self._filling: _Chunk[T] = _Chunk()
+        self._chunks: deque[_Chunk[T]] = deque()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def add(self, item: T, job: IdentifyJob) -> None:
+        filling = self._filling
+        filling.add(item, job)
+        if len(filling.jobs) >= self._chunk_size or len(filling.items) >= 8 * self._chunk_size:
+            self._filling = _Chunk()
+            self._chunks.append(filling)
+            self._dispatch(filling)
+            self._deliver_done()
+
+    def _dispatch(self, chunk: _Chunk[T]) -> None:
+        """To a worker, unless there is none or they are behind: then here."""
+        if chunk.done():
+            return
+        if not self._workers:
+            chunk.identify_here()
+            return
+        waiting = sum(1 for c in self._chunks if not c.done())
+        if waiting > QUEUED_PER_WORKER * self._workers:
+            chunk.identify_here()
+            return
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self._workers, mp_context=_context())
+        try:
+            chunk.future = self._pool.submit(identify_chunk, chunk.jobs)
+        except (BrokenProcessPool, RuntimeError):
+            self._give_up()
+            chunk.identify_here()
+
+    def _give_up(self) -> None:
+        """Workers gone (killed, out of memory): everything from here on is done here."""
+        self._workers = 0
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+
+    def _complete(self, chunk: _Chunk[T]) -> None:
+        if not chunk.jobs:
+            return
+        try:
+            assert chunk.future is not None
+            chunk.fill(chunk.future.result())
+        except (BrokenProcessPool, CancelledError):
+            self._give_up()
+            chunk.identify_here()
+
+    def _deliver_done(self, wait: bool = False) -> None:
+        chunks = self._chunks
+        while chunks and (wait or chunks[0].done()):
+            chunk = chunks.popleft()
+            self._complete(chunk)
+            for item, facts in zip(chunk.items, chunk.facts, strict=True):
+                assert facts is not None
+                self._deliver(item, facts)
+
+    def finish(self) -> None:
+        """Identify what is left and deliver everything; the workers stop."""
+        if self._filling.items:
+            chunk, self._filling = self._filling, _Chunk()
+            chunk.identify_here()
+            self._chunks.append(chunk)
+        # The chunks no worker has taken yet, newest first, are identified here while the
+        # workers finish theirs.
+        for chunk in reversed(self._chunks):
+            if chunk.future is not None and chunk.future.cancel():
+                chunk.future = None
+                chunk.identify_here()
+        try:
+            self._deliver_done(wait=True)
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
+            # The callback is often a bound method of the identifier's owner: dropped, the
+            # two make no reference cycle, which would keep every flow's facts alive until
+            # a full collection (7 s over 200k flows).
+            self._deliver = _finished
+
+
+def _finished(item: object, facts: FlowFacts) -> None:
+    raise RuntimeError("flows added after Identifier.finish")

@@ -1,0 +1,104 @@
+"""Flows identified on worker processes give the serial path's reports, byte for byte."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from flowscan import api, identify_workers
+from flowscan.identify import FlowFacts, IdentifyJob
+from flowscan.identify_workers import Identifier, default_workers
+from flowscan.report.json import dumps_bytes
+
+LAB = sorted((Path(__file__).resolve().parent.parent / "captures" / "lab").glob(
+    "*/capture.pcapng"))
+
+
+def report_bytes(path: Path, workers: int, **options: object) -> bytes:
+    return dumps_bytes([api.scan(str(path), workers=workers, **options)])
+
+
+@pytest.fixture
+def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two flows a chunk, so that even a small capture goes through the workers, and the
+    reader takes chunks itself as soon as one waits."""
+    monkeypatch.setattr(identify_workers, "CHUNK", 2)
+    monkeypatch.setattr(identify_workers, "QUEUED_PER_WORKER", 1)
+
+
+def test_workers_equal_serial_on_real_captures(real_path: Path, tiny_chunks: None) -> None:
+    serial = report_bytes(real_path, 0)
+    assert report_bytes(real_path, 1) == serial
+    assert report_bytes(real_path, 2, home="EU", vantage="DE") == report_bytes(
+        real_path, 0, home="EU", vantage="DE")
+
+
+@pytest.mark.parametrize("path", LAB, ids=lambda p: p.parent.name)
+def test_workers_equal_serial_on_lab_captures(path: Path, tiny_chunks: None) -> None:
+    keylog = path.parent / "keys.log"
+    options = {"keylog": [str(keylog)]} if keylog.exists() else {}
+    assert report_bytes(path, 1, **options) == report_bytes(path, 0, **options)
+
+
+def _job(n: int) -> IdentifyJob:
+    """A UDP flow of STUN binding requests with transaction IDs from n: four of them (a
+    flow worth a worker's time) for two flows in three, one for the others."""
+    requests = [(float(n), 0, b"\x00\x01\x00\x00\x21\x12\xa4\x42" + (n + i).to_bytes(12, "big"))
+                for i in range(4 if n % 3 else 1)]
+    return ((17, bytes(12), requests, (0, 0)), False, [])
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_facts_come_back_in_the_order_flows_went_in(workers: int, tiny_chunks: None) -> None:
+    got: list[tuple[int, FlowFacts]] = []
+    identifier = Identifier(lambda item, facts: got.append((item, facts)), workers)
+    for n in range(101):
+        identifier.add(n, _job(n))
+    identifier.finish()
+    assert [n for n, _ in got] == list(range(101))
+    assert [facts.stun.messages for _, facts in got if facts.stun] == [
+        4 if n % 3 else 1 for n in range(101)]
+
+
+def test_a_dead_worker_leaves_the_reader_to_identify(tiny_chunks: None) -> None:
+    """Workers killed mid-capture: every flow is still identified, here."""
+    got: list[int] = []
+    identifier: Identifier[int] = Identifier(lambda item, facts: got.append(item), 1)
+    for n in range(10):
+        identifier.add(n, _job(n))
+    pool = identifier._pool
+    assert pool is not None
+    for process in list(pool._processes.values()):
+        os.kill(process.pid, 9)
+    for n in range(10, 40):
+        identifier.add(n, _job(n))
+    identifier.finish()
+    assert got == list(range(40))
+
+
+def test_no_workers_inside_a_daemonic_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing.current_process(), "daemon", True, raising=False)
+    assert default_workers() == 0
+
+
+def test_no_reference_cycle_keeps_the_facts_alive() -> None:
+    """A scan leaves no cycle holding flows' facts: with the collector paused during the
+    scan and the survivors frozen after it, such a cycle would never be freed."""
+    import gc
+
+    from flowscan.identify import FlowFacts
+
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        api.scan(str(LAB[0]), workers=1)
+        gc.unfreeze()
+        gc.collect()
+        assert not [o for o in gc.garbage if isinstance(o, FlowFacts)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import os
+import random
 import struct
 from pathlib import Path
 
+import pytest
 from capfiles import ether, pcap
 from packets import dtls_client_hello, stun_message
 from scapy.layers.inet import IP, TCP, UDP
@@ -103,25 +105,49 @@ def test_whatsapp_chat_over_tcp_is_whatsapp_not_turn(tmp_path: Path) -> None:
     assert flow.app.evidence[0].signal == "whatsapp-chat"
 
 
-def test_telegram_reflector_and_direct_call_get_verdicts(tmp_path: Path) -> None:
+# Seeds whose random datagrams hold one that takes the shape of Zoom's peer-to-peer form
+# (found by trying 150 seeds: 27, 55, 132, 148), and one whose do not.
+@pytest.mark.parametrize("seed", [0, 27, 55, 132, 148])
+def test_telegram_reflector_and_direct_call_get_verdicts(tmp_path: Path, seed: int) -> None:
     """A Telegram call: datagrams to Telegram's reflector, each after the same 16-byte peer
-    tag, then the same socket straight to the other participant."""
-    tag = os.urandom(16)
+    tag, then the same socket straight to the other participant. Encrypted datagrams are
+    random bytes: one that happens to look like a Zoom packet names no Zoom call."""
+    noise = random.Random(seed).randbytes
+    tag = noise(16)
     frames = []
     for i in range(40):
         t = 1 + i * 0.02
-        frames.append((t, udp(HOST, TELEGRAM, 40003, 597, tag + os.urandom(120))))
-        frames.append((t + 0.01, udp(TELEGRAM, HOST, 597, 40003, tag + os.urandom(120))))
-        frames.append((t + 2, udp(HOST, PEER, 40003, 50003, os.urandom(130))))
-        frames.append((t + 2.01, udp(PEER, HOST, 50003, 40003, os.urandom(130))))
+        frames.append((t, udp(HOST, TELEGRAM, 40003, 597, tag + noise(120))))
+        frames.append((t + 0.01, udp(TELEGRAM, HOST, 597, 40003, tag + noise(120))))
+        frames.append((t + 2, udp(HOST, PEER, 40003, 50003, noise(130))))
+        frames.append((t + 2.01, udp(PEER, HOST, 50003, 40003, noise(130))))
     report = flowscan.scan(write(tmp_path, frames))
     reflector, direct = flow_to(report, TELEGRAM), flow_to(report, PEER)
     for flow in (reflector, direct):
         assert flow.app is not None and flow.app.name == "telegram"
+        assert "zoom" not in flow.protocols and "zoom" not in flow.details
         assert flow.encryption is not None
         assert flow.encryption.verdict == "encrypted-unverified"
     assert reflector.encryption is not None and reflector.encryption.termination == "relay"
     assert any(e.signal == "peer-tag" for e in reflector.encryption.evidence)
+
+
+def test_zoom_peer_to_peer_form_counts_once_a_stream_shows(tmp_path: Path) -> None:
+    """Zoom's peer-to-peer form (an audio type byte, RTP at offset 19) is Zoom once an
+    inner SSRC repeats; one such datagram among random ones is not."""
+    def zoom_audio(seq: int, ssrc: int) -> bytes:
+        header = struct.pack(">BBHII", 0x80, 112, seq, seq * 960, ssrc)
+        return bytes([15]) + bytes(18) + header + bytes(range(60))
+
+    noise = random.Random(1).randbytes
+    lone = [(1 + i / 50, udp(HOST, PEER, 40005, 50005, noise(130) if i else zoom_audio(1, 7)))
+            for i in range(40)]
+    (flow,) = flowscan.scan(write(tmp_path, lone)).flows
+    assert "zoom" not in flow.protocols and (flow.app is None or flow.app.name != "zoom")
+    stream = [(1 + i / 50, udp(HOST, PEER, 40005, 50005, zoom_audio(i, 7))) for i in range(40)]
+    (tmp_path / "zoom").mkdir()
+    (flow,) = flowscan.scan(write(tmp_path / "zoom", stream)).flows
+    assert "zoom" in flow.protocols and flow.app is not None and flow.app.name == "zoom"
 
 
 def test_signal_media_through_its_turn_server_is_signal(tmp_path: Path) -> None:

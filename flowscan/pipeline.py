@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -266,14 +267,19 @@ class _Identify:
 
     def __init__(self, workers: int | None) -> None:
         self.flows: list[tuple[Flow, FlowFacts]] = []
-        self.identifier = Identifier(self._identified, workers)
+        # Delivered into the list, not through a method of this object: the identifier
+        # holding it would make a reference cycle over every flow's facts, left to the
+        # cyclic collector if the reading fails before finish() breaks it.
+        self.identifier = Identifier(partial(_deliver_into, self.flows), workers)
 
     def __call__(self, state: FlowState) -> None:
         self.identifier.add(flow_record(state), job_of(state))
         state.samples = state.late = []
 
-    def _identified(self, record: Flow, facts: FlowFacts) -> None:
-        self.flows.append(with_facts(record, facts))
+
+def _deliver_into(flows: list[tuple[Flow, FlowFacts]], record: Flow, facts: FlowFacts
+                  ) -> None:
+    flows.append(with_facts(record, facts))
 
 
 def read_account_identify(source: CaptureSource, options: ScanOptions,

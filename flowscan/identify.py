@@ -872,14 +872,38 @@ def _after_zrtp(job: FlowSamples, late: list[tuple[float, int, bytes]],
     proto, key, samples, counts = job
     switch = z.switch_ts
     media = [s for s in samples if demux.classify(s[2]) == demux.RTP]
-    clear = [s for s in media if s[0] <= switch]
-    after: list[tuple[float, int, bytes]] = []
+    after = _after_switch(media, late, switch)
+    _count_clear_start(z, [s for s in media if s[0] <= switch], after, switch)
+    z.after_sampled = len(after)
+    if not after:
+        return
+    rest = [s for s in samples if demux.classify(s[2]) != demux.RTP]
+    judged = identify_samples((proto, key, sorted(rest + after, key=lambda s: s[0]), counts))
+    facts.rtp = judged.rtp
+    for name in judged.protocols:
+        facts.add(name)
+
+
+Sample = tuple[float, int, bytes]
+
+
+def _after_switch(media: list[Sample], late: list[Sample], switch: float) -> list[Sample]:
+    """The RTP samples after the switch to SRTP: one run per side (the longer of the
+    first samples and the late ones), so the sequence numbers count up as RFC 3550
+    section 5.1 has them."""
+    after: list[Sample] = []
     for side in (0, 1):
         early = [s for s in media if s[1] == side and s[0] > switch]
         later = [s for s in late if s[1] == side and s[0] > switch]
-        # One run per side (the longer), so the sequence numbers count up as RFC 3550
-        # section 5.1 has them.
         after += early if len(early) >= len(later[:8]) else later[:8]
+    return after
+
+
+def _count_clear_start(z: ZrtpFacts, clear: list[Sample], after: list[Sample],
+                       switch: float) -> None:
+    """Per side, the RTP sent in the clear before the switch: packets (at least those
+    sampled, and the sequence span), milliseconds, and an upper bound where the samples
+    run on to the first packet after the switch."""
     for side, name in enumerate(SIDES):
         mine = [s for s in clear if s[1] == side]
         if not mine:
@@ -891,14 +915,6 @@ def _after_zrtp(job: FlowSamples, late: list[tuple[float, int, bytes]],
             bound = _sequence_span(mine + [s for s in after if s[1] == side][:1]) - 1
             if bound > z.clear_packets[name]:
                 z.clear_at_most[name] = bound
-    z.after_sampled = len(after)
-    if not after:
-        return
-    rest = [s for s in samples if demux.classify(s[2]) != demux.RTP]
-    judged = identify_samples((proto, key, sorted(rest + after, key=lambda s: s[0]), counts))
-    facts.rtp = judged.rtp
-    for name in judged.protocols:
-        facts.add(name)
 
 
 def _sequence_span(packets: list[tuple[float, int, bytes]]) -> int:

@@ -127,6 +127,21 @@ class _Opening:
 
 def open_tls_flows(path: str, keylog: KeyLog, flows: list[tuple[Flow, FlowFacts]]) -> None:
     """Every TCP flow with TLS the key log opens, read again and its frames identified."""
+    by_key = _openings(keylog, flows)
+    if not by_key:
+        return
+    _read_segments(path, by_key)
+    for opening in {id(o): o for o, _ in by_key.values()}.values():
+        if not opening.dropped:
+            opening.finish()
+        if not opening.dropped and opening.samples and \
+                framing.opens_with_stun(opening.walkers[0].head):
+            opening.merge()
+
+
+def _openings(keylog: KeyLog, flows: list[tuple[Flow, FlowFacts]]
+              ) -> dict[bytes, tuple[_Opening, int]]:
+    """The TCP flows whose TLS secrets the key log holds, by each direction's flow key."""
     by_key: dict[bytes, tuple[_Opening, int]] = {}
     for flow, facts in flows:
         keys = flow_tls_keys(facts, keylog) if flow.transport == "tcp" else None
@@ -134,8 +149,11 @@ def open_tls_flows(path: str, keylog: KeyLog, flows: list[tuple[Flow, FlowFacts]
             opening = _Opening(flow, facts, keys)
             for side, (direction, _sender) in enumerate(directions(flow)):
                 by_key[direction] = (opening, side)
-    if not by_key:
-        return
+    return by_key
+
+
+def _read_segments(path: str, by_key: dict[bytes, tuple[_Opening, int]]) -> None:
+    """The capture again: each segment of those flows into its direction's stream."""
     decoder = LayerDecoder()
     with CaptureSource(path) as source:
         for ts, link, data, _wire in open_reader(source).packets():
@@ -152,9 +170,3 @@ def open_tls_flows(path: str, keylog: KeyLog, flows: list[tuple[Flow, FlowFacts]
             taken = opening.streams[side].take(seq, bool(decoded[4] & TCP_SYN), payload)
             if taken is not None:
                 opening.frames(side, ts, taken[1])
-    for opening in {id(o): o for o, _ in by_key.values()}.values():
-        if not opening.dropped:
-            opening.finish()
-        if not opening.dropped and opening.samples and \
-                framing.opens_with_stun(opening.walkers[0].head):
-            opening.merge()

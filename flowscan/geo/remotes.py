@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from collections.abc import Iterator
 
 from flowscan.errors import UsageError
 from flowscan.geo.locate import Locator, scope_of
@@ -110,38 +111,58 @@ def remote_of(flow: Flow, locator: Locator, host: str | None,
     participants) the end outside the country the user says the capture was taken in
     (--vantage). Where none of that decides, the server side is kept with basis
     `unknown`: either end could be the capture point, and nothing is claimed of it."""
-    if (flow.server.ip in given) != (flow.client.ip in given):
-        side = "client" if flow.server.ip in given else "server"
-        return _remote(locator, flow.client.ip if side == "client" else flow.server.ip,
-                       side, "given")
-    if host == flow.server.ip and host != flow.client.ip:
-        return _remote(locator, flow.client.ip, "client", "capture-host")
-    if host == flow.client.ip and host != flow.server.ip:
-        return _remote(locator, flow.server.ip, "server", "capture-host")
-    decided = service_side(flow, facts)
-    if decided is not None:
-        side, basis = decided
-        return _remote(locator, flow.server.ip if side == "server" else flow.client.ip,
-                       side, basis)
-    named = local_side(flow, facts)
-    if named is not None:
-        side = "server" if named[0] == "client" else "client"
-        return _remote(locator, flow.server.ip if side == "server" else flow.client.ip,
-                       side, named[1])
+    side, basis = next((d for d in _decisions(flow, locator, host, facts, vantage, given)
+                        if d is not None), ("server", "unknown"))
+    return _remote(locator, flow.server.ip if side == "server" else flow.client.ip, side,
+                   basis)
+
+
+def _decisions(flow: Flow, locator: Locator, host: str | None, facts: FlowFacts | None,
+               vantage: Vantage | None, given: frozenset[str]
+               ) -> Iterator[tuple[str, str] | None]:
+    """Each rule's (remote side, basis), strongest first; a later rule runs only when
+    every earlier one decided nothing."""
+    yield _named(_far_from(flow, given), "given")
+    yield _named(_far_from(flow, frozenset((host,)) if host else frozenset()), "capture-host")
+    yield service_side(flow, facts)
+    local = local_side(flow, facts)
+    yield None if local is None else (_other(local[0]), local[1])
+    yield _named(_public_facing_private(flow), "private-address")
+    yield _named(_outside_vantage(flow, locator, vantage), "vantage")
+
+
+def _named(side: str | None, basis: str) -> tuple[str, str] | None:
+    return None if side is None else (side, basis)
+
+
+def _other(side: str) -> str:
+    return "client" if side == "server" else "server"
+
+
+def _far_from(flow: Flow, local: frozenset[str]) -> str | None:
+    """The side facing the one end whose address is in `local`; None unless exactly one
+    end's is."""
+    server, client = flow.server.ip in local, flow.client.ip in local
+    return None if server == client else "client" if server else "server"
+
+
+def _public_facing_private(flow: Flow) -> str | None:
     server, client = scope_of(flow.server.ip), scope_of(flow.client.ip)
     if server != "public" and client == "public":
-        return _remote(locator, flow.client.ip, "client", "private-address")
+        return "client"
     if client != "public" and server == "public":
-        return _remote(locator, flow.server.ip, "server", "private-address")
-    if vantage is not None and vantage.country:
-        countries = {side: locator.lookup(ip).country for side, ip in (
-            ("server", flow.server.ip), ("client", flow.client.ip))}
-        at_vantage = [side for side, country in countries.items() if country == vantage.country]
-        if len(at_vantage) == 1:
-            side = "client" if at_vantage[0] == "server" else "server"
-            return _remote(locator, flow.server.ip if side == "server" else flow.client.ip,
-                           side, "vantage")
-    return _remote(locator, flow.server.ip, "server", "unknown")
+        return "server"
+    return None
+
+
+def _outside_vantage(flow: Flow, locator: Locator, vantage: Vantage | None) -> str | None:
+    """Between two participants, the end not located in the --vantage country, when
+    exactly one end is located there."""
+    if vantage is None or not vantage.country:
+        return None
+    at_vantage = [side for side, ip in (("server", flow.server.ip), ("client", flow.client.ip))
+                  if locator.lookup(ip).country == vantage.country]
+    return _other(at_vantage[0]) if len(at_vantage) == 1 else None
 
 
 def _remote(locator: Locator, ip: str, which: str, basis: str) -> RemoteInfo:

@@ -14,7 +14,10 @@ import contextlib
 import glob
 import hashlib
 import io
+import itertools
 import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import CancelledError
@@ -50,6 +53,10 @@ AHEAD_PER_WORKER = 4
 # A Dask task's captures: small ones go several to a task (batch.chunks).
 CHUNK_MAX = 16
 CHUNK_BYTES = 16 << 20
+# Seconds the cluster may have no worker at all (none yet, or all died) before the
+# captures not yet done fail: Dask would wait for one forever. --worker-wait.
+WORKER_WAIT = 30.0
+WORKER_POLL = 1.0  # seconds between asking the scheduler, while a result is awaited
 
 
 def expand(inputs: Sequence[str]) -> list[str]:
@@ -238,9 +245,25 @@ def serial(paths: Sequence[str], options: ScanOptions, spec: RenderSpec,
 
 def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
                 workers: int | None = None, scheduler: str | None = None,
-                connect_timeout: float = 10.0) -> Iterator[CaptureResult]:
+                connect_timeout: float = 10.0, worker_wait: float = WORKER_WAIT
+                ) -> Iterator[CaptureResult]:
     """Each capture as a task on Dask: a LocalCluster of `workers` processes, or the
-    cluster whose scheduler is at `scheduler`. Results are yielded in path order."""
+    cluster whose scheduler is at `scheduler`. Results are yielded in path order. When the
+    cluster has had no worker for `worker_wait` seconds, the captures not yet done fail
+    with one line each (Dask itself would wait for a worker forever)."""
+    client, cluster = _connect(workers, scheduler, connect_timeout)
+    try:
+        yield from _run(client, paths, options, spec, _WorkerWatch(client, worker_wait))
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _connect(workers: int | None, scheduler: str | None, connect_timeout: float
+             ) -> tuple[Any, Any]:
+    """A client of the scheduler at `scheduler`, or of a new LocalCluster (returned too, to
+    close it): an unreachable scheduler or a cluster that cannot start is one line."""
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -248,70 +271,123 @@ def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
                          "'flowscan[dask]'") from None
     import logging
 
-    cluster = None
     try:
         if scheduler is not None:
             try:
-                client = Client(scheduler, timeout=connect_timeout)
+                return _client_within(Client, scheduler, connect_timeout), None
             except (OSError, TimeoutError, ValueError) as exc:
                 raise FlowscanError(f"cannot reach the Dask scheduler at {scheduler}: "
                                     f"{exc}") from None
-        else:
-            # The scheduler's HTTP server starts even without a dashboard, by default on
-            # port 8787 of every interface, warning on stderr when that port is taken (a
-            # second run, another cluster): any free port of the loopback instead.
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address="127.0.0.1:0",
-                                   silence_logs=logging.ERROR)
-            client = Client(cluster)
+        # The scheduler's HTTP server starts even without a dashboard, by default on port
+        # 8787 of every interface, warning on stderr when that port is taken (a second
+        # run, another cluster): any free port of the loopback instead.
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
+        return Client(cluster), cluster
     except FlowscanError:
         raise
     except Exception as exc:  # noqa: BLE001 - Dask raises many kinds; one line for the user
         raise FlowscanError(f"cannot start Dask: {type(exc).__name__}: {exc}") from None
-    try:
-        workers_total = max(1, sum(client.nthreads().values()))
-        groups = chunks(paths, workers_total)
-        slots = workers_total * AHEAD_PER_WORKER
-        pending: deque[tuple[list[str], Any]] = deque()
-        queue = iter(groups)
-        for group in queue:
-            pending.append((group, client.submit(analyse_many, group, options, spec,
-                                                 pure=False)))
-            if len(pending) >= slots:
-                break
-        while pending:
-            group, future = pending.popleft()
-            results = _gathered(group, future, spec)
-            del future
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending.append((nxt, client.submit(analyse_many, nxt, options, spec,
-                                                   pure=False)))
-            while results:
-                yield results.pop(0)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
 
 
-def _gathered(group: list[str], future: Any, spec: RenderSpec) -> list[CaptureResult]:
-    """A task's results. A worker that dies (killed, out of memory) takes its tasks with
-    it and Dask runs them again on another; only when the task's workers have died more
-    than `distributed.scheduler.allowed-failures` times (3 by default) does Dask give up
-    with KilledWorker, and then each of its captures fails with one line, the others go
-    on. A task lost with the scheduler itself (CancelledError) ends the run."""
+def _client_within(client_type: Any, scheduler: str, connect_timeout: float) -> Any:
+    """A client of the scheduler, made in a thread of its own to bound the wait: Dask
+    bounds the connection but not its handshake, so a server that accepts and never
+    answers (not a Dask scheduler, a stuck one) would hold the run for ever."""
+    made: list[Any] = []
+
+    def connect() -> None:
+        try:
+            made.append(client_type(scheduler, timeout=connect_timeout))
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            made.append(exc)
+
+    # A daemon: left blocked on a silent server, it does not hold the exit.
+    thread = threading.Thread(target=connect, name="flowscan-dask-connect", daemon=True)
+    thread.start()
+    bound = 2 * connect_timeout  # the connection, then the scheduler's first answers
+    thread.join(bound)
+    if not made:
+        raise TimeoutError(f"no Dask handshake within {bound:g} s (is a Dask scheduler "
+                           "listening there?)")
+    if isinstance(made[0], BaseException):
+        raise made[0]
+    return made[0]
+
+
+class _WorkerWatch:
+    """How long the cluster has been without any worker, asked of the scheduler only
+    while a result is awaited (WORKER_POLL apart)."""
+
+    def __init__(self, client: Any, grace: float) -> None:
+        self.client, self.grace = client, grace
+        self.seen = time.monotonic()  # no worker from the start counts from here
+
+    def deserted(self) -> bool:
+        """The cluster has had no worker for the grace period."""
+        now = time.monotonic()
+        if self.client.nthreads():
+            self.seen = now
+        return now - self.seen >= self.grace
+
+
+def _run(client: Any, paths: Sequence[str], options: ScanOptions, spec: RenderSpec,
+         watch: _WorkerWatch) -> Iterator[CaptureResult]:
+    """The tasks submitted a few ahead of the one whose results are yielded."""
+    workers_total = max(1, sum(client.nthreads().values()))
+    pending: deque[tuple[list[str], Any]] = deque()
+
+    def submit(group: list[str]) -> None:
+        pending.append((group, client.submit(analyse_many, group, options, spec,
+                                             pure=False)))
+
+    queue = iter(chunks(paths, workers_total))
+    for group in itertools.islice(queue, workers_total * AHEAD_PER_WORKER):
+        submit(group)
+    while pending:
+        group, future = pending.popleft()
+        results = _gathered(group, future, spec, watch)
+        if results is None:
+            client.cancel([future, *(f for _, f in pending)])
+            reason = f"no Dask worker for {watch.grace:g} s: not scanned"
+            for left in itertools.chain([group], (g for g, _ in pending), queue):
+                yield from (failure(path, reason, spec) for path in left)
+            return
+        del future
+        nxt = next(queue, None)
+        if nxt is not None:
+            submit(nxt)
+        while results:
+            yield results.pop(0)
+
+
+def _gathered(group: list[str], future: Any, spec: RenderSpec, watch: _WorkerWatch
+              ) -> list[CaptureResult] | None:
+    """A task's results; None when the cluster has had no worker to run it (or to hold its
+    results: they die with their worker) for the watch's grace period. A worker that dies
+    (killed, out of memory) takes its tasks with it and Dask runs them again on another;
+    only when the task's workers have died more than
+    `distributed.scheduler.allowed-failures` times (3 by default) does Dask give up with
+    KilledWorker, and then each of its captures fails with one line, the others go on. A
+    task lost with the scheduler itself (CancelledError) ends the run."""
     from distributed import KilledWorker
 
-    try:
-        results: list[CaptureResult] = future.result()
-    except KilledWorker:
-        reason = "Dask gave up on this capture: the workers that ran it died"
-        return [failure(path, reason, spec) for path in group]
-    except CancelledError:
-        raise FlowscanError("the Dask scheduler cancelled the run (did it stop, or "
-                            "restart?)") from None
-    return results
+    while True:
+        try:
+            results: list[CaptureResult] = future.result(timeout=WORKER_POLL)
+        except TimeoutError:
+            if future.status == "error":
+                raise  # the task's own error, not the wait's
+            if watch.deserted():
+                return None
+            continue
+        except KilledWorker:
+            reason = "Dask gave up on this capture: the workers that ran it died"
+            return [failure(path, reason, spec) for path in group]
+        except CancelledError:
+            raise FlowscanError("the Dask scheduler cancelled the run (did it stop, or "
+                                "restart?)") from None
+        return results
 
 
 def indent_json(data: bytes) -> bytes:

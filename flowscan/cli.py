@@ -217,14 +217,19 @@ def _analysis_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--scheduler", metavar="tcp://HOST:PORT",
               help="Send the captures to this existing Dask cluster; its workers open the "
                    "paths as given (a shared path).")
+@click.option("--worker-wait", "worker_wait", type=click.FloatRange(min=0), default=None,
+              metavar="SECONDS",
+              help="With -j or --scheduler: when the cluster has had no worker for this "
+                   "long (none yet, or all died), the captures not yet done fail "
+                   "(exit 2). Default 30.")
 @click.option("--engine", type=click.Choice([str(e) for e in ENGINES]), default="native",
               show_default=True,
               help="native: flowscan's own reader; tshark: Wireshark's dissectors via pyshark.")
 @_analysis_options
 def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
                  tables_dir: str | None, tables_format: str | None, jobs: int | None,
-                 scheduler: str | None, engine: str, idle_timeout: float, top: int,
-                 geoip_db: tuple[str, ...], keylog: tuple[str, ...],
+                 scheduler: str | None, worker_wait: float | None, engine: str,
+                 idle_timeout: float, top: int, geoip_db: tuple[str, ...], keylog: tuple[str, ...],
                  srtp_key: tuple[str, ...], sdp: tuple[str, ...], home: str | None,
                  vantage: str | None, capture_host: tuple[str, ...]) -> None:
     """Analyse CAPTURES: files (pcap, pcapng, optionally gzip-compressed; '-' for stdin),
@@ -232,7 +237,7 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     from flowscan import batch
 
     folder = _is_folder(output)
-    _check_scan_choices(tables_dir, tables_format, jobs, scheduler)
+    _check_scan_choices(tables_dir, tables_format, jobs, scheduler, worker_wait)
     paths, fmt, names = _scan_plan(captures, fmt, output, folder, jobs, scheduler,
                                    [*keylog, *sdp], tables_dir, tables_format)
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, workers=None,
@@ -252,7 +257,9 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     spec = batch.RenderSpec(fmt=fmt, top=top, tables=tables is not None,
                             keep_report=to_terminal and not parallel, spool=not parallel)
     bar = _CapturesBar(len(paths)) if len(paths) > 1 and _stderr_terminal() else None
-    results = (batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler)
+    wait = batch.WORKER_WAIT if worker_wait is None else worker_wait
+    results = (batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler,
+                                 worker_wait=wait)
                if parallel else
                _serial_with_bars(paths, options, spec, _progress_for(bar is None, engine)))
     sink = _ScanSink(top, output if folder else None, names, fmt, tables,
@@ -323,7 +330,7 @@ def _table_writer(tables_dir: str | None, tables_format: str | None) -> Any:
 
 
 def _check_scan_choices(tables_dir: str | None, tables_format: str | None, jobs: int | None,
-                        scheduler: str | None) -> None:
+                        scheduler: str | None, worker_wait: float | None) -> None:
     """Options that go together, or not: a usage error before anything is read."""
     if tables_format is not None and tables_dir is None:
         raise UsageError("--tables-format needs --tables DIR")
@@ -332,6 +339,9 @@ def _check_scan_choices(tables_dir: str | None, tables_format: str | None, jobs:
     if scheduler is not None and "://" not in scheduler:
         raise UsageError(f"--scheduler {scheduler}: give the scheduler's address as "
                          "tcp://HOST:PORT")
+    if worker_wait is not None and scheduler is None and (jobs or 1) == 1:
+        raise UsageError("--worker-wait is for Dask workers: give it with -j N (N > 1) or "
+                         "--scheduler")
 
 
 def _planned(folder: str | None, names: list[str], output: str | None,

@@ -9,11 +9,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,9 +46,10 @@ class Cluster:
 
 
 @contextmanager
-def dask_cluster(folder: Path, scheduler_env: dict[str, str] | None = None
+def dask_cluster(folder: Path, scheduler_env: dict[str, str] | None = None, workers: int = 2
                  ) -> Iterator[Cluster]:
-    """A scheduler and two single-threaded workers on 127.0.0.1, stopped on leaving."""
+    """A scheduler and (by default two) single-threaded workers on 127.0.0.1, stopped on
+    leaving."""
     pytest.importorskip("distributed")
     from dask.distributed import Client
 
@@ -71,12 +73,13 @@ def dask_cluster(folder: Path, scheduler_env: dict[str, str] | None = None
             time.sleep(0.2)
         address = json.loads(info.read_text())["address"]
         assert address.startswith("tcp://127.0.0.1:")
-        for _ in range(2):
+        for _ in range(workers):
             start("worker", address, "--nworkers", "1", "--nthreads", "1", "--host",
                   "127.0.0.1", "--no-dashboard")
         with Client(address, timeout=START_TIMEOUT) as client:
-            client.wait_for_workers(2, timeout=START_TIMEOUT)
-            assert len(client.scheduler_info()["workers"]) == 2
+            if workers:
+                client.wait_for_workers(workers, timeout=START_TIMEOUT)
+            assert len(client.scheduler_info()["workers"]) == workers
         yield Cluster(address, procs[1:])
     finally:
         _stop(procs)
@@ -185,7 +188,7 @@ def gated_captures(folder: Path) -> tuple[list[str], Gate]:
     return sorted([*paths, str(gate.path)], key=lambda p: Path(p).parts), gate
 
 
-def kill_the_gated_worker(running: Cluster, gate: Gate) -> None:
+def kill_the_gated_worker(running: Cluster, gate: Gate, out: Path) -> None:
     """Waits until a worker has opened the gated capture, then SIGKILLs that worker (its
     nanny and its process alike: the whole `dask worker`), waits until it is gone, and
     opens the gate for the next reader."""
@@ -202,10 +205,29 @@ def kill_the_gated_worker(running: Cluster, gate: Gate) -> None:
     gate.open.set()
 
 
-def scan_killing_a_worker(tmp_path: Path, scheduler_env: dict[str, str] | None = None
+def kill_every_worker(running: Cluster, gate: Gate, out: Path) -> None:
+    """Waits until a worker has opened the gated capture and the run has written a
+    report (a capture provably done before the kill), then SIGKILLs both workers, whose
+    tasks then have nowhere to run. The gate stays shut: no worker is left to read it."""
+    assert gate.reader.wait(timeout=120), "no worker opened the gated capture"
+    deadline = time.monotonic() + 120
+    while not any(p.suffix == ".json" for p in out.glob("*")):
+        assert time.monotonic() < deadline, "the run wrote no report"
+        time.sleep(0.05)
+    for worker in running.workers:
+        os.killpg(worker.pid, signal.SIGKILL)
+    for worker in running.workers:
+        worker.wait(timeout=10)
+
+
+Kill = Callable[[Cluster, Gate, Path], None]
+
+
+def scan_killing_a_worker(tmp_path: Path, scheduler_env: dict[str, str] | None = None,
+                          kill: Kill = kill_the_gated_worker, *options: str
                           ) -> tuple[list[str], subprocess.CompletedProcess[bytes]]:
     """The gated captures scanned serially, then through a real cluster, one of whose two
-    workers is killed while it is reading a capture."""
+    workers (or, with kill_every_worker, both) is killed while it is reading a capture."""
     paths, gate = gated_captures(tmp_path / "caps")
     try:
         gate.open.set()
@@ -217,10 +239,10 @@ def scan_killing_a_worker(tmp_path: Path, scheduler_env: dict[str, str] | None =
             env = {**os.environ, "PYTHONPATH": str(ROOT)}
             remote = subprocess.Popen(
                 [sys.executable, "-m", "flowscan", "scan", *paths, "-o", f"{tmp_path}/remote/",
-                 "--format", "json", "--scheduler", running.address], cwd=ROOT, env=env,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                 "--format", "json", "--scheduler", running.address, *options], cwd=ROOT,
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
-                kill_the_gated_worker(running, gate)
+                kill(running, gate, tmp_path / "remote")
                 out, err = remote.communicate(timeout=120)
             finally:
                 if remote.poll() is None:
@@ -270,3 +292,94 @@ def test_a_capture_dask_gives_up_on_fails_alone(tmp_path: Path) -> None:
     for name in written:
         assert ((tmp_path / "serial" / name).read_bytes()
                 == (tmp_path / "remote" / name).read_bytes()), name
+
+
+def test_every_worker_killed_mid_run_fails_the_rest(tmp_path: Path) -> None:
+    """Both workers killed and none restarted: Dask would wait for a worker forever. After
+    --worker-wait, the captures not yet done fail with one line each and exit 2; the
+    reports already received are the serial ones, and the summary counts every capture."""
+    paths, remote = scan_killing_a_worker(tmp_path, None, kill_every_worker,
+                                          "--worker-wait", "3")
+    assert remote.returncode == 2, remote.stderr
+    stderr = remote.stderr.decode()
+    assert "Traceback" not in stderr
+    summary = json.loads((tmp_path / "remote" / "summary.json").read_bytes())
+    failed = {f["capture"] for f in summary["failed"]}
+    assert str(tmp_path / "caps" / "2" / "gate.pcapng") in failed
+    errors = [line for line in stderr.splitlines() if "no Dask worker" in line]
+    assert sorted(errors) == sorted(f"flowscan: error: {p}: no Dask worker for 3 s: not "
+                                    "scanned" for p in failed)
+    assert summary["captures"]["total"] == len(paths)
+    assert summary["captures"]["failed"] == len(failed)
+    assert len(summary["per_capture"]) == len(paths)
+    summaries = {"summary.json", "summary.txt"}
+    written = {p.name for p in (tmp_path / "remote").iterdir()} - summaries
+    assert written and len(written) == len(paths) - len(failed)
+    for name in written:
+        assert ((tmp_path / "serial" / name).read_bytes()
+                == (tmp_path / "remote" / name).read_bytes()), name
+
+
+def test_a_scheduler_without_workers_fails_every_capture(tmp_path: Path) -> None:
+    """A cluster with no worker from the start: after --worker-wait, every capture fails
+    with one line, the summary is written, exit 2."""
+    paths = [str(p.relative_to(ROOT)) for p in LAB]
+    with dask_cluster(tmp_path, workers=0) as running:
+        started = time.monotonic()
+        remote = run("scan", *paths, "-o", f"{tmp_path}/remote/", "--format", "json",
+                     "--scheduler", running.address, "--worker-wait", "3")
+        took = time.monotonic() - started
+    assert remote.returncode == 2, remote.stderr
+    assert 3 <= took < 30
+    assert remote.stderr.decode().splitlines() == [
+        f"flowscan: error: {p}: no Dask worker for 3 s: not scanned" for p in paths]
+    summary = json.loads((tmp_path / "remote" / "summary.json").read_bytes())
+    assert summary["captures"]["total"] == summary["captures"]["failed"] == len(paths)
+    assert sorted(p.name for p in (tmp_path / "remote").iterdir()) == [
+        "summary.json", "summary.txt"]
+
+
+def test_no_scheduler_at_the_address_is_one_line(tmp_path: Path) -> None:
+    """Nothing listens at --scheduler's port: one line, exit 2, within Dask's connect
+    timeout (10 s), not a wait for ever."""
+    pytest.importorskip("distributed")
+    with socket.socket() as sock:  # a port that was free a moment ago
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    remote = run("scan", str(LAB[0].relative_to(ROOT)), "-o", f"{tmp_path}/out/",
+                 "--scheduler", f"tcp://127.0.0.1:{port}")
+    assert remote.returncode == 2
+    assert time.monotonic() - started < 30
+    (line,) = remote.stderr.decode().splitlines()
+    assert line.startswith(f"flowscan: error: cannot reach the Dask scheduler at "
+                           f"tcp://127.0.0.1:{port}: ")
+
+
+def test_worker_wait_without_workers_is_a_usage_error(tmp_path: Path) -> None:
+    """--worker-wait on a serial run would be silently ignored: refused instead."""
+    for jobs in ([], ["-j", "1"]):
+        refused = run("scan", str(LAB[0].relative_to(ROOT)), *jobs, "--worker-wait", "3")
+        assert refused.returncode == 2
+        assert refused.stderr.decode().splitlines() == [
+            "flowscan: error: --worker-wait is for Dask workers: give it with -j N (N > 1) "
+            "or --scheduler"]
+
+
+def test_a_server_that_never_answers_is_one_line(tmp_path: Path) -> None:
+    """Something listens at --scheduler's port but never speaks Dask (Dask bounds the
+    connection, not its handshake): one line and exit 2 within a bound, not a hang."""
+    pytest.importorskip("distributed")
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        started = time.monotonic()
+        remote = run("scan", str(LAB[0].relative_to(ROOT)), "-o", f"{tmp_path}/out/",
+                     "--scheduler", f"tcp://127.0.0.1:{port}")
+        took = time.monotonic() - started
+    assert remote.returncode == 2
+    assert took < 40
+    assert remote.stderr.decode().splitlines() == [
+        f"flowscan: error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: no "
+        "Dask handshake within 20 s (is a Dask scheduler listening there?)"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext, suppress
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -241,9 +241,8 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     paths, fmt, names = _scan_plan(captures, fmt, output, folder, jobs, scheduler,
                                    [*keylog, *sdp], tables_dir, tables_format)
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, workers=None,
-                          geoip_db=geoip_db,
-                          home=home, vantage=vantage, capture_host=capture_host, keylog=keylog,
-                          srtp_key=srtp_key, sdp=sdp)
+                          geoip_db=geoip_db, home=home, vantage=vantage,
+                          capture_host=capture_host, keylog=keylog, srtp_key=srtp_key, sdp=sdp)
     if engine == "native":
         from flowscan.pipeline import check_options
 
@@ -257,22 +256,15 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     spec = batch.RenderSpec(fmt=fmt, top=top, tables=tables is not None,
                             keep_report=to_terminal and not parallel, spool=not parallel)
     bar = _CapturesBar(len(paths)) if len(paths) > 1 and _stderr_terminal() else None
-    wait = batch.WORKER_WAIT if worker_wait is None else worker_wait
-    results = (batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler,
-                                 worker_wait=wait)
-               if parallel else
-               _serial_with_bars(paths, options, spec, _progress_for(bar is None, engine)))
+    if parallel:
+        wait = batch.WORKER_WAIT if worker_wait is None else worker_wait
+        results = batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler,
+                                    worker_wait=wait)
+    else:
+        results = _serial_with_bars(paths, options, spec, _progress_for(bar is None, engine))
     sink = _ScanSink(top, output if folder else None, names, fmt, tables,
                      None if folder else batch.Combined(fmt, _report_sink(output)))
-    with bar or nullcontext():
-        for index, result in enumerate(results):
-            sink.take(index, result)
-            del result
-            if bar is not None:
-                bar.advance()
-            # Finished reports hold no reference cycles: out of the cyclic collector's
-            # sight, they no longer make it rescan them.
-            gc.freeze()
+    sink.take_all(results, bar)
     sink.close(home)
     failed = any(s.error is not None for s in sink.summaries)
     sys.exit(EXIT_BAD_INPUT if failed else EXIT_OK)
@@ -380,6 +372,18 @@ class _ScanSink:
         self.summaries: list[Any] = []
         self.shown = 0
         self.warned: dict[str, None] = {}
+
+    def take_all(self, results: Iterable[Any], bar: _CapturesBar | None) -> None:
+        """Each capture's result as it finishes, the bar advanced over captures."""
+        with bar or nullcontext():
+            for index, result in enumerate(results):
+                self.take(index, result)
+                del result
+                if bar is not None:
+                    bar.advance()
+                # Finished reports hold no reference cycles: out of the cyclic collector's
+                # sight, they no longer make it rescan them.
+                gc.freeze()
 
     def take(self, index: int, result: Any) -> None:
         from flowscan import batch

@@ -220,10 +220,11 @@ def observed_verdicts(flows: list[tuple[Flow, FlowFacts]], checked: Checked,
                       reader: ReaderFacts) -> tuple[dict[str, list[str]], list[AppGroup]]:
     """Geolocate, apps and verdicts: the stages from identified flows to what the wire
     shows of their encryption; the names and the app groups for the report."""
-    names = geolocate(flows, checked.locator, checked.vantage, reader.names,
-                      checked.capture_hosts)
+    given = checked.capture_hosts
+    host = capture_host([flow for flow, _ in flows], [facts for _, facts in flows], given)
+    names = geolocate(flows, checked.locator, checked.vantage, reader.names, host, given)
     apps = label_apps(flows, names)
-    judge_flows(flows, names, checked.locator, checked.capture_hosts)
+    judge_flows(flows, names, checked.locator, host)
     return names, apps
 
 
@@ -317,12 +318,12 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
 # --- the stages over all flows ----------------------------------------------------------
 
 def geolocate(flows: list[tuple[Flow, FlowFacts]], locator: Locator, vantage: Vantage | None,
-              nrb_names: dict[str, list[str]], given: frozenset[str] = frozenset()
-              ) -> dict[str, list[str]]:
+              nrb_names: dict[str, list[str]], host: str | None,
+              given: frozenset[str] = frozenset()) -> dict[str, list[str]]:
     """Each flow's remote (located, with its plausibility from the vantage point) and the
-    capture's names for addresses, which later stages read. `given`: the capture host's
-    addresses as the user stated them (--capture-host)."""
-    host = capture_host([flow for flow, _ in flows], [facts for _, facts in flows], given)
+    capture's names for addresses, which later stages read. `host`: the capture host
+    (geo.remotes.capture_host); `given`: its addresses as the user stated them
+    (--capture-host)."""
     for flow, facts in flows:
         flow.remote = remote_of(flow, locator, host, facts, vantage, given)
         if vantage is not None and flow.remote.scope == "public":
@@ -349,13 +350,12 @@ def label_apps(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
 
 
 def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]],
-                locator: Locator, given: frozenset[str] = frozenset()) -> None:
+                locator: Locator, host: str | None) -> None:
     """The observed verdicts. What tells a participant from a server: the names that led
     to each address, where the capture was taken, and the network of either end."""
     context = build_context(flows)
     context.names, context.locate = names, locator.lookup
-    context.capture_host = capture_host([flow for flow, _ in flows],
-                                        [facts for _, facts in flows], given)
+    context.capture_host = host
     for flow, facts in flows:
         flow.encryption = judge(flow, facts, context)
         opened = tls_opened(flow, facts)

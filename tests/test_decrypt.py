@@ -66,9 +66,9 @@ def media(report: flowscan.api.Report) -> list:  # type: ignore[type-arg]
     ("p2p-webrtc", "end-to-end", "codec"),
     ("p2p-webrtc-turn", "end-to-end", "codec"),
     ("turn-tcp-chromium", "end-to-end", "codec"),  # ChannelData over TCP (RFC 6062)
-    # The same inside TLS, opened with the key log; the peer's address inside the TLS is
-    # the lab's private one, so nothing shows it is a participant (test_tls_open.py).
-    ("turn-tls-chromium", "encrypted-unverified", "codec"),
+    # The same inside TLS, opened with the key log; the lab re-sealed the TLS records
+    # with the peer's public address inside (test_lab_rewrite_tls.py).
+    ("turn-tls-chromium", "end-to-end", "codec"),
     ("rtpengine-webrtc-sip", "hop-by-hop", "codec"),  # the WebRTC leg, ends at rtpengine
     ("sfu-webrtc", "hop-by-hop", "codec"),
     ("sfu-webrtc-e2ee", "end-to-end", "sframe"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -278,13 +279,17 @@ def _chacha20_opened(hellos: dict[int, tuple[str, bytes]], finished: dict[str, b
 def check_inside_tls(folder: Path, dsb: Path) -> None:
     """With the TLS secrets of the DSB, tshark opens the TLS to the relay: inside are TURN
     messages back to back (RFC 8656 section 3.1) carrying a DTLS handshake both ways whose
-    ClientHello the key log keys (RFC 6347 section 4.1 record headers)."""
+    ClientHello the key log keys (RFC 6347 section 4.1 record headers). The lab re-sealed
+    the records after its address rewrite: tshark's opening verifies their tags, and every
+    STUN message inside names only the scenario's public addresses, its MESSAGE-INTEGRITY
+    verifying with a lab credential."""
     sides: dict[str, bytes] = {}
     for src, data in tshark(dsb, "data", "ip.src", "data.data"):
         for chunk in data.split(","):
             sides[src] = sides.get(src, b"") + bytes.fromhex(chunk.replace(":", ""))
     assert len(sides) == 2, "decrypted TLS both ways"
     records = []
+    messages: list[bytes] = []
     for src, raw in sides.items():
         kinds = set()
         pos = 0
@@ -297,6 +302,7 @@ def check_inside_tls(folder: Path, dsb: Path) -> None:
                 continue
             assert raw[pos + 4:pos + 8] == b"\x21\x12\xa4\x42", "STUN or ChannelData only"
             kinds.add("stun")
+            messages.append(raw[pos:pos + 20 + length])
             records += _records_in(src, _data_attribute(raw[pos:pos + 20 + length]))
             pos += 20 + length
         assert pos == len(raw) and kinds == {"stun", "channel-data"}
@@ -305,6 +311,28 @@ def check_inside_tls(folder: Path, dsb: Path) -> None:
     keylog = {line.split()[1] for line in (folder / "keys.log").read_text().splitlines()
               if line.startswith("CLIENT_RANDOM ")}
     assert randoms and randoms <= keylog, "the DTLS inside is keyed"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    public = {h["address"] for h in manifest["hosts"].values()}
+    named = {a for m in messages for a in xor_addresses(m)}
+    assert named and named <= public, "TURN addresses inside the TLS rewritten too"
+    creds = manifest["stun_credentials"]
+    keys = [p.encode() for p in creds["ice_passwords"]] + [long_term_key(*creds["turn"])]
+    assert sum(_integrity_verifies(m, keys) for m in messages) > 2
+
+
+def xor_addresses(message: bytes) -> set[str]:
+    """The IPv4 addresses of a STUN message's XOR-MAPPED, XOR-PEER and XOR-RELAYED
+    attributes (RFC 8489 section 14.2: the address xor the magic cookie)."""
+    out = set()
+    pos = 20
+    while pos + 4 <= len(message):
+        atype, alen = struct.unpack_from(">HH", message, pos)
+        value = message[pos + 4:pos + 4 + alen]
+        if atype in (0x0020, 0x0012, 0x0016) and value[1:2] == b"\x01":
+            out.add(str(ipaddress.IPv4Address(bytes(
+                a ^ b for a, b in zip(value[4:8], b"\x21\x12\xa4\x42", strict=True)))))
+        pos += 4 + alen + (-alen % 4)
+    return out
 
 
 def _data_attribute(message: bytes) -> bytes:

@@ -279,9 +279,9 @@ def test_turn_over_tls_opened_with_the_key_log() -> None:
     """The lab's TURN-over-TLS call (Chromium, coturn on port 5349, TLS 1.3) with its key
     log: the TLS opens, the TURN framing inside is walked as over TCP, the DTLS inside
     keys the SRTP from the same key log, and every packet decrypts to codec frames, as
-    for turn-tcp-chromium. The peer behind the relay keeps the lab's private address
-    inside the TLS (no rewrite reaches there), so nothing shows it to be a participant:
-    encrypted-unverified at the relay, as the manifest says. No secret in the report."""
+    for turn-tcp-chromium. The lab's address rewrite re-sealed the TLS records, so the TURN
+    messages inside name the peer's public address: end-to-end through the relay, as the
+    manifest says and as for the TCP twin. No secret in the report."""
     folder = LAB / "turn-tls-chromium"
     report = lab_scan(folder, keyed=True)
     (flow,) = [f for f in report.flows if f.encryption is not None]
@@ -299,6 +299,8 @@ def test_turn_over_tls_opened_with_the_key_log() -> None:
     twin = [f for f in lab_scan(LAB / "turn-tcp-chromium", keyed=True).flows if f.encryption]
     assert (twin[0].encryption.decryption.inner, twin[0].details["dtls"].srtp_profile) == (
         dec.inner, flow.details["dtls"].srtp_profile)
+    assert (twin[0].encryption.verdict, twin[0].encryption.termination) == (
+        enc.verdict, enc.termination) == ("end-to-end", "relay")
     secrets = {line.split()[2] for line in (folder / "keys.log").read_text().splitlines()}
     assert len(secrets) > 4 and not any(secret in dumps([report]) for secret in secrets)
 

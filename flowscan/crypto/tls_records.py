@@ -76,26 +76,70 @@ class Epoch:
                      if v == (self.chacha, len(self.key), self.sha384))
         return Epoch.tls13_secret(following, suite)
 
-    def open(self, header: bytes, body: bytes, seq: int) -> tuple[int, bytes] | None:
-        """(content type, content) of the record with sequence number seq, its tag
-        verified; None if it does not verify."""
-        aead = ChaCha20Poly1305(self.key) if self.chacha else AESGCM(self.key)
+    def _protection(self, header: bytes, body: bytes, seq: int
+                    ) -> tuple[bytes, bytes, bytes, bytes] | None:
+        """(nonce, explicit nonce kept in the record, AEAD ciphertext, additional data) of
+        the record with sequence number seq; None if it is too short to hold a tag."""
         if not self.chacha and not self.tls13:  # RFC 5288 section 3: salt || explicit nonce
-            nonce, body = self.iv + body[:8], body[8:]
-        else:  # RFC 8446 section 5.3; RFC 7905 section 2 for TLS 1.2
+            explicit, body = body[:8], body[8:]
+            nonce = self.iv + explicit
+        else:  # RFC 8446 section 5.3 (IV xor sequence number); RFC 7905 section 2 for 1.2
+            explicit = b""
             nonce = (int.from_bytes(self.iv, "big") ^ seq).to_bytes(12, "big")
         if len(body) < TAG:
             return None
+        # RFC 8446 section 5.2: the additional data is the record header; RFC 5246 section
+        # 6.2.3.3: sequence number, type, version and the plaintext's length.
         aad = header if self.tls13 else (seq.to_bytes(8, "big") + header[:3]
                                          + (len(body) - TAG).to_bytes(2, "big"))
+        return nonce, explicit, body, aad
+
+    def _aead(self) -> AESGCM | ChaCha20Poly1305:
+        return ChaCha20Poly1305(self.key) if self.chacha else AESGCM(self.key)
+
+    def open_plain(self, header: bytes, body: bytes, seq: int) -> bytes | None:
+        """The AEAD plaintext of the record (TLS 1.3: TLSInnerPlaintext, content, type and
+        zero padding), its tag verified; None if it does not verify."""
+        parts = self._protection(header, body, seq)
+        if parts is None:
+            return None
+        nonce, _explicit, sealed, aad = parts
         try:
-            plain = aead.decrypt(nonce, body, aad)
+            return self._aead().decrypt(nonce, sealed, aad)
         except InvalidTag:
+            return None
+
+    def seal(self, header: bytes, body: bytes, seq: int, plain: bytes) -> bytes:
+        """The record body again with plain (as long as the one it held) sealed under the
+        same key, nonce and additional data (RFC 8446 section 5.2), its tag recomputed."""
+        parts = self._protection(header, body, seq)
+        if parts is None or len(parts[2]) != len(plain) + TAG:
+            raise ValueError("a record is sealed again only at its own length")
+        nonce, explicit, _sealed, aad = parts
+        return explicit + self._aead().encrypt(nonce, plain, aad)
+
+    def open(self, header: bytes, body: bytes, seq: int) -> tuple[int, bytes] | None:
+        """(content type, content) of the record with sequence number seq, its tag
+        verified; None if it does not verify."""
+        plain = self.open_plain(header, body, seq)
+        if plain is None:
             return None
         if not self.tls13:
             return header[0], plain
         inner = plain.rstrip(b"\0")  # TLSInnerPlaintext: content, type, zero padding
         return (inner[-1], inner[:-1]) if inner else None
+
+
+@dataclass(frozen=True)
+class Opened:
+    """A protected record as the opener met it: where its header sits in the direction's
+    stream, the epoch and sequence number that opened it (None: it did not verify), and
+    its application data (b"" for other content). What sealing it again needs."""
+
+    offset: int
+    epoch: Epoch | None = field(repr=False)
+    seq: int
+    content: bytes = field(repr=False)
 
 
 class RecordOpener:
@@ -115,6 +159,7 @@ class RecordOpener:
         self.opened = 0
         self.failed = 0
         self.changed = False  # TLS 1.2: ChangeCipherSpec seen, what follows is protected
+        self.trail: list[Opened] | None = None  # set to a list to keep each protected record
 
     def gap(self, offset: int) -> None:
         self.buf = bytearray()
@@ -130,7 +175,8 @@ class RecordOpener:
             end = pos + 5 + int.from_bytes(self.buf[pos + 3:pos + 5], "big")
             if end > len(self.buf):
                 break
-            content = self._record(bytes(self.buf[pos:pos + 5]), bytes(self.buf[pos + 5:end]))
+            content = self._record(bytes(self.buf[pos:pos + 5]), bytes(self.buf[pos + 5:end]),
+                                   self.base + pos)
             if content:
                 out.append(content)
             pos, found = self._next(end)
@@ -155,7 +201,7 @@ class RecordOpener:
                 return pos, True
             self.synced = False
 
-    def _record(self, header: bytes, body: bytes) -> bytes | None:
+    def _record(self, header: bytes, body: bytes, offset: int) -> bytes | None:
         ctype = header[0]
         if (self.tls13 and ctype != APPLICATION) or (not self.tls13 and not self.changed):
             # The clear handshake, a compatibility ChangeCipherSpec (RFC 8446 appendix
@@ -169,8 +215,13 @@ class RecordOpener:
                 self.current = epoch
                 epoch.seq += 1
                 self.opened += 1
-                return self._content(epoch, *opened)
+                content = self._content(epoch, *opened)
+                if self.trail is not None:
+                    self.trail.append(Opened(offset, epoch, epoch.seq - 1, content or b""))
+                return content
         self.failed += 1
+        if self.trail is not None:
+            self.trail.append(Opened(offset, None, -1, b""))
         return None
 
     def _candidates(self) -> list[Epoch]:

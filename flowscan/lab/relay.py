@@ -126,13 +126,13 @@ def _turn_truth(tls: bool) -> dict[str, Any]:
     """Over TCP the wire shows what it shows over UDP (p2p-webrtc-turn): DTLS-SRTP with
     the peer behind a relay that forwards ChannelData. Over TLS it shows a TLS connection
     to a TURN port and nothing of what is inside: unknown, at a relay. With the key log
-    (Chromium's TLS secrets, the DTLS ones) the TLS opens and the DTLS-SRTP inside
-    decrypts to codec frames, but the peer behind the relay keeps the lab's private
-    address inside the ciphertext, which the address rewrite cannot reach: nothing
-    positive shows the peer to be a participant, so encrypted-unverified at the relay."""
+    (Chromium's TLS secrets, the DTLS ones) the TLS opens and shows what the TCP twin shows
+    on the wire: the address rewrite re-sealed each TLS record with those secrets
+    (tls_reseal.py), so the TURN messages inside name the peer's public address, and the
+    DTLS-SRTP inside decrypts to codec frames: end-to-end through the relay."""
     seen = ({"verdict": "unknown", "termination": "relay"} if tls
             else {"verdict": "end-to-end", "termination": "relay"})
-    opened = ({"verdict": "encrypted-unverified", "termination": "relay", "inner": "codec"}
+    opened = ({"verdict": "end-to-end", "termination": "relay", "inner": "codec"}
               if tls else seen)
     media: dict[str, Any] = {
         "between": ["alice", "relay"], "app": "webrtc",
@@ -148,8 +148,9 @@ def _turn_truth(tls: bool) -> dict[str, Any]:
         media["inside_tls"] = ("TURN (STUN and ChannelData), DTLS-SRTP inside it: end-to-end "
                                "between alice and bob")
         media["keys"] += ("; TLS to the relay: Chromium's (--ssl-key-log-file), TLS 1.3. "
-                          "Inside the TLS the lab's private addresses stay as they were: "
-                          "the address rewrite cannot reach into ciphertext")
+                          "The address rewrite opened each TLS record with these secrets, "
+                          "gave the TURN messages inside the public addresses and sealed "
+                          "the record again at its own length (tls_rewritten)")
     return {"media": [media]}
 
 

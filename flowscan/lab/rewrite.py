@@ -14,10 +14,14 @@ import ipaddress
 import re
 import struct
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flowscan.protocols import framing
+from flowscan.crypto.keylog import KeyLog
+from flowscan.lab.tls_reseal import reseal_connection
+from flowscan.protocols import framing, tls
 
 MAGIC = 0x2112A442
 XOR_ATTRS = {0x0020, 0x0012, 0x0016}
@@ -170,8 +174,18 @@ def rewrite_rtcp(data: bytes, mapping: dict[str, str]) -> bytes:
     return bytes(out) + data[pos:]
 
 
-def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[bytes]) -> int:
-    """Rewrite every packet of src into dst (pcap); returns the number of packets."""
+@dataclass
+class Rewritten:
+    """What rewrite_capture wrote: its packets, and what it says of TLS it re-sealed."""
+
+    packets: int
+    notes: list[str] = field(default_factory=list)
+
+
+def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[bytes],
+                    keylog: KeyLog | None = None) -> Rewritten:
+    """Rewrite every packet of src into dst (pcap). With the scenario's key log, TURN over
+    TLS is rewritten inside its records too (tls_reseal.py)."""
     # scapy (the lab extra) is imported here: `flowscan lab list`, and the key functions
     # the tests use, work without it.
     from scapy.layers.inet import IP, TCP, UDP
@@ -180,7 +194,8 @@ def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[by
 
     with PcapReader(str(src)) as reader:
         packets = list(reader)
-    streamed = _tcp_turn_payloads(packets, mapping, keys)
+    notes: list[str] = []
+    streamed = _tcp_payloads(packets, mapping, keys, keylog, notes)
     for index, packet in enumerate(packets):
         ip = packet.getlayer(IP)
         if ip is None:
@@ -204,38 +219,98 @@ def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[by
             # The wire length PcapReader kept is the old one.
             packet.wirelen = len(bytes(packet))
     wrpcap(str(dst), packets)
-    return len(packets)
+    return Rewritten(len(packets), notes)
 
 
-def _tcp_turn_payloads(packets: list[Any], mapping: dict[str, str], keys: list[bytes]
-                       ) -> dict[int, bytes]:
-    """New payloads (by packet index) for the segments of TCP connections framed as TURN
-    over TCP (RFC 8656 section 3.1): a STUN message may span segments or share one, so
-    each direction's stream is rebuilt from its sequence numbers, its STUN messages are
-    rewritten in place (the rewrite keeps every length), and the segments cut out again."""
+Direction = tuple[str, int, str, int]  # source, source port, destination, destination port
+
+
+@dataclass
+class _Stream:
+    """One TCP direction put back together from its segments' sequence numbers."""
+
+    segments: list[tuple[int, int, bytes]]  # packet index, sequence number, payload
+    base: int = 0
+    data: bytearray = field(default_factory=bytearray)
+
+    def __post_init__(self) -> None:
+        self.base = min(seq for _, seq, _ in self.segments)  # no wrap in a lab call
+        self.data = bytearray(max(seq - self.base + len(data)
+                                  for _, seq, data in self.segments))
+        for _, seq, data in self.segments:
+            self.data[seq - self.base:seq - self.base + len(data)] = data
+
+    def payloads(self) -> dict[int, bytes]:
+        """Each segment cut out of the (rewritten) stream again, by packet index."""
+        return {index: bytes(self.data[seq - self.base:seq - self.base + len(data)])
+                for index, seq, data in self.segments}
+
+
+def _tcp_streams(packets: list[Any]) -> dict[Direction, _Stream]:
     from scapy.layers.inet import IP, TCP
 
-    directions: dict[tuple[str, int, str, int], list[tuple[int, int, bytes]]] = {}
+    directions: dict[Direction, list[tuple[int, int, bytes]]] = {}
     for index, packet in enumerate(packets):
         tcp = packet.getlayer(TCP)
         if tcp is not None and bytes(tcp.payload):
             ip = packet.getlayer(IP)
             key = (ip.src, tcp.sport, ip.dst, tcp.dport)
             directions.setdefault(key, []).append((index, tcp.seq, bytes(tcp.payload)))
-    out: dict[int, bytes] = {}
-    for segments in directions.values():
-        base = min(seq for _, seq, _ in segments)  # no wrap in a lab call of seconds
-        stream = bytearray(max(seq - base + len(data) for _, seq, data in segments))
-        for _, seq, data in segments:
-            stream[seq - base:seq - base + len(data)] = data
-        if framing.detect(bytes(stream[:10])) != framing.TURN:
+    return {key: _Stream(segments) for key, segments in directions.items()}
+
+
+def rewrite_turn_stream(stream: bytearray, mapping: dict[str, str], keys: list[bytes]) -> None:
+    """A direction framed as TURN over TCP (RFC 8656 section 3.1: STUN and ChannelData back
+    to back) with its STUN messages rewritten in place; the rewrite keeps every length."""
+    if framing.detect(bytes(stream[:10])) != framing.TURN:
+        return
+    pos = 0
+    while isinstance(frame := framing.frame_at(stream, pos, framing.TURN), framing.Frame):
+        if frame.kind == "stun":
+            stream[frame.start:frame.end] = rewrite_stun(
+                bytes(stream[frame.start:frame.end]), mapping, keys)
+        pos = frame.end
+
+
+def _tcp_payloads(packets: list[Any], mapping: dict[str, str], keys: list[bytes],
+                  keylog: KeyLog | None, notes: list[str]) -> dict[int, bytes]:
+    """New payloads (by packet index) for the segments of TCP connections framed as TURN
+    over TCP, or, with the key log, TURN over TLS: a STUN message may span segments or
+    share one, so each direction's stream is rebuilt from its sequence numbers, its STUN
+    messages are rewritten in place (inside TLS, records re-sealed), and the segments cut
+    out again."""
+    streams = _tcp_streams(packets)
+    edited: set[Direction] = set()
+
+    def edit(data: bytearray) -> None:
+        rewrite_turn_stream(data, mapping, keys)
+
+    for key, stream in streams.items():
+        if framing.detect(bytes(stream.data[:10])) == framing.TURN:
+            edit(stream.data)
+            edited.add(key)
+    if keylog is not None:
+        notes += _reseal_tls(streams, edited, keylog, edit, mapping)
+    return {index: data for key in edited for index, data in streams[key].payloads().items()}
+
+
+def _reseal_tls(streams: dict[Direction, _Stream], edited: set[Direction], keylog: KeyLog,
+                edit: Callable[[bytearray], None], mapping: dict[str, str]) -> list[str]:
+    """Each TLS connection the key log opens, its TURN messages rewritten inside the
+    records (tls_reseal.py); both its directions join edited. What was done, in words
+    (public addresses, no key material)."""
+    notes: list[str] = []
+    for key, stream in streams.items():
+        reverse = (key[2], key[3], key[0], key[1])
+        if key in edited or reverse not in streams or stream.data[:1] != bytes(
+                [tls.CONTENT_HANDSHAKE]) or not tls.looks_like_tls(bytes(stream.data[:5])):
             continue
-        pos = 0
-        while isinstance(frame := framing.frame_at(stream, pos, framing.TURN), framing.Frame):
-            if frame.kind == "stun":
-                stream[frame.start:frame.end] = rewrite_stun(
-                    bytes(stream[frame.start:frame.end]), mapping, keys)
-            pos = frame.end
-        for index, seq, data in segments:
-            out[index] = bytes(stream[seq - base:seq - base + len(data)])
-    return out
+        sides = reseal_connection(stream.data, streams[reverse].data, keylog, edit)
+        if sides is None:
+            continue
+        edited |= {key, reverse}
+        client, server = (f"{mapping.get(ip, ip)}:{port}" for ip, port in (key[:2], key[2:]))
+        notes += [f"TLS {client} to {server}, {side}: {done.describe()}"
+                  for side, done in zip(("client to server", "server to client"), sides,
+                                        strict=True)]
+    return notes

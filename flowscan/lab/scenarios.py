@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flowscan.crypto.keylog import KeyLog
 from flowscan.lab.netns import LabError, LabNetwork
 from flowscan.lab.rewrite import long_term_key, rewrite_capture, short_term_key
 
@@ -363,13 +364,7 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
         (out / "keys.log").write_text("\n".join(lines) + "\n")
     for extra in result.get("files", []):  # evidence a scenario adds (an RTP dump, keys)
         shutil.copyfile(extra, out / extra.name)
-    for stem, raw in result.get("captures", {"capture": "raw.pcap"}).items():
-        rewritten = work / f"{stem}.pcap"
-        rewrite_capture(work / raw, rewritten, mapping, result["keys"])
-        _tool(["editcap", "-F", "pcapng", str(rewritten), str(out / f"{stem}.pcapng")])
-        if keylog.exists():
-            _tool(["editcap", "--inject-secrets", f"tls,{out / 'keys.log'}",
-                   str(out / f"{stem}.pcapng"), str(out / f"{stem}-dsb.pcapng")])
+    notes = _rewrite_captures(work, out, mapping, result)
     manifest = {
         "scenario": scenario.name,
         "flows": _flows_with_truth(scenario, out / "capture.pcapng"),
@@ -385,9 +380,33 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
         "stun_credentials": {"ice_passwords": result.get("ice_passwords", []),
                              "turn": [TURN_USER, TURN_REALM, TURN_PASSWORD]},
         "generated_by": "flowscan lab run " + scenario.name,
+        # TLS whose records the address rewrite opened and sealed again, per capture.
+        **({"tls_rewritten": notes} if notes else {}),
         **result.get("manifest", {}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _rewrite_captures(work: Path, out: Path, mapping: dict[str, str],
+                      result: dict[str, Any]) -> dict[str, list[str]]:
+    """Each raw capture given the public addresses, as pcapng and, with keys, with them in
+    a Decryption Secrets Block; what the rewrite says of TLS it re-sealed, by file."""
+    keylog = out / "keys.log"  # written by _finish when the scenario has keys
+    secrets = None
+    if result["keylog"].exists():  # TURN over TLS is rewritten inside its records with them
+        secrets = KeyLog()
+        secrets.add_file(str(keylog))
+    notes: dict[str, list[str]] = {}
+    for stem, raw in result.get("captures", {"capture": "raw.pcap"}).items():
+        rewritten = work / f"{stem}.pcap"
+        done = rewrite_capture(work / raw, rewritten, mapping, result["keys"], secrets)
+        if done.notes:
+            notes[f"{stem}.pcapng"] = done.notes
+        _tool(["editcap", "-F", "pcapng", str(rewritten), str(out / f"{stem}.pcapng")])
+        if secrets is not None:
+            _tool(["editcap", "--inject-secrets", f"tls,{keylog}",
+                   str(out / f"{stem}.pcapng"), str(out / f"{stem}-dsb.pcapng")])
+    return notes
 
 
 def conversations(capture: Path) -> dict[tuple[str, str], list[int]]:

@@ -168,6 +168,12 @@ def test_unverified_inner_message_left_as_captured_and_counted() -> None:
     assert rewrite.tally == StunTally(unverified=2)
     assert "2 messages left as captured" in str(rewrite.tally.describe())
     assert StunTally().describe() is None
+    # A carrier that does not verify keeps what it carries as captured, and the inner
+    # message it would have had rewritten is not counted.
+    foreign_carrier = data_indication(check_response(), FOREIGN, SEND_INDICATION)
+    rewrite = StunRewrite(MAPPING, [ICE, TURN])
+    assert rewrite.datagram(foreign_carrier) == foreign_carrier
+    assert rewrite.tally == StunTally(unverified=1)
 
 
 def test_nesting_beyond_a_relayed_check_not_followed() -> None:

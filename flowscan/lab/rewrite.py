@@ -20,7 +20,7 @@ import re
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,13 +119,14 @@ class StunRewrite:
         if 20 + int.from_bytes(data[2:4], "big") != len(data):
             return data
         out = bytearray(data)
+        before = replace(self.tally)
         integrity_at, fingerprint_at = self._attributes(out, depth)
         if out == data:
             return data
         if integrity_at is not None and self.keys is not None:
             key = _key_that_verifies(data, integrity_at, self.keys)
-            if key is None:
-                self.tally.unverified += 1
+            if key is None:  # what was rewritten inside it is left with it, uncounted
+                vars(self.tally).update(vars(before), unverified=before.unverified + 1)
                 return data
             out[integrity_at + 4:integrity_at + 24] = _integrity(bytes(out), integrity_at, key)
         if fingerprint_at is not None:

@@ -79,7 +79,7 @@ def rewrite_packet(frame: bytes, link: int, mapping: dict[str, str]) -> bytes:
     trailer = frame[at + total:] if total >= ihl else frame[at + ihl:]
     fragment = int.from_bytes(header[6:8], "big") & 0x3FFF
     if proto == UDP and len(l4) >= 8 and not fragment:
-        payload = rewrite_rtcp(rewrite_sip(rewrite_stun(l4[8:], mapping, []), mapping),
+        payload = rewrite_rtcp(rewrite_sip(rewrite_stun(l4[8:], mapping, None), mapping),
                                mapping)
         l4 = l4[:4] + struct.pack("!HH", 8 + len(payload), 0) + payload  # no UDP checksum
     elif proto == TCP and len(l4) >= 20 and not fragment:

@@ -19,8 +19,10 @@ from pathlib import Path
 import pytest
 
 import flowscan
+from flowscan.lab.netns import SUBNET
 from flowscan.lab.rewrite import long_term_key
 from flowscan.lab.scenarios import SCENARIOS, conversations
+from flowscan.protocols import stun
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
 COMMITTED = sorted(p for p in LAB.iterdir() if (p / "manifest.json").exists()) if (
@@ -32,8 +34,13 @@ needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark
 CHACHA20_SUITES = {"0xcca8", "0xcca9"}
 
 
-def tshark(capture: Path, display_filter: str, *fields: str) -> list[list[str]]:
+def tshark(capture: Path, display_filter: str, *fields: str, relayed: bool = False
+           ) -> list[list[str]]:
+    """Fields of the matching frames; relayed: with tshark's "STUN over TURN" heuristic,
+    off by default, which dissects the STUN inside ChannelData and DATA attributes."""
     cmd = ["tshark", "-r", str(capture), "-Y", display_filter, "-T", "fields"]
+    if relayed:
+        cmd += ["--enable-heuristic", "stun_turn"]
     for field in fields:
         cmd += ["-e", field]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
@@ -103,18 +110,61 @@ def is_webrtc(manifest: dict) -> bool:  # type: ignore[type-arg]
 
 
 def check_stun_integrity(capture: Path, manifest: dict) -> None:  # type: ignore[type-arg]
-    """Every MESSAGE-INTEGRITY in the rewritten capture verifies with a lab credential
-    (RFC 8489 section 14.5): the address rewrite recomputed them."""
+    """Every MESSAGE-INTEGRITY in the rewritten capture, at every depth of TURN, verifies
+    with a lab credential (RFC 8489 section 14.5): the address rewrite recomputed them."""
+    messages = stun_at_every_depth(
+        [bytes.fromhex(payload.replace(":", ""))
+         for (payload,) in tshark(capture, "udp && stun", "udp.payload")]
+        + tcp_turn_frames(capture))
+    checked = sum(_integrity_verifies(data, lab_keys(manifest)) for data in messages)
+    if "stun" in truth_protocols(manifest):
+        assert checked, "ICE checks and TURN requests carry MESSAGE-INTEGRITY"
+
+
+def lab_keys(manifest: dict) -> list[bytes]:  # type: ignore[type-arg]
+    """The scenario's STUN credentials: ICE passwords (short-term, RFC 8489 section
+    9.1.1) and the relay's long-term key (section 9.2.2)."""
     creds = manifest.get("stun_credentials", {})
     keys = [p.encode() for p in creds.get("ice_passwords", [])]
     if creds.get("turn"):
         keys.append(long_term_key(*creds["turn"]))
-    messages = [bytes.fromhex(payload.replace(":", ""))
-                for (payload,) in tshark(capture, "stun.att.hmac", "udp.payload")]
-    messages += tcp_stun_messages(capture)
-    checked = sum(_integrity_verifies(data, keys) for data in messages)
-    if "stun" in truth_protocols(manifest):
-        assert checked, "ICE checks and TURN requests carry MESSAGE-INTEGRITY"
+    return keys
+
+
+def stun_at_every_depth(frames: list[bytes]) -> list[bytes]:
+    """The STUN messages of these datagrams or TURN frames, and those they carry: in
+    ChannelData (RFC 8656 section 12.4) and in a Send or Data indication's DATA attribute
+    (sections 10-11), read with flowscan's STUN parser."""
+    out: list[bytes] = []
+    todo = list(frames)
+    while todo:
+        frame = todo.pop()
+        channel = stun.parse_channel_data(frame)
+        if channel is not None:
+            todo.append(channel.payload)
+            continue
+        message = stun.parse(frame, exact=False)
+        if message is None or message.classic:
+            continue
+        out.append(frame[:message.length])
+        if message.data is not None:
+            todo.append(message.data)
+    return out
+
+
+def private_addresses(messages: list[bytes]) -> set[str]:
+    """Addresses from the lab's private network (netns.SUBNET, 10.77.0.0/24) that STUN
+    messages name in their (XOR-)MAPPED, XOR-PEER and XOR-RELAYED attributes."""
+    lab = ipaddress.ip_network(f"{SUBNET}.0/24")
+    out = set()
+    for data in messages:
+        message = stun.parse(data, exact=False)
+        assert message is not None
+        for found in (message.mapped, message.xor_mapped, message.xor_peer,
+                      message.xor_relayed):
+            if found is not None and ipaddress.ip_address(found[0]) in lab:
+                out.add(found[0])
+    return out
 
 
 def _integrity_verifies(data: bytes, keys: list[bytes]) -> bool:
@@ -134,10 +184,11 @@ def _integrity_verifies(data: bytes, keys: list[bytes]) -> bool:
     return False
 
 
-def tcp_stun_messages(capture: Path) -> list[bytes]:
-    """The STUN messages of every TURN-over-TCP stream, from the byte streams tshark
-    reassembles: STUN messages (20-byte header plus length) and ChannelData (4-byte header
-    plus length, padded to four over TCP: RFC 8656 section 12.5) back to back."""
+def tcp_turn_frames(capture: Path) -> list[bytes]:
+    """The STUN and ChannelData messages of every TURN-over-TCP stream, from the byte
+    streams tshark reassembles: STUN messages (20-byte header plus length) and ChannelData
+    (4-byte header plus length, padded to four over TCP: RFC 8656 section 12.5) back to
+    back."""
     streams = {row[0] for row in tshark(capture, "tcp.len > 0 && !tls", "tcp.stream")}
     out: list[bytes] = []
     for stream in sorted(streams):
@@ -149,14 +200,20 @@ def tcp_stun_messages(capture: Path) -> list[bytes]:
             if re.fullmatch(r"\t?[0-9a-f]+", line):
                 sides[line.startswith("\t")] += bytes.fromhex(line.strip())
         for raw in sides.values():
-            pos = 0
-            while pos + 4 <= len(raw):
-                length = int.from_bytes(raw[pos + 2:pos + 4], "big")
-                if 0x40 <= raw[pos] <= 0x4F:
-                    pos += 4 + length + (-length % 4)
-                    continue
-                out.append(raw[pos:pos + 20 + length])
-                pos += 20 + length
+            out += tcp_frames(raw)
+    return out
+
+
+def tcp_frames(raw: bytes) -> list[bytes]:
+    """A TURN-over-TCP direction cut into its STUN and ChannelData messages (each without
+    ChannelData's padding)."""
+    out = []
+    pos = 0
+    while pos + 4 <= len(raw):
+        length = int.from_bytes(raw[pos + 2:pos + 4], "big")
+        size = 4 + length if 0x40 <= raw[pos] <= 0x4F else 20 + length
+        out.append(raw[pos:pos + size])
+        pos += size + (-size % 4)
     return out
 
 
@@ -177,17 +234,18 @@ def check_capture(folder: Path, manifest: dict, capture: Path, key: str,  # type
     assert all("rtcp" in row[0] or "srtcp" in row[0] or (
         row[0].endswith(":dtls") and row[1] == "New fragment overlaps old data (retransmission?)")
         for row in malformed), malformed
-    statuses = {s for row in tshark(capture, "stun.att.crc32", "stun.att.crc32.status")
-                for s in row[0].split(",")}
+    # Fingerprints verify at every depth: tshark dissects relayed STUN when asked.
+    statuses = {s for row in tshark(capture, "stun.att.crc32", "stun.att.crc32.status",
+                                    relayed=True) for s in row[0].split(",")}
     assert statuses <= {"1"}, statuses
     addresses = {p.address for p in scenario.hosts.values()}
     seen = {row[0] for row in tshark(capture, "ip", "ip.src")}
     assert scenario.hosts[at].address in seen
     assert seen <= addresses, "every packet carries the scenario's public addresses"
     assert b"10.77.0." not in capture.read_bytes(), "a lab address left in a payload"
-    inside = {a for row in tshark(capture, "stun.att.ipv4", "stun.att.ipv4")
+    inside = {a for row in tshark(capture, "stun.att.ipv4", "stun.att.ipv4", relayed=True)
               for a in row[0].split(",")}
-    assert inside <= addresses, "STUN addresses rewritten too"
+    assert inside <= addresses, "STUN addresses rewritten too, relayed ones included"
     protocols = truth_protocols(manifest)
     if "dtls" in protocols:
         ends = {e.rsplit(":", 1)[0] for f in media for e in f["endpoints"]
@@ -281,15 +339,12 @@ def check_inside_tls(folder: Path, dsb: Path) -> None:
     messages back to back (RFC 8656 section 3.1) carrying a DTLS handshake both ways whose
     ClientHello the key log keys (RFC 6347 section 4.1 record headers). The lab re-sealed
     the records after its address rewrite: tshark's opening verifies their tags, and every
-    STUN message inside names only the scenario's public addresses, its MESSAGE-INTEGRITY
-    verifying with a lab credential."""
-    sides: dict[str, bytes] = {}
-    for src, data in tshark(dsb, "data", "ip.src", "data.data"):
-        for chunk in data.split(","):
-            sides[src] = sides.get(src, b"") + bytes.fromhex(chunk.replace(":", ""))
+    STUN message inside, relayed ICE checks included, names only the scenario's public
+    addresses, its MESSAGE-INTEGRITY verifying with a lab credential."""
+    sides = inside_tls(dsb)
     assert len(sides) == 2, "decrypted TLS both ways"
     records = []
-    messages: list[bytes] = []
+    frames: list[bytes] = []
     for src, raw in sides.items():
         kinds = set()
         pos = 0
@@ -297,12 +352,13 @@ def check_inside_tls(folder: Path, dsb: Path) -> None:
             length = int.from_bytes(raw[pos + 2:pos + 4], "big")
             if 0x40 <= raw[pos] <= 0x4F:  # ChannelData, padded to four over TCP
                 kinds.add("channel-data")
+                frames.append(raw[pos:pos + 4 + length])
                 records += _records_in(src, raw[pos + 4:pos + 4 + length])
                 pos += 4 + length + (-length % 4)
                 continue
             assert raw[pos + 4:pos + 8] == b"\x21\x12\xa4\x42", "STUN or ChannelData only"
             kinds.add("stun")
-            messages.append(raw[pos:pos + 20 + length])
+            frames.append(raw[pos:pos + 20 + length])
             records += _records_in(src, _data_attribute(raw[pos:pos + 20 + length]))
             pos += 20 + length
         assert pos == len(raw) and kinds == {"stun", "channel-data"}
@@ -313,11 +369,22 @@ def check_inside_tls(folder: Path, dsb: Path) -> None:
     assert randoms and randoms <= keylog, "the DTLS inside is keyed"
     manifest = json.loads((folder / "manifest.json").read_text())
     public = {h["address"] for h in manifest["hosts"].values()}
+    messages = stun_at_every_depth(frames)
     named = {a for m in messages for a in xor_addresses(m)}
     assert named and named <= public, "TURN addresses inside the TLS rewritten too"
-    creds = manifest["stun_credentials"]
-    keys = [p.encode() for p in creds["ice_passwords"]] + [long_term_key(*creds["turn"])]
-    assert sum(_integrity_verifies(m, keys) for m in messages) > 2
+    relayed = [m for m in messages if m not in frames]
+    assert relayed and all(_integrity_verifies(m, lab_keys(manifest)) for m in relayed)
+    assert sum(_integrity_verifies(m, lab_keys(manifest)) for m in messages) > 2
+
+
+def inside_tls(dsb: Path) -> dict[str, bytes]:
+    """Each side's application data in a TLS connection tshark opens with the DSB's
+    secrets, by its address."""
+    sides: dict[str, bytes] = {}
+    for src, data in tshark(dsb, "data", "ip.src", "data.data"):
+        for chunk in data.split(","):
+            sides[src] = sides.get(src, b"") + bytes.fromhex(chunk.replace(":", ""))
+    return sides
 
 
 def xor_addresses(message: bytes) -> set[str]:
@@ -460,6 +527,30 @@ def test_committed_scenario_matches_its_bytes(folder: Path) -> None:
 @pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
 def test_observed_verdicts_match_the_manifest(folder: Path) -> None:
     check_verdicts(folder)
+
+
+@needs_tshark
+@pytest.mark.parametrize("folder", COMMITTED, ids=lambda p: p.name)
+def test_no_lab_address_in_stun_at_any_depth(folder: Path) -> None:
+    """No STUN message a lab capture holds names the lab's private network: not on the
+    wire, not relayed inside ChannelData or a DATA attribute, not inside TURN over TCP or
+    (opened with the scenario's keys) TLS. Read with flowscan's STUN parser from the
+    datagrams and streams tshark gives; the relayed messages' integrity verifies."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for capture, _key, _at in captures_of(folder, manifest):
+        frames = [bytes.fromhex(payload.replace(":", ""))
+                  for (payload,) in tshark(capture, "udp", "udp.payload")]
+        frames += tcp_turn_frames(capture)
+        dsb = capture.with_name(capture.stem + "-dsb.pcapng")
+        if dsb.exists() and tshark(capture, "tls", "frame.number"):
+            for raw in inside_tls(dsb).values():
+                frames += tcp_frames(raw)
+        messages = stun_at_every_depth(frames)
+        assert not private_addresses(messages), (capture.name, private_addresses(messages))
+        if "turn" in truth_protocols(manifest):
+            relayed = [m for m in messages if m not in frames]
+            assert relayed, "ICE checks through the relay"
+            assert all(_integrity_verifies(m, lab_keys(manifest)) for m in relayed)
 
 
 def test_every_scenario_is_committed() -> None:

@@ -3,7 +3,12 @@
 IP headers (checksums recomputed), STUN address attributes (XOR-MAPPED, XOR-PEER,
 XOR-RELAYED and the plain forms), with MESSAGE-INTEGRITY and FINGERPRINT recomputed so the
 messages still verify, and SIP/SDP bodies with Content-Length fixed. The key for
-MESSAGE-INTEGRITY is whichever of the scenario's credentials verified the original message.
+MESSAGE-INTEGRITY is whichever of the scenario's credentials verified the original message;
+one that none verifies is left as captured (and counted). STUN relayed through TURN is
+rewritten too: an ICE check a peer sent rides in ChannelData (RFC 8656 section 12) or in a
+Send or Data indication's DATA attribute (sections 10-11), and its XOR-MAPPED-ADDRESS names
+the peer as the relay saw it; the inner message is redone first, then its carrier's, with
+every length kept.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import re
 import struct
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,7 @@ MAGIC = 0x2112A442
 XOR_ATTRS = {0x0020, 0x0012, 0x0016}
 PLAIN_ATTRS = {0x0001, 0x802B, 0x802C}
 ATTR_INTEGRITY = 0x0008
+ATTR_DATA = 0x0013  # RFC 8656 section 18.4
 ATTR_FINGERPRINT = 0x8028
 FINGERPRINT_XOR = 0x5354554E
 
@@ -56,39 +62,117 @@ def _rewrite_address(value: bytes, xor_key: bytes | None, mapping: dict[str, str
     return value[:2] + port_raw + bytes(a ^ b for a, b in zip(new, mask, strict=True))
 
 
-def rewrite_stun(data: bytes, mapping: dict[str, str], keys: list[bytes]) -> bytes:
-    """The message with its addresses mapped and its integrity and fingerprint redone."""
-    if len(data) < 20 or data[0] & 0xC0 or int.from_bytes(data[4:8], "big") != MAGIC:
-        return data
-    length = int.from_bytes(data[2:4], "big")
-    if 20 + length != len(data):
-        return data
-    xor_key = data[4:20]
-    out = bytearray(data)
-    pos = 20
-    integrity_at = fingerprint_at = None
-    while pos + 4 <= len(out):
-        atype, alen = struct.unpack_from(">HH", out, pos)
-        value = bytes(out[pos + 4:pos + 4 + alen])
-        if atype in XOR_ATTRS:
-            out[pos + 4:pos + 4 + alen] = _rewrite_address(value, xor_key, mapping)
-        elif atype in PLAIN_ATTRS:
-            out[pos + 4:pos + 4 + alen] = _rewrite_address(value, None, mapping)
-        elif atype == ATTR_INTEGRITY:
-            integrity_at = pos
-        elif atype == ATTR_FINGERPRINT:
-            fingerprint_at = pos
-        pos += 4 + alen + (-alen % 4)
-    if integrity_at is not None:
-        key = _key_that_verifies(data, integrity_at, keys)
-        if key is not None:
+@dataclass
+class StunTally:
+    """What the STUN rewrite did inside TURN, in counts a manifest can carry."""
+
+    in_channel_data: int = 0  # STUN messages rewritten inside ChannelData (RFC 8656 s. 12)
+    in_data_attribute: int = 0  # inside a Send or Data indication's DATA (sections 10-11)
+    unverified: int = 0  # left as captured: MESSAGE-INTEGRITY no credential verifies
+
+    def describe(self) -> str | None:
+        if not (self.in_channel_data or self.in_data_attribute or self.unverified):
+            return None
+        return (f"{self.in_channel_data} STUN messages inside ChannelData and "
+                f"{self.in_data_attribute} inside a Send or Data indication's DATA given the "
+                f"public addresses; {self.unverified} messages left as captured (their "
+                f"MESSAGE-INTEGRITY verifies with none of the scenario's credentials)")
+
+
+# A relayed ICE check sits one level down (RFC 8656 sections 11.4-11.6 and 12.4); deeper
+# nesting is no stack's and only a crafted message's, so it is not followed.
+MAX_DEPTH = 2
+CHANNEL_DATA, DATA_ATTRIBUTE = "channel-data", "data-attribute"
+
+
+@dataclass
+class StunRewrite:
+    """The address rewrite of STUN at every depth of TURN: a message on the wire, one a
+    peer sent that the relay carries in ChannelData or in a DATA attribute, whose own
+    MESSAGE-INTEGRITY and FINGERPRINT are redone, then the carrier's (the DATA attribute
+    keeps its length, so the outer header and every TCP and TLS length stay valid).
+
+    keys: the scenario's credentials; a message with MESSAGE-INTEGRITY that none of them
+    verifies is left as captured and counted. None: no credentials at all, addresses
+    rewritten regardless and MESSAGE-INTEGRITY left stale (the benchmarks' copies)."""
+
+    mapping: dict[str, str]
+    keys: list[bytes] | None
+    tally: StunTally = field(default_factory=StunTally)
+
+    def datagram(self, data: bytes) -> bytes:
+        """A UDP payload or a TURN-over-TCP frame: a STUN message, or ChannelData (RFC
+        8656 section 12.4) whose data, when a STUN message, is rewritten (its padding,
+        section 12.5, kept)."""
+        if not data[:1] or not 0x40 <= data[0] <= 0x4F:
+            return self.message(data)
+        end = 4 + int.from_bytes(data[2:4], "big")
+        if end > len(data):
+            return data
+        return data[:4] + self.message(data[4:end], 1, CHANNEL_DATA) + data[end:]
+
+    def message(self, data: bytes, depth: int = 0, carrier: str | None = None) -> bytes:
+        """One STUN message (RFC 8489 section 5) with its addresses mapped, what its DATA
+        attribute carries rewritten in turn, and its integrity and fingerprint redone."""
+        if len(data) < 20 or data[0] & 0xC0 or int.from_bytes(data[4:8], "big") != MAGIC:
+            return data
+        if 20 + int.from_bytes(data[2:4], "big") != len(data):
+            return data
+        out = bytearray(data)
+        before = replace(self.tally)
+        integrity_at, fingerprint_at = self._attributes(out, depth)
+        if out == data:
+            return data
+        if integrity_at is not None and self.keys is not None:
+            key = _key_that_verifies(data, integrity_at, self.keys)
+            if key is None:  # what was rewritten inside it is left with it, uncounted
+                vars(self.tally).update(vars(before), unverified=before.unverified + 1)
+                return data
             out[integrity_at + 4:integrity_at + 24] = _integrity(bytes(out), integrity_at, key)
-    if fingerprint_at is not None:
-        head = bytearray(out[:fingerprint_at])
-        head[2:4] = (fingerprint_at + 8 - 20).to_bytes(2, "big")
-        crc = (zlib.crc32(bytes(head)) ^ FINGERPRINT_XOR) & 0xFFFFFFFF
-        out[fingerprint_at + 4:fingerprint_at + 8] = crc.to_bytes(4, "big")
-    return bytes(out)
+        if fingerprint_at is not None:
+            _fingerprint(out, fingerprint_at)
+        if carrier == CHANNEL_DATA:
+            self.tally.in_channel_data += 1
+        elif carrier == DATA_ATTRIBUTE:
+            self.tally.in_data_attribute += 1
+        return bytes(out)
+
+    def _attributes(self, out: bytearray, depth: int) -> tuple[int | None, int | None]:
+        """Each attribute (RFC 8489 section 14) rewritten in place; where MESSAGE-INTEGRITY
+        and FINGERPRINT sit."""
+        xor_key = bytes(out[4:20])
+        pos = 20
+        integrity_at = fingerprint_at = None
+        while pos + 4 <= len(out):
+            atype, alen = struct.unpack_from(">HH", out, pos)
+            value = bytes(out[pos + 4:pos + 4 + alen])
+            if atype in XOR_ATTRS:
+                out[pos + 4:pos + 4 + alen] = _rewrite_address(value, xor_key, self.mapping)
+            elif atype in PLAIN_ATTRS:
+                out[pos + 4:pos + 4 + alen] = _rewrite_address(value, None, self.mapping)
+            elif atype == ATTR_DATA and depth < MAX_DEPTH:
+                out[pos + 4:pos + 4 + alen] = self.message(value, depth + 1, DATA_ATTRIBUTE)
+            elif atype == ATTR_INTEGRITY:
+                integrity_at = pos
+            elif atype == ATTR_FINGERPRINT:
+                fingerprint_at = pos
+            pos += 4 + alen + (-alen % 4)
+        return integrity_at, fingerprint_at
+
+
+def rewrite_stun(data: bytes, mapping: dict[str, str], keys: list[bytes] | None) -> bytes:
+    """The message with its addresses mapped, at every depth, and its integrity and
+    fingerprint redone (StunRewrite.message)."""
+    return StunRewrite(mapping, keys).message(data)
+
+
+def _fingerprint(out: bytearray, at: int) -> None:
+    """RFC 8489 section 14.7: CRC-32 of the message up to the attribute, with the header's
+    length counting it, xor 0x5354554e."""
+    head = bytearray(out[:at])
+    head[2:4] = (at + 8 - 20).to_bytes(2, "big")
+    crc = (zlib.crc32(bytes(head)) ^ FINGERPRINT_XOR) & 0xFFFFFFFF
+    out[at + 4:at + 8] = crc.to_bytes(4, "big")
 
 
 def _integrity(message: bytes, at: int, key: bytes) -> bytes:
@@ -176,10 +260,12 @@ def rewrite_rtcp(data: bytes, mapping: dict[str, str]) -> bytes:
 
 @dataclass
 class Rewritten:
-    """What rewrite_capture wrote: its packets, and what it says of TLS it re-sealed."""
+    """What rewrite_capture wrote: its packets, what it says of TLS it re-sealed, and what
+    it did to STUN inside TURN."""
 
     packets: int
     notes: list[str] = field(default_factory=list)
+    stun: StunTally = field(default_factory=StunTally)
 
 
 def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[bytes],
@@ -195,7 +281,9 @@ def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[by
     with PcapReader(str(src)) as reader:
         packets = list(reader)
     notes: list[str] = []
-    streamed = _tcp_payloads(packets, mapping, keys, keylog, notes)
+    tally = StunTally()
+    streamed = _tcp_payloads(packets, mapping, keys, keylog, notes, tally)
+    rewrite = StunRewrite(mapping, keys, tally)
     for index, packet in enumerate(packets):
         ip = packet.getlayer(IP)
         if ip is None:
@@ -209,7 +297,7 @@ def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[by
         del l4.chksum
         payload = bytes(l4.payload)
         new = streamed.get(index) or rewrite_rtcp(
-            rewrite_sip(rewrite_stun(payload, mapping, keys), mapping), mapping)
+            rewrite_sip(rewrite.datagram(payload), mapping), mapping)
         if payload and new != payload:
             l4.remove_payload()
             l4.add_payload(Raw(new))
@@ -219,7 +307,7 @@ def rewrite_capture(src: Path, dst: Path, mapping: dict[str, str], keys: list[by
             # The wire length PcapReader kept is the old one.
             packet.wirelen = len(bytes(packet))
     wrpcap(str(dst), packets)
-    return Rewritten(len(packets), notes)
+    return Rewritten(len(packets), notes, tally)
 
 
 Direction = tuple[str, int, str, int]  # source, source port, destination, destination port
@@ -259,21 +347,23 @@ def _tcp_streams(packets: list[Any]) -> dict[Direction, _Stream]:
     return {key: _Stream(segments) for key, segments in directions.items()}
 
 
-def rewrite_turn_stream(stream: bytearray, mapping: dict[str, str], keys: list[bytes]) -> None:
+def rewrite_turn_stream(stream: bytearray, mapping: dict[str, str], keys: list[bytes],
+                        tally: StunTally | None = None) -> None:
     """A direction framed as TURN over TCP (RFC 8656 section 3.1: STUN and ChannelData back
-    to back) with its STUN messages rewritten in place; the rewrite keeps every length."""
+    to back) with its STUN messages rewritten in place, those inside ChannelData and DATA
+    attributes too; the rewrite keeps every length."""
     if framing.detect(bytes(stream[:10])) != framing.TURN:
         return
+    rewrite = StunRewrite(mapping, keys, tally if tally is not None else StunTally())
     pos = 0
     while isinstance(frame := framing.frame_at(stream, pos, framing.TURN), framing.Frame):
-        if frame.kind == "stun":
-            stream[frame.start:frame.end] = rewrite_stun(
-                bytes(stream[frame.start:frame.end]), mapping, keys)
+        stream[frame.start:frame.end] = rewrite.datagram(bytes(stream[frame.start:frame.end]))
         pos = frame.end
 
 
 def _tcp_payloads(packets: list[Any], mapping: dict[str, str], keys: list[bytes],
-                  keylog: KeyLog | None, notes: list[str]) -> dict[int, bytes]:
+                  keylog: KeyLog | None, notes: list[str], tally: StunTally
+                  ) -> dict[int, bytes]:
     """New payloads (by packet index) for the segments of TCP connections framed as TURN
     over TCP, or, with the key log, TURN over TLS: a STUN message may span segments or
     share one, so each direction's stream is rebuilt from its sequence numbers, its STUN
@@ -283,7 +373,7 @@ def _tcp_payloads(packets: list[Any], mapping: dict[str, str], keys: list[bytes]
     edited: set[Direction] = set()
 
     def edit(data: bytearray) -> None:
-        rewrite_turn_stream(data, mapping, keys)
+        rewrite_turn_stream(data, mapping, keys, tally)
 
     for key, stream in streams.items():
         if framing.detect(bytes(stream.data[:10])) == framing.TURN:

@@ -380,33 +380,38 @@ def _finish(scenario: Scenario, net: LabNetwork, work: Path, out: Path,
         "stun_credentials": {"ice_passwords": result.get("ice_passwords", []),
                              "turn": [TURN_USER, TURN_REALM, TURN_PASSWORD]},
         "generated_by": "flowscan lab run " + scenario.name,
-        # TLS whose records the address rewrite opened and sealed again, per capture.
-        **({"tls_rewritten": notes} if notes else {}),
+        # Per capture, TLS whose records the address rewrite opened and sealed again
+        # (tls_rewritten), and STUN it rewrote inside TURN (stun_inside_turn_rewritten).
+        **notes,
         **result.get("manifest", {}),
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def _rewrite_captures(work: Path, out: Path, mapping: dict[str, str],
-                      result: dict[str, Any]) -> dict[str, list[str]]:
+                      result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each raw capture given the public addresses, as pcapng and, with keys, with them in
-    a Decryption Secrets Block; what the rewrite says of TLS it re-sealed, by file."""
+    a Decryption Secrets Block; the manifest's notes of what the rewrite re-sealed in TLS
+    and rewrote inside TURN, by file (only those that are not empty)."""
     keylog = out / "keys.log"  # written by _finish when the scenario has keys
     secrets = None
     if result["keylog"].exists():  # TURN over TLS is rewritten inside its records with them
         secrets = KeyLog()
         secrets.add_file(str(keylog))
-    notes: dict[str, list[str]] = {}
+    notes: dict[str, dict[str, Any]] = {"tls_rewritten": {},
+                                        "stun_inside_turn_rewritten": {}}
     for stem, raw in result.get("captures", {"capture": "raw.pcap"}).items():
         rewritten = work / f"{stem}.pcap"
         done = rewrite_capture(work / raw, rewritten, mapping, result["keys"], secrets)
         if done.notes:
-            notes[f"{stem}.pcapng"] = done.notes
+            notes["tls_rewritten"][f"{stem}.pcapng"] = done.notes
+        if (relayed := done.stun.describe()) is not None:
+            notes["stun_inside_turn_rewritten"][f"{stem}.pcapng"] = relayed
         _tool(["editcap", "-F", "pcapng", str(rewritten), str(out / f"{stem}.pcapng")])
         if secrets is not None:
             _tool(["editcap", "--inject-secrets", f"tls,{keylog}",
                    str(out / f"{stem}.pcapng"), str(out / f"{stem}-dsb.pcapng")])
-    return notes
+    return {field: by_file for field, by_file in notes.items() if by_file}
 
 
 def conversations(capture: Path) -> dict[tuple[str, str], list[int]]:

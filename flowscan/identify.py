@@ -31,7 +31,7 @@ SIP_PORTS = (5060, 5061)
 MAX_MALFORMED_LINES = 50
 
 
-@dataclass
+@dataclass(slots=True)
 class StunFacts:
     messages: int = 0
     classic: bool = False
@@ -58,14 +58,14 @@ class StunFacts:
     ice: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class TurnFacts:
     channel_data: int = 0
     data_indications: int = 0
     relayed: dict[str, int] = field(default_factory=dict)  # inner protocol -> packets
 
 
-@dataclass
+@dataclass(slots=True)
 class HandshakeFacts:
     """The clear part of a TLS, DTLS or QUIC handshake, per side."""
 
@@ -85,14 +85,16 @@ class HandshakeFacts:
     dtls_client: str | None = None  # which flow side (client/server) is the DTLS client
 
 
-@dataclass
+@dataclass(slots=True)
 class RtpFacts:
     packets: dict[str, int] = field(default_factory=dict)  # side -> RTP packets parsed
     ssrcs: dict[str, list[str]] = field(default_factory=dict)  # side -> SSRCs, hex
     payload_types: dict[str, list[int]] = field(default_factory=dict)
     sequence_ok: bool = False  # sequence numbers advance by small steps per SSRC
-    header_extensions: list[str] = field(default_factory=list)  # one-byte / two-byte
-    rtcp_types: list[str] = field(default_factory=list)
+    # Small sets kept in the order seen, as tuples: most flows have none, and every flow
+    # then shares the one empty tuple instead of holding an empty list of its own.
+    header_extensions: tuple[str, ...] = ()  # one-byte / two-byte
+    rtcp_types: tuple[str, ...] = ()
     # Every RTCP compound parsed to its end: no SRTCP index and tag after it (RFC 3711 3.4).
     rtcp_clear: bool | None = None
     # SRTCP trailers seen: an E flag with an index counting up per sender (RFC 3711 3.4).
@@ -101,8 +103,8 @@ class RtpFacts:
     # those with bytes after them; a mix means some RTCP left the SRTP session in the clear.
     rtcp_clear_packets: int = 0
     rtcp_trailer_packets: int = 0
-    rtcp_clear_types: list[str] = field(default_factory=list)
-    rtcp_clear_cnames: list[str] = field(default_factory=list)
+    rtcp_clear_types: tuple[str, ...] = ()
+    rtcp_clear_cnames: tuple[str, ...] = ()
     # Distinct SSRCs each side sent over the whole flow (not just the samples), counted by
     # the flow table on anything RTP-shaped: kept only for sides whose RTP validated.
     ssrc_count: dict[str, int] = field(default_factory=dict)
@@ -124,7 +126,7 @@ class RtpFacts:
     payload: dict[str, PayloadStats] = field(default_factory=dict)  # side -> statistics
 
 
-@dataclass
+@dataclass(slots=True)
 class ZoomFacts:
     form: str = ""
     packets: int = 0
@@ -136,7 +138,7 @@ class ZoomFacts:
     rtp_ssrcs: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class ZrtpFacts:
     """A ZRTP exchange in the media path (RFC 6189): who sent which messages, and where the
     media switched from clear RTP to SRTP."""
@@ -159,7 +161,7 @@ class ZrtpFacts:
     after_sampled: int = 0  # RTP packets sampled after the switch, judged as the media
 
 
-@dataclass
+@dataclass(slots=True)
 class SipFacts:
     messages: list[str] = field(default_factory=list)  # "INVITE", "200", ...
     call_ids: list[str] = field(default_factory=list)
@@ -171,7 +173,7 @@ class SipFacts:
     malformed_lines: list[dict[str, object]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowFacts:
     protocols: list[str] = field(default_factory=list)
     stun: StunFacts | None = None
@@ -184,20 +186,22 @@ class FlowFacts:
     sip: SipFacts | None = None
     zrtp: ZrtpFacts | None = None
     dns: dict[str, list[str]] | None = None  # name -> addresses / cnames answered
-    dns_queries: list[str] = field(default_factory=list)
+    # The fields below are tuples (an empty one shared by every flow) where most flows have
+    # nothing to keep.
+    dns_queries: tuple[str, ...] = ()
     # Sides whose datagrams all begin with one 16-byte tag: a relay's peer tag (Telegram's
     # reflectors), the rest of the datagram opaque.
-    peer_tag: list[str] = field(default_factory=list)
+    peer_tag: tuple[str, ...] = ()
     discord_ip_discovery: bool = False
     discord_ping: bool = False
-    public_addresses: list[str] = field(default_factory=list)  # the client as others see it
+    public_addresses: tuple[str, ...] = ()  # the client as others see it
     # The flow table keeps a few payload samples per direction and kind of first byte
     # (flows.CLASS_BUDGET); True when the RTP or "other" kind (ChannelData, proprietary
     # media, TCP) ran out, so packets that may be media were never read.
     media_unread: bool = False
     # Kept for the decryption stage, never reported: SDES keys seen in SDP bodies.
     # The SDP media as parsed, a=crypto keys included: for decryption, never reported.
-    sdp_media: list[SdpMedia] = field(default_factory=list, repr=False)
+    sdp_media: tuple[SdpMedia, ...] = field(default=(), repr=False)
     # TURN over TLS opened with the key log (tlsopen): version, suite, records opened, and
     # the secrets' short SHA-256, for the verdict's evidence; never a key.
     tls_opened: str = ""
@@ -443,7 +447,7 @@ class _Collector:
             port = int.from_bytes(payload[72:74], "big")
             text = f"{address}:{port}"
             if address and text not in self.facts.public_addresses:
-                self.facts.public_addresses.append(text)
+                self.facts.public_addresses += (text,)
         return True
 
     def _rtp(self, side: int, data: bytes) -> bool:
@@ -455,7 +459,7 @@ class _Collector:
             self.facts.add("rtcp")
             for packet in compound.packets:
                 if packet.name not in facts.rtcp_types:
-                    facts.rtcp_types.append(packet.name)
+                    facts.rtcp_types += (packet.name,)
             facts.rtcp_clear = compound.trailing == 0 and facts.rtcp_clear is not False
             if compound.trailing:
                 facts.rtcp_trailer_packets += 1
@@ -463,10 +467,10 @@ class _Collector:
                 facts.rtcp_clear_packets += 1
                 for packet in compound.packets:
                     if packet.name not in facts.rtcp_clear_types:
-                        facts.rtcp_clear_types.append(packet.name)
+                        facts.rtcp_clear_types += (packet.name,)
                 for cname in rtp.sdes_cnames(data, compound):
                     if cname not in facts.rtcp_clear_cnames:
-                        facts.rtcp_clear_cnames.append(cname)
+                        facts.rtcp_clear_cnames += (cname,)
             if compound.trailing and compound.packets[0].ssrc is not None:
                 self._srtcp_trailer(facts, compound.packets[0].ssrc, data)
             return True
@@ -502,7 +506,7 @@ class _Collector:
         if header.payload_type not in pts:
             pts.append(header.payload_type)
         if header.extension_form and header.extension_form not in facts.header_extensions:
-            facts.header_extensions.append(header.extension_form)
+            facts.header_extensions += (header.extension_form,)
         self.rtp_packets.setdefault(key, []).append(rtp_streams.Packet(
             self.now, header.sequence, header.timestamp, header.payload_type,
             header.payload_length))
@@ -546,7 +550,7 @@ class _Collector:
         for msg in messages:
             for q in msg.questions:
                 if q not in self.facts.dns_queries:
-                    self.facts.dns_queries.append(q)
+                    self.facts.dns_queries += (q,)
             for name, _rtype, value in msg.answers:
                 if self.facts.dns is None:
                     self.facts.dns = {}
@@ -590,7 +594,7 @@ class _Collector:
             facts.call_ids.append(msg.call_id)
         if msg.media:
             self.facts.add("sdp")
-        self.facts.sdp_media.extend(msg.media)
+        self.facts.sdp_media += tuple(msg.media)
         for m in msg.media:
             facts.media.append({
                 "media": m.media, "address": m.address, "port": m.port, "protocol": m.protocol,
@@ -844,7 +848,7 @@ def identify_job(job: IdentifyJob) -> FlowFacts:
 PEER_TAG = 16  # bytes
 
 
-def _peer_tag(samples: list[tuple[float, int, bytes]]) -> list[str]:
+def _peer_tag(samples: list[tuple[float, int, bytes]]) -> tuple[str, ...]:
     """Sides whose sampled datagrams (at least 4, each longer than the tag) all start with
     the same 16 bytes: RTP, STUN and DTLS never do, as their sequence numbers or
     transaction IDs change within those bytes."""
@@ -854,7 +858,7 @@ def _peer_tag(samples: list[tuple[float, int, bytes]]) -> list[str]:
         if len(heads) >= 4 and len(set(heads)) == 1 and all(
                 len(p) > PEER_TAG + 8 for _t, d, p in samples if d == side):
             out.append(name)
-    return out
+    return tuple(out)
 
 
 def _after_zrtp(job: FlowSamples, late: list[tuple[float, int, bytes]],

@@ -114,8 +114,8 @@ class _Opening:
         for name in ("stun", "turn", "dtls", "rtp"):
             if getattr(facts, name) is None:
                 setattr(facts, name, getattr(inner, name))
-        facts.public_addresses += [a for a in inner.public_addresses
-                                   if a not in facts.public_addresses]
+        facts.public_addresses += tuple(a for a in inner.public_addresses
+                                        if a not in facts.public_addresses)
         facts.media_unread = facts.media_unread or self.unread
         records = [w.records for w in self.walkers]
         facts.tls_opened = (f"{self.keys.description}; {sum(r.opened for r in records)} "

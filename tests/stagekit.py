@@ -92,7 +92,7 @@ class TableLocator(Locator):
         info = RemoteInfo(ip, which, scope_of(ip))
         if ip in self.table and info.scope == "public":
             info.country, info.asn, info.organisation = self.table[ip]
-            info.sources.append("crafted table")
+            info.sources = ("crafted table",)
         return info
 
 
@@ -160,7 +160,7 @@ def sip_facts(call_id: str, media: list[tuple[str, int]], *, sdes: bool = False,
          "dtls_fingerprint": None, "setup": None, "candidates": 0} for m in sections]
     return FlowFacts(protocols=["sip", "sdp"],
                      sip=SipFacts(messages=["INVITE", "200"], call_ids=[call_id],
-                                  media=offered), sdp_media=sections)
+                                  media=offered), sdp_media=tuple(sections))
 
 
 def rtp_facts(looks: str = "random", *, packets: int = 40, sides: tuple[str, ...] = (

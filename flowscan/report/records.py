@@ -42,6 +42,6 @@ def flow_record(state: FlowState) -> Flow:
         client_basis=state.client_basis,
         to_server=directions[0],
         to_client=directions[1],
-        encapsulation=list(state.encap or ()),
+        encapsulation=state.encap or (),
         tcp_handshake=handshake,
     )

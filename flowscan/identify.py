@@ -4,6 +4,7 @@ and keep what later stages and the report need (small, JSON-ready, no key materi
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -85,6 +86,29 @@ class HandshakeFacts:
     dtls_client: str | None = None  # which flow side (client/server) is the DTLS client
 
 
+class _NoSides(dict[str, Any]):
+    """The empty per-side map: one object, shared by the RtpFacts of every flow whose side
+    maps stay empty (most flows validate no RTP). It refuses to change: the maps are typed
+    read-only and assigned whole where identification fills them. Pickled by name, so the
+    facts a worker process sends back share it too."""
+
+    def __setitem__(self, key: str, value: object) -> None:
+        raise TypeError("the shared empty map does not change: assign a new map")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("the shared empty map does not change: assign a new map")
+
+    def __reduce__(self) -> str:
+        return "NO_SIDES"
+
+
+NO_SIDES: Mapping[str, Any] = _NoSides()
+
+
+def _no_sides() -> Mapping[str, Any]:
+    return NO_SIDES
+
+
 @dataclass(slots=True)
 class RtpFacts:
     packets: dict[str, int] = field(default_factory=dict)  # side -> RTP packets parsed
@@ -105,25 +129,26 @@ class RtpFacts:
     rtcp_trailer_packets: int = 0
     rtcp_clear_types: tuple[str, ...] = ()
     rtcp_clear_cnames: tuple[str, ...] = ()
+    # The maps below are read-only, assigned whole: NO_SIDES while empty.
     # Distinct SSRCs each side sent over the whole flow (not just the samples), counted by
     # the flow table on anything RTP-shaped: kept only for sides whose RTP validated.
-    ssrc_count: dict[str, int] = field(default_factory=dict)
+    ssrc_count: Mapping[str, int] = field(default_factory=_no_sides)
     # Per side: is its RTP a stream (RFC 3550)? "valid", "invalid" (the bytes only resemble
     # RTP) or "unconfirmed" (too few packets), and why.
     streams: dict[str, str] = field(default_factory=dict)
     stream_check: dict[str, str] = field(default_factory=dict)
     # Per side: validated SSRCs grouped with their RTX/FEC companions (RFC 4588, RFC 5109),
     # and the number of such source groups estimated over the whole flow.
-    sources: dict[str, list[list[str]]] = field(default_factory=dict)
-    source_groups: dict[str, int] = field(default_factory=dict)
+    sources: Mapping[str, list[list[str]]] = field(default_factory=_no_sides)
+    source_groups: Mapping[str, int] = field(default_factory=_no_sides)
     # Per side: the most source groups whose primary SSRCs share one payload type, as
     # (count, payload type): one participant sends one source of a kind (simulcast layers
     # go only to a media server), so several of one type come from several senders.
-    same_type: dict[str, tuple[int, int]] = field(default_factory=dict)
+    same_type: Mapping[str, tuple[int, int]] = field(default_factory=_no_sides)
     # Per side: payloads that are exactly a static payload type's codec frames, leaving no
     # room for an SRTP authentication tag (evidence of plaintext).
-    frame_sizes: dict[str, str] = field(default_factory=dict)
-    payload: dict[str, PayloadStats] = field(default_factory=dict)  # side -> statistics
+    frame_sizes: Mapping[str, str] = field(default_factory=_no_sides)
+    payload: Mapping[str, PayloadStats] = field(default_factory=_no_sides)  # side -> statistics
 
 
 @dataclass(slots=True)
@@ -696,16 +721,17 @@ class _Collector:
         name = SIDES[side]
         valid = [c for c in check.streams if c.state == "valid"]
         groups = rtp_streams.source_groups(streams, check.streams)
-        facts.sources[name] = [[_hex(s) for s in g] for g in groups]
+        facts.sources = {**facts.sources, name: [[_hex(s) for s in g] for g in groups]}
         pts = {c.ssrc: c.payload_type for c in valid}
         shared = Counter(pts[g[0]] for g in groups).most_common(1)
         if shared:
-            facts.same_type[name] = (shared[0][1], shared[0][0])
+            facts.same_type = {**facts.same_type, name: (shared[0][1], shared[0][0])}
         payloads = [p for c in valid for p in self.rtp_payloads_by.get((side, c.ssrc), [])]
         # A static payload type names its codec only if the clock matches it.
         types = [c.payload_type if c.clock_ok else None for c in valid]
         if payloads:
-            facts.payload[name] = payload_stats(payloads, max(set(types), key=types.count))
+            stats = payload_stats(payloads, max(set(types), key=types.count))
+            facts.payload = {**facts.payload, name: stats}
         _frame_sizes(facts, name, streams, valid)
 
     def source_groups(self, facts: RtpFacts, whole: tuple[int, int]) -> None:
@@ -718,7 +744,7 @@ class _Collector:
             if groups is None:
                 continue
             extra = max(0, whole[side] - sum(len(g) for g in groups))
-            facts.source_groups[name] = len(groups) + (extra + 1) // 2
+            facts.source_groups = {**facts.source_groups, name: len(groups) + (extra + 1) // 2}
 
 
 def _frame_sizes(facts: RtpFacts, name: str, streams: dict[int, list[rtp_streams.Packet]],
@@ -730,7 +756,7 @@ def _frame_sizes(facts: RtpFacts, name: str, streams: dict[int, list[rtp_streams
             (p.sequence, p.timestamp, p.payload_length) for p in packets
             if p.payload_type == c.payload_type]) if c.clock_ok else None
         if frames is not None:
-            facts.frame_sizes[name] = frames
+            facts.frame_sizes = {**facts.frame_sizes, name: frames}
             return
 
 
@@ -959,9 +985,20 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
     facts = collector.finish()
     if facts.rtp is not None:
         facts.rtp.ssrc_count = {side: n for side, n in zip(SIDES, ssrc_counts, strict=True)
-                                if n and facts.rtp.streams.get(side) == "valid"}
+                                if n and facts.rtp.streams.get(side) == "valid"} or NO_SIDES
         collector.source_groups(facts.rtp, ssrc_counts)
     return facts
+
+
+# Each distinct list of protocols once: a capture has a few dozen, and its flows share them.
+_PROTOCOL_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def reported_protocols(facts: FlowFacts) -> tuple[str, ...]:
+    """The flow's protocols as its record lists them: a tuple shared by every flow with the
+    same list, not a list per flow."""
+    found = tuple(facts.protocols)
+    return _PROTOCOL_LISTS.setdefault(found, found)
 
 
 DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip", "zrtp")

@@ -174,11 +174,13 @@ def rtp_facts(looks: str = "random", *, packets: int = 40, sides: tuple[str, ...
         rtp.ssrcs[side] = [ssrc]
         rtp.payload_types[side] = [payload_type]
         rtp.streams[side] = "valid"
-        rtp.sources[side] = [[ssrc]]
-        rtp.source_groups[side] = 1
-        rtp.same_type[side] = (1, payload_type)
+        # The side maps are read-only (identify.NO_SIDES while empty): assigned whole.
+        rtp.sources = {**rtp.sources, side: [[ssrc]]}
+        rtp.source_groups = {**rtp.source_groups, side: 1}
+        rtp.same_type = {**rtp.same_type, side: (1, payload_type)}
         distinct = packets if looks == "random" else 3  # distinct first payload bytes
-        rtp.payload[side] = PayloadStats(packets, packets * 160, distinct, 0.5, 0.5, looks)
+        rtp.payload = {**rtp.payload, side: PayloadStats(packets, packets * 160, distinct,
+                                                         0.5, 0.5, looks)}
         if frames:
-            rtp.frame_sizes[side] = frames
+            rtp.frame_sizes = {**rtp.frame_sizes, side: frames}
     return rtp

@@ -243,7 +243,7 @@ class Flow:
     to_client: DirectionStats
     encapsulation: tuple[str, ...] = ()
     tcp_handshake: TcpHandshake | None = None
-    protocols: list[str] = field(default_factory=list)
+    protocols: tuple[str, ...] = ()  # one tuple for all flows with the same (identify.py)
     # Protocol facts by protocol (stun, turn, dtls, tls, quic, rtp, zoom, sip, dns): what the
     # identification read from the flow's first packets. Never key material.
     details: dict[str, Any] = field(default_factory=dict)

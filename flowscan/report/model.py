@@ -56,7 +56,7 @@ class Endpoint:
     port: int
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class DirectionStats:
     packets: int
     bytes: int

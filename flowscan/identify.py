@@ -88,9 +88,10 @@ class HandshakeFacts:
 
 class _NoSides(dict[str, Any]):
     """The empty per-side map: one object, shared by the RtpFacts of every flow whose side
-    maps stay empty (most flows validate no RTP). It refuses to change: the maps are typed
-    read-only and assigned whole where identification fills them. Pickled by name, so the
-    facts a worker process sends back share it too."""
+    maps stay empty (most flows validate no RTP), and the details of every flow without
+    any. It refuses to change: the maps are typed read-only and assigned whole where
+    identification fills them. Pickled by name, so the facts a worker process sends back
+    share it too."""
 
     def __setitem__(self, key: str, value: object) -> None:
         raise TypeError("the shared empty map does not change: assign a new map")
@@ -1004,7 +1005,7 @@ def reported_protocols(facts: FlowFacts) -> tuple[str, ...]:
 DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip", "zrtp")
 
 
-def facts_to_details(facts: FlowFacts) -> dict[str, Any]:
+def facts_to_details(facts: FlowFacts) -> Mapping[str, Any]:
     """The report's per-protocol facts; the dataclasses themselves (serialised as they are,
     no copies), and never the SDES keys FlowFacts also holds."""
     out: dict[str, Any] = {name: getattr(facts, name) for name in DETAIL_FIELDS
@@ -1018,4 +1019,4 @@ def facts_to_details(facts: FlowFacts) -> dict[str, Any]:
         out["public_addresses"] = facts.public_addresses
     if facts.peer_tag:
         out["peer_tag"] = facts.peer_tag
-    return out
+    return out or NO_SIDES

@@ -6,6 +6,7 @@ exist from the start so the schema stays stable as the analysis grows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,8 +219,8 @@ class MediaSession:
 
     id: int
     app: str | None
-    flows: list[int]
-    verdicts: list[str]
+    flows: tuple[int, ...]
+    verdicts: tuple[str, ...]  # one tuple for all sessions with the same (sessions.py)
     summary: str  # one line a person can read: app, remote, verdict, why
 
 
@@ -246,7 +247,7 @@ class Flow:
     protocols: tuple[str, ...] = ()  # one tuple for all flows with the same (identify.py)
     # Protocol facts by protocol (stun, turn, dtls, tls, quic, rtp, zoom, sip, dns): what the
     # identification read from the flow's first packets. Never key material.
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
     app: AppInfo | None = None
     encryption: Encryption | None = None
     remote: RemoteInfo | None = None

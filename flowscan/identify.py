@@ -4,6 +4,7 @@ and keep what later stages and the report need (small, JSON-ready, no key materi
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -31,7 +32,7 @@ SIP_PORTS = (5060, 5061)
 MAX_MALFORMED_LINES = 50
 
 
-@dataclass
+@dataclass(slots=True)
 class StunFacts:
     messages: int = 0
     classic: bool = False
@@ -58,14 +59,14 @@ class StunFacts:
     ice: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class TurnFacts:
     channel_data: int = 0
     data_indications: int = 0
     relayed: dict[str, int] = field(default_factory=dict)  # inner protocol -> packets
 
 
-@dataclass
+@dataclass(slots=True)
 class HandshakeFacts:
     """The clear part of a TLS, DTLS or QUIC handshake, per side."""
 
@@ -85,14 +86,40 @@ class HandshakeFacts:
     dtls_client: str | None = None  # which flow side (client/server) is the DTLS client
 
 
-@dataclass
+class _NoSides(dict[str, Any]):
+    """The empty per-side map: one object, shared by the RtpFacts of every flow whose side
+    maps stay empty (most flows validate no RTP), and the details of every flow without
+    any. It refuses to change: the maps are typed read-only and assigned whole where
+    identification fills them. Pickled by name, so the facts a worker process sends back
+    share it too."""
+
+    def __setitem__(self, key: str, value: object) -> None:
+        raise TypeError("the shared empty map does not change: assign a new map")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("the shared empty map does not change: assign a new map")
+
+    def __reduce__(self) -> str:
+        return "NO_SIDES"
+
+
+NO_SIDES: Mapping[str, Any] = _NoSides()
+
+
+def _no_sides() -> Mapping[str, Any]:
+    return NO_SIDES
+
+
+@dataclass(slots=True)
 class RtpFacts:
     packets: dict[str, int] = field(default_factory=dict)  # side -> RTP packets parsed
     ssrcs: dict[str, list[str]] = field(default_factory=dict)  # side -> SSRCs, hex
     payload_types: dict[str, list[int]] = field(default_factory=dict)
     sequence_ok: bool = False  # sequence numbers advance by small steps per SSRC
-    header_extensions: list[str] = field(default_factory=list)  # one-byte / two-byte
-    rtcp_types: list[str] = field(default_factory=list)
+    # Small sets kept in the order seen, as tuples: most flows have none, and every flow
+    # then shares the one empty tuple instead of holding an empty list of its own.
+    header_extensions: tuple[str, ...] = ()  # one-byte / two-byte
+    rtcp_types: tuple[str, ...] = ()
     # Every RTCP compound parsed to its end: no SRTCP index and tag after it (RFC 3711 3.4).
     rtcp_clear: bool | None = None
     # SRTCP trailers seen: an E flag with an index counting up per sender (RFC 3711 3.4).
@@ -101,30 +128,31 @@ class RtpFacts:
     # those with bytes after them; a mix means some RTCP left the SRTP session in the clear.
     rtcp_clear_packets: int = 0
     rtcp_trailer_packets: int = 0
-    rtcp_clear_types: list[str] = field(default_factory=list)
-    rtcp_clear_cnames: list[str] = field(default_factory=list)
+    rtcp_clear_types: tuple[str, ...] = ()
+    rtcp_clear_cnames: tuple[str, ...] = ()
+    # The maps below are read-only, assigned whole: NO_SIDES while empty.
     # Distinct SSRCs each side sent over the whole flow (not just the samples), counted by
     # the flow table on anything RTP-shaped: kept only for sides whose RTP validated.
-    ssrc_count: dict[str, int] = field(default_factory=dict)
+    ssrc_count: Mapping[str, int] = field(default_factory=_no_sides)
     # Per side: is its RTP a stream (RFC 3550)? "valid", "invalid" (the bytes only resemble
     # RTP) or "unconfirmed" (too few packets), and why.
     streams: dict[str, str] = field(default_factory=dict)
     stream_check: dict[str, str] = field(default_factory=dict)
     # Per side: validated SSRCs grouped with their RTX/FEC companions (RFC 4588, RFC 5109),
     # and the number of such source groups estimated over the whole flow.
-    sources: dict[str, list[list[str]]] = field(default_factory=dict)
-    source_groups: dict[str, int] = field(default_factory=dict)
+    sources: Mapping[str, list[list[str]]] = field(default_factory=_no_sides)
+    source_groups: Mapping[str, int] = field(default_factory=_no_sides)
     # Per side: the most source groups whose primary SSRCs share one payload type, as
     # (count, payload type): one participant sends one source of a kind (simulcast layers
     # go only to a media server), so several of one type come from several senders.
-    same_type: dict[str, tuple[int, int]] = field(default_factory=dict)
+    same_type: Mapping[str, tuple[int, int]] = field(default_factory=_no_sides)
     # Per side: payloads that are exactly a static payload type's codec frames, leaving no
     # room for an SRTP authentication tag (evidence of plaintext).
-    frame_sizes: dict[str, str] = field(default_factory=dict)
-    payload: dict[str, PayloadStats] = field(default_factory=dict)  # side -> statistics
+    frame_sizes: Mapping[str, str] = field(default_factory=_no_sides)
+    payload: Mapping[str, PayloadStats] = field(default_factory=_no_sides)  # side -> statistics
 
 
-@dataclass
+@dataclass(slots=True)
 class ZoomFacts:
     form: str = ""
     packets: int = 0
@@ -136,7 +164,7 @@ class ZoomFacts:
     rtp_ssrcs: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class ZrtpFacts:
     """A ZRTP exchange in the media path (RFC 6189): who sent which messages, and where the
     media switched from clear RTP to SRTP."""
@@ -159,7 +187,7 @@ class ZrtpFacts:
     after_sampled: int = 0  # RTP packets sampled after the switch, judged as the media
 
 
-@dataclass
+@dataclass(slots=True)
 class SipFacts:
     messages: list[str] = field(default_factory=list)  # "INVITE", "200", ...
     call_ids: list[str] = field(default_factory=list)
@@ -171,7 +199,7 @@ class SipFacts:
     malformed_lines: list[dict[str, object]] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowFacts:
     protocols: list[str] = field(default_factory=list)
     stun: StunFacts | None = None
@@ -184,20 +212,22 @@ class FlowFacts:
     sip: SipFacts | None = None
     zrtp: ZrtpFacts | None = None
     dns: dict[str, list[str]] | None = None  # name -> addresses / cnames answered
-    dns_queries: list[str] = field(default_factory=list)
+    # The fields below are tuples (an empty one shared by every flow) where most flows have
+    # nothing to keep.
+    dns_queries: tuple[str, ...] = ()
     # Sides whose datagrams all begin with one 16-byte tag: a relay's peer tag (Telegram's
     # reflectors), the rest of the datagram opaque.
-    peer_tag: list[str] = field(default_factory=list)
+    peer_tag: tuple[str, ...] = ()
     discord_ip_discovery: bool = False
     discord_ping: bool = False
-    public_addresses: list[str] = field(default_factory=list)  # the client as others see it
+    public_addresses: tuple[str, ...] = ()  # the client as others see it
     # The flow table keeps a few payload samples per direction and kind of first byte
     # (flows.CLASS_BUDGET); True when the RTP or "other" kind (ChannelData, proprietary
     # media, TCP) ran out, so packets that may be media were never read.
     media_unread: bool = False
     # Kept for the decryption stage, never reported: SDES keys seen in SDP bodies.
     # The SDP media as parsed, a=crypto keys included: for decryption, never reported.
-    sdp_media: list[SdpMedia] = field(default_factory=list, repr=False)
+    sdp_media: tuple[SdpMedia, ...] = field(default=(), repr=False)
     # TURN over TLS opened with the key log (tlsopen): version, suite, records opened, and
     # the secrets' short SHA-256, for the verdict's evidence; never a key.
     tls_opened: str = ""
@@ -443,7 +473,7 @@ class _Collector:
             port = int.from_bytes(payload[72:74], "big")
             text = f"{address}:{port}"
             if address and text not in self.facts.public_addresses:
-                self.facts.public_addresses.append(text)
+                self.facts.public_addresses += (text,)
         return True
 
     def _rtp(self, side: int, data: bytes) -> bool:
@@ -455,7 +485,7 @@ class _Collector:
             self.facts.add("rtcp")
             for packet in compound.packets:
                 if packet.name not in facts.rtcp_types:
-                    facts.rtcp_types.append(packet.name)
+                    facts.rtcp_types += (packet.name,)
             facts.rtcp_clear = compound.trailing == 0 and facts.rtcp_clear is not False
             if compound.trailing:
                 facts.rtcp_trailer_packets += 1
@@ -463,10 +493,10 @@ class _Collector:
                 facts.rtcp_clear_packets += 1
                 for packet in compound.packets:
                     if packet.name not in facts.rtcp_clear_types:
-                        facts.rtcp_clear_types.append(packet.name)
+                        facts.rtcp_clear_types += (packet.name,)
                 for cname in rtp.sdes_cnames(data, compound):
                     if cname not in facts.rtcp_clear_cnames:
-                        facts.rtcp_clear_cnames.append(cname)
+                        facts.rtcp_clear_cnames += (cname,)
             if compound.trailing and compound.packets[0].ssrc is not None:
                 self._srtcp_trailer(facts, compound.packets[0].ssrc, data)
             return True
@@ -502,7 +532,7 @@ class _Collector:
         if header.payload_type not in pts:
             pts.append(header.payload_type)
         if header.extension_form and header.extension_form not in facts.header_extensions:
-            facts.header_extensions.append(header.extension_form)
+            facts.header_extensions += (header.extension_form,)
         self.rtp_packets.setdefault(key, []).append(rtp_streams.Packet(
             self.now, header.sequence, header.timestamp, header.payload_type,
             header.payload_length))
@@ -546,7 +576,7 @@ class _Collector:
         for msg in messages:
             for q in msg.questions:
                 if q not in self.facts.dns_queries:
-                    self.facts.dns_queries.append(q)
+                    self.facts.dns_queries += (q,)
             for name, _rtype, value in msg.answers:
                 if self.facts.dns is None:
                     self.facts.dns = {}
@@ -590,7 +620,7 @@ class _Collector:
             facts.call_ids.append(msg.call_id)
         if msg.media:
             self.facts.add("sdp")
-        self.facts.sdp_media.extend(msg.media)
+        self.facts.sdp_media += tuple(msg.media)
         for m in msg.media:
             facts.media.append({
                 "media": m.media, "address": m.address, "port": m.port, "protocol": m.protocol,
@@ -692,16 +722,17 @@ class _Collector:
         name = SIDES[side]
         valid = [c for c in check.streams if c.state == "valid"]
         groups = rtp_streams.source_groups(streams, check.streams)
-        facts.sources[name] = [[_hex(s) for s in g] for g in groups]
+        facts.sources = {**facts.sources, name: [[_hex(s) for s in g] for g in groups]}
         pts = {c.ssrc: c.payload_type for c in valid}
         shared = Counter(pts[g[0]] for g in groups).most_common(1)
         if shared:
-            facts.same_type[name] = (shared[0][1], shared[0][0])
+            facts.same_type = {**facts.same_type, name: (shared[0][1], shared[0][0])}
         payloads = [p for c in valid for p in self.rtp_payloads_by.get((side, c.ssrc), [])]
         # A static payload type names its codec only if the clock matches it.
         types = [c.payload_type if c.clock_ok else None for c in valid]
         if payloads:
-            facts.payload[name] = payload_stats(payloads, max(set(types), key=types.count))
+            stats = payload_stats(payloads, max(set(types), key=types.count))
+            facts.payload = {**facts.payload, name: stats}
         _frame_sizes(facts, name, streams, valid)
 
     def source_groups(self, facts: RtpFacts, whole: tuple[int, int]) -> None:
@@ -714,7 +745,7 @@ class _Collector:
             if groups is None:
                 continue
             extra = max(0, whole[side] - sum(len(g) for g in groups))
-            facts.source_groups[name] = len(groups) + (extra + 1) // 2
+            facts.source_groups = {**facts.source_groups, name: len(groups) + (extra + 1) // 2}
 
 
 def _frame_sizes(facts: RtpFacts, name: str, streams: dict[int, list[rtp_streams.Packet]],
@@ -726,7 +757,7 @@ def _frame_sizes(facts: RtpFacts, name: str, streams: dict[int, list[rtp_streams
             (p.sequence, p.timestamp, p.payload_length) for p in packets
             if p.payload_type == c.payload_type]) if c.clock_ok else None
         if frames is not None:
-            facts.frame_sizes[name] = frames
+            facts.frame_sizes = {**facts.frame_sizes, name: frames}
             return
 
 
@@ -844,7 +875,7 @@ def identify_job(job: IdentifyJob) -> FlowFacts:
 PEER_TAG = 16  # bytes
 
 
-def _peer_tag(samples: list[tuple[float, int, bytes]]) -> list[str]:
+def _peer_tag(samples: list[tuple[float, int, bytes]]) -> tuple[str, ...]:
     """Sides whose sampled datagrams (at least 4, each longer than the tag) all start with
     the same 16 bytes: RTP, STUN and DTLS never do, as their sequence numbers or
     transaction IDs change within those bytes."""
@@ -854,7 +885,7 @@ def _peer_tag(samples: list[tuple[float, int, bytes]]) -> list[str]:
         if len(heads) >= 4 and len(set(heads)) == 1 and all(
                 len(p) > PEER_TAG + 8 for _t, d, p in samples if d == side):
             out.append(name)
-    return out
+    return tuple(out)
 
 
 def _after_zrtp(job: FlowSamples, late: list[tuple[float, int, bytes]],
@@ -955,15 +986,26 @@ def identify_samples(job: FlowSamples) -> FlowFacts:
     facts = collector.finish()
     if facts.rtp is not None:
         facts.rtp.ssrc_count = {side: n for side, n in zip(SIDES, ssrc_counts, strict=True)
-                                if n and facts.rtp.streams.get(side) == "valid"}
+                                if n and facts.rtp.streams.get(side) == "valid"} or NO_SIDES
         collector.source_groups(facts.rtp, ssrc_counts)
     return facts
+
+
+# Each distinct list of protocols once: a capture has a few dozen, and its flows share them.
+_PROTOCOL_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
+def reported_protocols(facts: FlowFacts) -> tuple[str, ...]:
+    """The flow's protocols as its record lists them: a tuple shared by every flow with the
+    same list, not a list per flow."""
+    found = tuple(facts.protocols)
+    return _PROTOCOL_LISTS.setdefault(found, found)
 
 
 DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip", "zrtp")
 
 
-def facts_to_details(facts: FlowFacts) -> dict[str, Any]:
+def facts_to_details(facts: FlowFacts) -> Mapping[str, Any]:
     """The report's per-protocol facts; the dataclasses themselves (serialised as they are,
     no copies), and never the SDES keys FlowFacts also holds."""
     out: dict[str, Any] = {name: getattr(facts, name) for name in DETAIL_FIELDS
@@ -977,4 +1019,4 @@ def facts_to_details(facts: FlowFacts) -> dict[str, Any]:
         out["public_addresses"] = facts.public_addresses
     if facts.peer_tag:
         out["peer_tag"] = facts.peer_tag
-    return out
+    return out or NO_SIDES

@@ -50,7 +50,7 @@ from flowscan.geo.locate import Locator
 from flowscan.geo.names import name_map
 from flowscan.geo.plausibility import Vantage, parse_vantage
 from flowscan.geo.remotes import capture_host, parse_capture_hosts, plausibility_of, remote_of
-from flowscan.identify import FlowFacts, facts_to_details, identify, job_of
+from flowscan.identify import FlowFacts, facts_to_details, identify, job_of, reported_protocols
 from flowscan.identify_workers import Identifier
 from flowscan.options import ScanOptions
 from flowscan.policy import transfers
@@ -256,7 +256,7 @@ def identified(state: FlowState) -> tuple[Flow, FlowFacts]:
 
 def with_facts(record: Flow, facts: FlowFacts) -> tuple[Flow, FlowFacts]:
     """The record with what identification found in it: its protocols and details."""
-    record.protocols = list(facts.protocols)
+    record.protocols = reported_protocols(facts)
     record.details = facts_to_details(facts)
     return record, facts
 

@@ -42,10 +42,16 @@ def build_sessions(flows: list[tuple[Flow, FlowFacts]]) -> list[MediaSession]:
     return sessions
 
 
+# Each distinct list of verdicts once: sessions (one per media socket) share a handful.
+_VERDICT_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+
 def _session(number: int, members: list[Flow]) -> MediaSession:
     apps = Counter(f.app.name for f in members if f.app)
     app = apps.most_common(1)[0][0] if apps else None
-    verdicts = list(dict.fromkeys(f.encryption.verdict for f in members if f.encryption))
+    found = tuple(dict.fromkeys(f.encryption.verdict for f in members if f.encryption))
+    verdicts = _VERDICT_LISTS.setdefault(found, found)
+    ids = tuple(f.id for f in members)
     main = max(members, key=lambda f: (f.bytes, -f.id))
     enc = main.encryption
     assert enc is not None
@@ -54,14 +60,14 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
     if all(f.encryption and [e.signal for e in f.encryption.evidence] == ["handshake-only"]
            for f in members):
         # No media to speak of: say what there was (issue 17).
-        return MediaSession(number, app, [f.id for f in members], verdicts,
+        return MediaSession(number, app, ids, verdicts,
                             f"{app or 'unidentified app'}: a handshake "
                             f"{_towards(main).replace('to ', 'with ', 1)}{others} and no "
                             f"media: {why}")
     summary = (f"{app or 'unidentified app'}: media {_towards(main)}"
                f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
                f"{encryption_path(enc.verdict, enc.termination)}): {why}")
-    return MediaSession(number, app, [f.id for f in members], verdicts, summary)
+    return MediaSession(number, app, ids, verdicts, summary)
 
 
 def _keys_said(dec: Decryption | None) -> str | None:

@@ -21,7 +21,7 @@ from flowscan.capture.edit import LayerDecoder, tcp_sequence
 from flowscan.crypto.keylog import KeyLog
 from flowscan.crypto.tls_records import HEAD, TlsKeys, TlsWalker, tls_keys
 from flowscan.flows import CLASS_BUDGET, TCP_SYN, reverse_key
-from flowscan.identify import FlowFacts, facts_to_details, identify_samples
+from flowscan.identify import FlowFacts, facts_to_details, identify_samples, reported_protocols
 from flowscan.protocols import demux, framing, rtp
 from flowscan.report.model import Flow
 
@@ -114,14 +114,14 @@ class _Opening:
         for name in ("stun", "turn", "dtls", "rtp"):
             if getattr(facts, name) is None:
                 setattr(facts, name, getattr(inner, name))
-        facts.public_addresses += [a for a in inner.public_addresses
-                                   if a not in facts.public_addresses]
+        facts.public_addresses += tuple(a for a in inner.public_addresses
+                                        if a not in facts.public_addresses)
         facts.media_unread = facts.media_unread or self.unread
         records = [w.records for w in self.walkers]
         facts.tls_opened = (f"{self.keys.description}; {sum(r.opened for r in records)} "
                             f"records opened, {sum(r.failed for r in records)} did not verify "
                             f"(TLS secrets sha256 {self.keys.key_sha256})")
-        self.flow.protocols = list(facts.protocols)
+        self.flow.protocols = reported_protocols(facts)
         self.flow.details = facts_to_details(facts)
 
 

@@ -92,7 +92,7 @@ class TableLocator(Locator):
         info = RemoteInfo(ip, which, scope_of(ip))
         if ip in self.table and info.scope == "public":
             info.country, info.asn, info.organisation = self.table[ip]
-            info.sources.append("crafted table")
+            info.sources = ("crafted table",)
         return info
 
 
@@ -160,7 +160,7 @@ def sip_facts(call_id: str, media: list[tuple[str, int]], *, sdes: bool = False,
          "dtls_fingerprint": None, "setup": None, "candidates": 0} for m in sections]
     return FlowFacts(protocols=["sip", "sdp"],
                      sip=SipFacts(messages=["INVITE", "200"], call_ids=[call_id],
-                                  media=offered), sdp_media=sections)
+                                  media=offered), sdp_media=tuple(sections))
 
 
 def rtp_facts(looks: str = "random", *, packets: int = 40, sides: tuple[str, ...] = (
@@ -174,11 +174,13 @@ def rtp_facts(looks: str = "random", *, packets: int = 40, sides: tuple[str, ...
         rtp.ssrcs[side] = [ssrc]
         rtp.payload_types[side] = [payload_type]
         rtp.streams[side] = "valid"
-        rtp.sources[side] = [[ssrc]]
-        rtp.source_groups[side] = 1
-        rtp.same_type[side] = (1, payload_type)
+        # The side maps are read-only (identify.NO_SIDES while empty): assigned whole.
+        rtp.sources = {**rtp.sources, side: [[ssrc]]}
+        rtp.source_groups = {**rtp.source_groups, side: 1}
+        rtp.same_type = {**rtp.same_type, side: (1, payload_type)}
         distinct = packets if looks == "random" else 3  # distinct first payload bytes
-        rtp.payload[side] = PayloadStats(packets, packets * 160, distinct, 0.5, 0.5, looks)
+        rtp.payload = {**rtp.payload, side: PayloadStats(packets, packets * 160, distinct,
+                                                         0.5, 0.5, looks)}
         if frames:
-            rtp.frame_sizes[side] = frames
+            rtp.frame_sizes = {**rtp.frame_sizes, side: frames}
     return rtp

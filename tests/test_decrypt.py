@@ -104,7 +104,7 @@ def test_sdes_call_decrypts_from_the_sdp_alone() -> None:
     assert "PCMU" in enc.decryption.inner_detail and enc.decryption.tag_failures == 0
     # baresip sends some RTCP (APP keepalives, the final SDES and BYE) with no SRTCP
     # protection at all: counted apart from tag failures, and a finding with the CNAMEs.
-    rtcp_flow = next(f for f in media(report) if f.protocols == ["rtcp"])
+    rtcp_flow = next(f for f in media(report) if f.protocols == ("rtcp",))
     d = rtcp_flow.encryption.decryption
     assert (d.packets_decrypted, d.tag_failures, d.unprotected_rtcp) == (2, 0, 4)
     (finding,) = [f for f in report.findings if f.kind == "rtcp-in-clear"]

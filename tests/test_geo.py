@@ -96,9 +96,9 @@ def test_user_database_is_used_first_and_bad_ones_are_a_clear_error(tmp_path: Pa
 def test_name_hints_are_evidence_beside_the_database_answer() -> None:
     from flowscan.geo.hints import name_hints
 
-    assert name_hints(["ams3-edge.example.net", "frankly.example", "lhr25s10.1e100.net"]) == [
+    assert name_hints(["ams3-edge.example.net", "frankly.example", "lhr25s10.1e100.net"]) == (
         {"name": "ams3-edge.example.net", "code": "ams", "country": "NL"},
-        {"name": "lhr25s10.1e100.net", "code": "lhr", "country": "GB"}]
+        {"name": "lhr25s10.1e100.net", "code": "lhr", "country": "GB"})
     report = flowscan.scan(str(real_capture("teams.pcap")))
     (remote,) = {f.remote.ip: f.remote for f in report.flows
                  if f.remote and f.remote.ip == "52.169.186.119"}.values()

@@ -63,7 +63,7 @@ def test_json_in_pieces_repairs_strings_as_at_once(reports: list[Report]) -> Non
     report = dataclasses.replace(reports[0], capture=dataclasses.replace(
         reports[0].capture, path="calls/\udcff.pcap"))
     flows = list(report.flows)
-    flows[0] = dataclasses.replace(flows[0], protocols=[*flows[0].protocols, "x\udcfe"])
+    flows[0] = dataclasses.replace(flows[0], protocols=(*flows[0].protocols, "x\udcfe"))
     report = dataclasses.replace(report, flows=flows)
     got = json_report.dumps_bytes([report])
     assert b"\\ufffd" not in got and "\ufffd".encode() in got

@@ -167,7 +167,7 @@ def test_link_layers_and_tunnels(tmp_path: Path, linktype: int, frame: object,
     report = flowscan.scan(write(tmp_path, pcap([(1.0, bytes(frame))], linktype=linktype)))
     flow = only_flow(report)
     assert (flow.client.ip, flow.server.ip, flow.server.port) == (A, B, 8801)
-    assert flow.encapsulation == encap
+    assert flow.encapsulation == tuple(encap)
 
 
 def test_linux_sll2_and_bsd_null(tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_gtpu_tunnel_with_extension_header(tmp_path: Path) -> None:
         Raw(gtp + inner))
     report = flowscan.scan(write(tmp_path, pcap([(1.0, bytes(outer))])))
     flow = only_flow(report)
-    assert (flow.client.ip, flow.server.port, flow.encapsulation) == (A, 8801, ["gtp-u"])
+    assert (flow.client.ip, flow.server.port, flow.encapsulation) == (A, 8801, ("gtp-u",))
 
 
 def test_ipv4_options_and_fragments(tmp_path: Path) -> None:

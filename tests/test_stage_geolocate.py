@@ -21,7 +21,7 @@ def dns_facts(answers: dict[str, list[str]]) -> FlowFacts:
     """A DNS flow's facts: owner name -> A/AAAA addresses or the CNAME target (RFC 1034
     section 3.6.2), as identify records answers."""
     facts = FlowFacts(protocols=["dns"], dns=answers)
-    facts.dns_queries = list(answers)[:1]
+    facts.dns_queries = tuple(answers)[:1]
     return facts
 
 

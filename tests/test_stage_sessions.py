@@ -37,11 +37,11 @@ def test_a_sip_call_binds_its_media_flows() -> None:
     other = flow(4, (LOCAL, 50000), SFU, encryption=encryption("hop-by-hop", "server"))
     sessions = sessions_of([rtp, rtcp, reverse, other],
                            [sip_facts("call-1", [ALICE]), sip_facts("call-1", [BOB])])
-    assert [s.flows for s in sessions] == [[1, 2, 3], [4]]
+    assert [s.flows for s in sessions] == [(1, 2, 3), (4,)]
     assert [s.id for s in sessions] == [1, 2]
     assert [f.encryption.session for f in (rtp, rtcp, reverse, other)  # type: ignore[union-attr]
             ] == [1, 1, 1, 2]
-    assert sessions[0].verdicts == ["plaintext"]
+    assert sessions[0].verdicts == ("plaintext",)
     assert "not encrypted" in sessions[0].summary
 
 
@@ -56,7 +56,7 @@ def test_without_signalling_one_local_socket_is_one_session() -> None:
                   encryption=encryption("hop-by-hop", "server")),
              flow(5, (LOCAL, 50002), ("203.0.113.9", 443))]  # no verdict: not media
     sessions = sessions_of(flows)
-    assert [s.flows for s in sessions] == [[1, 2], [3], [4]]
+    assert [s.flows for s in sessions] == [(1, 2), (3,), (4,)]
     assert flows[4].encryption is None
 
 
@@ -73,7 +73,7 @@ def test_a_session_of_handshakes_says_there_was_no_media() -> None:
     flows = [flow(1, (LOCAL, 50000), SFU,
                   encryption=encryption("unknown", signal="handshake-only"))]
     (session,) = sessions_of(flows)
-    assert "no media" in session.summary and session.verdicts == ["unknown"]
+    assert "no media" in session.summary and session.verdicts == ("unknown",)
 
 
 def test_plaintext_and_exposed_keys_are_high_findings() -> None:
@@ -105,7 +105,7 @@ def test_mixed_protection_within_one_session() -> None:
                   encryption=encryption("end-to-end", "peer", "dtls-srtp")),
              flow(2, (LOCAL, 50000), SFU, encryption=encryption("hop-by-hop", "server"))]
     sessions = sessions_of(flows)
-    assert len(sessions) == 1 and sessions[0].verdicts == ["end-to-end", "hop-by-hop"]
+    assert len(sessions) == 1 and sessions[0].verdicts == ("end-to-end", "hop-by-hop")
     (mixed,) = findings(flows, sessions)
     assert (mixed.kind, mixed.severity, mixed.flows) == ("mixed-protection", "medium", [1, 2])
     assert "hop-by-hop" in mixed.detail

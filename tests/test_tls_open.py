@@ -311,7 +311,7 @@ def test_turn_over_tls_without_keys_says_the_key_log_would_open_it() -> None:
     assert (flow.encryption.verdict, flow.encryption.termination) == ("unknown", "relay")
     (evidence,) = flow.encryption.evidence
     assert evidence.signal == "turn-over-tls" and "--keylog" in evidence.detail
-    assert flow.protocols == ["tls"]
+    assert flow.protocols == ("tls",)
 
 
 def test_tls_secrets_alone_open_tls_but_not_the_media(tmp_path: Path) -> None:
@@ -402,7 +402,7 @@ def test_stun_inside_tls_on_any_port_is_opened_and_judged(tmp_path: Path) -> Non
     capture = rfc8448_connection(tmp_path, client, server)
     plain = flowscan.scan(str(capture))
     (flow,) = plain.flows
-    assert flow.protocols == ["tls"] and flow.encryption is None
+    assert flow.protocols == ("tls",) and flow.encryption is None
     report = flowscan.scan(str(capture), keylog=[str(tmp_path / "keys.log")])
     (flow,) = report.flows
     assert {"tls", "stun", "turn", "rtp"} <= set(flow.protocols)
@@ -420,7 +420,7 @@ def test_https_inside_tls_is_left_as_it_was(tmp_path: Path) -> None:
     plain = flowscan.scan(str(capture))
     report = flowscan.scan(str(capture), keylog=[str(tmp_path / "keys.log")])
     assert report_to_dict(plain)["flows"] == report_to_dict(report)["flows"]
-    assert report.flows[0].protocols == ["tls"]
+    assert report.flows[0].protocols == ("tls",)
 
 
 def test_opens_with_stun() -> None:

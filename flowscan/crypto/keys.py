@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def sdes_key(suite: str, key_params: str, source: str) -> SrtpKey | None:
                    first[2], more)
 
 
-def media_keys(media: list[sdp.SdpMedia], source: str) -> dict[Endpoint, SrtpKey]:
+def media_keys(media: Sequence[sdp.SdpMedia], source: str) -> dict[Endpoint, SrtpKey]:
     """Each m= line's first usable a=crypto key, for its RTP port and RTCP port + 1."""
     keys: dict[Endpoint, SrtpKey] = {}
     for m in media:

@@ -22,11 +22,11 @@ CODES = {
 _TOKEN = re.compile(r"(?<![a-z])(" + "|".join(sorted(CODES)) + r")(?:\d{0,3})(?![a-z])")
 
 
-def name_hints(names: list[str]) -> list[dict[str, str]]:
+def name_hints(names: list[str]) -> tuple[dict[str, str], ...]:
     out: list[dict[str, str]] = []
     for name in names:
         for match in _TOKEN.finditer(name.lower()):
             hint = {"name": name, "code": match.group(1), "country": CODES[match.group(1)]}
             if hint not in out:
                 out.append(hint)
-    return out[:8]
+    return tuple(out[:8])

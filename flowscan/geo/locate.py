@@ -21,7 +21,7 @@ import os
 import socket
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,6 @@ ENV_DATABASES = "FLOWSCAN_GEOIP_DB"
 ENV_BUNDLED = "FLOWSCAN_GEODATA"
 # Kinds of database that answer where an address is located (not where it is registered).
 LOCATING = ("city", "country")
-_REMOTE_FIELDS = tuple(f.name for f in fields(RemoteInfo))  # copied per lookup
 # How a report's warning says no remote could be located (the CLI repeats it on stderr).
 UNLOCATED = "remote endpoints have no country"
 
@@ -94,6 +93,21 @@ class _Answer:
     longitude: float | None = None
     asn: int | None = None
     organisation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Located:
+    """What the databases say of one address: the template of its RemoteInfo."""
+
+    scope: str
+    country: str | None = None
+    city: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    asn: int | None = None
+    organisation: str | None = None
+    registered_country: str | None = None
+    sources: tuple[str, ...] = ()
 
 
 # The database types geoip2.database.Reader accepts for each of its models: it checks that
@@ -176,7 +190,10 @@ class Locator:
     def __init__(self, extra: list[str] | None = None, bundled: Path | None = None) -> None:
         self.databases: list[GeoDatabase] = []
         self._sources: dict[str, list[tuple[GeoDatabase, _Geoip2Source | _RawSource]]] = {}
-        self._cache: dict[str, RemoteInfo] = {}  # ip -> its answer, as a template
+        self._cache: dict[str, _Located] = {}  # ip -> what the databases say of it
+        # Each distinct answer once: the addresses of one network, and all the private or
+        # unlocated ones, share one object, so the cache costs little more than its keys.
+        self._answers: dict[_Located, _Located] = {}
         self._files = ExitStack()  # bundled files extracted from a zip import, if ever
         paths = list(extra or [])
         paths += [p for p in os.environ.get(ENV_DATABASES, "").split(os.pathsep) if p]
@@ -261,38 +278,33 @@ class Locator:
         per address."""
         known = self._cache.get(ip)
         if known is None:
-            known = self._cache[ip] = self._lookup(ip)
-        # A copy of the fields, not dataclasses.replace: this runs once per flow, and
-        # replace looks the fields up and calls __init__ again, at several times the cost.
-        info = object.__new__(RemoteInfo)
-        for name in _REMOTE_FIELDS:
-            setattr(info, name, getattr(known, name))
-        info.which, info.sources, info.name_hints = which, list(known.sources), []
-        return info
+            found = self._lookup(ip)
+            known = self._cache[ip] = self._answers.setdefault(found, found)
+        return RemoteInfo(ip, which, known.scope, known.country, known.city, known.latitude,
+                          known.longitude, known.asn, known.organisation,
+                          known.registered_country, known.sources)
 
-    def _lookup(self, ip: str) -> RemoteInfo:
-        info = RemoteInfo(ip, "server", scope_of(ip))
-        if info.scope != "public":
-            return info
-        for kind in ("city", "country"):
+    def _lookup(self, ip: str) -> _Located:
+        scope = scope_of(ip)
+        if scope != "public":
+            return _Located(scope)
+        place: dict[str, Any] = {}
+        sources: list[str] = []
+        for kind in LOCATING:
             found = self._get(kind, ip)
-            if found and info.country is None:
+            if found and place.get("country") is None:
                 db, answer = found
-                info.country = answer.country
+                place["country"] = answer.country
                 if kind == "city":
-                    info.city = answer.city
-                    info.latitude = answer.latitude
-                    info.longitude = answer.longitude
-                info.sources.append(db.name)
+                    place.update(city=answer.city, latitude=answer.latitude,
+                                 longitude=answer.longitude)
+                sources.append(db.name)
         found = self._get("asn", ip)
         if found:
-            db, answer = found
-            info.asn = answer.asn
-            info.organisation = answer.organisation
-            info.sources.append(db.name)
+            place.update(asn=found[1].asn, organisation=found[1].organisation)
+            sources.append(found[0].name)
         found = self._get("registration", ip)
         if found:
-            db, answer = found
-            info.registered_country = answer.country
-            info.sources.append(db.name)
-        return info
+            place["registered_country"] = found[1].country
+            sources.append(found[0].name)
+        return _Located(scope, **place, sources=tuple(sources))

@@ -46,7 +46,7 @@ def codec_structure(payloads: list[bytes], payload_type: int | None) -> str | No
     return None
 
 
-@dataclass
+@dataclass(slots=True)
 class PayloadStats:
     packets: int
     payload_bytes: int

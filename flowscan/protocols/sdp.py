@@ -14,7 +14,7 @@ stage, never printed; reports name them by a short SHA-256 fingerprint.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -86,7 +86,7 @@ class Signalling(Protocol):
     call_ids: list[str]
 
 
-def offers(media: list[SdpMedia], signalling: Signalling | None) -> Iterator[MediaOffer]:
+def offers(media: Sequence[SdpMedia], signalling: Signalling | None) -> Iterator[MediaOffer]:
     """The media sections of one signalling flow that say where their media goes, each
     under the flow's first SIP call."""
     call = signalling.call_ids[0] if signalling is not None and signalling.call_ids else None

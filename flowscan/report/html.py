@@ -304,7 +304,7 @@ def cards(report: Report) -> list[Card]:
         members = [by_id[i] for i in s.flows if i in by_id]
         covered.update(s.flows)
         out.append(_card(f"Session {s.id}" + (f": {s.app}" if s.app else ""), s.summary,
-                         s.verdicts, members))
+                         list(s.verdicts), members))
     for flow in report.flows:  # media judged outside any session
         if flow.encryption is not None and flow.id not in covered:
             out.append(_card(f"Flow {flow.id}" + (f": {flow.app.name}" if flow.app else ""),

@@ -2,9 +2,9 @@
 
 orjson serialises the dataclasses directly and indents at C speed; the standard library's
 encoder falls back to pure Python when indenting, which dominates the run on large captures.
-The flows are written one at a time into the report's frame (write), so a report of a
-million flows is never one string in memory; the bytes are those of the whole report
-serialised at once.
+The flows and the sessions are written one at a time into the report's frame (write), so a
+report of a million flows is never one string in memory; the bytes are those of the whole
+report serialised at once.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from flowscan.report.model import Report
 from flowscan.report.sanitize import json_inert, json_safe_tree
 
 OPTIONS = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
-# The report's own "flows" member as orjson indents an empty list of them: two spaces in,
-# so no nested "flows" (of an app, a session, a finding: deeper in) can match.
-_EMPTY_FLOWS = b'\n  "flows": [],\n'
+# The report's members that grow with the flows (a session per media socket), written one
+# element at a time, in field order.
+STREAMED = ("flows", "sessions")
 
 
 def _dumps(value: object, option: int) -> bytes:
@@ -43,28 +43,33 @@ def _indented(data: bytes, prefix: bytes) -> bytes:
 
 def report_chunks(report: Report, prefix: bytes = b"") -> Iterator[bytes]:
     """One report's JSON (with its final newline unless prefixed: an array's element), in
-    pieces: the frame up to the flows, each flow, then the rest of the frame."""
-    frame = _dumps(dataclasses.replace(report, flows=[]), OPTIONS)
+    pieces: the frame up to the flows, each flow, the frame up to the sessions, each
+    session, then the rest of the frame."""
+    frame = _dumps(dataclasses.replace(report, flows=[], sessions=[]), OPTIONS)  # STREAMED
     if prefix:
         frame = _indented(frame.rstrip(b"\n"), prefix)
-    if not report.flows:
-        yield frame
-        return
-    head, found, tail = frame.partition(b"\n" + prefix + _EMPTY_FLOWS[1:] + prefix)
-    assert found, "the report's flows member is where orjson puts it"
     inner = prefix + b"    "
-    yield head + b"\n" + prefix + b'  "flows": ['
-    for number, flow in enumerate(report.flows):
-        yield (b",\n" if number else b"\n") + _indented(_dumps(flow, orjson.OPT_INDENT_2),
-                                                         inner)
-    yield b"\n" + prefix + b"  ],\n" + prefix + tail
+    for name in STREAMED:
+        items: list[object] = getattr(report, name)
+        if not items:
+            continue
+        # The member as orjson indents an empty list: two spaces in (past the prefix), so
+        # no nested member of that name (of an app, a finding: deeper in) can match.
+        member = b"\n" + prefix + b'  "' + name.encode() + b'": ['
+        head, found, frame = frame.partition(member + b"],\n" + prefix)
+        assert found, f"the report's {name} member is where orjson puts it"
+        yield head + member
+        for number, item in enumerate(items):
+            yield (b",\n" if number else b"\n") + _indented(
+                _dumps(item, orjson.OPT_INDENT_2), inner)
+        yield b"\n" + prefix + b"  ],\n" + prefix
+    yield frame
 
 
 def write(reports: list[Report], out: IO[bytes]) -> None:
-    """One report as an object; several as an array of objects. orjson reads the __dict__
-    of each record that has no slots (the facts in details), which Python 3.11 makes then
-    and there: a dict per record, which would set the cyclic collector off over and over
-    (seconds on 1M flows). Nothing here makes a reference cycle: the collector waits."""
+    """One report as an object; several as an array of objects. Nothing here makes a
+    reference cycle, and the pieces made per flow would set the cyclic collector off over
+    and over (seconds on 1M flows): the collector waits."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

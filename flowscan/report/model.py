@@ -6,6 +6,7 @@ exist from the start so the schema stays stable as the analysis grows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ class Endpoint:
     port: int
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class DirectionStats:
     packets: int
     bytes: int
@@ -72,9 +73,11 @@ class TcpHandshake:
     synack_to_ack_ms: float | None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class EvidenceItem:
-    """One signal an identification or a verdict rests on, in words a regulator reads."""
+    """One signal an identification or a verdict rests on, in words a regulator reads.
+    Frozen, so that an item of fixed words can be one object shared by every flow it
+    explains (a verdict adds items to its own list, never changes one)."""
 
     signal: str
     detail: str
@@ -134,11 +137,13 @@ class RemoteInfo:
     asn: int | None = None
     organisation: str | None = None
     registered_country: str | None = None
-    sources: list[str] = field(default_factory=list)
+    # Tuples, not lists: a flow's are shared with the locator's answer for its address (or
+    # are the one empty tuple), not copied per flow.
+    sources: tuple[str, ...] = ()
     # With --vantage: whether the location fits the round-trip time seen (geo/plausibility).
     plausibility: Any = None
     # Location hints in the names the capture gives this address (evidence, not the answer).
-    name_hints: list[dict[str, str]] = field(default_factory=list)
+    name_hints: tuple[dict[str, str], ...] = ()
     # Why that side is the remote: given (--capture-host), capture-host, tcp-handshake,
     # stun-server, service-port, stun-reflexive, private-address, vantage (the end outside
     # the capture's country), or unknown (two participants, either could be the capture
@@ -214,8 +219,8 @@ class MediaSession:
 
     id: int
     app: str | None
-    flows: list[int]
-    verdicts: list[str]
+    flows: tuple[int, ...]
+    verdicts: tuple[str, ...]  # one tuple for all sessions with the same (sessions.py)
     summary: str  # one line a person can read: app, remote, verdict, why
 
 
@@ -237,12 +242,12 @@ class Flow:
     client_basis: str
     to_server: DirectionStats
     to_client: DirectionStats
-    encapsulation: list[str] = field(default_factory=list)
+    encapsulation: tuple[str, ...] = ()
     tcp_handshake: TcpHandshake | None = None
-    protocols: list[str] = field(default_factory=list)
+    protocols: tuple[str, ...] = ()  # one tuple for all flows with the same (identify.py)
     # Protocol facts by protocol (stun, turn, dtls, tls, quic, rtp, zoom, sip, dns): what the
     # identification read from the flow's first packets. Never key material.
-    details: dict[str, Any] = field(default_factory=dict)
+    details: Mapping[str, Any] = field(default_factory=dict)
     app: AppInfo | None = None
     encryption: Encryption | None = None
     remote: RemoteInfo | None = None

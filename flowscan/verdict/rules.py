@@ -359,20 +359,23 @@ def _proprietary_keyed(case: _Case) -> Encryption | None:
     return _proprietary(case.flow, case.facts, case.app, case.evidence, case.ctx)
 
 
+# Items of fixed words, one object for every flow they explain (EvidenceItem is frozen).
+_NO_KEY_EXCHANGE = EvidenceItem("no-key-exchange-seen", "payloads look encrypted but no key "
+                                "exchange was seen, so who holds the keys is unknown")
+_INSUFFICIENT = EvidenceItem("insufficient", "too few media payloads or no key exchange seen "
+                             "to judge this flow")
+
+
 def _looks_encrypted(case: _Case) -> Encryption | None:
     if case.look != "random" and not case.srtcp:
         return None
-    return Encryption("encrypted-unverified", "unknown", "unknown", "observed", "low", [
-        *case.evidence,
-        EvidenceItem("no-key-exchange-seen", "payloads look encrypted but no key exchange "
-                     "was seen, so who holds the keys is unknown")])
+    return Encryption("encrypted-unverified", "unknown", "unknown", "observed", "low",
+                      [*case.evidence, _NO_KEY_EXCHANGE])
 
 
 def _insufficient(case: _Case) -> Encryption:
-    return Encryption("unknown", "unknown", "unknown", "observed", "low", [
-        *case.evidence,
-        EvidenceItem("insufficient", "too few media payloads or no key exchange seen to "
-                     "judge this flow")])
+    return Encryption("unknown", "unknown", "unknown", "observed", "low",
+                      [*case.evidence, _INSUFFICIENT])
 
 
 # The verdict rules of a media flow, in order: the first that gives a verdict decides, and

@@ -7,12 +7,19 @@ layer), so it is for verification, not for large captures.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import ipaddress
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from flowscan.capture import CaptureSource, open_reader
@@ -127,44 +134,80 @@ def scan_with_tshark(path: str, options: ScanOptions) -> Report:
         flows: list[Any] = []
         table = FlowTable(on_close=lambda s: flows.append(flow_record(s)),
                           idle_timeout=options.idle_timeout, sample_packets=0)
-        packets = 0
-        total = 0
-        ip_packets = 0
-        first = float("inf")
-        last = float("-inf")
-        warnings: list[str] = []
-        capture = pyshark.FileCapture(
-            real_path, keep_packets=False, custom_parameters=["-o", "ip.defragment:FALSE"]
-        )
-        try:
-            for packet in capture:
-                packets += 1
-                ts = float(packet.sniff_timestamp)
-                total += int(packet.length)
-                first, last = min(first, ts), max(last, ts)
-                decoded = packet_to_decoded(packet)
-                if decoded is None:
-                    continue
-                ip_packets += 1
-                table.add(decoded[0], decoded[1], decoded[2], b"")
-        except Exception as exc:  # noqa: BLE001 - tshark's complaint becomes a warning
-            warnings.append(f"tshark stopped after packet {packets}: {exc}".strip())
-        finally:
-            capture.close()
+        with _signals_restored():
+            capture = pyshark.FileCapture(
+                real_path, keep_packets=False,
+                custom_parameters=["-o", "ip.defragment:FALSE"])
+            try:
+                read = _read_packets(capture, table)
+            finally:
+                capture.close()
         table.close_all()
         flows.sort(key=lambda f: f.id)
         info = CaptureInfo(
             path="<stdin>" if path == "-" else path, sha256=sha, size_bytes=size,
             compressed=compressed, format=facts.format + ("+gzip" if compressed else ""),
             link_types=[], sections=facts.sections, interfaces=facts.interfaces,
-            packets=packets, bytes=total,
-            first_timestamp=timestamp(first) if packets else None,
-            last_timestamp=timestamp(last) if packets else None,
-            ip_packets=ip_packets, non_ip_packets=packets - ip_packets,
-            warnings=[FLOW_TABLE_ONLY, *warnings],
+            packets=read.packets, bytes=read.bytes,
+            first_timestamp=timestamp(read.first) if read.packets else None,
+            last_timestamp=timestamp(read.last) if read.packets else None,
+            ip_packets=read.ip_packets, non_ip_packets=read.packets - read.ip_packets,
+            warnings=[FLOW_TABLE_ONLY, *read.warnings],
         )
         return with_answers(Report(tool=ToolInfo("flowscan", __version__ + "+tshark"),
                                    capture=info, flows=flows), None)
     finally:
         if spool is not None:
             os.unlink(spool.name)
+
+
+@dataclass
+class _TsharkRead:
+    """What tshark's dissection of the capture counted."""
+
+    packets: int = 0
+    bytes: int = 0
+    ip_packets: int = 0
+    first: float = float("inf")
+    last: float = float("-inf")
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read_packets(capture: Any, table: FlowTable) -> _TsharkRead:
+    read = _TsharkRead()
+    try:
+        for packet in capture:
+            read.packets += 1
+            ts = float(packet.sniff_timestamp)
+            read.bytes += int(packet.length)
+            read.first, read.last = min(read.first, ts), max(read.last, ts)
+            decoded = packet_to_decoded(packet)
+            if decoded is None:
+                continue
+            read.ip_packets += 1
+            table.add(decoded[0], decoded[1], decoded[2], b"")
+    except Exception as exc:  # noqa: BLE001 - tshark's complaint becomes a warning
+        read.warnings.append(f"tshark stopped after packet {read.packets}: {exc}".strip())
+    return read
+
+
+@contextmanager
+def _signals_restored() -> Iterator[None]:
+    """pyshark, on the main thread, installs asyncio's SafeChildWatcher on the thread's
+    event loop: SIGCHLD is then caught and the signal wakeup fd points at a loop nobody
+    runs once the capture is read. Its pipe fills, and every later child process's exit
+    (a library user's, or the test suite's) raises "Exception ignored when trying to write
+    to the signal wakeup fd". The watcher is closed (which removes its SIGCHLD handler)
+    and the wakeup fd put back as it was."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wakeup = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup)
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():  # the child watcher API is deprecated from 3.12
+            warnings.simplefilter("ignore", DeprecationWarning)
+            asyncio.set_child_watcher(None)  # type: ignore[arg-type]  # closes pyshark's
+        signal.set_wakeup_fd(wakeup)

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 
 import flowscan
 from flowscan.crosscheck import compare, crosscheck, flow_key
-from flowscan.tshark import FLOW_TABLE_ONLY
+from flowscan.options import ScanOptions
+from flowscan.tshark import FLOW_TABLE_ONLY, scan_with_tshark
 
 needs_tshark = pytest.mark.skipif(shutil.which("tshark") is None,
                                   reason="tshark is not installed")
@@ -103,3 +105,26 @@ def test_ipv6_extension_headers_name_the_upper_layer(tmp_path: Path) -> None:
         report = flowscan.scan(str(path), engine=engine)
         assert sorted((f.transport, f.packets) for f in report.flows) == [
             ("icmpv6", 2), ("udp", 1)], engine
+
+
+@needs_tshark
+def test_the_tshark_engine_leaves_the_process_signals_as_it_found_them() -> None:
+    """pyshark points SIGCHLD and the signal wakeup fd at an event loop nobody runs after
+    the capture is read: a library user's later child processes then each raise "Exception
+    ignored when trying to write to the signal wakeup fd". After a scan both are as before,
+    and many children exiting afterwards raise nothing."""
+    wakeup = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup)
+    sigchld = signal.getsignal(signal.SIGCHLD)
+    report = scan_with_tshark("captures/lab/sip-sdes-srtp/capture.pcapng", ScanOptions())
+    assert report.flows
+    assert signal.getsignal(signal.SIGCHLD) == sigchld
+    assert signal.set_wakeup_fd(wakeup) == wakeup
+    unraisable: list[object] = []
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable.append
+    try:
+        for _ in range(300):  # more than a wakeup socket's buffer holds at one byte each
+            subprocess.run(["true"], check=True)
+    finally:
+        sys.unraisablehook = hook
+    assert unraisable == []

@@ -275,8 +275,10 @@ class Locator:
         if info.scope != "public":
             return info
         for kind in ("city", "country"):
+            if info.country is not None:  # the city database placed it: no second look
+                break
             found = self._get(kind, ip)
-            if found and info.country is None:
+            if found:
                 db, answer = found
                 info.country = answer.country
                 if kind == "city":

@@ -5,7 +5,9 @@ Both engines close flows into this record, so their flow tables compare field by
 
 from __future__ import annotations
 
-from flowscan.flows import FlowState, split_key
+import socket
+
+from flowscan.flows import FlowState, transport_name
 from flowscan.report.model import DirectionStats, Endpoint, Flow, TcpHandshake
 
 PROTO_TCP = 6
@@ -20,28 +22,32 @@ def timestamp(value: float) -> float:
 
 
 def flow_record(state: FlowState) -> Flow:
-    """The report's view of a closed flow."""
-    key = split_key(state.proto, state.key)
+    """The report's view of a closed flow. It runs once per flow, so it builds the record
+    directly rather than through split_key's FlowKey (the same fields)."""
+    raw, proto = state.key, state.proto
+    alen = (len(raw) - 4) // 2
+    family = socket.AF_INET if alen == 4 else socket.AF_INET6
     handshake = None
-    if state.proto == PROTO_TCP and any(state.handshake):
+    if proto == PROTO_TCP and any(state.handshake):
         syn, synack, ack = state.handshake
         handshake = TcpHandshake(_ms(syn, synack), _ms(synack, ack))
-    directions = [
-        DirectionStats(
-            state.pkts[d], state.octets[d],
-            timestamp(state.first[d]) if state.pkts[d] else None,
-            timestamp(state.last[d]) if state.pkts[d] else None,
-        )
-        for d in (0, 1)
-    ]
     return Flow(
         id=state.flow_id,
-        transport=key.transport,
-        client=Endpoint(key.client_ip, key.client_port),
-        server=Endpoint(key.server_ip, key.server_port),
+        transport=transport_name(proto),
+        client=Endpoint(socket.inet_ntop(family, raw[:alen]),
+                        int.from_bytes(raw[2 * alen:2 * alen + 2], "big")),
+        server=Endpoint(socket.inet_ntop(family, raw[alen:2 * alen]),
+                        int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big")),
         client_basis=state.client_basis,
-        to_server=directions[0],
-        to_client=directions[1],
+        to_server=_direction(state, 0),
+        to_client=_direction(state, 1),
         encapsulation=list(state.encap or ()),
         tcp_handshake=handshake,
     )
+
+
+def _direction(state: FlowState, d: int) -> DirectionStats:
+    if not state.pkts[d]:
+        return DirectionStats(0, state.octets[d], None, None)
+    return DirectionStats(state.pkts[d], state.octets[d], timestamp(state.first[d]),
+                          timestamp(state.last[d]))

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from flowscan.capture.columns import FastColumns, decode_columns
+from flowscan.capture.columns import FastColumns, compiled_rank, decode_columns
 from flowscan.capture.decode import PROTO_TCP, SUPPORTED_LINKS, Decoder
 from flowscan.capture.records import Batch
 from flowscan.capture.vector import Gather
@@ -260,10 +260,13 @@ class FlowAccounting:
         # First and last packet of each (group, sender) among all its packets here.
         first_at = np.full(2 * groups, -1, dtype=np.int64)
         last_at = np.full(2 * groups, -1, dtype=np.int64)
-        present, at = np.unique(pair, return_index=True)
-        first_at[present] = at
-        present, at = np.unique(pair[::-1], return_index=True)
-        last_at[present] = len(pair) - 1 - at
+        # Ranked within its pair, each pair's first packet is at rank 0 and its last at
+        # rank (its packets - 1): one packet each, so every index is assigned once.
+        rank = _rank(pair)
+        at = np.flatnonzero(rank == 0)
+        first_at[pair[at]] = at
+        at = np.flatnonzero(rank == np.bincount(pair, minlength=2 * groups)[pair] - 1)
+        last_at[pair[at]] = at
         first_at, last_at = (np.reshape(first_at, (groups, 2)),
                              np.reshape(last_at, (groups, 2)))
         # Existing flows were found before the per-packet pass; new ones exist since it.
@@ -335,6 +338,12 @@ class FlowAccounting:
 
 def _rank(keys: np.ndarray) -> np.ndarray:
     """Position of each element among the elements with the same key, in array order."""
+    ranked = compiled_rank(keys)
+    return ranked if ranked is not None else numpy_rank(keys)
+
+
+def numpy_rank(keys: np.ndarray) -> np.ndarray:
+    """_rank by a stable sort: the reference."""
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])

@@ -14,6 +14,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Ether
 
+from flowscan.accounting import numpy_rank
 from flowscan.capture import CaptureSource, columns, open_reader
 from flowscan.capture import decode as d
 
@@ -156,3 +157,24 @@ def test_a_hash_collision_falls_back_to_grouping_by_keys(monkeypatch: pytest.Mon
 
     monkeypatch.setattr(columns, "_columns", Colliding)
     assert assert_same_columns(LAB[0]) > 0
+
+
+@needs_compiled
+@pytest.mark.parametrize("keys", [
+    [], [0], [3, 3, 3], [5, 0, 5, 1, 0, 5, 2, 2], list(range(50, 0, -1)) * 3,
+    np.random.default_rng(7).integers(0, 40, 5000).tolist(),
+    np.random.default_rng(8).integers(0, 100_000, 3000).tolist()])
+def test_compiled_rank_equals_the_stable_sort(keys: list[int]) -> None:
+    """Each element's position among those with its key, counted in C as the sort has it;
+    keys too sparse to count are left to the sort (None)."""
+    array = np.asarray(keys, dtype=np.int64)
+    ranked = columns.compiled_rank(array)
+    if ranked is None:
+        assert array.max() > 16 * len(array) + 1024
+        return
+    assert ranked.dtype == np.int64 and ranked.tolist() == numpy_rank(array).tolist()
+
+
+@needs_compiled
+def test_compiled_rank_leaves_negative_keys_to_the_sort() -> None:
+    assert columns.compiled_rank(np.asarray([1, -1, 1], dtype=np.int64)) is None

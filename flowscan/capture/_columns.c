@@ -409,9 +409,59 @@ group(PyObject *Py_UNUSED(self), PyObject *args)
     return PyLong_FromSsize_t(collision ? -1 : groups);
 }
 
+/* rank(keys, out) -> 0, or -1 where a key is negative or far larger than their number
+ *
+ * accounting._rank: each element's position among the elements with the same key, in
+ * array order, by counting (numpy needs a stable sort for it). */
+static PyObject *
+rank(PyObject *Py_UNUSED(self), PyObject *args)
+{
+    PyObject *keys_obj, *out_obj;
+    if (!PyArg_ParseTuple(args, "OO", &keys_obj, &out_obj))
+        return NULL;
+    Views v = {.count = 0};
+    const int64_t *keys = view_of(&v, keys_obj, 0, 8, -1);
+    Py_ssize_t n = keys ? v.views[0].len / 8 : 0;
+    int64_t *out = keys ? view_of(&v, out_obj, 1, 8, n) : NULL;
+    if (out == NULL) {
+        views_release(&v);
+        return NULL;
+    }
+    int64_t top = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (keys[i] < 0) {
+            top = INT64_MAX;
+            break;
+        }
+        if (keys[i] > top)
+            top = keys[i];
+    }
+    if (top > 16 * (int64_t)n + 1024) { /* a negative key, or counts too sparse to hold */
+        views_release(&v);
+        return PyLong_FromLong(-1);
+    }
+    if (n == 0) {
+        views_release(&v);
+        return PyLong_FromLong(0);
+    }
+    int64_t *seen = calloc((size_t)top + 1, sizeof(int64_t));
+    if (seen == NULL) {
+        views_release(&v);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++)
+        out[i] = seen[keys[i]]++;
+    Py_END_ALLOW_THREADS
+    free(seen);
+    views_release(&v);
+    return PyLong_FromLong(0);
+}
+
 static PyMethodDef columns_methods[] = {
     {"decode", decode, METH_VARARGS, "The fast packets of a batch and their columns."},
     {"group", group, METH_VARARGS, "Flow groups of the fast packets, by first appearance."},
+    {"rank", rank, METH_VARARGS, "Each element's position among those with its key."},
     {NULL, NULL, 0, NULL},
 };
 

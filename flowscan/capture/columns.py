@@ -133,6 +133,16 @@ def _compiled_columns(batch: Batch) -> FastColumns:
     return FastColumns(idx, proto, is6, l3, l4, ps, pe, group, first, lower_sends)
 
 
+def compiled_rank(keys: np.ndarray) -> np.ndarray | None:
+    """accounting._rank by the compiled decoder (counting, not sorting), or None where it
+    is not in use or the keys are not small non-negative integers."""
+    if not native():
+        return None
+    out = np.empty(len(keys), dtype=np.int64)
+    done = _columns.rank(np.ascontiguousarray(keys, dtype=np.int64), out)
+    return out if done == 0 else None
+
+
 def numpy_columns(batch: Batch) -> FastColumns:
     """decode_columns in numpy: the reference."""
     g = Gather(batch.buf)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from flowscan.capture.columns import FastColumns, decode_columns
+from flowscan.capture.columns import FastColumns, compiled_rank, decode_columns
 from flowscan.capture.decode import PROTO_TCP, SUPPORTED_LINKS, Decoder
 from flowscan.capture.records import Batch
 from flowscan.capture.vector import Gather
@@ -54,10 +54,12 @@ class _MergePlan(NamedTuple):
 _COOKIE = 0x2112A442
 
 
-def _tcp_media(gather: Gather, cols: FastColumns, batch: Batch) -> np.ndarray:
-    """flows.tcp_media_frame for every packet at once (only TCP packets use the answer)."""
-    ps, n = cols.ps, cols.pe - cols.ps
-    stop = batch.data_off[cols.idx] + batch.caplen[cols.idx]  # the captured bytes' end
+def _tcp_media(gather: Gather, cols: FastColumns, batch: Batch, which: np.ndarray
+               ) -> np.ndarray:
+    """flows.tcp_media_frame for the packets `which` (indices into cols) at once."""
+    ps, n = cols.ps[which], cols.pe[which] - cols.ps[which]
+    rows = cols.idx[which]
+    stop = batch.data_off[rows] + batch.caplen[rows]  # the captured bytes' end
     ok = (n >= 8) & (ps + 8 <= stop)
     at = np.where(ok, ps, 0)  # reads of packets that fail the test stay in bounds
     last = len(gather.u8) - 8
@@ -84,6 +86,18 @@ def _tcp_media(gather: Gather, cols: FastColumns, batch: Batch) -> np.ndarray:
         (end == n) | ((end + 3 <= n) & (at + end + 3 <= stop) & (after >= 128)
                       & (after <= 191))))
     return ok & (channel | indication | framed)
+
+
+def _classes(gather: Gather, cols: FastColumns, batch: Batch, captured: np.ndarray
+             ) -> np.ndarray:
+    """Each packet's payload class (flows.CLASS_OF): UDP by the first payload byte, TCP
+    media frames or other. Only TCP packets are read as frames: a UDP packet with nothing
+    captured is of the other class, whatever its bytes."""
+    tcp = cols.proto == PROTO_TCP
+    klass = np.where(captured & ~tcp, CLASS_TABLE[gather.u8[cols.ps]], OTHER_CLASS)
+    segments = np.flatnonzero(tcp)
+    klass[segments[_tcp_media(gather, cols, batch, segments)]] = TCP_MEDIA_CLASS
+    return klass
 
 
 class FlowAccounting:
@@ -202,9 +216,7 @@ class FlowAccounting:
         rows = cols.idx
         captured = cols.ps < batch.data_off[rows] + batch.caplen[rows]
         gather = Gather(batch.buf)
-        klass = np.where(captured & (cols.proto != PROTO_TCP), CLASS_TABLE[gather.u8[cols.ps]],
-                         np.where(_tcp_media(gather, cols, batch), TCP_MEDIA_CLASS,
-                                  OTHER_CLASS))
+        klass = _classes(gather, cols, batch, captured)
         triple = (group * 2 + column) * SAMPLE_CLASSES + klass
         prank = np.full(m, np.iinfo(np.int64).max)
         pay = np.flatnonzero(has_payload)
@@ -248,10 +260,13 @@ class FlowAccounting:
         # First and last packet of each (group, sender) among all its packets here.
         first_at = np.full(2 * groups, -1, dtype=np.int64)
         last_at = np.full(2 * groups, -1, dtype=np.int64)
-        present, at = np.unique(pair, return_index=True)
-        first_at[present] = at
-        present, at = np.unique(pair[::-1], return_index=True)
-        last_at[present] = len(pair) - 1 - at
+        # Ranked within its pair, each pair's first packet is at rank 0 and its last at
+        # rank (its packets - 1): one packet each, so every index is assigned once.
+        rank = _rank(pair)
+        at = np.flatnonzero(rank == 0)
+        first_at[pair[at]] = at
+        at = np.flatnonzero(rank == np.bincount(pair, minlength=2 * groups)[pair] - 1)
+        last_at[pair[at]] = at
         first_at, last_at = (np.reshape(first_at, (groups, 2)),
                              np.reshape(last_at, (groups, 2)))
         # Existing flows were found before the per-packet pass; new ones exist since it.
@@ -323,6 +338,12 @@ class FlowAccounting:
 
 def _rank(keys: np.ndarray) -> np.ndarray:
     """Position of each element among the elements with the same key, in array order."""
+    ranked = compiled_rank(keys)
+    return ranked if ranked is not None else numpy_rank(keys)
+
+
+def numpy_rank(keys: np.ndarray) -> np.ndarray:
+    """_rank by a stable sort: the reference."""
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
     starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])

@@ -63,8 +63,16 @@ class FlowKey(NamedTuple):
 
     @property
     def transport(self) -> str:
-        return {PROTO_TCP: "tcp", PROTO_UDP: "udp", 1: "icmp", 58: "icmpv6", 50: "esp",
-                47: "gre", 132: "sctp"}.get(self.proto, f"ip-proto-{self.proto}")
+        return transport_name(self.proto)
+
+
+TRANSPORTS = {PROTO_TCP: "tcp", PROTO_UDP: "udp", 1: "icmp", 58: "icmpv6", 50: "esp",
+              47: "gre", 132: "sctp"}
+
+
+def transport_name(proto: int) -> str:
+    """The report's name of an IP protocol number."""
+    return TRANSPORTS.get(proto) or f"ip-proto-{proto}"
 
 
 def split_key(proto: int, raw: bytes) -> FlowKey:

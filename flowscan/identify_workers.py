@@ -9,15 +9,19 @@ to the serial one's reports byte for byte.
 
 It is automatic: workers start only once a capture has closed a chunk's worth of flows (a
 small capture never pays for a process), only where a core is free for them, and never
-inside a daemonic process (a Dask worker), which may not have children. When the workers
-fall behind, the reader identifies chunks itself rather than let samples pile up; at the
-end it takes the chunks no worker has started, from the newest back.
+inside a daemonic process (a Dask worker), which may not have children. They start on a
+thread of their own: starting the fork server (a fresh interpreter importing
+identification) takes about half a second, in which the reader identifies chunks itself
+rather than wait. When the workers fall behind, the reader identifies chunks itself
+rather than let samples pile up; at the end it takes the chunks no worker has started,
+from the newest back.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
@@ -32,6 +36,7 @@ QUEUED_PER_WORKER = 4  # chunks waiting per worker before the reader identifies 
 MAX_WORKERS = 4
 ENV_WORKERS = "FLOWSCAN_WORKERS"
 HEAVY_SAMPLES = 4  # samples of a UDP flow worth a worker's time (any TCP flow with payload)
+EXPECTED_CHUNKS = 4  # open flows, in chunks, that start the workers before any flow closes
 
 
 def default_workers() -> int:
@@ -60,6 +65,40 @@ def _context() -> multiprocessing.context.BaseContext:
 
 def identify_chunk(jobs: list[IdentifyJob]) -> list[FlowFacts]:
     return [identify_job(job) for job in jobs]
+
+
+def _started() -> None:
+    """The first task of a pool: submitting it starts the worker processes."""
+
+
+class _Starting:
+    """A pool of worker processes started on a thread, so the reader goes on meanwhile;
+    `pool` is None until they have started (and stays None if they could not)."""
+
+    def __init__(self, workers: int) -> None:
+        self.pool: ProcessPoolExecutor | None = None
+        self._thread = threading.Thread(target=self._start, args=(workers,),
+                                        name="identify-workers-start", daemon=True)
+        self._thread.start()
+
+    def _start(self, workers: int) -> None:
+        try:
+            pool = ProcessPoolExecutor(workers, mp_context=_context())
+        except (RuntimeError, OSError):
+            return
+        try:
+            pool.submit(_started)
+        except (BrokenProcessPool, RuntimeError, OSError):
+            pool.shutdown(wait=False, cancel_futures=True)
+            return
+        self.pool = pool
+
+    def ready(self) -> bool:
+        return not self._thread.is_alive()
+
+    def wait(self) -> ProcessPoolExecutor | None:
+        self._thread.join()
+        return self.pool
 
 
 def worth_sending(job: IdentifyJob) -> bool:
@@ -113,6 +152,7 @@ class Identifier(Generic[T]):
         self._filling: _Chunk[T] = _Chunk()
         self._chunks: deque[_Chunk[T]] = deque()
         self._pool: ProcessPoolExecutor | None = None
+        self._starting: _Starting | None = None
 
     def add(self, item: T, job: IdentifyJob) -> None:
         filling = self._filling
@@ -122,6 +162,14 @@ class Identifier(Generic[T]):
             self._chunks.append(filling)
             self._dispatch(filling)
             self._deliver_done()
+
+    def expect(self, flows: int) -> None:
+        """`flows` flows are open and will be handed in: once they would fill a few chunks,
+        the workers start now, in the background, so that they are up when the flows
+        close (all at once, at the end of a capture that never went idle)."""
+        enough = flows >= EXPECTED_CHUNKS * self._chunk_size
+        if enough and self._workers and self._starting is None:
+            self._starting = _Starting(self._workers)
 
     def _dispatch(self, chunk: _Chunk[T]) -> None:
         """To a worker, unless there is none or they are behind: then here."""
@@ -134,13 +182,28 @@ class Identifier(Generic[T]):
         if waiting > QUEUED_PER_WORKER * self._workers:
             chunk.identify_here()
             return
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=_context())
+        if self._pool is None and not self._pool_started():
+            chunk.identify_here()
+            return
+        assert self._pool is not None
         try:
             chunk.future = self._pool.submit(identify_chunk, chunk.jobs)
         except (BrokenProcessPool, RuntimeError):
             self._give_up()
             chunk.identify_here()
+
+    def _pool_started(self) -> bool:
+        """Whether the workers are up; while they start, the reader does not wait for
+        them, and if they could not start, it does without them."""
+        if self._starting is None:
+            self._starting = _Starting(self._workers)
+        if not self._starting.ready():
+            return False
+        self._pool = self._starting.pool
+        if self._pool is None:
+            self._give_up()
+            return False
+        return True
 
     def _give_up(self) -> None:
         """Workers gone (killed, out of memory): everything from here on is done here."""
@@ -183,6 +246,8 @@ class Identifier(Generic[T]):
         try:
             self._deliver_done(wait=True)
         finally:
+            if self._starting is not None and self._pool is None and self._workers:
+                self._pool = self._starting.wait()  # started too late to be used
             if self._pool is not None:
                 self._pool.shutdown()
                 self._pool = None

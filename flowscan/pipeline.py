@@ -304,6 +304,7 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
             accounting.add_batch(batch)
             if live is not None:
                 live.batches += 1
+        closed.identifier.expect(table.active)
         if progress is not None:
             progress(source.consumed, source.size)
     if live is not None and live.on_read_end is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,9 +24,16 @@ def report_bytes(path: Path, workers: int, **options: object) -> bytes:
 @pytest.fixture
 def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two flows a chunk, so that even a small capture goes through the workers, and the
-    reader takes chunks itself as soon as one waits."""
+    reader takes chunks itself as soon as one waits; the workers' start is waited for,
+    so that a small capture's chunks do reach them."""
     monkeypatch.setattr(identify_workers, "CHUNK", 2)
     monkeypatch.setattr(identify_workers, "QUEUED_PER_WORKER", 1)
+    monkeypatch.setattr(identify_workers._Starting, "ready", _started_at_once)
+
+
+def _started_at_once(starting: identify_workers._Starting) -> bool:
+    starting.wait()
+    return True
 
 
 def test_workers_equal_serial_on_real_captures(real_path: Path, tiny_chunks: None) -> None:
@@ -69,12 +77,59 @@ def test_a_dead_worker_leaves_the_reader_to_identify(tiny_chunks: None) -> None:
     for n in range(10):
         identifier.add(n, _job(n))
     pool = identifier._pool
-    assert pool is not None
+    assert pool is not None and pool._processes
     for process in list(pool._processes.values()):
         os.kill(process.pid, 9)
     for n in range(10, 40):
         identifier.add(n, _job(n))
     identifier.finish()
+    assert got == list(range(40))
+
+
+def test_the_reader_does_not_wait_for_the_workers_to_start(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the worker processes start, chunks are identified here, in order; once they
+    are up, the next chunks go to them."""
+    monkeypatch.setattr(identify_workers, "CHUNK", 2)
+    release = threading.Event()
+    start = identify_workers._Starting._start
+
+    def held_start(starting: identify_workers._Starting, workers: int) -> None:
+        release.wait()
+        start(starting, workers)
+
+    monkeypatch.setattr(identify_workers._Starting, "_start", held_start)
+    got: list[int] = []
+    identifier: Identifier[int] = Identifier(lambda item, facts: got.append(item), 1)
+    for n in range(30):
+        identifier.add(n, _job(n))
+    assert identifier._pool is None and got == list(range(len(got))) and len(got) >= 20
+    release.set()
+    assert identifier._starting is not None and identifier._starting.wait() is not None
+    for n in range(30, 60):
+        identifier.add(n, _job(n))
+    assert identifier._pool is not None
+    identifier.finish()
+    assert got == list(range(60))
+
+
+def test_workers_start_early_once_enough_flows_are_open() -> None:
+    """Open flows enough for a few chunks start the workers before any flow closes; a
+    capture of a few flows never starts them, nor does a run without workers."""
+    few: Identifier[int] = Identifier(lambda item, facts: None, 1, chunk=4)
+    few.expect(4 * identify_workers.EXPECTED_CHUNKS - 1)
+    assert few._starting is None
+    none: Identifier[int] = Identifier(lambda item, facts: None, 0, chunk=4)
+    none.expect(1000)
+    assert none._starting is None
+    got: list[int] = []
+    many: Identifier[int] = Identifier(lambda item, facts: got.append(item), 1, chunk=4)
+    many.expect(4 * identify_workers.EXPECTED_CHUNKS)
+    assert many._starting is not None and many._starting.wait() is not None
+    for n in range(40):
+        many.add(n, _job(n))
+    assert many._pool is not None  # the first chunk went to the worker that was up
+    many.finish()
     assert got == list(range(40))
 
 

@@ -385,6 +385,13 @@ def test_json_inert_escapes_invisible_characters_and_parses_the_same() -> None:
     assert kept.encode() in data
 
 
+def test_json_inert_escapes_del_in_otherwise_plain_ascii() -> None:
+    """ASCII output skips the scan unless it holds DEL, the one ASCII character escaped."""
+    assert json_inert(orjson.dumps({"s": "a\x7fb"})) == b'{"s":"a\\u007fb"}'
+    plain = orjson.dumps({"s": "plain ascii"})
+    assert json_inert(plain) is plain
+
+
 def test_json_fallback_equals_orjson_output(hostile_path: Path) -> None:
     """The repaired dump (asdict, strings through json_safe) is the same document orjson
     writes from the dataclasses: same fields, same order, same bytes."""

@@ -6,10 +6,15 @@ unfragmented IPv4 or IPv6 (no extension headers) UDP or TCP packet that is not a
 other packets (fragments, tunnels, other protocols, anything short or inconsistent) are left
 to the per-packet decoder, which is the reference: for a fast packet, both give the same
 flow, direction and payload bounds.
+
+The compiled twin (_columns.c, built optionally) decodes each packet in one pass and groups
+flows with a hash table; the numpy code here is its reference and the fallback, and
+tests/test_columns.py holds the two to the same columns.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +22,11 @@ import numpy as np
 from flowscan.capture import decode as d
 from flowscan.capture.records import Batch
 from flowscan.capture.vector import Gather
+
+try:
+    from flowscan.capture import _columns
+except ImportError:  # built optionally (setup.py); the numpy code below does the same
+    _columns = None  # type: ignore[assignment]
 
 RAW_LINKS = (d.LINKTYPE_RAW, d.LINKTYPE_RAW_BSD, d.LINKTYPE_RAW_OPENBSD)
 
@@ -83,7 +93,58 @@ def _link_layer(g: Gather, off: np.ndarray, link: np.ndarray
     return et, l3
 
 
+def native() -> bool:
+    """Whether the compiled decoder is in use (FLOWSCAN_PURE_PYTHON=1 turns it off)."""
+    return _columns is not None and not os.environ.get("FLOWSCAN_PURE_PYTHON")
+
+
 def decode_columns(batch: Batch) -> FastColumns:
+    """The fast packets of the batch and their columns."""
+    if native():
+        return _compiled_columns(batch)
+    return numpy_columns(batch)
+
+
+def _compiled_columns(batch: Batch) -> FastColumns:
+    """decode_columns by the compiled decoder, the groups numbered as _group numbers them:
+    by their key's hash, ascending (the order np.unique gives)."""
+    n = len(batch)
+    idx, proto, l3, l4, ps, pe, sport, dport = np.empty((8, n), dtype=np.int64)
+    is6 = np.empty(n, dtype=bool)
+    off, cap, link = (np.ascontiguousarray(column, dtype=np.int64)  # as they come: no copy
+                      for column in (batch.data_off, batch.caplen, batch.link))
+    m = _columns.decode(batch.buf, off, cap, link, idx, proto, l3, l4, ps, pe, sport, dport,
+                        is6)
+    idx, proto, l3, l4, ps, pe, sport, dport, is6 = (
+        column[:m] for column in (idx, proto, l3, l4, ps, pe, sport, dport, is6))
+    group = np.empty(m, dtype=np.int64)
+    first = np.empty(m, dtype=np.int64)
+    hashes = np.empty(m, dtype=np.uint64)
+    lower_sends = np.empty(m, dtype=bool)
+    groups = _columns.group(batch.buf, l3, is6, proto, sport, dport, group, first, hashes,
+                            lower_sends)
+    if groups < 0:  # two keys share a hash: grouped by the keys, as _group does then
+        group, first, lower_sends = _group(Gather(batch.buf), l3, is6, proto, sport, dport)
+    else:
+        order = np.argsort(hashes[:groups])
+        rank = np.empty(groups, dtype=np.int64)
+        rank[order] = np.arange(groups)
+        group, first = rank[group], first[:groups][order]
+    return FastColumns(idx, proto, is6, l3, l4, ps, pe, group, first, lower_sends)
+
+
+def compiled_rank(keys: np.ndarray) -> np.ndarray | None:
+    """accounting._rank by the compiled decoder (counting, not sorting), or None where it
+    is not in use or the keys are not small non-negative integers."""
+    if not native():
+        return None
+    out = np.empty(len(keys), dtype=np.int64)
+    done = _columns.rank(np.ascontiguousarray(keys, dtype=np.int64), out)
+    return out if done == 0 else None
+
+
+def numpy_columns(batch: Batch) -> FastColumns:
+    """decode_columns in numpy: the reference."""
     g = Gather(batch.buf)
     a, u16 = g.u8, g.u16be
     off, cap = batch.data_off, batch.caplen

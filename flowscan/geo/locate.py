@@ -291,8 +291,10 @@ class Locator:
         place: dict[str, Any] = {}
         sources: list[str] = []
         for kind in LOCATING:
+            if place.get("country") is not None:  # the city database placed it: no second look
+                break
             found = self._get(kind, ip)
-            if found and place.get("country") is None:
+            if found:
                 db, answer = found
                 place["country"] = answer.country
                 if kind == "city":

@@ -38,7 +38,7 @@ def _dumps(value: object, option: int) -> bytes:
 
 def _indented(data: bytes, prefix: bytes) -> bytes:
     """orjson's indented value moved `prefix` further in (strings hold no raw newline)."""
-    return b"\n".join(prefix + line for line in data.split(b"\n"))
+    return prefix + data.replace(b"\n", b"\n" + prefix)
 
 
 def report_chunks(report: Report, prefix: bytes = b"") -> Iterator[bytes]:

@@ -5,9 +5,10 @@ Both engines close flows into this record, so their flow tables compare field by
 
 from __future__ import annotations
 
+import socket
 import sys
 
-from flowscan.flows import FlowState, split_key
+from flowscan.flows import FlowState, transport_name
 from flowscan.report.model import DirectionStats, Endpoint, Flow, TcpHandshake
 
 PROTO_TCP = 6
@@ -27,28 +28,36 @@ NO_PACKETS = DirectionStats(0, 0, None, None)
 
 
 def _direction(state: FlowState, d: int) -> DirectionStats:
-    if not state.pkts[d] and not state.octets[d]:
-        return NO_PACKETS
+    if not state.pkts[d]:
+        return NO_PACKETS if not state.octets[d] else DirectionStats(
+            0, state.octets[d], None, None)
     return DirectionStats(state.pkts[d], state.octets[d], timestamp(state.first[d]),
                           timestamp(state.last[d]))
 
 
 def flow_record(state: FlowState) -> Flow:
-    """The report's view of a closed flow. Its addresses are interned (one string per
-    address, whatever the number of its flows: the capture host's is in nearly all)."""
-    key = split_key(state.proto, state.key)
+    """The report's view of a closed flow. It runs once per flow, so it builds the record
+    directly rather than through split_key's FlowKey (the same fields). Its addresses are
+    interned (one string per address, whatever the number of its flows: the capture
+    host's is in nearly all)."""
+    raw, proto = state.key, state.proto
+    alen = (len(raw) - 4) // 2
+    family = socket.AF_INET if alen == 4 else socket.AF_INET6
     handshake = None
-    if state.proto == PROTO_TCP and any(state.handshake):
+    if proto == PROTO_TCP and any(state.handshake):
         syn, synack, ack = state.handshake
         handshake = TcpHandshake(_ms(syn, synack), _ms(synack, ack))
     return Flow(
         id=state.flow_id,
-        transport=key.transport,
-        client=Endpoint(sys.intern(key.client_ip), key.client_port),
-        server=Endpoint(sys.intern(key.server_ip), key.server_port),
+        transport=transport_name(proto),
+        client=Endpoint(sys.intern(socket.inet_ntop(family, raw[:alen])),
+                        int.from_bytes(raw[2 * alen:2 * alen + 2], "big")),
+        server=Endpoint(sys.intern(socket.inet_ntop(family, raw[alen:2 * alen])),
+                        int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big")),
         client_basis=state.client_basis,
         to_server=_direction(state, 0),
         to_client=_direction(state, 1),
         encapsulation=state.encap or (),
         tcp_handshake=handshake,
     )
+

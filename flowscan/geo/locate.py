@@ -21,7 +21,7 @@ import os
 import socket
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
@@ -97,15 +97,11 @@ class _Answer:
 
 @dataclass(frozen=True, slots=True)
 class _Located:
-    """What the databases say of one address: the template of its RemoteInfo."""
+    """What the databases say of one address, as its flows' RemoteInfo take it: one object
+    per distinct answer, shared by every address that has it."""
 
     scope: str
-    country: str | None = None
-    city: str | None = None
-    latitude: float | None = None
-    longitude: float | None = None
-    asn: int | None = None
-    organisation: str | None = None
+    place: _Answer = _Answer()  # located by city or country database; network by ASN's
     registered_country: str | None = None
     sources: tuple[str, ...] = ()
 
@@ -280,33 +276,33 @@ class Locator:
         if known is None:
             found = self._lookup(ip)
             known = self._cache[ip] = self._answers.setdefault(found, found)
-        return RemoteInfo(ip, which, known.scope, known.country, known.city, known.latitude,
-                          known.longitude, known.asn, known.organisation,
+        place = known.place
+        return RemoteInfo(ip, which, known.scope, place.country, place.city, place.latitude,
+                          place.longitude, place.asn, place.organisation,
                           known.registered_country, known.sources)
 
     def _lookup(self, ip: str) -> _Located:
         scope = scope_of(ip)
         if scope != "public":
             return _Located(scope)
-        place: dict[str, Any] = {}
+        place = _Answer()
         sources: list[str] = []
         for kind in LOCATING:
-            if place.get("country") is not None:  # the city database placed it: no second look
+            if place.country is not None:  # the city database placed it: no second look
                 break
             found = self._get(kind, ip)
             if found:
                 db, answer = found
-                place["country"] = answer.country
-                if kind == "city":
-                    place.update(city=answer.city, latitude=answer.latitude,
-                                 longitude=answer.longitude)
+                # A city answer brings its place; a country answer only the country.
+                place = answer if kind == "city" else replace(place, country=answer.country)
                 sources.append(db.name)
         found = self._get("asn", ip)
         if found:
-            place.update(asn=found[1].asn, organisation=found[1].organisation)
+            place = replace(place, asn=found[1].asn, organisation=found[1].organisation)
             sources.append(found[0].name)
+        registered = None
         found = self._get("registration", ip)
         if found:
-            place["registered_country"] = found[1].country
+            registered = found[1].country
             sources.append(found[0].name)
-        return _Located(scope, **place, sources=tuple(sources))
+        return _Located(scope, place, registered, tuple(sources))

@@ -56,6 +56,7 @@ CHUNK_BYTES = 16 << 20
 # Seconds the cluster may have no worker at all (none yet, or all died) before the
 # captures not yet done fail: Dask would wait for one forever. --worker-wait.
 WORKER_WAIT = 30.0
+CONNECT_TIMEOUT = 10.0  # seconds for the connection to a --scheduler, and again for its answers
 WORKER_POLL = 1.0  # seconds between asking the scheduler, while a result is awaited
 
 
@@ -245,7 +246,7 @@ def serial(paths: Sequence[str], options: ScanOptions, spec: RenderSpec,
 
 def distributed(paths: Sequence[str], options: ScanOptions, spec: RenderSpec, *,
                 workers: int | None = None, scheduler: str | None = None,
-                connect_timeout: float = 10.0, worker_wait: float = WORKER_WAIT
+                connect_timeout: float = CONNECT_TIMEOUT, worker_wait: float = WORKER_WAIT
                 ) -> Iterator[CaptureResult]:
     """Each capture as a task on Dask: a LocalCluster of `workers` processes, or the
     cluster whose scheduler is at `scheduler`. Results are yielded in path order. When the

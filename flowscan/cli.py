@@ -222,13 +222,18 @@ def _analysis_options(command: Callable[..., None]) -> Callable[..., None]:
               help="With -j or --scheduler: when the cluster has had no worker for this "
                    "long (none yet, or all died), the captures not yet done fail "
                    "(exit 2). Default 30.")
+@click.option("--connect-timeout", "connect_timeout", type=click.FloatRange(min=0, min_open=True),
+              default=None, metavar="SECONDS",
+              help="With --scheduler: how long to wait for the connection to the scheduler; "
+                   "its first answers may take as long again. Default 10.")
 @click.option("--engine", type=click.Choice([str(e) for e in ENGINES]), default="native",
               show_default=True,
               help="native: flowscan's own reader; tshark: Wireshark's dissectors via pyshark.")
 @_analysis_options
 def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
                  tables_dir: str | None, tables_format: str | None, jobs: int | None,
-                 scheduler: str | None, worker_wait: float | None, engine: str,
+                 scheduler: str | None, worker_wait: float | None,
+                 connect_timeout: float | None, engine: str,
                  idle_timeout: float, top: int, geoip_db: tuple[str, ...], keylog: tuple[str, ...],
                  srtp_key: tuple[str, ...], sdp: tuple[str, ...], home: str | None,
                  vantage: str | None, capture_host: tuple[str, ...]) -> None:
@@ -237,7 +242,8 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     from flowscan import batch
 
     folder = _is_folder(output)
-    _check_scan_choices(tables_dir, tables_format, jobs, scheduler, worker_wait)
+    _check_scan_choices(tables_dir, tables_format, jobs, scheduler, worker_wait,
+                        connect_timeout)
     paths, fmt, names = _scan_plan(captures, fmt, output, folder, jobs, scheduler,
                                    [*keylog, *sdp], tables_dir, tables_format)
     options = ScanOptions(engine=engine, idle_timeout=idle_timeout, workers=None,
@@ -258,8 +264,9 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     bar = _CapturesBar(len(paths)) if len(paths) > 1 and _stderr_terminal() else None
     if parallel:
         wait = batch.WORKER_WAIT if worker_wait is None else worker_wait
+        connect = batch.CONNECT_TIMEOUT if connect_timeout is None else connect_timeout
         results = batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler,
-                                    worker_wait=wait)
+                                    connect_timeout=connect, worker_wait=wait)
     else:
         results = _serial_with_bars(paths, options, spec, _progress_for(bar is None, engine))
     sink = _ScanSink(top, output if folder else None, names, fmt, tables,
@@ -322,7 +329,8 @@ def _table_writer(tables_dir: str | None, tables_format: str | None) -> Any:
 
 
 def _check_scan_choices(tables_dir: str | None, tables_format: str | None, jobs: int | None,
-                        scheduler: str | None, worker_wait: float | None) -> None:
+                        scheduler: str | None, worker_wait: float | None,
+                        connect_timeout: float | None) -> None:
     """Options that go together, or not: a usage error before anything is read."""
     if tables_format is not None and tables_dir is None:
         raise UsageError("--tables-format needs --tables DIR")
@@ -334,6 +342,9 @@ def _check_scan_choices(tables_dir: str | None, tables_format: str | None, jobs:
     if worker_wait is not None and scheduler is None and (jobs or 1) == 1:
         raise UsageError("--worker-wait is for Dask workers: give it with -j N (N > 1) or "
                          "--scheduler")
+    if connect_timeout is not None and scheduler is None:
+        raise UsageError("--connect-timeout is for an existing Dask cluster: give it with "
+                         "--scheduler (-j starts its own cluster, nothing to connect to)")
 
 
 def _planned(folder: str | None, names: list[str], output: str | None,

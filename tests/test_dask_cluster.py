@@ -366,9 +366,21 @@ def test_worker_wait_without_workers_is_a_usage_error(tmp_path: Path) -> None:
             "or --scheduler"]
 
 
+def test_connect_timeout_without_scheduler_is_a_usage_error() -> None:
+    """--connect-timeout with -j (a cluster of its own) or serially would be silently
+    ignored: refused instead."""
+    for jobs in ([], ["-j", "2"]):
+        refused = run("scan", str(LAB[0].relative_to(ROOT)), *jobs, "--connect-timeout", "3")
+        assert refused.returncode == 2
+        assert refused.stderr.decode().splitlines() == [
+            "flowscan: error: --connect-timeout is for an existing Dask cluster: give it "
+            "with --scheduler (-j starts its own cluster, nothing to connect to)"]
+
+
 def test_a_server_that_never_answers_is_one_line(tmp_path: Path) -> None:
     """Something listens at --scheduler's port but never speaks Dask (Dask bounds the
-    connection, not its handshake): one line and exit 2 within a bound, not a hang."""
+    connection, not its handshake): one line and exit 2 within the bound that
+    --connect-timeout sets (twice it: the connection, then the first answers)."""
     pytest.importorskip("distributed")
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
@@ -376,10 +388,10 @@ def test_a_server_that_never_answers_is_one_line(tmp_path: Path) -> None:
         port = server.getsockname()[1]
         started = time.monotonic()
         remote = run("scan", str(LAB[0].relative_to(ROOT)), "-o", f"{tmp_path}/out/",
-                     "--scheduler", f"tcp://127.0.0.1:{port}")
+                     "--scheduler", f"tcp://127.0.0.1:{port}", "--connect-timeout", "2.5")
         took = time.monotonic() - started
     assert remote.returncode == 2
-    assert took < 40
+    assert 5 <= took < 20
     assert remote.stderr.decode().splitlines() == [
         f"flowscan: error: cannot reach the Dask scheduler at tcp://127.0.0.1:{port}: no "
-        "Dask handshake within 20 s (is a Dask scheduler listening there?)"]
+        "Dask handshake within 5 s (is a Dask scheduler listening there?)"]

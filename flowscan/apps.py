@@ -59,7 +59,7 @@ REGISTRY: dict[str, AppSignature] = {
         certificates=("hangouts",), ports=(range(19303, 19310),)),
     "webex": AppSignature(
         domains=("webex.com", "wbx2.com", "ciscospark.com", "webexcontent.com", "webex.cn"),
-        software=("webex",), ports=(range(9000, 9001), range(5004, 5005))),
+        software=("webex",), ports=(range(9000, 9001),)),
     "whatsapp": AppSignature(domains=("whatsapp.net", "whatsapp.com", "wa.me"),
                              software=("whatsapp",)),
     "messenger": AppSignature(domains=("messenger.com", "m.me"), software=("messenger",)),
@@ -89,6 +89,11 @@ REGISTRY: dict[str, AppSignature] = {
                           ports=(range(10000, 10001),)),
     "sip": AppSignature(ports=(range(5060, 5062),)),
 }
+# A protocol's own registered ports (IANA): any implementation uses them by default, so they
+# name no service. Webex documents UDP 5004 for its media, but 5004 is every RTP stack's
+# (RFC 3551 section 8: RTP 5004, RTCP 5005); 3478 and 5349 are every STUN/TURN server's
+# (RFC 8489 section 18.1).
+PROTOCOL_PORTS = frozenset((3478, 5004, 5005, 5349))
 APPS = (*REGISTRY, "webrtc")
 
 DOMAINS = {app: sig.domains for app, sig in REGISTRY.items() if sig.domains}

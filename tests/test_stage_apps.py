@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from stagekit import LOCAL, app_label, flow
 
-from flowscan.apps import FlowView, app_groups, identify_apps
+from flowscan.apps import PROTOCOL_PORTS, REGISTRY, FlowView, app_groups, identify_apps
 from flowscan.identify import FlowFacts, HandshakeFacts, StunFacts, ZoomFacts
 from flowscan.report.model import AppInfo
 
@@ -68,6 +68,17 @@ def test_port_only_evidence_is_weak() -> None:
     assert signals(labels[1]) == [("service-port", "weak")]
     # 3478 is every STUN server's port: it names no service.
     assert identify_apps([view(2, stun_facts(), server=OTHER)], {}) == {}
+
+
+def test_a_protocols_own_port_names_no_service() -> None:
+    """RTP on 5004 (RFC 3551 section 8) is any RTP stack's, STUN on 3478 and 5349 any
+    server's: no registry entry claims them, and a flow there gets no label by port."""
+    assert all(port not in PROTOCOL_PORTS for sig in REGISTRY.values()
+               for ports in sig.ports for port in ports)
+    rtp = FlowFacts(protocols=["rtp"])
+    views = [view(n, rtp, server=("203.0.113.7", port))
+             for n, port in enumerate(sorted(PROTOCOL_PORTS), 1)]
+    assert identify_apps(views, {}) == {}
 
 
 def test_a_port_never_decides_against_a_name() -> None:

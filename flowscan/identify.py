@@ -264,11 +264,12 @@ class _Collector:
         self.ts = 0.0
         self.gquic: quic.GoogleQuicHello | None = None
         # The raw key ends with the client's port, then the server's (flows.split_key).
-        ports = (int.from_bytes(raw_key[-4:-2], "big"), int.from_bytes(raw_key[-2:], "big"))
-        self.zoom_port = any(p in zoom.SERVER_PORTS for p in ports)
-        self.zoom_rtp: Counter[int] = Counter()  # packets per inner RTP SSRC
-        self.dns_port = any(p in DNS_PORTS for p in ports)
-        self.sip_port = any(p in SIP_PORTS for p in ports)
+        # (Tested port by port, not with any() over a generator: this runs once per flow.)
+        client, server = int.from_bytes(raw_key[-4:-2], "big"), int.from_bytes(raw_key[-2:], "big")
+        self.zoom_port = client in zoom.SERVER_PORTS or server in zoom.SERVER_PORTS
+        self.zoom_rtp: dict[int, int] = {}  # packets per inner RTP SSRC
+        self.dns_port = client in DNS_PORTS or server in DNS_PORTS
+        self.sip_port = client in SIP_PORTS or server in SIP_PORTS
         self.sip_messages = 0  # SIP messages seen, skipped ones included
         self.relayed: bytes | None = None  # the DATA of the indication just read
 
@@ -549,7 +550,8 @@ class _Collector:
             facts.directions.append(packet.direction)
         if packet.rtp is not None:
             self.facts.add("rtp")
-            self.zoom_rtp[packet.rtp.ssrc] += 1
+            ssrc = packet.rtp.ssrc
+            self.zoom_rtp[ssrc] = self.zoom_rtp.get(ssrc, 0) + 1
             if _hex(packet.rtp.ssrc) not in facts.rtp_ssrcs:
                 facts.rtp_ssrcs.append(_hex(packet.rtp.ssrc))
 

@@ -3,6 +3,7 @@ and keep what later stages and the report need (small, JSON-ready, no key materi
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Mapping
 from contextlib import suppress
@@ -847,13 +848,14 @@ FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
 IdentifyJob = tuple[FlowSamples, bool, list[tuple[float, int, bytes]]]
 _MEDIA_BUDGETS = tuple(d * SAMPLE_CLASSES + c for d in (0, 1)
                        for c in (RTP_CLASS, OTHER_CLASS, TCP_MEDIA_CLASS))
+# The media budgets of a flow's budget list, picked in C (job_of runs once per flow).
+_media_budgets = operator.itemgetter(*_MEDIA_BUDGETS)
 
 
 def job_of(state: FlowState) -> IdentifyJob:
     """The flow's part that identification reads."""
-    budget = state.budget
     return ((state.proto, state.key, state.samples, (len(state.ssrcs[0]), len(state.ssrcs[1]))),
-            any(budget[i] == 0 for i in _MEDIA_BUDGETS), state.late)
+            0 in _media_budgets(state.budget), state.late)
 
 
 def identify(state: FlowState) -> FlowFacts:

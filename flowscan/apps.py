@@ -156,10 +156,14 @@ Candidate = tuple[str, Evidence]  # an app, and the evidence that names it
 
 
 def _candidates(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
-    """Every app the flow's evidence names, reader by reader (EVIDENCE_READERS, in order)."""
+    """Every app the flow's evidence names, reader by reader (EVIDENCE_READERS, in order);
+    a reader whose facts the flow lacks is not called (most flows have few: this runs once
+    per flow)."""
     out: list[Candidate] = list(view.extra)
-    for read in EVIDENCE_READERS:
-        out += read(view, names_for)
+    facts = view.facts
+    for needs, read in EVIDENCE_READERS:
+        if needs is None or getattr(facts, needs) is not None:
+            out += read(view, names_for)
     return out
 
 
@@ -294,9 +298,13 @@ def _service_port(view: FlowView, names_for: dict[str, list[str]]) -> list[Candi
 
 # The readers of app evidence, in the order their evidence is listed. A new kind of
 # evidence is one reader and its place here; a new app is one REGISTRY entry.
-EVIDENCE_READERS: tuple[Callable[[FlowView, dict[str, list[str]]], list[Candidate]], ...] = (
-    _tls_names, _quic_name, _dtls_names, _dns_names, _zoom_media, _stun_signatures,
-    _flag_signatures, _sip, _webrtc, _operator, _service_port)
+# Each with the FlowFacts field it reads nothing without (None: it may find evidence in any
+# flow).
+EVIDENCE_READERS: tuple[tuple[str | None, Callable[[FlowView, dict[str, list[str]]],
+                                                    list[Candidate]]], ...] = (
+    ("tls", _tls_names), ("quic", _quic_name), ("dtls", _dtls_names), (None, _dns_names),
+    ("zoom", _zoom_media), ("stun", _stun_signatures), (None, _flag_signatures),
+    ("sip", _sip), ("stun", _webrtc), (None, _operator), (None, _service_port))
 
 
 def _software_app(software: str) -> str | None:

@@ -3,6 +3,7 @@ and keep what later stages and the report need (small, JSON-ready, no key materi
 
 from __future__ import annotations
 
+import operator
 from collections import Counter
 from collections.abc import Mapping
 from contextlib import suppress
@@ -264,11 +265,12 @@ class _Collector:
         self.ts = 0.0
         self.gquic: quic.GoogleQuicHello | None = None
         # The raw key ends with the client's port, then the server's (flows.split_key).
-        ports = (int.from_bytes(raw_key[-4:-2], "big"), int.from_bytes(raw_key[-2:], "big"))
-        self.zoom_port = any(p in zoom.SERVER_PORTS for p in ports)
-        self.zoom_rtp: Counter[int] = Counter()  # packets per inner RTP SSRC
-        self.dns_port = any(p in DNS_PORTS for p in ports)
-        self.sip_port = any(p in SIP_PORTS for p in ports)
+        # (Tested port by port, not with any() over a generator: this runs once per flow.)
+        client, server = int.from_bytes(raw_key[-4:-2], "big"), int.from_bytes(raw_key[-2:], "big")
+        self.zoom_port = client in zoom.SERVER_PORTS or server in zoom.SERVER_PORTS
+        self.zoom_rtp: dict[int, int] = {}  # packets per inner RTP SSRC
+        self.dns_port = client in DNS_PORTS or server in DNS_PORTS
+        self.sip_port = client in SIP_PORTS or server in SIP_PORTS
         self.sip_messages = 0  # SIP messages seen, skipped ones included
         self.relayed: bytes | None = None  # the DATA of the indication just read
 
@@ -549,7 +551,8 @@ class _Collector:
             facts.directions.append(packet.direction)
         if packet.rtp is not None:
             self.facts.add("rtp")
-            self.zoom_rtp[packet.rtp.ssrc] += 1
+            ssrc = packet.rtp.ssrc
+            self.zoom_rtp[ssrc] = self.zoom_rtp.get(ssrc, 0) + 1
             if _hex(packet.rtp.ssrc) not in facts.rtp_ssrcs:
                 facts.rtp_ssrcs.append(_hex(packet.rtp.ssrc))
 
@@ -845,13 +848,14 @@ FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
 IdentifyJob = tuple[FlowSamples, bool, list[tuple[float, int, bytes]]]
 _MEDIA_BUDGETS = tuple(d * SAMPLE_CLASSES + c for d in (0, 1)
                        for c in (RTP_CLASS, OTHER_CLASS, TCP_MEDIA_CLASS))
+# The media budgets of a flow's budget list, picked in C (job_of runs once per flow).
+_media_budgets = operator.itemgetter(*_MEDIA_BUDGETS)
 
 
 def job_of(state: FlowState) -> IdentifyJob:
     """The flow's part that identification reads."""
-    budget = state.budget
     return ((state.proto, state.key, state.samples, (len(state.ssrcs[0]), len(state.ssrcs[1]))),
-            any(budget[i] == 0 for i in _MEDIA_BUDGETS), state.late)
+            0 in _media_budgets(state.budget), state.late)
 
 
 def identify(state: FlowState) -> FlowFacts:

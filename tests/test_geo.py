@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 
+import geoip2.database
+import geoip2.errors
 import pytest
 from conftest import real_capture
 
@@ -124,11 +128,63 @@ def flowscan_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
                           text=True, env=env)
 
 
-def test_geoip2_reads_the_maxmind_layouts_and_maxminddb_the_custom_ones() -> None:
+def test_the_maxmind_layouts_and_the_custom_ones_are_told_apart() -> None:
     readers = {info.name: type(source).__name__
                for sources in Locator()._sources.values() for info, source in sources}
-    assert readers == {"DBIP-Country-Lite": "_Geoip2Source", "DBIP-ASN-Lite": "_Geoip2Source",
+    assert readers == {"DBIP-Country-Lite": "_MaxmindSource", "DBIP-ASN-Lite": "_MaxmindSource",
                        "IPtoASN-ASN": "_RawSource", "IPtoASN-Country": "_RawSource"}
+
+
+def _geoip2_answer(reader: geoip2.database.Reader, kind: str, ip: str
+                   ) -> tuple[object, ...] | None:
+    """What geoip2's model for the layout says of ip (the fields a remote takes)."""
+    try:
+        if kind == "asn":
+            asn = reader.asn(ip)
+            return (None, None, None, None, asn.autonomous_system_number,
+                    asn.autonomous_system_organization)
+        if kind == "city":
+            city = reader.city(ip)
+            return (city.country.iso_code, city.city.name, city.location.latitude,
+                    city.location.longitude, None, None)
+        return (reader.country(ip).country.iso_code, None, None, None, None, None)
+    except geoip2.errors.AddressNotFoundError:
+        return None
+
+
+def test_maxmind_layouts_read_as_geoip2_models_read_them(tmp_path: Path) -> None:
+    """Every MaxMind-layout database, bundled and a City one, answers as geoip2 does, for
+    addresses spread over IPv4 and IPv6 (some in no network)."""
+    from mmdb_writer import MmdbF64, MMDBWriter
+    from netaddr import IPSet
+
+    rng = random.Random(7)
+    ips = [str(ipaddress.IPv4Address(rng.getrandbits(32))) for _ in range(300)]
+    ips += [str(ipaddress.IPv6Address((0x2000 << 112) | rng.getrandbits(113)))
+            for _ in range(100)]
+    ips += ["78.46.1.2", "78.47.255.1", "8.8.8.8", "2a01:4f8::1"]
+    writer = MMDBWriter(ip_version=6, database_type="GeoLite2-City", languages=["en"],
+                        description={"en": "flowscan test"}, ipv4_compatible=True)
+    writer.insert_network(IPSet(["78.46.0.0/15"]), {
+        "country": {"iso_code": "FR"}, "city": {"names": {"fr": "Paris"}},
+        "location": {"latitude": MmdbF64(48.8566)}})
+    writer.insert_network(IPSet(["8.8.8.0/24"]), {"city": {"names": {"en": "Mountain View"}}})
+    city = str(tmp_path / "city.mmdb")
+    writer.to_db_file(city)
+    checked = 0
+    for kind, sources in Locator([city])._sources.items():
+        for info, source in sources:
+            if type(source).__name__ != "_MaxmindSource":
+                continue
+            with geoip2.database.Reader(info.path, locales=["en"]) as reader:
+                for ip in ips:
+                    mine = source.get(ip)
+                    fields = None if mine is None else (
+                        mine.country, mine.city, mine.latitude, mine.longitude, mine.asn,
+                        mine.organisation)
+                    assert fields == _geoip2_answer(reader, kind, ip), (info.name, ip)
+                    checked += mine is not None
+    assert checked > 300
 
 
 def test_without_databases_a_scan_says_so_in_the_report_and_on_stderr(
@@ -208,7 +264,7 @@ def test_a_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         locator.require("--home")
 
 
-def test_a_city_database_of_your_own_is_read_with_geoip2_and_comes_first(
+def test_a_city_database_of_your_own_is_read_as_maxmind_layout_and_comes_first(
         tmp_path: Path) -> None:
     """A GeoLite2-City layout (written here, for the TURN relay's network) says Paris where
     the bundled DB-IP file says Germany: the user's database answers, city and all."""
@@ -225,7 +281,7 @@ def test_a_city_database_of_your_own_is_read_with_geoip2_and_comes_first(
     writer.to_db_file(str(city))
     locator = Locator([str(city)])
     (source,) = [s for info, s in locator._sources["city"] if info.path == str(city)]
-    assert type(source).__name__ == "_Geoip2Source"
+    assert type(source).__name__ == "_MaxmindSource"
     report = flowscan.scan(TURN, geoip_db=[str(city)])
     assert (report.geodata[0].name, report.geodata[0].kind) == ("GeoLite2-City", "city")
     (flow,) = report.flows

@@ -4,10 +4,11 @@ that a foreign operator's server located at home shows as such. Addresses that a
 routable on the internet are labelled for what they are and given no country.
 
 Databases in MaxMind's own layouts (GeoIP2/GeoLite2 City, Country and ASN, and DB-IP's files
-that copy them) are read with geoip2, whose models know those layouts; the others (the
-IPtoASN files, IPinfo's) have layouts of their own and are read with maxminddb, field by
-field. The bundled databases are the package flowscan._geodata (the project's geodata/
-folder, mapped by setup.py), found with importlib.resources wherever flowscan is installed.
+that copy them) are read with maxminddb, field by field as geoip2's models read those
+layouts (a model object per address cost a third of a new address's lookup); the others
+(the IPtoASN files, IPinfo's) have layouts of their own, also read field by field.
+The bundled databases are the package flowscan._geodata (the project's geodata/ folder,
+mapped by setup.py), found with importlib.resources wherever flowscan is installed.
 """
 
 from __future__ import annotations
@@ -19,16 +20,12 @@ import ipaddress
 import json
 import os
 import socket
-from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import geoip2.database
-import geoip2.errors
-import geoip2.models
 import maxminddb
 
 from flowscan.errors import UsageError
@@ -94,6 +91,16 @@ class _Answer:
     asn: int | None = None
     organisation: str | None = None
 
+    # dataclasses.replace, written out: it ran for most new addresses and cost more than
+    # the databases' own lookups.
+    def with_country(self, country: str | None) -> _Answer:
+        return _Answer(country, self.city, self.latitude, self.longitude, self.asn,
+                       self.organisation)
+
+    def with_network(self, asn: int | None, organisation: str | None) -> _Answer:
+        return _Answer(self.country, self.city, self.latitude, self.longitude, asn,
+                       organisation)
+
 
 @dataclass(frozen=True, slots=True)
 class _Located:
@@ -118,27 +125,30 @@ def _maxmind_layout(kind: str, database_type: str) -> bool:
     return name is not None and name in database_type
 
 
-class _Geoip2Source:
-    """A database in a MaxMind layout, read through geoip2's models for that layout."""
+class _MaxmindSource:
+    """A database in a MaxMind layout, its records read with maxminddb as geoip2's models
+    (geoip2/models.py: City, Country, ASN; locales ["en"]) read them: the same values,
+    without building a model object per address."""
 
-    def __init__(self, path: Path, kind: str) -> None:
-        self._reader = geoip2.database.Reader(str(path), locales=["en"])
-        self._model: Callable[[str], Any] = {"city": self._reader.city,
-                                             "country": self._reader.country,
-                                             "asn": self._reader.asn}[kind]
+    def __init__(self, reader: Any, kind: str) -> None:
+        self._reader = reader
+        self._kind = kind
 
     def get(self, ip: str) -> _Answer | None:
-        try:
-            model = self._model(ip)
-        except geoip2.errors.AddressNotFoundError:
+        record = self._reader.get(ip)
+        if record is None:  # geoip2: AddressNotFoundError
             return None
-        if isinstance(model, geoip2.models.ASN):
-            return _Answer(asn=model.autonomous_system_number,
-                           organisation=model.autonomous_system_organization)
-        if isinstance(model, geoip2.models.City):
-            return _Answer(model.country.iso_code, model.city.name, model.location.latitude,
-                           model.location.longitude)
-        return _Answer(model.country.iso_code)
+        if not isinstance(record, dict):  # as geoip2.database.Reader._get refuses it
+            raise maxminddb.InvalidDatabaseError(f"a record of {type(record)}, not a dict")
+        if self._kind == "asn":
+            return _Answer(asn=record.get("autonomous_system_number"),
+                           organisation=record.get("autonomous_system_organization"))
+        code = (record.get("country") or {}).get("iso_code")
+        if self._kind != "city":
+            return _Answer(code)
+        location = record.get("location") or {}
+        return _Answer(code, ((record.get("city") or {}).get("names") or {}).get("en"),
+                       location.get("latitude"), location.get("longitude"))
 
 
 class _RawSource:
@@ -185,7 +195,7 @@ class Locator:
 
     def __init__(self, extra: list[str] | None = None, bundled: Path | None = None) -> None:
         self.databases: list[GeoDatabase] = []
-        self._sources: dict[str, list[tuple[GeoDatabase, _Geoip2Source | _RawSource]]] = {}
+        self._sources: dict[str, list[tuple[GeoDatabase, _MaxmindSource | _RawSource]]] = {}
         self._cache: dict[str, _Located] = {}  # ip -> what the databases say of it
         # Each distinct answer once: the addresses of one network, and all the private or
         # unlocated ones, share one object, so the cache costs little more than its keys.
@@ -226,10 +236,9 @@ class Locator:
         kind = _kind(meta.database_type)
         if entry and "registered" in entry.get("answers", ""):
             kind = "registration"
-        source: _Geoip2Source | _RawSource
+        source: _MaxmindSource | _RawSource
         if _maxmind_layout(kind, meta.database_type):
-            reader.close()
-            source = _Geoip2Source(path, kind)
+            source = _MaxmindSource(reader, kind)
         else:
             source = _RawSource(reader, kind)
         built = dt.datetime.fromtimestamp(meta.build_epoch, dt.UTC).date().isoformat()
@@ -294,11 +303,11 @@ class Locator:
             if found:
                 db, answer = found
                 # A city answer brings its place; a country answer only the country.
-                place = answer if kind == "city" else replace(place, country=answer.country)
+                place = answer if kind == "city" else place.with_country(answer.country)
                 sources.append(db.name)
         found = self._get("asn", ip)
         if found:
-            place = replace(place, asn=found[1].asn, organisation=found[1].organisation)
+            place = place.with_network(found[1].asn, found[1].organisation)
             sources.append(found[0].name)
         registered = None
         found = self._get("registration", ip)

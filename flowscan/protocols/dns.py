@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 from dataclasses import dataclass, field
 
 from flowscan.protocols.cursor import Cursor, Truncated
@@ -25,7 +26,7 @@ class DnsMessage:
 
 def _name(data: bytes, cur: Cursor) -> str:
     """A possibly compressed domain name (RFC 1035 section 4.1.4), loops refused."""
-    labels: list[str] = []
+    labels: list[bytes] = []
     pos = cur.pos
     jumped = False
     for _ in range(MAX_POINTERS + 64):
@@ -43,11 +44,13 @@ def _name(data: bytes, cur: Cursor) -> str:
         if length == 0:
             if not jumped:
                 cur.pos = pos + 1
-            return ".".join(labels)
+            # Decoded and lowered once for the whole name, not per label: the same text,
+            # as both work character by character (ASCII, U+FFFD for any other byte).
+            return b".".join(labels).decode("ascii", "replace").lower()
         label = data[pos + 1:pos + 1 + length]
         if len(label) < length:
             raise Truncated
-        labels.append(label.decode("ascii", "replace").lower())
+        labels.append(label)
         pos += 1 + length
     raise Truncated
 
@@ -72,7 +75,8 @@ def parse(data: bytes) -> DnsMessage | None:
             start = cur.pos
             rdata = cur.take(rdlen)
             if rtype == TYPE_A and rdlen == 4:
-                msg.answers.append((name, rtype, str(ipaddress.IPv4Address(rdata))))
+                # inet_ntop writes what str(IPv4Address) does, dotted decimal, in C.
+                msg.answers.append((name, rtype, socket.inet_ntop(socket.AF_INET, rdata)))
             elif rtype == TYPE_AAAA and rdlen == 16:
                 msg.answers.append((name, rtype, str(ipaddress.IPv6Address(rdata))))
             elif rtype == TYPE_CNAME:

@@ -31,8 +31,26 @@ def _direction(state: FlowState, d: int) -> DirectionStats:
     if not state.pkts[d]:
         return NO_PACKETS if not state.octets[d] else DirectionStats(
             0, state.octets[d], None, None)
-    return DirectionStats(state.pkts[d], state.octets[d], timestamp(state.first[d]),
-                          timestamp(state.last[d]))
+    # timestamp()'s rounding, written out: this runs twice per flow.
+    return DirectionStats(state.pkts[d], state.octets[d], round(state.first[d], 6),
+                          round(state.last[d], 6))
+
+
+# Packed address -> its text, interned: the capture host's address is in nearly every
+# flow, so inet_ntop and intern run once per address, not twice per flow. Emptied when
+# it reaches MAX_ADDRESSES, so a capture of many addresses cannot grow it without end.
+_ADDRESSES: dict[bytes, str] = {}
+MAX_ADDRESSES = 1 << 16
+
+
+def _address(packed: bytes) -> str:
+    text = _ADDRESSES.get(packed)
+    if text is None:
+        if len(_ADDRESSES) >= MAX_ADDRESSES:
+            _ADDRESSES.clear()
+        family = socket.AF_INET if len(packed) == 4 else socket.AF_INET6
+        text = _ADDRESSES[packed] = sys.intern(socket.inet_ntop(family, packed))
+    return text
 
 
 def flow_record(state: FlowState) -> Flow:
@@ -42,7 +60,6 @@ def flow_record(state: FlowState) -> Flow:
     host's is in nearly all)."""
     raw, proto = state.key, state.proto
     alen = (len(raw) - 4) // 2
-    family = socket.AF_INET if alen == 4 else socket.AF_INET6
     handshake = None
     if proto == PROTO_TCP and any(state.handshake):
         syn, synack, ack = state.handshake
@@ -50,9 +67,8 @@ def flow_record(state: FlowState) -> Flow:
     return Flow(
         id=state.flow_id,
         transport=transport_name(proto),
-        client=Endpoint(sys.intern(socket.inet_ntop(family, raw[:alen])),
-                        int.from_bytes(raw[2 * alen:2 * alen + 2], "big")),
-        server=Endpoint(sys.intern(socket.inet_ntop(family, raw[alen:2 * alen])),
+        client=Endpoint(_address(raw[:alen]), int.from_bytes(raw[2 * alen:2 * alen + 2], "big")),
+        server=Endpoint(_address(raw[alen:2 * alen]),
                         int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big")),
         client_basis=state.client_basis,
         to_server=_direction(state, 0),

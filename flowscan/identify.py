@@ -3,12 +3,13 @@ and keep what later stages and the report need (small, JSON-ready, no key materi
 
 from __future__ import annotations
 
+import keyword
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 from flowscan.flows import (
     OTHER_CLASS,
@@ -124,6 +125,54 @@ class _SharedSides(_NoSides):
 # many validated streams' reasons) a map is its own, and the table stops growing.
 _SHARED_SIDES: dict[tuple[tuple[str, Hashable], ...], Mapping[str, Any]] = {}
 SHARED_SIDES_MAX = 4096
+
+
+class _Fields(Mapping[str, Any]):
+    """A small read-only map held as a slots dataclass of its keys (fields_map): about a
+    fifth of a dict's size. orjson and dataclasses.asdict write a dataclass as an object of
+    its fields in order, so it serialises exactly as the dict it stands for."""
+
+    __slots__ = ()
+    KEYS: ClassVar[tuple[str, ...]] = ()
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (fields_map, (tuple(self.items()),))
+
+
+# One class per key order: a few dozen (the sides, the details' protocol combinations).
+_FIELDS_CLASSES: dict[tuple[str, ...], type[_Fields]] = {}
+
+
+def fields_map(items: Iterable[tuple[str, Any]]) -> Mapping[str, Any]:
+    """The read-only map of these items, in their order, for a map held per flow: NO_SIDES
+    when empty, a dict where a key could not be a field name."""
+    pairs = tuple(items)
+    if not pairs:
+        return NO_SIDES
+    keys = tuple(k for k, _ in pairs)
+    cls = _FIELDS_CLASSES.get(keys)
+    if cls is None:
+        if not all(k.isidentifier() and not keyword.iskeyword(k) and not hasattr(_Fields, k)
+                   for k in keys) or len(set(keys)) != len(keys):
+            return dict(pairs)
+        cls = _FIELDS_CLASSES[keys] = make_dataclass(
+            "Fields", keys, bases=(_Fields,), namespace={"KEYS": keys}, slots=True,
+            eq=False, repr=False)
+    return cls(*(v for _, v in pairs))
 
 
 def shared_sides(items: Iterable[tuple[str, Hashable]]) -> Mapping[str, Any]:
@@ -738,6 +787,7 @@ class _Collector:
         for (side, _), packets in self.rtp_packets.items():
             counts[SIDES[side]] = counts.get(SIDES[side], 0) + len(packets)
         facts.packets = shared_sides(counts.items())
+        facts.ssrcs = fields_map(facts.ssrcs.items())
         facts.payload_types = shared_sides(facts.payload_types.items())
         checks: list[tuple[str, rtp_streams.SideCheck]] = []
         for side, name in enumerate(SIDES):
@@ -1049,7 +1099,8 @@ DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip", "z
 
 def facts_to_details(facts: FlowFacts) -> Mapping[str, Any]:
     """The report's per-protocol facts; the dataclasses themselves (serialised as they are,
-    no copies), and never the SDES keys FlowFacts also holds."""
+    no copies), and never the SDES keys FlowFacts also holds. Held per flow, so a compact
+    read-only map (fields_map), not a dict."""
     out: dict[str, Any] = {name: getattr(facts, name) for name in DETAIL_FIELDS
                            if getattr(facts, name) is not None}
     if facts.dns or facts.dns_queries:
@@ -1061,4 +1112,4 @@ def facts_to_details(facts: FlowFacts) -> Mapping[str, Any]:
         out["public_addresses"] = facts.public_addresses
     if facts.peer_tag:
         out["peer_tag"] = facts.peer_tag
-    return out or NO_SIDES
+    return fields_map(out.items())

@@ -10,6 +10,7 @@ import pickle
 import random
 import struct
 
+import orjson
 import pytest
 from packets import (
     MAGIC,
@@ -33,7 +34,8 @@ from stagekit import (
 )
 
 from flowscan.flows import CLASS_BUDGET, RTP_CLASS, FlowState
-from flowscan.identify import facts_to_details, identify
+from flowscan.identify import facts_to_details, fields_map, identify
+from flowscan.report.sanitize import json_safe_tree
 
 NOISE = random.Random(13)  # seeded: the same bytes every run
 TXID = bytes(range(1, 13))  # RFC 8489 section 5: a 96-bit transaction ID
@@ -221,3 +223,21 @@ def test_one_packet_rtp_flows_share_their_side_maps_which_refuse_changes() -> No
     back = pickle.loads(pickle.dumps(one))
     assert back.streams is one.streams and back.packets == {"client": 1}
     assert back.sources is one.sources  # NO_SIDES, by name
+    assert back.ssrcs == {"client": ("0x0000ab01",)} and not isinstance(back.ssrcs, dict)
+
+
+def test_compact_details_serialise_as_the_dict_they_stand_for() -> None:
+    """A flow's details (and its RTP SSRCs) are a slots dataclass per key order, not a dict:
+    the JSON, the plain containers and the mapping reads must not tell them apart."""
+    facts = facts_of([(0, p) for p in pcmu_stream()], server=MEDIA, ssrcs=(1, 0))
+    details = facts_to_details(facts)
+    plain = {"rtp": facts.rtp}
+    assert not isinstance(details, dict) and details == plain and dict(details) == plain
+    assert orjson.dumps(details) == orjson.dumps(plain)
+    assert json_safe_tree(details) == json_safe_tree(plain)
+    assert list(details) == ["rtp"] and details.get("dns") is None and "rtp" in details
+    with pytest.raises(KeyError):
+        details["keys"]
+    assert pickle.loads(pickle.dumps(details)) == plain
+    assert type(facts_to_details(facts)) is type(details)  # one class per key order
+    assert fields_map([("items", 1)]) == {"items": 1}  # a method's name stays a dict key

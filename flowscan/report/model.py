@@ -51,8 +51,10 @@ class CaptureInfo:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
+    """Frozen, so that a server's endpoint is one object for all its flows (records.py)."""
+
     ip: str
     port: int
 

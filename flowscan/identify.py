@@ -3,13 +3,14 @@ and keep what later stages and the report need (small, JSON-ready, no key materi
 
 from __future__ import annotations
 
+import keyword
 import operator
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from itertools import pairwise
-from typing import Any
+from typing import Any, ClassVar
 
 from flowscan.flows import (
     OTHER_CLASS,
@@ -104,7 +105,89 @@ class _NoSides(dict[str, Any]):
         return "NO_SIDES"
 
 
+    def _refuse(self, *args: object, **kwargs: object) -> Any:
+        raise TypeError("a shared per-side map does not change: assign a new map")
+
+    clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+
 NO_SIDES: Mapping[str, Any] = _NoSides()
+
+
+class _SharedSides(_NoSides):
+    """A filled per-side map that flows share (shared_sides); read-only like NO_SIDES.
+    Pickled by its items, so a worker's maps are shared again where they arrive."""
+
+    def __reduce__(self) -> tuple[Any, ...]:  # type: ignore[override]
+        return (shared_sides, (tuple(self.items()),))
+
+
+# Each distinct per-side map once, up to a bound: past it (maps of unique values, such as
+# many validated streams' reasons) a map is its own, and the table stops growing.
+_SHARED_SIDES: dict[tuple[tuple[str, Hashable], ...], Mapping[str, Any]] = {}
+SHARED_SIDES_MAX = 4096
+
+
+class _Fields(Mapping[str, Any]):
+    """A small read-only map held as a slots dataclass of its keys (fields_map): about a
+    fifth of a dict's size. orjson and dataclasses.asdict write a dataclass as an object of
+    its fields in order, so it serialises exactly as the dict it stands for."""
+
+    __slots__ = ()
+    KEYS: ClassVar[tuple[str, ...]] = ()
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.KEYS)
+
+    def __len__(self) -> int:
+        return len(self.KEYS)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (fields_map, (tuple(self.items()),))
+
+
+# One class per key order: a few dozen (the sides, the details' protocol combinations).
+_FIELDS_CLASSES: dict[tuple[str, ...], type[_Fields]] = {}
+
+
+def fields_map(items: Iterable[tuple[str, Any]]) -> Mapping[str, Any]:
+    """The read-only map of these items, in their order, for a map held per flow: NO_SIDES
+    when empty, a dict where a key could not be a field name."""
+    pairs = tuple(items)
+    if not pairs:
+        return NO_SIDES
+    keys = tuple(k for k, _ in pairs)
+    cls = _FIELDS_CLASSES.get(keys)
+    if cls is None:
+        if not all(k.isidentifier() and not keyword.iskeyword(k) and not hasattr(_Fields, k)
+                   for k in keys) or len(set(keys)) != len(keys):
+            return dict(pairs)
+        cls = _FIELDS_CLASSES[keys] = make_dataclass(
+            "Fields", keys, bases=(_Fields,), namespace={"KEYS": keys}, slots=True,
+            eq=False, repr=False)
+    return cls(*(v for _, v in pairs))
+
+
+def shared_sides(items: Iterable[tuple[str, Hashable]]) -> Mapping[str, Any]:
+    """The read-only map of these (side, value) items, in their order: NO_SIDES when
+    empty, else one object for every flow with the same items."""
+    key = tuple(items)
+    if not key:
+        return NO_SIDES
+    found = _SHARED_SIDES.get(key)
+    if found is None:
+        found = _SharedSides(key)
+        if len(_SHARED_SIDES) < SHARED_SIDES_MAX:
+            _SHARED_SIDES[key] = found
+    return found
 
 
 def _no_sides() -> Mapping[str, Any]:
@@ -113,9 +196,12 @@ def _no_sides() -> Mapping[str, Any]:
 
 @dataclass(slots=True)
 class RtpFacts:
-    packets: dict[str, int] = field(default_factory=dict)  # side -> RTP packets parsed
-    ssrcs: dict[str, list[str]] = field(default_factory=dict)  # side -> SSRCs, hex
-    payload_types: dict[str, list[int]] = field(default_factory=dict)
+    # The per-side maps are read-only, assigned whole (NO_SIDES while empty); the counts,
+    # payload types and stream states are shared maps (shared_sides): a one-packet RTP flow
+    # has those of thousands of others.
+    packets: Mapping[str, int] = field(default_factory=_no_sides)  # side -> RTP packets parsed
+    ssrcs: Mapping[str, tuple[str, ...]] = field(default_factory=_no_sides)  # side -> hex
+    payload_types: Mapping[str, tuple[int, ...]] = field(default_factory=_no_sides)
     sequence_ok: bool = False  # sequence numbers advance by small steps per SSRC
     # Small sets kept in the order seen, as tuples: most flows have none, and every flow
     # then shares the one empty tuple instead of holding an empty list of its own.
@@ -131,14 +217,13 @@ class RtpFacts:
     rtcp_trailer_packets: int = 0
     rtcp_clear_types: tuple[str, ...] = ()
     rtcp_clear_cnames: tuple[str, ...] = ()
-    # The maps below are read-only, assigned whole: NO_SIDES while empty.
     # Distinct SSRCs each side sent over the whole flow (not just the samples), counted by
     # the flow table on anything RTP-shaped: kept only for sides whose RTP validated.
     ssrc_count: Mapping[str, int] = field(default_factory=_no_sides)
     # Per side: is its RTP a stream (RFC 3550)? "valid", "invalid" (the bytes only resemble
     # RTP) or "unconfirmed" (too few packets), and why.
-    streams: dict[str, str] = field(default_factory=dict)
-    stream_check: dict[str, str] = field(default_factory=dict)
+    streams: Mapping[str, str] = field(default_factory=_no_sides)
+    stream_check: Mapping[str, str] = field(default_factory=_no_sides)
     # Per side: validated SSRCs grouped with their RTX/FEC companions (RFC 4588, RFC 5109),
     # and the number of such source groups estimated over the whole flow.
     sources: Mapping[str, list[list[str]]] = field(default_factory=_no_sides)
@@ -526,13 +611,13 @@ class _Collector:
         facts = self.facts.rtp = self.facts.rtp or RtpFacts()
         self.facts.add("rtp")
         name = SIDES[side]
-        facts.packets[name] = facts.packets.get(name, 0) + 1
-        ssrcs = facts.ssrcs.setdefault(name, [])
-        if _hex(header.ssrc) not in ssrcs:
-            ssrcs.append(_hex(header.ssrc))
-        pts = facts.payload_types.setdefault(name, [])
+        # The per-side maps change only on a new SSRC or payload type (a new map each
+        # time, in first-seen order); the packets are counted at the end (_validate_rtp).
+        if key not in self.rtp_packets:
+            facts.ssrcs = {**facts.ssrcs, name: (*facts.ssrcs.get(name, ()), _hex(header.ssrc))}
+        pts = facts.payload_types.get(name, ())
         if header.payload_type not in pts:
-            pts.append(header.payload_type)
+            facts.payload_types = {**facts.payload_types, name: (*pts, header.payload_type)}
         if header.extension_form and header.extension_form not in facts.header_extensions:
             facts.header_extensions += (header.extension_form,)
         self.rtp_packets.setdefault(key, []).append(rtp_streams.Packet(
@@ -701,7 +786,13 @@ class _Collector:
                  for a, b in pairwise(packets)]
         facts.sequence_ok = bool(steps) and sum(
             1 for s in steps if 0 < s < 64) >= 0.8 * len(steps)
-        states = []
+        counts: dict[str, int] = {}  # in the order the sides were first seen
+        for (side, _), packets in self.rtp_packets.items():
+            counts[SIDES[side]] = counts.get(SIDES[side], 0) + len(packets)
+        facts.packets = shared_sides(counts.items())
+        facts.ssrcs = fields_map(facts.ssrcs.items())
+        facts.payload_types = shared_sides(facts.payload_types.items())
+        checks: list[tuple[str, rtp_streams.SideCheck]] = []
         for side, name in enumerate(SIDES):
             streams = {ssrc: packets for (s, ssrc), packets in self.rtp_packets.items()
                        if s == side}
@@ -709,11 +800,12 @@ class _Collector:
                 continue
             check = rtp_streams.check_side(streams, {
                 ssrc: v for (s, ssrc), v in self.other_versions.items() if s == side})
-            facts.streams[name] = check.state
-            facts.stream_check[name] = check.reason
-            states.append(check.state)
+            checks.append((name, check))
             if check.state == "valid":
                 self._valid_side(facts, side, streams, check)
+        facts.streams = shared_sides((name, check.state) for name, check in checks)
+        facts.stream_check = shared_sides((name, check.reason) for name, check in checks)
+        states = [check.state for _, check in checks]
         if states and all(state == "invalid" for state in states):
             # Not RTP after all: the bytes only resembled its header.
             self.facts.protocols = [p for p in self.facts.protocols if p not in ("rtp", "srtp")]
@@ -1011,7 +1103,8 @@ DETAIL_FIELDS = ("stun", "turn", "dtls", "tls", "quic", "rtp", "zoom", "sip", "z
 
 def facts_to_details(facts: FlowFacts) -> Mapping[str, Any]:
     """The report's per-protocol facts; the dataclasses themselves (serialised as they are,
-    no copies), and never the SDES keys FlowFacts also holds."""
+    no copies), and never the SDES keys FlowFacts also holds. Held per flow, so a compact
+    read-only map (fields_map), not a dict."""
     out: dict[str, Any] = {name: getattr(facts, name) for name in DETAIL_FIELDS
                            if getattr(facts, name) is not None}
     if facts.dns or facts.dns_queries:
@@ -1023,4 +1116,4 @@ def facts_to_details(facts: FlowFacts) -> Mapping[str, Any]:
         out["public_addresses"] = facts.public_addresses
     if facts.peer_tag:
         out["peer_tag"] = facts.peer_tag
-    return out or NO_SIDES
+    return fields_map(out.items())

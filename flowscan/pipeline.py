@@ -361,7 +361,7 @@ def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
         flow.encryption = judge(flow, facts, context)
         opened = tls_opened(flow, facts)
         if flow.encryption is not None and opened is not None:
-            flow.encryption.evidence.insert(0, opened)
+            flow.encryption.evidence = (opened, *flow.encryption.evidence)
 
 
 def with_secrets_blocks(keylog: KeyLog, reader: ReaderFacts) -> KeyLog:

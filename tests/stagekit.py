@@ -170,11 +170,11 @@ def rtp_facts(looks: str = "random", *, packets: int = 40, sides: tuple[str, ...
     rtp = RtpFacts(sequence_ok=True)
     for number, side in enumerate(sides):
         ssrc = f"0x{0x1000 + number:08x}"
-        rtp.packets[side] = packets
-        rtp.ssrcs[side] = [ssrc]
-        rtp.payload_types[side] = [payload_type]
-        rtp.streams[side] = "valid"
         # The side maps are read-only (identify.NO_SIDES while empty): assigned whole.
+        rtp.packets = {**rtp.packets, side: packets}
+        rtp.ssrcs = {**rtp.ssrcs, side: (ssrc,)}
+        rtp.payload_types = {**rtp.payload_types, side: (payload_type,)}
+        rtp.streams = {**rtp.streams, side: "valid"}
         rtp.sources = {**rtp.sources, side: [[ssrc]]}
         rtp.source_groups = {**rtp.source_groups, side: 1}
         rtp.same_type = {**rtp.same_type, side: (1, payload_type)}

@@ -17,6 +17,7 @@ from scapy.layers.l2 import GRE, CookedLinux, Dot1AD, Dot1Q
 from scapy.packet import Raw
 
 import flowscan
+from flowscan.report.model import Endpoint
 
 A, B = "198.51.100.7", "203.0.113.9"
 
@@ -259,3 +260,18 @@ def test_a_gzip_bomb_is_inflated_only_as_far_as_it_is_read() -> None:
         rest += chunk
     assert first + rest == bytes(64 << 20) + b"end" + b"second member"
     assert not stream.truncated
+
+
+def test_flows_to_one_server_share_its_endpoint(tmp_path: Path) -> None:
+    """Clients' ports change per flow, a server's does not: flows to one server hold one
+    Endpoint (frozen, so sharing it is safe), and each client its own."""
+    packets = [(1.0 + n, udp_packet(sport=40000 + n, dport=3478)) for n in range(3)]
+    packets.append((9.0, udp_packet(sport=40000, dport=3479)))
+    flows = flowscan.scan(write(tmp_path, pcap(packets))).flows
+    servers = [f.server for f in flows if f.server.port == 3478]
+    assert len(servers) == 3 and servers[0] is servers[1] is servers[2]
+    assert len({id(f.client) for f in flows}) == 4
+    other = next(f.server for f in flows if f.server.port == 3479)
+    assert other == Endpoint(B, 3479) and other is not servers[0]
+    with pytest.raises(AttributeError):
+        servers[0].port = 1  # type: ignore[misc]

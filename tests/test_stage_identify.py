@@ -6,9 +6,12 @@ identify.identify does the same from a FlowState and says whether media went unr
 
 from __future__ import annotations
 
+import pickle
 import random
 import struct
 
+import orjson
+import pytest
 from packets import (
     MAGIC,
     dtls_client_hello,
@@ -31,7 +34,8 @@ from stagekit import (
 )
 
 from flowscan.flows import CLASS_BUDGET, RTP_CLASS, FlowState
-from flowscan.identify import facts_to_details, identify
+from flowscan.identify import facts_to_details, fields_map, identify
+from flowscan.report.sanitize import json_safe_tree
 
 NOISE = random.Random(13)  # seeded: the same bytes every run
 TXID = bytes(range(1, 13))  # RFC 8489 section 5: a 96-bit transaction ID
@@ -124,7 +128,7 @@ def test_rtp_after_a_dtls_srtp_handshake_is_srtp() -> None:
     media = [(0, srtp_like(500 + i, 0xCAFE0001)) for i in range(8)]
     facts = facts_of(dtls_srtp_handshake() + media, server=MEDIA)
     assert {"dtls", "rtp", "srtp"} <= set(facts.protocols)
-    assert facts.rtp is not None and facts.rtp.ssrcs == {"client": ["0xcafe0001"]}
+    assert facts.rtp is not None and facts.rtp.ssrcs == {"client": ("0xcafe0001",)}
 
 
 # -- RTP (RFC 3550) -----------------------------------------------------------------------
@@ -134,8 +138,8 @@ def test_pcmu_rtp_is_a_valid_stream_with_codec_frames_in_the_clear() -> None:
     assert facts.protocols == ["rtp"]
     rtp = facts.rtp
     assert rtp is not None
-    assert rtp.packets == {"client": 12} and rtp.ssrcs == {"client": ["0x1234abcd"]}
-    assert rtp.payload_types == {"client": [0]} and rtp.sequence_ok
+    assert rtp.packets == {"client": 12} and rtp.ssrcs == {"client": ("0x1234abcd",)}
+    assert rtp.payload_types == {"client": (0,)} and rtp.sequence_ok
     assert rtp.streams == {"client": "valid"}  # RFC 3550 appendix A.1
     assert rtp.ssrc_count == {"client": 1} and rtp.source_groups == {"client": 1}
     # 160 bytes per 160 ticks is exactly G.711 (RFC 3551 section 4.5.14): no room for an
@@ -199,3 +203,41 @@ def test_random_bytes_identify_as_nothing() -> None:
     payloads = [(i % 2, bytes([0x17]) + NOISE.randbytes(99)) for i in range(6)]
     facts = facts_of(payloads, server=("203.0.113.5", 41000))
     assert facts.protocols == [] and facts_to_details(facts) == {}
+
+
+def test_one_packet_rtp_flows_share_their_side_maps_which_refuse_changes() -> None:
+    """A flow of one RTP packet (too few to validate, RFC 3550 appendix A.1) holds the
+    counts, payload types and stream state of every other such flow: one map each, shared,
+    read-only, and shared again after a worker process pickles it back."""
+    one, two = (facts_of([(0, srtp_like(7, ssrc))], server=MEDIA).rtp
+                for ssrc in (0xAB01, 0xAB02))
+    assert one is not None and two is not None
+    assert one.streams == {"client": "unconfirmed"} and one.packets == {"client": 1}
+    assert one.ssrcs == {"client": ("0x0000ab01",)} != two.ssrcs
+    for name in ("packets", "payload_types", "streams", "stream_check"):
+        assert getattr(one, name) is getattr(two, name), name
+    with pytest.raises(TypeError):
+        one.packets["client"] = 2  # type: ignore[index]
+    with pytest.raises(TypeError):
+        one.streams.setdefault("server", "valid")  # type: ignore[attr-defined]
+    back = pickle.loads(pickle.dumps(one))
+    assert back.streams is one.streams and back.packets == {"client": 1}
+    assert back.sources is one.sources  # NO_SIDES, by name
+    assert back.ssrcs == {"client": ("0x0000ab01",)} and not isinstance(back.ssrcs, dict)
+
+
+def test_compact_details_serialise_as_the_dict_they_stand_for() -> None:
+    """A flow's details (and its RTP SSRCs) are a slots dataclass per key order, not a dict:
+    the JSON, the plain containers and the mapping reads must not tell them apart."""
+    facts = facts_of([(0, p) for p in pcmu_stream()], server=MEDIA, ssrcs=(1, 0))
+    details = facts_to_details(facts)
+    plain = {"rtp": facts.rtp}
+    assert not isinstance(details, dict) and details == plain and dict(details) == plain
+    assert orjson.dumps(details) == orjson.dumps(plain)
+    assert json_safe_tree(details) == json_safe_tree(plain)
+    assert list(details) == ["rtp"] and details.get("dns") is None and "rtp" in details
+    with pytest.raises(KeyError):
+        details["keys"]
+    assert pickle.loads(pickle.dumps(details)) == plain
+    assert type(facts_to_details(facts)) is type(details)  # one class per key order
+    assert fields_map([("items", 1)]) == {"items": 1}  # a method's name stays a dict key

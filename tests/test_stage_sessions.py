@@ -123,7 +123,7 @@ def test_an_unknown_leg_is_no_mix() -> None:
 def test_rtcp_sent_unprotected_beside_srtp_is_a_finding() -> None:
     """RTCP that parses to its last byte carries no SRTCP index or tag (RFC 3711 3.4)."""
     enc = encryption("hop-by-hop", "server", "dtls-srtp")
-    enc.evidence.append(EvidenceItem("rtcp-partly-clear", "3 of 9 RTCP packets ..."))
+    enc.evidence = (*enc.evidence, EvidenceItem("rtcp-partly-clear", "3 of 9 RTCP packets ..."))
     flows = [flow(1, (LOCAL, 50000), SFU, encryption=enc)]
     found = findings(flows, sessions_of(flows))
     assert [(f.kind, f.severity, f.flows) for f in found] == [("rtcp-in-clear", "medium", [1])]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from stagekit import LOCAL, TableLocator, app_label, flow, rtp_facts, sip_facts
 
-from flowscan.identify import FlowFacts, HandshakeFacts, StunFacts
+from flowscan.identify import FlowFacts, HandshakeFacts, RtpFacts, StunFacts
 from flowscan.report.model import Decryption, Encryption, Flow
 from flowscan.verdict.rules import VerdictContext, apply_decryption, build_context, judge
 
@@ -268,3 +268,16 @@ def test_keys_that_open_nothing_change_nothing() -> None:
     apply_decryption(enc, decryption("insufficient", packets=0))
     assert (enc.verdict, enc.basis, enc.confidence) == ("hop-by-hop", "observed", "medium")
     assert signals(enc)[-1] == "keys-did-not-open" and "inner-layer" in signals(enc)
+
+
+def test_flows_with_nothing_to_judge_share_one_evidence_not_one_encryption() -> None:
+    """The verdict of fixed words is one evidence tuple for every such flow; each flow keeps
+    its own Encryption, as the sessions stage numbers each (encryption.session)."""
+    flows = [(flow(n, (LOCAL, 40000 + n), OTHER_PHONE),
+              FlowFacts(protocols=["rtp"], rtp=RtpFacts(packets={"client": 1}))) for n in (1, 2)]
+    one, two = judged(flows).values()
+    assert one is not None and two is not None and one is not two
+    assert one.verdict == "unknown" and signals(one) == ["insufficient"]
+    assert one.evidence is two.evidence and isinstance(one.evidence, tuple)
+    one.session = 1
+    assert two.session is None

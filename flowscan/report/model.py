@@ -6,7 +6,7 @@ exist from the start so the schema stays stable as the analysis grows.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,8 +51,10 @@ class CaptureInfo:
     warnings: list[str] = field(default_factory=list)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
+    """Frozen, so that a server's endpoint is one object for all its flows (records.py)."""
+
     ip: str
     port: int
 
@@ -199,16 +201,20 @@ class Encryption:
     key_exchange: str
     basis: str
     confidence: str
-    evidence: list[EvidenceItem] = field(default_factory=list)
+    # Always a tuple, assigned whole: the evidence of fixed words is one object for every
+    # flow it explains (verdict/rules.py), and the Encryption is each flow's own.
+    evidence: Sequence[EvidenceItem] = ()
     session: int | None = None
     decryption: Decryption | None = None
 
-    def __setattr__(self, name: str, value: object) -> None:
+    def __setattr__(self, name: str, value: Any) -> None:
         """Each word checked against its vocabulary (report/vocab.py), when made and when
         a later stage (decryption) changes it: ValueError for a word nobody defined."""
         vocabulary = ENCRYPTION_WORDS.get(name)
         if vocabulary is not None:
             value = vocabulary(str(value))
+        elif name == "evidence":
+            value = tuple(value)
         object.__setattr__(self, name, value)
 
 

@@ -27,6 +27,21 @@ def timestamp(value: float) -> float:
 NO_PACKETS = DirectionStats(0, 0, None, None)
 
 
+# Each server endpoint once, up to a bound: a server's port is the same in all its flows
+# (where a client's changes per flow), so flows to one server share its Endpoint.
+_SERVERS: dict[Endpoint, Endpoint] = {}
+SERVERS_MAX = 16384
+
+
+def _server(endpoint: Endpoint) -> Endpoint:
+    found = _SERVERS.get(endpoint)
+    if found is None:
+        found = endpoint
+        if len(_SERVERS) < SERVERS_MAX:
+            _SERVERS[endpoint] = endpoint
+    return found
+
+
 def _direction(state: FlowState, d: int) -> DirectionStats:
     if not state.pkts[d]:
         return NO_PACKETS if not state.octets[d] else DirectionStats(
@@ -68,8 +83,8 @@ def flow_record(state: FlowState) -> Flow:
         id=state.flow_id,
         transport=transport_name(proto),
         client=Endpoint(_address(raw[:alen]), int.from_bytes(raw[2 * alen:2 * alen + 2], "big")),
-        server=Endpoint(_address(raw[alen:2 * alen]),
-                        int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big")),
+        server=_server(Endpoint(_address(raw[alen:2 * alen]),
+                                int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big"))),
         client_basis=state.client_basis,
         to_server=_direction(state, 0),
         to_client=_direction(state, 1),

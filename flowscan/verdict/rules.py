@@ -366,16 +366,23 @@ _INSUFFICIENT = EvidenceItem("insufficient", "too few media payloads or no key e
                              "to judge this flow")
 
 
+# The evidence of a flow with nothing else to show: one tuple for all such flows.
+_NO_KEY_EXCHANGE_ONLY = (_NO_KEY_EXCHANGE,)
+_INSUFFICIENT_ONLY = (_INSUFFICIENT,)
+
+
 def _looks_encrypted(case: _Case) -> Encryption | None:
     if case.look != "random" and not case.srtcp:
         return None
+    evidence = case.evidence
     return Encryption("encrypted-unverified", "unknown", "unknown", "observed", "low",
-                      [*case.evidence, _NO_KEY_EXCHANGE])
+                      (*evidence, _NO_KEY_EXCHANGE) if evidence else _NO_KEY_EXCHANGE_ONLY)
 
 
 def _insufficient(case: _Case) -> Encryption:
+    evidence = case.evidence
     return Encryption("unknown", "unknown", "unknown", "observed", "low",
-                      [*case.evidence, _INSUFFICIENT])
+                      (*evidence, _INSUFFICIENT) if evidence else _INSUFFICIENT_ONLY)
 
 
 # The verdict rules of a media flow, in order: the first that gives a verdict decides, and
@@ -864,12 +871,12 @@ def apply_decryption(enc: Encryption, dec: Decryption) -> None:
                              "captured, so the packets in them were not tried"
                              if dec.stream_gap_bytes else ""))
     if not dec.packets_decrypted:
-        enc.evidence.append(EvidenceItem("keys-did-not-open", f"{dec.tag_failures} packets "
-                                         f"failed authentication with the key from "
-                                         f"{dec.key_source}: a wrong key or another session"))
+        enc.evidence = (*enc.evidence, EvidenceItem(
+            "keys-did-not-open", f"{dec.tag_failures} packets failed authentication with the "
+            f"key from {dec.key_source}: a wrong key or another session"))
         return
-    enc.evidence = [e for e in enc.evidence if e.signal != "inner-layer"]
-    enc.evidence += [opened, EvidenceItem(f"inner-{dec.inner}", dec.inner_detail)]
+    enc.evidence = (*(e for e in enc.evidence if e.signal != "inner-layer"), opened,
+                    EvidenceItem(f"inner-{dec.inner}", dec.inner_detail))
     enc.basis = "decrypted"
     if dec.inner == "insufficient":
         return

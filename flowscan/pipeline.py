@@ -29,7 +29,7 @@ import gc
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from functools import partial
 from pathlib import Path
@@ -61,7 +61,7 @@ from flowscan.report.build import (
     malformed_sip_warnings,
     reading_warnings,
 )
-from flowscan.report.model import AppGroup, Finding, Flow, MediaSession, Report
+from flowscan.report.model import AppGroup, Finding, Flow, MediaSession, RemoteInfo, Report
 from flowscan.report.records import flow_record
 from flowscan.sessions import build_sessions, findings
 from flowscan.tlsopen import open_tls_flows
@@ -326,16 +326,30 @@ def geolocate(flows: list[tuple[Flow, FlowFacts]], locator: Locator, vantage: Va
     (geo.remotes.capture_host); `given`: its addresses as the user stated them
     (--capture-host)."""
     for flow, facts in flows:
-        flow.remote = remote_of(flow, locator, host, facts, vantage, given)
-        if vantage is not None and flow.remote.scope == "public":
-            flow.remote.plausibility = plausibility_of(flow, facts, vantage)
+        flow.remote = remote = remote_of(flow, locator, host, facts, vantage, given)
+        if vantage is not None and remote.scope == "public":
+            plausibility = plausibility_of(flow, facts, vantage)
+            if plausibility is not None:
+                flow.remote = replace(remote, plausibility=plausibility)
     names = name_map([facts for _, facts in flows], nrb_names)
+    # The remotes with their name hints, once per remote and server name (the remotes are
+    # shared; each entry holds its own, so no id is reused while the loop runs).
+    hinted: dict[tuple[int, str | None], tuple[RemoteInfo, RemoteInfo]] = {}
     for flow, facts in flows:
-        assert flow.remote is not None
-        own = list(names.get(flow.remote.ip, []))
-        if facts.tls and facts.tls.sni and flow.remote.which == "server":
-            own.append(facts.tls.sni)
-        flow.remote.name_hints = name_hints(own)
+        located = flow.remote
+        assert located is not None
+        sni = facts.tls.sni if facts.tls and located.which == "server" else None
+        if not sni and located.ip not in names:
+            continue  # no name: no hint
+        known = hinted.get((id(located), sni))
+        if known is None:
+            own = list(names.get(located.ip, []))
+            if sni:
+                own.append(sni)
+            hints = name_hints(own)
+            known = hinted[id(located), sni] = (
+                located, replace(located, name_hints=hints) if hints else located)
+        flow.remote = known[1]
     return names
 
 

@@ -88,12 +88,13 @@ class TableLocator(Locator):
     def answers(self, kinds: tuple[str, ...] = ()) -> bool:
         return True
 
-    def lookup(self, ip: str, which: str = "server") -> RemoteInfo:
-        info = RemoteInfo(ip, which, scope_of(ip))
-        if ip in self.table and info.scope == "public":
-            info.country, info.asn, info.organisation = self.table[ip]
-            info.sources = ("crafted table",)
-        return info
+    def lookup(self, ip: str, which: str = "server", basis: str | None = None) -> RemoteInfo:
+        scope = scope_of(ip)
+        if ip in self.table and scope == "public":
+            country, asn, organisation = self.table[ip]
+            return RemoteInfo(ip, which, scope, country, asn=asn, organisation=organisation,
+                              sources=("crafted table",), basis=basis)
+        return RemoteInfo(ip, which, scope, basis=basis)
 
 
 # -- byte builders the stage tests share (tests/packets.py has STUN and DTLS) -----------

@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
 from stagekit import LOCAL, TableLocator, flow
 
+from flowscan.geo.locate import MAX_CACHED, Locator
 from flowscan.geo.names import name_map
 from flowscan.geo.remotes import capture_host, remote_of
-from flowscan.identify import FlowFacts
+from flowscan.identify import FlowFacts, HandshakeFacts
+from flowscan.pipeline import geolocate
 
 SERVER_DE = "78.46.100.20"
 SERVER_US = "34.120.10.20"
@@ -120,3 +125,38 @@ def test_name_resolution_blocks_join_the_dns_names() -> None:
                              PEER_FR: ["peer.example"]})
     assert names == {PEER_FR: ["peer.example"], SERVER_DE: ["zoom.us", "zoomde1.zoom.us"]}
     assert name_map([], {}) == {}
+
+
+# -- the remotes, shared -------------------------------------------------------------------
+
+def test_flows_to_one_server_share_one_frozen_remote() -> None:
+    """A remote is made once per (address, side, basis) and shared by the flows it
+    describes (memory per flow); a flow whose server name hints at a place (RFC 6066
+    section 3: the SNI) gets its own copy with the hint, the others keep none."""
+    flows = [(flow(1, (LOCAL, 50000), (SERVER_DE, 443)), FlowFacts()),
+             (flow(2, (LOCAL, 50001), (SERVER_DE, 443)), FlowFacts()),
+             (flow(3, (LOCAL, 50002), (SERVER_DE, 443)),
+              FlowFacts(tls=HandshakeFacts(sni="edge-fra1.example.net"))),
+             (flow(4, (LOCAL, 50003), (SERVER_US, 443)), FlowFacts())]
+    geolocate(flows, Locator(), None, {}, LOCAL)  # the bundled databases
+    first, second, named, other = (f.remote for f, _ in flows)
+    assert first is second and first is not None and first.ip == SERVER_DE
+    assert first.basis == "capture-host" and first.name_hints == ()
+    assert named is not None and named is not first
+    assert dataclasses.replace(named, name_hints=()) == first
+    assert [hint["country"] for hint in named.name_hints] == ["DE"]
+    assert other is not None and other.ip == SERVER_US
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.country = "FR"  # type: ignore[misc]
+
+
+def test_the_remotes_made_are_bounded() -> None:
+    """Past MAX_CACHED remotes the locator starts again: the same answers, the memory of a
+    capture of many addresses bounded."""
+    locator = Locator([])
+    first = locator.lookup("192.0.2.1", "server", "capture-host")
+    for n in range(MAX_CACHED):
+        locator.lookup(f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}", "client", "unknown")
+    again = locator.lookup("192.0.2.1", "server", "capture-host")
+    assert again == first and again is not first
+    assert locator.lookup("192.0.2.1", "server", "capture-host") is again

@@ -4,6 +4,8 @@ verdict, signalling apart)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from stagekit import LOCAL, TableLocator, app_label, encryption, flow
 
@@ -117,7 +119,7 @@ def test_nothing_located_is_neither_home_nor_abroad() -> None:
 def test_the_registered_country_of_the_network_is_recorded() -> None:
     abroad_registered = located(1, DE_SERVER, verdict="hop-by-hop")
     assert abroad_registered.remote is not None
-    abroad_registered.remote.registered_country = "US"
+    abroad_registered.remote = replace(abroad_registered.remote, registered_country="US")
     judged([abroad_registered])
     assert abroad_registered.jurisdiction is not None
     assert (abroad_registered.jurisdiction.foreign,

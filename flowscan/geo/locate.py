@@ -190,6 +190,11 @@ def bundled_geodata() -> tuple[Traversable | None, str]:
         return None, f"the bundled databases are not installed (no package {GEODATA_PACKAGE})"
 
 
+# Addresses (and remotes) remembered at most, so that a capture of many addresses cannot
+# grow the caches without end: past it they start again, the answers the same.
+MAX_CACHED = 1 << 16
+
+
 class Locator:
     """Answers lookups from the bundled databases and any the user adds (theirs first)."""
 
@@ -200,6 +205,8 @@ class Locator:
         # Each distinct answer once: the addresses of one network, and all the private or
         # unlocated ones, share one object, so the cache costs little more than its keys.
         self._answers: dict[_Located, _Located] = {}
+        # (address, side, basis) -> its RemoteInfo, frozen and shared by every flow so judged.
+        self._remotes: dict[tuple[str, str, str | None], RemoteInfo] = {}
         self._files = ExitStack()  # bundled files extracted from a zip import, if ever
         paths = list(extra or [])
         paths += [p for p in os.environ.get(ENV_DATABASES, "").split(os.pathsep) if p]
@@ -278,17 +285,32 @@ class Locator:
                 return info, answer
         return None
 
-    def lookup(self, ip: str, which: str = "server") -> RemoteInfo:
-        """A fresh RemoteInfo each call (callers add to it); the databases are asked once
-        per address."""
+    def lookup(self, ip: str, which: str = "server", basis: str | None = None) -> RemoteInfo:
+        """What the databases say of an address, as a flow's remote on side `which`; they
+        are asked once per address. The RemoteInfo is frozen and made once per (address,
+        side, basis), so the flows to one server share it (a flow with more to say of its
+        remote, such as name hints, gets a copy with them: dataclasses.replace)."""
+        key = (ip, which, basis)
+        info = self._remotes.get(key)
+        if info is None:
+            if len(self._remotes) >= MAX_CACHED:
+                self._remotes.clear()
+            known = self._located(ip)
+            place = known.place
+            info = self._remotes[key] = RemoteInfo(
+                ip, which, known.scope, place.country, place.city, place.latitude,
+                place.longitude, place.asn, place.organisation, known.registered_country,
+                known.sources, basis=basis)
+        return info
+
+    def _located(self, ip: str) -> _Located:
         known = self._cache.get(ip)
         if known is None:
+            if len(self._cache) >= MAX_CACHED:
+                self._cache.clear()
             found = self._lookup(ip)
             known = self._cache[ip] = self._answers.setdefault(found, found)
-        place = known.place
-        return RemoteInfo(ip, which, known.scope, place.country, place.city, place.latitude,
-                          place.longitude, place.asn, place.organisation,
-                          known.registered_country, known.sources)
+        return known
 
     def _lookup(self, ip: str) -> _Located:
         scope = scope_of(ip)

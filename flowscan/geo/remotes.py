@@ -166,9 +166,7 @@ def _outside_vantage(flow: Flow, locator: Locator, vantage: Vantage | None) -> s
 
 
 def _remote(locator: Locator, ip: str, which: str, basis: str) -> RemoteInfo:
-    info = locator.lookup(ip, which)
-    info.basis = basis
-    return info
+    return locator.lookup(ip, which, basis)
 
 
 def plausibility_of(flow: Flow, facts: FlowFacts, vantage: Vantage) -> Plausibility | None:

@@ -127,8 +127,11 @@ class VantagePoint:
     country: str | None = None
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class RemoteInfo:
+    """Frozen, so that one object serves every flow to the same remote, judged the same
+    way (geo/locate.py); a flow with more to say of it gets its own copy."""
+
     ip: str
     which: str  # the flow side taken as remote: server or client
     scope: str  # public, private, cgnat, loopback, link-local, multicast, documentation...

@@ -18,8 +18,25 @@ def _ms(a: float, b: float) -> float | None:
     return round((b - a) * 1000.0, 3) if a and b and b >= a else None
 
 
+# Below this magnitude a float times 1e6 is within a quarter of the exact product (its
+# spacing there is at most 0.5), so the whole microsecond nearest to it is the exact one's.
+_SCALED_EXACT = 2.0 ** 52
+
+
 def timestamp(value: float) -> float:
-    return round(value, 6)  # microseconds, as the README's conventions say
+    """round(value, 6): microseconds, as the README's conventions say; the same float,
+    without round's decimal conversion (a quarter of a flow record's cost) where the value
+    is clearly near a whole microsecond, as a capture's timestamps are. There the nearest
+    microsecond r is that of the exact value, and r / 1e6 (an exact integer divided by an
+    exact 1e6, correctly rounded by IEEE 754) is the float round() returns: the nearest
+    to r microseconds. Anywhere else (near a half microsecond, nanosecond timestamps off
+    the grid, huge, zero, or not a number) round() decides."""
+    scaled = value * 1e6
+    if -_SCALED_EXACT < scaled < _SCALED_EXACT:
+        micros = round(scaled)
+        if micros and -0.2 <= scaled - micros <= 0.2:
+            return micros / 1e6
+    return round(value, 6)
 
 
 # A direction that carried no packet: one object for every such flow (DirectionStats is
@@ -28,17 +45,19 @@ NO_PACKETS = DirectionStats(0, 0, None, None)
 
 
 # Each server endpoint once, up to a bound: a server's port is the same in all its flows
-# (where a client's changes per flow), so flows to one server share its Endpoint.
-_SERVERS: dict[Endpoint, Endpoint] = {}
+# (where a client's changes per flow), so flows to one server share its Endpoint, found by
+# its packed address and port before any text is made.
+_SERVERS: dict[bytes, Endpoint] = {}
 SERVERS_MAX = 16384
 
 
-def _server(endpoint: Endpoint) -> Endpoint:
-    found = _SERVERS.get(endpoint)
+def _server(packed: bytes) -> Endpoint:
+    """The Endpoint of a packed address followed by its port (two bytes, network order)."""
+    found = _SERVERS.get(packed)
     if found is None:
-        found = endpoint
+        found = Endpoint(_address(packed[:-2]), int.from_bytes(packed[-2:], "big"))
         if len(_SERVERS) < SERVERS_MAX:
-            _SERVERS[endpoint] = endpoint
+            _SERVERS[packed] = found
     return found
 
 
@@ -46,9 +65,8 @@ def _direction(state: FlowState, d: int) -> DirectionStats:
     if not state.pkts[d]:
         return NO_PACKETS if not state.octets[d] else DirectionStats(
             0, state.octets[d], None, None)
-    # timestamp()'s rounding, written out: this runs twice per flow.
-    return DirectionStats(state.pkts[d], state.octets[d], round(state.first[d], 6),
-                          round(state.last[d], 6))
+    return DirectionStats(state.pkts[d], state.octets[d], timestamp(state.first[d]),
+                          timestamp(state.last[d]))
 
 
 # Packed address -> its text, interned: the capture host's address is in nearly every
@@ -83,8 +101,7 @@ def flow_record(state: FlowState) -> Flow:
         id=state.flow_id,
         transport=transport_name(proto),
         client=Endpoint(_address(raw[:alen]), int.from_bytes(raw[2 * alen:2 * alen + 2], "big")),
-        server=_server(Endpoint(_address(raw[alen:2 * alen]),
-                                int.from_bytes(raw[2 * alen + 2:2 * alen + 4], "big"))),
+        server=_server(raw[alen:2 * alen] + raw[2 * alen + 2:2 * alen + 4]),
         client_basis=state.client_basis,
         to_server=_direction(state, 0),
         to_client=_direction(state, 1),

@@ -20,7 +20,10 @@ where that is higher. NFStream is installed into benchmarks/.venv on first use
 (`python3 -m venv` and `pip install nfstream`; it needs libpcap, as tshark does).
 
 Targets (issue 13): flowscan at least 1.5x NFStream's speed and 2x tshark's on flow-heavy,
-3x tshark's on corpus, 10x tshark's on call; at most 100 us of wall time per flow.
+3x tshark's on corpus, 10x tshark's on call; at most 100 us of wall time per flow; peak
+memory at most 300 MB on flow-heavy and 500 MB on distinct and churn. With --flatness,
+flowscan alone also runs on distinct and churn of 100,000 packets (flows) and on corpus of
+4M packets, and its peak memory there is compared with the 1M capture's: flat within 50 MB.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ SHAPES: dict[str, list[str]] = {
 # (shape, numerator tool, target ratio of its time to flowscan's)
 TARGETS = (("flow-heavy", "nfstream", 1.5), ("flow-heavy", "tshark", 2.0),
            ("corpus", "tshark", 3.0), ("call", "tshark", 10.0))
+# (shape, flowscan's peak memory at most, MB)
+MEMORY_TARGETS = (("flow-heavy", 300.0), ("distinct", 500.0), ("churn", 500.0))
+# (shape, packets of the capture compared with the 1M one): flows grow with the packets in
+# the made-up shapes, not in corpus (its flow set stops growing after 64 replays).
+FLATNESS = (("distinct", 100_000), ("churn", 100_000), ("corpus", 4_000_000))
+FLAT_MB = 50.0
 NFSTREAM = (
     "import sys\n"
     "from nfstream import NFStreamer\n"
@@ -151,11 +160,15 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(HERE.parent)}
 
 
-def ensure_capture(path: Path, shape: str) -> None:
+def ensure_capture(path: Path, shape: str, packets: int = PACKETS) -> None:
     if not path.exists():
-        print(f"building {path.name} ({PACKETS:,} packets) ...", flush=True)
+        print(f"building {path.name} ({packets:,} packets) ...", flush=True)
         subprocess.run([sys.executable, str(HERE / "make_replay.py"), str(path), "--packets",
-                        str(PACKETS), *SHAPES[shape]], check=True)
+                        str(packets), *SHAPES[shape]], check=True)
+
+
+def size_label(packets: int) -> str:
+    return f"{packets // 1_000_000}M" if packets % 1_000_000 == 0 else f"{packets // 1000}k"
 
 
 def _flowscan() -> list[str]:
@@ -231,6 +244,40 @@ def run_shape(out: Path, shape: str, tools: list[str], runs: int) -> dict[str, d
     return row
 
 
+def measure_flatness(out: Path, results: dict[str, dict[str, dict[str, float]]],
+                     runs: int) -> None:
+    """flowscan's peak memory on each FLATNESS capture, beside the 1M one's in results."""
+    for shape, packets in FLATNESS:
+        if "flowscan" not in results.get(shape, {}):
+            continue
+        capture = out / f"{shape}-{size_label(packets)}.pcap"
+        ensure_capture(capture, shape, packets)
+        peaks = []
+        for _ in range(runs):
+            peaks.append(measure(commands(capture, ["flowscan"])["flowscan"])["peak_mb"])
+            print(f"  {shape:10} flowscan  {size_label(packets)} packets: peak {peaks[-1]} MB",
+                  flush=True)
+        results[shape]["flowscan"][f"peak_mb_{size_label(packets)}"] = max(peaks)
+
+
+def print_memory_targets(results: dict[str, dict[str, dict[str, float]]]) -> None:
+    for shape, limit in MEMORY_TARGETS:
+        if "flowscan" in results.get(shape, {}):
+            peak = results[shape]["flowscan"]["peak_mb"]
+            print(f"{shape}: peak {peak:.0f} MB   target <= {limit:.0f} MB   "
+                  f"{'met' if peak <= limit else 'NOT met'}")
+    for shape, packets in FLATNESS:
+        found = results.get(shape, {}).get("flowscan", {})
+        other = found.get(f"peak_mb_{size_label(packets)}")
+        if other is None:
+            continue
+        # From the smaller capture to the larger one.
+        growth = found["peak_mb"] - other if packets < PACKETS else other - found["peak_mb"]
+        print(f"{shape}: peak {other:.0f} MB at {size_label(packets)} packets, "
+              f"{found['peak_mb']:.0f} MB at 1M: {growth:+.0f} MB   target within "
+              f"{FLAT_MB:.0f} MB   {'met' if abs(growth) <= FLAT_MB else 'NOT met'}")
+
+
 def print_table(results: dict[str, dict[str, dict[str, float]]], tools: list[str]) -> None:
     head = f"{'shape':11} {'flows':>9}" + "".join(
         f" {tool + ' s':>11} {'cpu s':>7} {'peak MB':>8}" for tool in tools)
@@ -264,14 +311,22 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--tools", nargs="+", choices=("flowscan", "tshark", "nfstream"),
                         default=["flowscan", "tshark", "nfstream"])
+    parser.add_argument("--flatness", action="store_true",
+                        help="also flowscan's peak memory on distinct and churn of 100k "
+                             "packets and corpus of 4M, against the 1M captures'")
     args = parser.parse_args()
+    if args.flatness and "flowscan" not in args.tools:
+        parser.error("--flatness measures flowscan: keep it in --tools")
     args.out.mkdir(parents=True, exist_ok=True)
     _compile_bytecode()
     results = {shape: run_shape(args.out, shape, args.tools, args.runs)
                for shape in args.shapes}
+    if args.flatness:
+        measure_flatness(args.out, results, args.runs)
     print(f"machine: {os.cpu_count()} cores; load average at the end "
           f"{os.getloadavg()[0]:.2f}")
     print_table(results, args.tools)
+    print_memory_targets(results)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
 

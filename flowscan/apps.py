@@ -14,6 +14,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from flowscan.geo.networks import SERVICE_ASNS
 from flowscan.identify import FlowFacts
@@ -125,7 +126,7 @@ STRONG, MEDIUM, WEAK = "strong", "medium", "weak"
 RANK: dict[str | None, int] = {STRONG: 3, MEDIUM: 2, WEAK: 1, None: 0}
 
 
-@dataclass
+@dataclass(slots=True)
 class FlowView:
     """What app identification needs to know of a flow."""
 
@@ -208,7 +209,7 @@ def _dns_names(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidat
     mid-flow may have the service as the client side), else of its server."""
     out = [c for query in view.facts.dns_queries for c in _named("dns-query", query, MEDIUM)]
     far = view.remote.ip if view.remote is not None else view.server[0]
-    for name in names_for.get(far, []):
+    for name in names_for.get(far, ()):
         out += _named("dns-answer", name, STRONG, f"{name} resolved to {far}")
     return out
 
@@ -246,20 +247,24 @@ def _stun_signatures(view: FlowView, names_for: dict[str, list[str]]) -> list[Ca
 
 
 # Protocol signatures each one flag of the facts stands for: (is it there, app, evidence).
+# (attrgetter, not a lambda, where the flag is a field: this is asked of every flow.)
 FLAG_SIGNATURES: tuple[tuple[Callable[[FlowFacts], bool], str, Evidence], ...] = (
     (lambda f: "whatsapp-chat" in f.protocols, "whatsapp",
      Evidence("whatsapp-chat", "WhatsApp's Noise chat prologue ('WA' and its versions)",
               STRONG)),
-    (lambda f: f.discord_ip_discovery, "discord",
+    (attrgetter("discord_ip_discovery"), "discord",
      Evidence("discord-ip-discovery", "Discord voice IP discovery exchange", STRONG)),
-    (lambda f: f.discord_ping, "discord",
+    (attrgetter("discord_ping"), "discord",
      Evidence("discord-voice-ping", "Discord voice server ping (0x1337cafe)", STRONG)),
 )
 
 
 def _flag_signatures(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
-    return [(app, Evidence(ev.signal, ev.detail, ev.strength))
-            for present, app, ev in FLAG_SIGNATURES if present(view.facts)]
+    out: list[Candidate] = []
+    for present, app, ev in FLAG_SIGNATURES:
+        if present(view.facts):
+            out.append((app, Evidence(ev.signal, ev.detail, ev.strength)))
+    return out
 
 
 def _sip(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
@@ -292,8 +297,10 @@ def _operator(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate
 
 def _service_port(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
     port = view.server[1]
+    if port not in PORT_APPS:
+        return []
     return [(app, Evidence("service-port", f"{view.transport}/{port}", WEAK))
-            for app in PORT_APPS.get(port, ())]
+            for app in PORT_APPS[port]]
 
 
 # The readers of app evidence, in the order their evidence is listed. A new kind of
@@ -315,15 +322,15 @@ def _software_app(software: str) -> str | None:
 def _decide(cands: list[tuple[str, Evidence]]) -> AppLabel | None:
     if not cands:
         return None
-    by_app: dict[str, list[Evidence]] = defaultdict(list)
+    by_app: dict[str, list[Evidence]] = {}
     for app, ev in cands:
-        by_app[app].append(ev)
-    specific = [app for app in by_app if app != "webrtc"]
-    if not specific:
-        best = "webrtc"
-    else:
-        best = max(sorted(specific), key=lambda app: max(RANK[e.strength] for e in by_app[app]))
-    top = max(RANK[e.strength] for e in by_app[best])
+        by_app.setdefault(app, []).append(ev)
+    strongest = {app: max([RANK[e.strength] for e in evidence])
+                 for app, evidence in by_app.items()}
+    specific = sorted([app for app in by_app if app != "webrtc"])
+    # Of apps named as strongly, the first by name.
+    best = max(specific, key=strongest.__getitem__) if specific else "webrtc"
+    top = strongest[best]
     confidence = {3: "high", 2: "medium", 1: "low"}[top]
     evidence = sorted(by_app[best], key=lambda e: -RANK[e.strength])
     if best != "webrtc" and "webrtc" in by_app:
@@ -343,7 +350,7 @@ def _inherit(views: list[FlowView], labels: dict[int, AppLabel], key_of: object,
                       or label.evidence[0].signal in also) and label.name not in (
                 "webrtc", "sip"):
             donors.setdefault(key_of(view), label)  # type: ignore[operator]
-    for view in views:
+    for view in views if donors else ():
         donor = donors.get(key_of(view))  # type: ignore[operator]
         if donor is None:
             continue
@@ -360,6 +367,8 @@ def sdp_endpoints(views: list[FlowView]) -> dict[tuple[str, int], str]:
     """Media endpoints offered in SDP bodies of SIP calls: (address, port) -> description."""
     out: dict[tuple[str, int], str] = {}
     for view in views:
+        if not view.facts.sdp_media:
+            continue  # most flows carry no SDP
         for offer in offers(view.facts.sdp_media, view.facts.sip):
             if offer.media.port:
                 what = (f"{offer.media.media} {offer.address}:{offer.media.port} offered in "
@@ -377,7 +386,7 @@ def identify_apps(views: list[FlowView], names_for: dict[str, list[str]]
     strongly identified flow inherit its label (ICE and TURN reuse the socket)."""
     labels: dict[int, AppLabel] = {}
     signalled = sdp_endpoints(views)
-    for view in views:
+    for view in views if signalled else ():
         for endpoint in (view.server, view.client):
             if endpoint in signalled and view.transport == "udp":
                 view.extra.append(("sip", Evidence("sdp-media", signalled[endpoint], STRONG)))

@@ -230,7 +230,9 @@ def _keyed_jobs(keys: KeySources, flows: list[tuple[Flow, FlowFacts]]) -> dict[i
     endpoint_keys = dict(keys.explicit.by_endpoint)
     for endpoint, key in _sdes_keys(flows).items():
         endpoint_keys.setdefault(endpoint, key)
-    jobs = _endpoint_jobs(flows, endpoint_keys)
+    jobs = _endpoint_jobs(flows, endpoint_keys) if endpoint_keys else {}
+    if not keys.keylog:
+        return jobs  # no DTLS secret to look up: most scans are given no keys
     sources = ", ".join(keys.keylog.sources) or "key log"
     for flow, facts in flows:
         if flow.encryption is not None and flow.id not in jobs:

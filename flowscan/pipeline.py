@@ -389,8 +389,9 @@ def with_secrets_blocks(keylog: KeyLog, reader: ReaderFacts) -> KeyLog:
 
 def decrypt(flows: list[tuple[Flow, FlowFacts]], keys: KeySources) -> None:
     """With keys: each flow's media decrypted and its verdict made from what is inside."""
-    by_id = {flow.id: flow for flow, _ in flows}
-    for flow_id, result in decrypt_flows(keys, flows).items():
+    results = decrypt_flows(keys, flows)
+    by_id = {flow.id: flow for flow, _ in flows} if results else {}
+    for flow_id, result in results.items():
         encryption = by_id[flow_id].encryption
         if encryption is not None:
             apply_decryption(encryption, result)

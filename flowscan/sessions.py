@@ -4,7 +4,6 @@ one session (ICE checks, a TURN allocation and the media all share it)."""
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 
 from flowscan.identify import FlowFacts
@@ -15,6 +14,8 @@ from flowscan.report.model import Decryption, Finding, Flow, MediaSession
 def _sip_calls(flows: list[tuple[Flow, FlowFacts]]) -> dict[tuple[str, int], str]:
     calls: dict[tuple[str, int], str] = {}
     for _flow, facts in flows:
+        if not facts.sdp_media:
+            continue  # most flows carry no SDP
         for offer in offers(facts.sdp_media, facts.sip):
             for endpoint in offer.endpoints:
                 if offer.call is not None:  # media of no named call binds nothing
@@ -28,11 +29,15 @@ def build_sessions(flows: list[tuple[Flow, FlowFacts]]) -> list[MediaSession]:
     for flow, _facts in flows:
         if flow.encryption is None:
             continue
-        call = calls.get((flow.client.ip, flow.client.port)) or calls.get(
-            (flow.server.ip, flow.server.port))
+        call = (calls.get((flow.client.ip, flow.client.port)) or calls.get(
+            (flow.server.ip, flow.server.port))) if calls else None
         key: tuple[object, ...] = ("sip", call) if call else (
             "socket", flow.transport, flow.client.ip, flow.client.port)
-        groups.setdefault(key, []).append(flow)
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [flow]
+        else:
+            group.append(flow)
     sessions = []
     for number, members in enumerate(sorted(groups.values(), key=lambda m: m[0].id), 1):
         for flow in members:
@@ -47,18 +52,17 @@ _VERDICT_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def _session(number: int, members: list[Flow]) -> MediaSession:
-    apps = Counter(f.app.name for f in members if f.app)
-    app = apps.most_common(1)[0][0] if apps else None
-    found = tuple(dict.fromkeys(f.encryption.verdict for f in members if f.encryption))
+    app = _main_app(members)
+    found = tuple(dict.fromkeys([f.encryption.verdict for f in members if f.encryption]))
     verdicts = _VERDICT_LISTS.setdefault(found, found)
-    ids = tuple(f.id for f in members)
-    main = max(members, key=lambda f: (f.bytes, -f.id))
+    ids = tuple([f.id for f in members])
+    # Many sessions are one flow (a media socket used once): no ranking to do.
+    main = members[0] if len(members) == 1 else max(members, key=lambda f: (f.bytes, -f.id))
     enc = main.encryption
     assert enc is not None
-    why = _keys_said(enc.decryption) or next((e.detail for e in enc.evidence), "")
+    why = _keys_said(enc.decryption) or (enc.evidence[0].detail if enc.evidence else "")
     others = f" (+{len(members) - 1} more flows)" if len(members) > 1 else ""
-    if all(f.encryption and [e.signal for e in f.encryption.evidence] == ["handshake-only"]
-           for f in members):
+    if all(map(_handshake_only, members)):
         # No media to speak of: say what there was (issue 17).
         return MediaSession(number, app, ids, verdicts,
                             f"{app or 'unidentified app'}: a handshake "
@@ -68,6 +72,21 @@ def _session(number: int, members: list[Flow]) -> MediaSession:
                f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
                f"{encryption_path(enc.verdict, enc.termination)}): {why}")
     return MediaSession(number, app, ids, verdicts, summary)
+
+
+def _main_app(members: list[Flow]) -> str | None:
+    """The app most of the session's flows belong to; of equally many, the first seen."""
+    counts: dict[str, int] = {}
+    for flow in members:
+        if flow.app:
+            counts[flow.app.name] = counts.get(flow.app.name, 0) + 1
+    return max(counts, key=counts.__getitem__) if counts else None
+
+
+def _handshake_only(flow: Flow) -> bool:
+    """A flow whose verdict says it carried a handshake and no media."""
+    evidence = flow.encryption.evidence if flow.encryption else ()
+    return len(evidence) == 1 and evidence[0].signal == "handshake-only"
 
 
 def _keys_said(dec: Decryption | None) -> str | None:
@@ -113,9 +132,11 @@ def encryption_path(verdict: str, termination: str) -> str:
         return ("via a relay that only forwards; encryption ends at the peer behind it"
                 if verdict == "end-to-end" else "via a relay; who holds the keys behind it is "
                 "unknown")
-    return {"peer": "encryption ends at the other participant",
-            "server": "encryption ends at a service's server"}.get(
-                termination, "where encryption ends is unknown")
+    return _ENDS_AT.get(termination, "where encryption ends is unknown")
+
+
+_ENDS_AT = {"peer": "encryption ends at the other participant",
+            "server": "encryption ends at a service's server"}
 
 
 def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
@@ -142,10 +163,10 @@ def _with_signal(flows: list[Flow], signal: str) -> list[tuple[Flow, str]]:
     """The flows whose verdict cites `signal`, each with that evidence's detail."""
     out = []
     for f in flows:
-        detail = next((e.detail for e in f.encryption.evidence if e.signal == signal),
-                      None) if f.encryption else None
-        if detail is not None:
-            out.append((f, detail))
+        for item in f.encryption.evidence if f.encryption else ():
+            if item.signal == signal:
+                out.append((f, item.detail))
+                break
     return out
 
 
@@ -182,13 +203,16 @@ FLOW_FINDINGS: tuple[Callable[[list[Flow]], list[Finding]], ...] = (
 
 
 def _mixed_protection(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
-    by_id = {f.id: f for f in flows}
+    by_id: dict[int, Flow] = {}  # made when the first mixed session needs it
     out = []
     for session in sessions:
+        if "end-to-end" not in session.verdicts:
+            continue
         # An unknown leg (a handshake without media, too little to judge) protects nothing
         # less: it is not a mix of protections.
         others = [v for v in session.verdicts if v not in ("end-to-end", "unknown")]
-        if "end-to-end" in session.verdicts and others:
+        if others:
+            by_id = by_id or {f.id: f for f in flows}
             out.append(Finding(
                 "medium", "mixed-protection",
                 f"session {session.id} ({session.app}): some legs are end-to-end and others "

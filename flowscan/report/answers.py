@@ -113,8 +113,13 @@ def encryption_answer(flows: list[Flow]) -> EncryptionAnswer:
             CANNOT_TELL, "Cannot tell from this capture: no call media was recognised in it.",
             ["a capture taken while a call is running"], shares, ids)
 
-    def having(*verdicts: str) -> list[Flow]:
-        return [f for f in media if f.encryption and f.encryption.verdict in verdicts]
+    by_verdict: dict[str, list[Flow]] = {}  # each verdict's media flows, in order
+    for f in media:
+        if f.encryption:
+            by_verdict.setdefault(f.encryption.verdict, []).append(f)
+
+    def having(verdict: str) -> list[Flow]:
+        return by_verdict.get(verdict, [])
 
     def some(hit: list[Flow], plural_verb: str, singular_verb: str) -> str:
         """'the media flow travels', 'all 3 media flows travel', '1 of 2 media flows is'."""
@@ -173,15 +178,16 @@ def encryption_answer(flows: list[Flow]) -> EncryptionAnswer:
 
 
 def _add(dest: Destination, flow: Flow) -> None:
+    n_bytes = flow.bytes
     dest.flows += 1
-    dest.bytes += flow.bytes
+    dest.bytes += n_bytes
     kind = transfers.kind(flow)
     if kind == "media":
         dest.media_flows += 1
-        dest.media_bytes += flow.bytes
+        dest.media_bytes += n_bytes
     elif kind == "signalling":
         dest.signalling_flows += 1
-        dest.signalling_bytes += flow.bytes
+        dest.signalling_bytes += n_bytes
 
 
 def _ranked(dests: Iterable[Destination]) -> list[Destination]:
@@ -263,30 +269,38 @@ def _destinations(flows: list[Flow]) -> tuple[dict[str, Destination], dict[str, 
         if undecided(flow):
             continue
         key = r.country if r is not None and _located(flow) and r.country else "unlocated"
-        _add(countries.setdefault(key, Destination(
-            key, country_name(key) if key != "unlocated" else None, 0, 0)), flow)
+        # A destination is made (and its country named) by the first flow to reach it.
+        country = countries.get(key)
+        if country is None:
+            country = countries[key] = Destination(
+                key, country_name(key) if key != "unlocated" else None, 0, 0)
+        _add(country, flow)
         if r is not None and r.scope == "public" and r.asn is not None:
             asn = f"AS{r.asn}"
-            _add(operators.setdefault(asn, Destination(
-                asn, r.organisation, 0, 0, registered_country=r.registered_country)), flow)
+            operator = operators.get(asn)
+            if operator is None:
+                operator = operators[asn] = Destination(
+                    asn, r.organisation, 0, 0, registered_country=r.registered_country)
+            _add(operator, flow)
     return countries, operators
 
 
 def _where_sentence(flows: list[Flow], ranked: list[Destination]) -> str:
     located = [d for d in ranked if d.key != "unlocated"]
-    parts = [f"{size(sum(f.bytes for f in flows))} in {plural(len(flows), 'flow')}"]
+    unknown_end = [f for f in flows if undecided(f)]
+    parts = [f"{size(sum([f.bytes for f in flows]))} in {plural(len(flows), 'flow')}"]
     if located:
         parts.append(f"went to {plural(len(located), 'country', 'countries')}: "
                      + ", ".join(f"{d.key} {size(d.bytes)}" for d in located[:6])
                      + (", ..." if len(located) > 6 else ""))
-    elif any(not undecided(f) for f in flows):
+    elif len(unknown_end) < len(flows):  # some flow's end is known
         parts.append("went to no located public address")
     else:
         parts.append("went to no destination the capture can tell")
     sentence = " ".join(parts) + "."
     media_to = [d.key for d in located if d.media_flows]
     return (sentence + (f" Media went to {', '.join(media_to)}." if media_to else "")
-            + _undecided_sentence([f for f in flows if undecided(f)]))
+            + _undecided_sentence(unknown_end))
 
 
 def _undecided_sentence(flows: list[Flow]) -> str:

@@ -56,3 +56,9 @@ ENCRYPTION_WORDS: dict[str, type[StrEnum]] = {
     "verdict": Verdict, "termination": Termination, "key_exchange": KeyExchange,
     "basis": Basis, "confidence": Confidence,
 }
+# Each field's words by their text, the member the text stands for: a word checked with
+# one dictionary lookup (an Encryption is made and changed once per media flow).
+ENCRYPTION_MEMBERS: dict[str, dict[str, StrEnum]] = {
+    name: {member.value: member for member in vocabulary}
+    for name, vocabulary in ENCRYPTION_WORDS.items()
+}

@@ -18,8 +18,9 @@ ICE, a voice server's address discovery) is unknown, and says so.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from flowscan.geo.locate import scope_of
 from flowscan.identify import SIDES, FlowFacts
@@ -44,6 +45,8 @@ SERVER_APPS = {"zoom", "meet", "teams", "webex", "discord", "jitsi"}
 REMOTE_SIGNALS = {"operator-asn", "tls-sni", "quic-sni", "tls-certificate", "dtls-certificate",
                   "dns-answer", "zoom-encapsulation", "discord-ip-discovery", "discord-voice-ping",
                   "same-server", "service-port"}
+T = TypeVar("T")
+Ends = tuple[tuple[str, int], tuple[str, int]]  # (server, client): (address, port) each
 INNER_LAYER = ("observed without keys: an inner end-to-end layer (such as SFrame, RFC 9605) "
                "cannot be excluded; the transport keys would settle it")
 
@@ -81,12 +84,15 @@ OPAQUE_MEDIA_APPS = {"telegram"}
 OPAQUE_MEDIA_PACKETS = 20  # each way: more than a handshake or keepalives
 
 
+MEDIA_PROTOCOLS = frozenset(("rtp", "rtcp", "srtp", "zoom", "discord-voice"))
+NOT_OPAQUE_MEDIA = frozenset(("dns", "quic", "gquic", "stun"))
+
+
 def is_media(flow: Flow, facts: FlowFacts) -> bool:
-    p = set(facts.protocols)
-    if p & {"rtp", "rtcp", "srtp", "zoom", "discord-voice"}:
+    if not MEDIA_PROTOCOLS.isdisjoint(facts.protocols):
         return True
     if flow.app is not None and flow.app.name in OPAQUE_MEDIA_APPS and (
-            flow.transport == "udp") and not p & {"dns", "quic", "gquic", "stun"} and (
+            flow.transport == "udp") and NOT_OPAQUE_MEDIA.isdisjoint(facts.protocols) and (
             facts.peer_tag or min(flow.to_server.packets, flow.to_client.packets)
             >= OPAQUE_MEDIA_PACKETS):
         return True
@@ -102,6 +108,8 @@ def build_context(flows: list[tuple[Flow, FlowFacts]]) -> VerdictContext:
             ctx.turn_servers.setdefault(flow.server.ip, flow.id)
             for address in facts.stun.relayed_addresses:
                 ctx.relayed.setdefault(address, flow.id)
+        if not facts.sdp_media:
+            continue  # most flows carry no SDP
         over_tls = flow.transport == "tcp" and "tls" in facts.protocols
         for offer in offers(facts.sdp_media, facts.sip):
             _read_offer(ctx, flow.id, offer, over_tls)
@@ -151,10 +159,12 @@ def media_packets(facts: FlowFacts) -> int:
     """Media packets among the flow's samples: RTP of senders not shown to be something
     else, RTCP, and Zoom's media encapsulation."""
     count = 0
-    if facts.rtp is not None:
-        count += sum(n for side, n in facts.rtp.packets.items()
-                     if facts.rtp.streams.get(side) != "invalid")
-        count += facts.rtp.rtcp_clear_packets + facts.rtp.rtcp_trailer_packets
+    rtp = facts.rtp
+    if rtp is not None:
+        for side, n in rtp.packets.items():
+            if rtp.streams.get(side) != "invalid":
+                count += n
+        count += rtp.rtcp_clear_packets + rtp.rtcp_trailer_packets
     if facts.zoom is not None:
         count += facts.zoom.media_packets
     return count
@@ -218,9 +228,9 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
     """The flow's verdict: the first rule of RULES that gives one, in order."""
     if not is_media(flow, facts):
         return _turn_over_tls(flow, facts, ctx)
-    opaque = not media_packets(facts) and flow.app is not None and (
-        flow.app.name in OPAQUE_MEDIA_APPS)
-    if not media_packets(facts) and not facts.media_unread and not opaque:
+    media = media_packets(facts)
+    opaque = not media and flow.app is not None and flow.app.name in OPAQUE_MEDIA_APPS
+    if not media and not facts.media_unread and not opaque:
         # Every packet that could be media was read, and none was. (With such packets left
         # unread beyond the samples, the handshake is judged: the media may be there.)
         return _handshake_only(facts)
@@ -232,7 +242,7 @@ def judge(flow: Flow, facts: FlowFacts, ctx: VerdictContext) -> Encryption | Non
     raise AssertionError("the last rule always gives a verdict")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Case:
     """What the rules read of one media flow, worked out once."""
 
@@ -240,7 +250,7 @@ class _Case:
     facts: FlowFacts
     ctx: VerdictContext
     app: str | None
-    ends: tuple[tuple[str, int], tuple[str, int]]
+    ends: Ends
     look: str | None  # "plain" or "random" from the payloads, or None
     payload: list[EvidenceItem]  # what the media payloads and RTCP show
     sip_path: EvidenceItem | None  # media straight between the SIP parties' addresses
@@ -286,12 +296,22 @@ class _Case:
 
     def offered(self, table: dict[tuple[str, int], str]) -> str | None:
         """What an SDP table says of either end of the flow, server end first."""
-        return next((table[e] for e in self.ends if e in table), None)
+        return _at_either_end(table, self.ends)
 
 
-def _sip_path(ctx: VerdictContext, ends: tuple[tuple[str, int], tuple[str, int]]
-              ) -> EvidenceItem | None:
+def _at_either_end(table: Mapping[tuple[str, int], T], ends: Ends) -> T | None:
+    """What a table of SDP endpoints holds for either end, server end first. Most captures
+    carry no SDP: an empty table is not searched."""
+    if not table:
+        return None
+    found = table.get(ends[0])
+    return found if found is not None else table.get(ends[1])
+
+
+def _sip_path(ctx: VerdictContext, ends: Ends) -> EvidenceItem | None:
     """Media straight between the two addresses the SIP parties offered ends at the peer."""
+    if not ctx.sdp_media:
+        return None
     calls = {ctx.sdp_media.get(e) for e in ends}
     if len(calls) != 1 or None in calls:
         return None
@@ -302,7 +322,7 @@ def _sip_path(ctx: VerdictContext, ends: tuple[tuple[str, int], tuple[str, int]]
 
 def _keys_exposed(case: _Case) -> Encryption | None:
     """1. Keys in the clear: SDES keys sent in SDP nobody encrypted."""
-    exposure = next((case.ctx.sdes[e] for e in case.ends if case.ctx.sdes.get(e)), None)
+    exposure = _at_either_end(case.ctx.sdes, case.ends)
     if exposure is None:
         return None
     return Encryption("keys-exposed", case.sip_termination, "sdes", "observed", "high", [

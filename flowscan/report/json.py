@@ -42,8 +42,8 @@ def _indented(data: bytes, prefix: bytes) -> bytes:
 
 
 # Elements dumped per orjson call: per element, a call, its json_inert, re-indenting and a
-# write cost a few microseconds besides its serialisation; a chunk is a few megabytes.
-CHUNK = 1024
+# write cost a few microseconds besides its serialisation; a chunk is under a megabyte.
+CHUNK = 256
 # orjson's [[e1, ..., ek]] with OPT_INDENT_2 opens with these lines and closes with the
 # last: between them, the elements 4 spaces in, as the report's flows and sessions are.
 _CHUNK_HEAD = b"[\n  [\n"
@@ -85,7 +85,8 @@ def report_chunks(report: Report, prefix: bytes = b"") -> Iterator[bytes]:
             elements = _elements(items[start:start + CHUNK])
             if prefix:
                 elements = _indented(elements, prefix)
-            yield (b",\n" if start else b"\n") + elements
+            yield b",\n" if start else b"\n"
+            yield elements  # not joined to the separator: no copy of the chunk
         yield b"\n" + prefix + b"  ],\n" + prefix
     yield frame
 

@@ -26,6 +26,7 @@ from flowscan.protocols import demux, dns, framing, quic, rtp, sip, stun, tls, w
 from flowscan.protocols import hello as hs
 from flowscan.protocols.dtls import DtlsSide
 from flowscan.protocols.sip import SdpMedia
+from flowscan.report.model import Serialised
 
 SIDES = ("client", "server")
 DNS_PORTS = (53, 5353, 5355)
@@ -35,7 +36,7 @@ MAX_MALFORMED_LINES = 50
 
 
 @dataclass(slots=True)
-class StunFacts:
+class StunFacts(Serialised):
     messages: int = 0
     classic: bool = False
     methods: dict[str, int] = field(default_factory=dict)  # "binding-request" -> count
@@ -62,14 +63,14 @@ class StunFacts:
 
 
 @dataclass(slots=True)
-class TurnFacts:
+class TurnFacts(Serialised):
     channel_data: int = 0
     data_indications: int = 0
     relayed: dict[str, int] = field(default_factory=dict)  # inner protocol -> packets
 
 
 @dataclass(slots=True)
-class HandshakeFacts:
+class HandshakeFacts(Serialised):
     """The clear part of a TLS, DTLS or QUIC handshake, per side."""
 
     version: str | None = None
@@ -128,7 +129,7 @@ _SHARED_SIDES: dict[tuple[tuple[str, Hashable], ...], Mapping[str, Any]] = {}
 SHARED_SIDES_MAX = 4096
 
 
-class _Fields(Mapping[str, Any]):
+class _Fields(Serialised, Mapping[str, Any]):
     """A small read-only map held as a slots dataclass of its keys (fields_map): about a
     fifth of a dict's size. orjson and dataclasses.asdict write a dataclass as an object of
     its fields in order, so it serialises exactly as the dict it stands for."""
@@ -195,7 +196,7 @@ def _no_sides() -> Mapping[str, Any]:
 
 
 @dataclass(slots=True)
-class RtpFacts:
+class RtpFacts(Serialised):
     # The per-side maps are read-only, assigned whole (NO_SIDES while empty); the counts,
     # payload types and stream states are shared maps (shared_sides): a one-packet RTP flow
     # has those of thousands of others.
@@ -239,7 +240,7 @@ class RtpFacts:
 
 
 @dataclass(slots=True)
-class ZoomFacts:
+class ZoomFacts(Serialised):
     form: str = ""
     packets: int = 0
     # Packets of the media form (server outer type 0x05, or a recognised p2p media type),
@@ -251,7 +252,7 @@ class ZoomFacts:
 
 
 @dataclass(slots=True)
-class ZrtpFacts:
+class ZrtpFacts(Serialised):
     """A ZRTP exchange in the media path (RFC 6189): who sent which messages, and where the
     media switched from clear RTP to SRTP."""
 
@@ -274,7 +275,7 @@ class ZrtpFacts:
 
 
 @dataclass(slots=True)
-class SipFacts:
+class SipFacts(Serialised):
     messages: list[str] = field(default_factory=list)  # "INVITE", "200", ...
     call_ids: list[str] = field(default_factory=list)
     media: list[dict[str, object]] = field(default_factory=list)
@@ -286,7 +287,7 @@ class SipFacts:
 
 
 @dataclass(slots=True)
-class FlowFacts:
+class FlowFacts(Serialised):
     protocols: list[str] = field(default_factory=list)
     stun: StunFacts | None = None
     turn: TurnFacts | None = None

@@ -17,6 +17,8 @@ from itertools import pairwise
 
 import numpy as np
 
+from flowscan.report.model import Serialised
+
 MIN_PACKETS = 6
 MIN_BYTES = 1024
 
@@ -47,7 +49,7 @@ def codec_structure(payloads: list[bytes], payload_type: int | None) -> str | No
 
 
 @dataclass(slots=True)
-class PayloadStats:
+class PayloadStats(Serialised):
     packets: int
     payload_bytes: int
     first_byte_values: int  # distinct first bytes among the packets

@@ -2,8 +2,8 @@
 
 orjson serialises the dataclasses directly and indents at C speed; the standard library's
 encoder falls back to pure Python when indenting, which dominates the run on large captures.
-The flows and the sessions are written one at a time into the report's frame (write), so a
-report of a million flows is never one string in memory; the bytes are those of the whole
+The flows and the sessions are written a chunk at a time into the report's frame (write), so
+a report of a million flows is never one string in memory; the bytes are those of the whole
 report serialised at once.
 """
 
@@ -41,14 +41,36 @@ def _indented(data: bytes, prefix: bytes) -> bytes:
     return prefix + data.replace(b"\n", b"\n" + prefix)
 
 
+# Elements dumped per orjson call: per element, a call, its json_inert, re-indenting and a
+# write cost a few microseconds besides its serialisation; a chunk is under a megabyte.
+CHUNK = 256
+# orjson's [[e1, ..., ek]] with OPT_INDENT_2 opens with these lines and closes with the
+# last: between them, the elements 4 spaces in, as the report's flows and sessions are.
+_CHUNK_HEAD = b"[\n  [\n"
+_CHUNK_TAIL = b"\n  ]\n]"
+
+
+def _elements(items: list[object]) -> bytes:
+    """The items as a JSON array's elements at 4 spaces, joined by ",\\n": one orjson call
+    for the chunk; a chunk orjson refuses (a lone surrogate) is dumped item by item, so
+    that only the item that holds it goes through json_safe_tree. json_inert is applied
+    to the chunk at once: it matches whole characters inside strings only."""
+    try:
+        data = orjson.dumps([items], option=orjson.OPT_INDENT_2)
+    except orjson.JSONEncodeError:
+        return b",\n".join(_indented(_dumps(item, orjson.OPT_INDENT_2), b"    ")
+                           for item in items)
+    assert data.startswith(_CHUNK_HEAD) and data.endswith(_CHUNK_TAIL)
+    return json_inert(data[len(_CHUNK_HEAD):-len(_CHUNK_TAIL)])
+
+
 def report_chunks(report: Report, prefix: bytes = b"") -> Iterator[bytes]:
     """One report's JSON (with its final newline unless prefixed: an array's element), in
-    pieces: the frame up to the flows, each flow, the frame up to the sessions, each
-    session, then the rest of the frame."""
+    pieces: the frame up to the flows, the flows CHUNK at a time, the frame up to the
+    sessions, the sessions likewise, then the rest of the frame."""
     frame = _dumps(dataclasses.replace(report, flows=[], sessions=[]), OPTIONS)  # STREAMED
     if prefix:
         frame = _indented(frame.rstrip(b"\n"), prefix)
-    inner = prefix + b"    "
     for name in STREAMED:
         items: list[object] = getattr(report, name)
         if not items:
@@ -59,9 +81,12 @@ def report_chunks(report: Report, prefix: bytes = b"") -> Iterator[bytes]:
         head, found, frame = frame.partition(member + b"],\n" + prefix)
         assert found, f"the report's {name} member is where orjson puts it"
         yield head + member
-        for number, item in enumerate(items):
-            yield (b",\n" if number else b"\n") + _indented(
-                _dumps(item, orjson.OPT_INDENT_2), inner)
+        for start in range(0, len(items), CHUNK):
+            elements = _elements(items[start:start + CHUNK])
+            if prefix:
+                elements = _indented(elements, prefix)
+            yield b",\n" if start else b"\n"
+            yield elements  # not joined to the separator: no copy of the chunk
         yield b"\n" + prefix + b"  ],\n" + prefix
     yield frame
 

@@ -46,7 +46,7 @@ _JSON_INVISIBLE = re.compile(
     rb"|\xef\xbb\xbf")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # What a spreadsheet starts a formula with (OWASP CSV injection), tab and CR included.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _escape_char(c: str) -> str:
@@ -119,7 +119,7 @@ def csv_cell(s: object) -> str:
     formula character (= + - @ tab CR) defused with a quote, as OWASP advises."""
     raw = s if isinstance(s, str) else str(s)
     cell = escape_controls(raw)
-    if raw.startswith(_FORMULA_START) or cell.startswith(_FORMULA_START):
+    if raw.startswith(FORMULA_START) or cell.startswith(FORMULA_START):
         return "'" + cell
     return cell
 

@@ -119,6 +119,11 @@ def _towards(flow: Flow) -> str:
     return f"to {end.ip}:{end.port}"
 
 
+# Where the encryption of a flow that is not relayed ends, by its termination.
+_ENDS_AT = {"peer": "encryption ends at the other participant",
+            "server": "encryption ends at a service's server"}
+
+
 def encryption_path(verdict: str, termination: str) -> str:
     """Where the packets go, in words that cannot be read against the verdict: a relayed
     end-to-end call passes a relay, but its encryption ends at the other participant.
@@ -133,10 +138,6 @@ def encryption_path(verdict: str, termination: str) -> str:
                 if verdict == "end-to-end" else "via a relay; who holds the keys behind it is "
                 "unknown")
     return _ENDS_AT.get(termination, "where encryption ends is unknown")
-
-
-_ENDS_AT = {"peer": "encryption ends at the other participant",
-            "server": "encryption ends at a service's server"}
 
 
 def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:

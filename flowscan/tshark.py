@@ -7,18 +7,14 @@ layer), so it is for verification, not for large captures.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import ipaddress
 import os
 import shutil
-import signal
+import subprocess
 import sys
 import tempfile
-import threading
-import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,8 +104,6 @@ def _sha256(path: str) -> tuple[str, int]:
 
 def scan_with_tshark(path: str, options: ScanOptions) -> Report:
     """Build the report's flow table from tshark's dissection of the capture."""
-    import pyshark  # imported here: the native engine must not need tshark
-
     from flowscan.report.build import with_answers
     from flowscan.report.model import CaptureInfo, ToolInfo
     from flowscan.report.records import flow_record, timestamp
@@ -134,14 +128,7 @@ def scan_with_tshark(path: str, options: ScanOptions) -> Report:
         flows: list[Any] = []
         table = FlowTable(on_close=lambda s: flows.append(flow_record(s)),
                           idle_timeout=options.idle_timeout, sample_packets=0)
-        with _signals_restored():
-            capture = pyshark.FileCapture(
-                real_path, keep_packets=False,
-                custom_parameters=["-o", "ip.defragment:FALSE"])
-            try:
-                read = _read_packets(capture, table)
-            finally:
-                capture.close()
+        read = _read_packets(_pdml_packets(real_path), table)
         table.close_all()
         flows.sort(key=lambda f: f.id)
         info = CaptureInfo(
@@ -173,10 +160,10 @@ class _TsharkRead:
     warnings: list[str] = field(default_factory=list)
 
 
-def _read_packets(capture: Any, table: FlowTable) -> _TsharkRead:
+def _read_packets(packets: Iterator[Any], table: FlowTable) -> _TsharkRead:
     read = _TsharkRead()
     try:
-        for packet in capture:
+        for packet in packets:
             read.packets += 1
             ts = float(packet.sniff_timestamp)
             read.bytes += int(packet.length)
@@ -191,23 +178,54 @@ def _read_packets(capture: Any, table: FlowTable) -> _TsharkRead:
     return read
 
 
-@contextmanager
-def _signals_restored() -> Iterator[None]:
-    """pyshark, on the main thread, installs asyncio's SafeChildWatcher on the thread's
-    event loop: SIGCHLD is then caught and the signal wakeup fd points at a loop nobody
-    runs once the capture is read. Its pipe fills, and every later child process's exit
-    (a library user's, or the test suite's) raises "Exception ignored when trying to write
-    to the signal wakeup fd". The watcher is closed (which removes its SIGCHLD handler)
-    and the wakeup fd put back as it was."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    wakeup = signal.set_wakeup_fd(-1)
-    signal.set_wakeup_fd(wakeup)
-    try:
-        yield
-    finally:
-        with warnings.catch_warnings():  # the child watcher API is deprecated from 3.12
-            warnings.simplefilter("ignore", DeprecationWarning)
-            asyncio.set_child_watcher(None)  # type: ignore[arg-type]  # closes pyshark's
-        signal.set_wakeup_fd(wakeup)
+PDML_END = b"</packet>"
+
+
+class TsharkFailed(Exception):
+    """tshark ended with a non-zero status: the packets read so far may not be all."""
+
+
+def _pdml_packets(path: str) -> Iterator[Any]:
+    """pyshark packets from tshark's PDML dissection of the capture, tshark run here.
+
+    The process is started, read to its end and waited for by this function, not by
+    pyshark's asyncio machinery: that reaps children through a SIGCHLD watcher and the
+    Popen kept inside the event loop's transport, and when the test suite or a library
+    user has started more processes than the pid space holds, a stale reaper can collect
+    a reused pid, so a tshark that finished cleanly was reported as crashed (exit 255).
+    Popen.wait() on its own child has no such race, and no signal handler is touched.
+    A non-zero exit raises, and _read_packets turns it into the report's warning.
+    """
+    from pyshark.tshark.output_parser.tshark_xml import packet_from_xml_packet
+
+    command = ["tshark", "-l", "-n", "-T", "pdml", "-o", "ip.defragment:FALSE", "-r", path]
+    with tempfile.TemporaryFile() as errors, subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL) as proc:
+        assert proc.stdout is not None
+        try:
+            pending = b""
+            while chunk := proc.stdout.read(1 << 16):
+                pending += chunk
+                start = 0
+                while (end := pending.find(PDML_END, start)) != -1:
+                    end += len(PDML_END)
+                    opening = pending.find(b"<packet>", start, end)
+                    yield packet_from_xml_packet(pending[opening:end])
+                    start = end
+                pending = pending[start:]
+        finally:
+            if proc.poll() is None:  # stopped early (an exception in the caller): no orphan
+                proc.kill()
+            proc.stdout.close()
+            status = proc.wait()
+        if status != 0:
+            errors.seek(0)
+            raise TsharkFailed(f"tshark exited with status {status}: "
+                               f"{_last_line(errors.read())}")
+
+
+def _last_line(stderr: bytes) -> str:
+    """tshark's last complaint, without its "running as root" preamble."""
+    lines = [line for line in stderr.decode("utf-8", "replace").splitlines()
+             if line.strip() and "could be dangerous" not in line]
+    return lines[-1].strip().removeprefix("tshark: ") if lines else "no message"

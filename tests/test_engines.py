@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +77,50 @@ def test_the_tshark_report_says_it_is_a_flow_table_only() -> None:
     report = flowscan.scan("captures/lab/sip-sdes-srtp/capture.pcapng", engine="tshark")
     assert report.capture.warnings == [FLOW_TABLE_ONLY]
     assert all(f.encryption is None and f.app is None for f in report.flows)
+
+
+@needs_tshark
+def test_a_child_reaped_elsewhere_is_not_a_tshark_crash() -> None:
+    """Another thread collecting any exited child (a reaper with a stale, reused pid does
+    this in a suite that has started more processes than the pid space holds) must not
+    turn a clean tshark run into "tshark crashed (exit 255)": the report is complete
+    and carries no warning of its own."""
+    stop = threading.Event()
+
+    def reap_any_child() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(-1, os.WNOHANG)
+            time.sleep(0.0005)
+
+    reaper = threading.Thread(target=reap_any_child)
+    reaper.start()
+    try:
+        reports = [scan_with_tshark("captures/lab/sip-sdes-srtp/capture.pcapng", ScanOptions())
+                   for _ in range(3)]
+    finally:
+        stop.set()
+        reaper.join()
+    native = flowscan.scan("captures/lab/sip-sdes-srtp/capture.pcapng")
+    for report in reports:
+        assert report.capture.warnings == [FLOW_TABLE_ONLY]
+        assert compare(native, report).agree
+
+
+@needs_tshark
+def test_a_tshark_failure_is_a_warning_after_the_packets_it_gave(tmp_path: Path) -> None:
+    """A capture cut short in a packet: tshark dissects the whole packets, then exits with
+    status 2. The report keeps those packets (as many as the native reader finds) and says
+    in one warning that tshark failed and why."""
+    whole = Path("captures/lab/sip-sdes-srtp/capture.pcapng").read_bytes()
+    cut = tmp_path / "cut.pcapng"
+    cut.write_bytes(whole[:3000])
+    report = scan_with_tshark(str(cut), ScanOptions())
+    assert report.capture.packets == flowscan.scan(str(cut)).capture.packets > 0
+    assert report.capture.warnings[0] == FLOW_TABLE_ONLY
+    (failure,) = report.capture.warnings[1:]
+    assert "tshark exited with status 2" in failure and "cut short" in failure
+    assert "could be dangerous" not in failure
 
 
 @needs_tshark

@@ -153,6 +153,7 @@ class Identifier(Generic[T]):
         self._chunks: deque[_Chunk[T]] = deque()
         self._pool: ProcessPoolExecutor | None = None
         self._starting: _Starting | None = None
+        self._last_flows = False
 
     def add(self, item: T, job: IdentifyJob) -> None:
         filling = self._filling
@@ -171,15 +172,23 @@ class Identifier(Generic[T]):
         if enough and self._workers and self._starting is None:
             self._starting = _Starting(self._workers)
 
+    def last_flows(self) -> None:
+        """Every flow still open is handed in now, at the end of the capture: the reader has
+        nothing else to do, so from here the chunks all go to the workers, however far
+        behind, and finish() takes back the ones they have not started, newest first. The
+        reader's own work on each flow (its record) is then done while the workers
+        identify, not before; the samples queued were held by the open flows anyway."""
+        self._last_flows = True
+
     def _dispatch(self, chunk: _Chunk[T]) -> None:
-        """To a worker, unless there is none or they are behind: then here."""
+        """To a worker, unless there is none or they are behind (while reading): then here."""
         if chunk.done():
             return
         if not self._workers:
             chunk.identify_here()
             return
         waiting = sum(1 for c in self._chunks if not c.done())
-        if waiting > QUEUED_PER_WORKER * self._workers:
+        if waiting > QUEUED_PER_WORKER * self._workers and not self._last_flows:
             chunk.identify_here()
             return
         if self._pool is None and not self._pool_started():

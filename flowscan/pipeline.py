@@ -310,6 +310,7 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
     if live is not None and live.on_read_end is not None:
         live.on_read_end()
     with folding:
+        closed.identifier.last_flows()
         table.close_all()
         closed.identifier.finish()
         closed.flows.sort(key=lambda pair: pair[0].id)

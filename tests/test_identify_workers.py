@@ -166,3 +166,36 @@ def test_no_reference_cycle_keeps_the_facts_alive(workers: int) -> None:
                           cwd=Path(api.__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0"]
+
+
+
+def test_the_last_flows_all_go_to_the_workers_first(tiny_chunks: None,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """While reading, a reader with more chunks waiting than the workers can take
+    identifies the next one itself (here: any chunk waiting is too many). Once the
+    capture has ended (last_flows), every chunk goes to the workers as it fills, the
+    reader makes the remaining records meanwhile, and finish() takes back, newest first,
+    what no worker has started: the facts and their order are unchanged."""
+    monkeypatch.setattr(identify_workers, "QUEUED_PER_WORKER", 0)
+    here: list[int] = []
+    identify_here = identify_workers._Chunk.identify_here
+
+    def counted(chunk: identify_workers._Chunk[int]) -> None:
+        here.append(len(chunk.items))
+        identify_here(chunk)
+
+    monkeypatch.setattr(identify_workers._Chunk, "identify_here", counted)
+    got: list[tuple[int, FlowFacts]] = []
+    identifier: Identifier[int] = Identifier(lambda item, facts: got.append((item, facts)), 1)
+    for n in range(30):
+        identifier.add(n, _job(n))
+    assert here  # reading: the worker counts as behind, the reader takes the chunks
+    here.clear()
+    identifier.last_flows()
+    for n in range(30, 90):
+        identifier.add(n, _job(n))
+    assert here == []  # the last flows: every chunk sent, none identified as it filled
+    identifier.finish()
+    assert [n for n, _ in got] == list(range(90))
+    assert [facts.stun.messages for _, facts in got if facts.stun] == [
+        4 if n % 3 else 1 for n in range(90)]

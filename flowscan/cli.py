@@ -8,6 +8,7 @@ or usage, 3 a claim unverifiable under `check --strict`.
 from __future__ import annotations
 
 import gc
+import io
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -259,6 +260,7 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
     to_terminal = (output in (None, "-") and fmt == "text" and sys.stdout is not None
                    and sys.stdout.isatty())
     parallel = scheduler is not None or (jobs or 1) > 1
+    direct: _SinkFile | None = None
     spec = batch.RenderSpec(fmt=fmt, top=top, tables=tables is not None,
                             keep_report=to_terminal and not parallel, spool=not parallel)
     bar = _CapturesBar(len(paths)) if len(paths) > 1 and _stderr_terminal() else None
@@ -268,9 +270,14 @@ def scan_command(captures: tuple[str, ...], fmt: str | None, output: str | None,
         results = batch.distributed(paths, options, spec, workers=jobs, scheduler=scheduler,
                                     connect_timeout=connect, worker_wait=wait)
     else:
-        results = _serial_with_bars(paths, options, spec, _progress_for(bar is None, engine))
-    sink = _ScanSink(top, output if folder else None, names, fmt, tables,
-                     None if folder else batch.Combined(fmt, _report_sink(output)))
+        # One capture, one output: its report goes straight there as it is rendered.
+        direct = None if folder or len(paths) != 1 or spec.keep_report else _SinkFile(
+            _report_sink(output))
+        results = _serial_with_bars(paths, options, spec, _progress_for(bar is None, engine),
+                                    direct)
+    combined = None if folder or direct is not None else batch.Combined(
+        fmt, _report_sink(output))
+    sink = _ScanSink(top, output if folder else None, names, fmt, tables, combined)
     sink.take_all(results, bar)
     sink.close(home)
     failed = any(s.error is not None for s in sink.summaries)
@@ -409,9 +416,10 @@ class _ScanSink:
         elif self.combined is not None:
             assert result.rendered is not None
             self.combined.add(result.rendered)
-        else:
-            assert result.rendered is not None and self.folder is not None
+        elif self.folder is not None:
+            assert result.rendered is not None
             batch.write_file(os.path.join(self.folder, self.names[index]), result.rendered)
+        # else: the one capture's report went straight to the output as it was rendered
         if self.tables is not None and result.rows is not None:
             self.tables.add(result.rows)
         self.summaries.append(result.summary)
@@ -579,15 +587,38 @@ def _stderr_terminal() -> bool:
 
 
 def _serial_with_bars(paths: list[str], options: ScanOptions, spec: object,
-                      progress_for: Callable[[str], _Progress | None]) -> Iterator[Any]:
-    """The serial run, each large capture's byte bar drawn while it is read."""
+                      progress_for: Callable[[str], _Progress | None],
+                      direct: _SinkFile | None = None) -> Iterator[Any]:
+    """The serial run, each large capture's byte bar drawn while it is read; with
+    `direct`, the one capture's report rendered straight into it."""
     from flowscan import batch
 
     assert isinstance(spec, batch.RenderSpec)
     for path in paths:
         bar = progress_for(path)
         with bar or nullcontext():
-            yield batch.analyse(path, options, spec, bar)
+            into = None if direct is None else io.BufferedWriter(direct, SINK_BUFFER)
+            yield batch.analyse(path, options, spec, bar, into)
+
+
+SINK_BUFFER = 1 << 20  # bytes of a report gathered before each write to its output
+
+
+class _SinkFile(io.RawIOBase):
+    """A report's output (_report_sink: standard output, or a file opened at the first
+    write) as a file the renderers write into."""
+
+    def __init__(self, write: Callable[[bytes], None]) -> None:
+        super().__init__()
+        self._write = write
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._write(chunk)
+        return len(chunk)
 
 
 class _CapturesBar:

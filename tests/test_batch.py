@@ -333,3 +333,32 @@ def test_an_existing_folder_given_to_o_gets_a_report_per_capture(tmp_path: Path)
     assert names == sorted([*batch.report_names([str(LAB[0]), str(LAB[1])], "csv"),
                             "summary.json", "summary.txt"])
     assert all(n.endswith(".pcapng.csv") for n in names if not n.startswith("summary"))
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl", "csv", "text", "html"])
+def test_one_capture_is_rendered_straight_into_its_output(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str) -> None:
+    """`scan CAPTURE -o FILE` renders into FILE as it goes, never into a spool file copied
+    there afterwards (which wrote a large report twice), and the bytes are the report's
+    rendering; two captures still go through the spool, to be combined."""
+    from flowscan import cli, spill
+
+    capture = "captures/lab/sip-sdes-srtp/capture.pcapng"
+    spooled: list[int] = []
+    real_spool = spill.spool
+
+    def counted_spool() -> Any:
+        spooled.append(1)
+        return real_spool()
+
+    monkeypatch.setattr(batch, "spool", counted_spool)
+    out = tmp_path / f"report.{fmt}"
+    with pytest.raises(SystemExit) as exited:
+        cli.cli.main(["scan", capture, "--format", fmt, "-o", str(out)], standalone_mode=False)
+    assert exited.value.code == 0 and spooled == []
+    spec = batch.RenderSpec(fmt=fmt)
+    assert out.read_bytes() == batch.render(flowscan.scan(capture, workers=None), spec)
+    with pytest.raises(SystemExit) as exited:
+        cli.cli.main(["scan", capture, capture, "--format", "jsonl", "-o", str(out)],
+                     standalone_mode=False)
+    assert exited.value.code == 0 and len(spooled) == 2

@@ -202,6 +202,7 @@ def _pdml_packets(path: str) -> Iterator[Any]:
     with tempfile.TemporaryFile() as errors, subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=errors, stdin=subprocess.DEVNULL) as proc:
         assert proc.stdout is not None
+        read_to_end = False
         try:
             pending = b""
             while chunk := proc.stdout.read(1 << 16):
@@ -213,8 +214,11 @@ def _pdml_packets(path: str) -> Iterator[Any]:
                     yield packet_from_xml_packet(pending[opening:end])
                     start = end
                 pending = pending[start:]
+            read_to_end = True
         finally:
-            if proc.poll() is None:  # stopped early (an exception in the caller): no orphan
+            # Stopped early (an exception in the caller): no orphan. At the end of its
+            # output tshark may not have exited yet, and is waited for, never killed.
+            if not read_to_end:
                 proc.kill()
             proc.stdout.close()
             status = proc.wait()

@@ -30,6 +30,7 @@ from flowscan.flows import (
     TCP_MEDIA_CLASS,
     FlowState,
     FlowTable,
+    pack_sample_head,
 )
 
 CLASS_TABLE = np.asarray(CLASS_OF, dtype=np.int64)
@@ -315,7 +316,9 @@ class FlowAccounting:
             flow, d_lower = flows[g]
             fd = d_lower if c == 0 else 1 - d_lower
             flow.budget[fd * SAMPLE_CLASSES + k] -= 1
-            flow.samples.append((when, fd, bytes(buf[start:max(start, end)])))
+            end = max(start, end)
+            flow.samples += pack_sample_head(when, fd, end - start)
+            flow.samples += buf[start:end]
         rows = cols.idx[late]
         stop = np.minimum(np.minimum(cols.pe[late], cols.ps[late] + self.table.class_bytes[
             RTP_CLASS]), batch.data_off[rows] + batch.caplen[rows])
@@ -323,8 +326,9 @@ class FlowAccounting:
                                           cols.ps[late].tolist(), stop.tolist(),
                                           ts[late].tolist(), strict=True):
             flow, d_lower = flows[g]
-            flow.late.append((when, d_lower if c == 0 else 1 - d_lower,
-                              bytes(buf[start:max(start, end)])))
+            end = max(start, end)
+            flow.late += pack_sample_head(when, d_lower if c == 0 else 1 - d_lower, end - start)
+            flow.late += buf[start:end]
 
     def _resolve(self, batch: Batch, cols: FastColumns, g: int) -> tuple[FlowState, int]:
         """A group's flow, and its direction for packets sent by the lower endpoint."""

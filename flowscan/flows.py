@@ -9,6 +9,7 @@ bounded by the number of concurrently active flows, not by the capture's size.
 from __future__ import annotations
 
 import socket
+import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -41,6 +42,46 @@ _COOKIE = b"\x21\x12\xa4\x42"  # STUN's magic cookie (RFC 8489 section 5)
 # the clear and switches to SRTP after the exchange; the first samples show only the clear
 # start. Identification reads these only where the media path carried a key exchange.
 LATE_RTP = frozenset((*range(32, 40), *range(128, 136), *range(512, 520)))
+# A flow's payload samples are packed into one bytearray as they come: per sample a head
+# (timestamp, direction, payload length) and the payload. As a list of (timestamp,
+# direction, payload) tuples a sample cost about 120 bytes of objects besides its payload,
+# and the open flows of a long capture hold their full budgets; packed, a head is 13 bytes,
+# and a closed flow's samples travel to a worker process as one string.
+SAMPLE_HEAD = struct.Struct("<dBI")
+pack_sample_head = SAMPLE_HEAD.pack
+Sample = tuple[float, int, bytes]  # (timestamp, direction, payload)
+
+
+def pack_samples(samples: list[Sample]) -> bytearray:
+    """Samples packed as a flow holds them."""
+    packed = bytearray()
+    for ts, d, payload in samples:
+        packed += pack_sample_head(ts, d, len(payload))
+        packed += payload
+    return packed
+
+
+def unpack_samples(packed: bytes | bytearray) -> list[Sample]:
+    """A flow's packed samples as (timestamp, direction, payload), in the order taken."""
+    out: list[Sample] = []
+    at, end, size, unpack = 0, len(packed), SAMPLE_HEAD.size, SAMPLE_HEAD.unpack_from
+    while at < end:
+        ts, d, length = unpack(packed, at)
+        at += size
+        out.append((ts, d, bytes(packed[at:at + length])))
+        at += length
+    return out
+
+
+def count_samples(packed: bytes | bytearray, upto: int) -> int:
+    """How many samples are packed, counting no further than `upto`."""
+    count, at, end, size = 0, 0, len(packed), SAMPLE_HEAD.size
+    while at < end and count < upto:
+        at += size + SAMPLE_HEAD.unpack_from(packed, at)[2]
+        count += 1
+    return count
+
+
 # Distinct RTP SSRCs are counted per direction over the whole flow (fan-in shows an SFU),
 # up to this many.
 MAX_SSRCS = 64
@@ -137,8 +178,8 @@ class FlowState:
         self.octets = [0, 0]
         self.first = [0.0, 0.0]
         self.last = [ts, ts]
-        self.samples: list[tuple[float, int, bytes]] = []
-        self.late: list[tuple[float, int, bytes]] = []  # RTP samples at LATE_RTP counts
+        self.samples = bytearray()  # packed (SAMPLE_HEAD)
+        self.late = bytearray()  # packed RTP samples at LATE_RTP counts
         # Samples left per direction and class, at index direction * SAMPLE_CLASSES + class.
         self.budget = list(budget) * 2
         self.ssrcs: tuple[set[bytes], set[bytes]] = (set(), set())
@@ -154,7 +195,8 @@ class FlowState:
         other = FlowState.__new__(FlowState)
         for name in self.__slots__:
             value = getattr(self, name)
-            setattr(other, name, list(value) if isinstance(value, list) else value)
+            setattr(other, name, type(value)(value) if isinstance(value, list | bytearray)
+                    else value)
         other.ssrcs = (set(self.ssrcs[0]), set(self.ssrcs[1]))
         return other
 
@@ -237,9 +279,13 @@ class FlowTable:
             i = d * SAMPLE_CLASSES + c
             if flow.budget[i]:
                 flow.budget[i] -= 1
-                flow.samples.append((ts, d, data[ps:min(pe, ps + self.class_bytes[c])]))
+                payload = data[ps:min(pe, ps + self.class_bytes[c])]
+                flow.samples += pack_sample_head(ts, d, len(payload))
+                flow.samples += payload
             if c == RTP_CLASS and flow.pkts[d] in LATE_RTP:
-                flow.late.append((ts, d, data[ps:min(pe, ps + self.class_bytes[c])]))
+                payload = data[ps:min(pe, ps + self.class_bytes[c])]
+                flow.late += pack_sample_head(ts, d, len(payload))
+                flow.late += payload
             if c == RTP_CLASS and pe - ps >= 12 and ps + 12 <= len(data) and not (
                     192 <= data[ps + 1] <= 223):  # RTP, not RTCP (RFC 5761 section 4)
                 seen = flow.ssrcs[d]

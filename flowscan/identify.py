@@ -18,7 +18,9 @@ from flowscan.flows import (
     SAMPLE_CLASSES,
     TCP_MEDIA_CLASS,
     FlowState,
+    Sample,
     tcp_media_frame,
+    unpack_samples,
 )
 from flowscan.media import streams as rtp_streams
 from flowscan.media.payload import PayloadStats, frame_sizes, payload_stats
@@ -932,13 +934,15 @@ def _dtls_facts(client: DtlsSide, server: DtlsSide) -> HandshakeFacts:
 
 # What identification needs of a flow: (ip protocol, client-to-server raw key, samples,
 # distinct SSRCs each side sent).
-FlowSamples = tuple[int, bytes, list[tuple[float, int, bytes]], tuple[int, int]]
+FlowSamples = tuple[int, bytes, list[Sample], tuple[int, int]]
 
 
 # All that identification reads of a closed flow, in plain values that pickle, so that a
-# worker process can identify it (identify_workers.py): the flow's samples, whether its
-# media samples ran out (FlowFacts.media_unread), and its late RTP samples.
-IdentifyJob = tuple[FlowSamples, bool, list[tuple[float, int, bytes]]]
+# worker process can identify it (identify_workers.py): the flow's samples (packed as the
+# flow holds them: flows.SAMPLE_HEAD), whether its media samples ran out
+# (FlowFacts.media_unread), and its late RTP samples (packed too).
+PackedFlowSamples = tuple[int, bytes, bytes | bytearray, tuple[int, int]]
+IdentifyJob = tuple[PackedFlowSamples, bool, bytes | bytearray]
 _MEDIA_BUDGETS = tuple(d * SAMPLE_CLASSES + c for d in (0, 1)
                        for c in (RTP_CLASS, OTHER_CLASS, TCP_MEDIA_CLASS))
 # The media budgets of a flow's budget list, picked in C (job_of runs once per flow).
@@ -958,12 +962,13 @@ def identify(state: FlowState) -> FlowFacts:
 
 def identify_job(job: IdentifyJob) -> FlowFacts:
     """identify() of a flow given as job_of() made it."""
-    flow, media_unread, late = job
+    (proto, key, packed, counts), media_unread, late = job
+    flow = (proto, key, unpack_samples(packed), counts)
     facts = identify_samples(flow)
     facts.media_unread = media_unread
     if facts.zrtp is not None:
         with suppress(Exception):  # as in identify_samples
-            _after_zrtp(flow, late, facts)
+            _after_zrtp(flow, unpack_samples(late), facts)
     if flow[0] == 17:
         facts.peer_tag = _peer_tag(flow[2])
     return facts
@@ -972,7 +977,7 @@ def identify_job(job: IdentifyJob) -> FlowFacts:
 PEER_TAG = 16  # bytes
 
 
-def _peer_tag(samples: list[tuple[float, int, bytes]]) -> tuple[str, ...]:
+def _peer_tag(samples: list[Sample]) -> tuple[str, ...]:
     """Sides whose sampled datagrams (at least 4, each longer than the tag) all start with
     the same 16 bytes: RTP, STUN and DTLS never do, as their sequence numbers or
     transaction IDs change within those bytes."""
@@ -985,7 +990,7 @@ def _peer_tag(samples: list[tuple[float, int, bytes]]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _after_zrtp(job: FlowSamples, late: list[tuple[float, int, bytes]],
+def _after_zrtp(job: FlowSamples, late: list[Sample],
                 facts: FlowFacts) -> None:
     """RFC 6189 section 4.6.1: SRTP starts once Confirm1 and Confirm2 are exchanged, and
     RTP before that is sent in the clear. The flow's RTP facts become those of the media
@@ -1011,8 +1016,6 @@ def _after_zrtp(job: FlowSamples, late: list[tuple[float, int, bytes]],
     for name in judged.protocols:
         facts.add(name)
 
-
-Sample = tuple[float, int, bytes]
 
 
 def _after_switch(media: list[Sample], late: list[Sample], switch: float) -> list[Sample]:
@@ -1045,7 +1048,7 @@ def _count_clear_start(z: ZrtpFacts, clear: list[Sample], after: list[Sample],
                 z.clear_at_most[name] = bound
 
 
-def _sequence_span(packets: list[tuple[float, int, bytes]]) -> int:
+def _sequence_span(packets: list[Sample]) -> int:
     """RTP packets one sender sent from its first to its last sample, by sequence number
     (RFC 3550 section 5.1), largest over its SSRCs; RTCP (RFC 5761 section 4) aside."""
     first: dict[bytes, int] = {}

@@ -28,6 +28,7 @@ from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Generic, TypeVar
 
+from flowscan.flows import count_samples
 from flowscan.identify import FlowFacts, IdentifyJob, identify_job
 
 T = TypeVar("T")
@@ -105,7 +106,8 @@ def worth_sending(job: IdentifyJob) -> bool:
     """Whether a worker should identify this flow: taking its facts back costs the reader
     about as much as identifying a flow of a sample or two, so those are done here."""
     (proto, _key, samples, _counts), _unread, _late = job
-    return len(samples) >= HEAVY_SAMPLES or (proto == 6 and bool(samples))
+    return (proto == 6 and bool(samples)) or count_samples(samples, HEAVY_SAMPLES) >= (
+        HEAVY_SAMPLES)
 
 
 class _Chunk(Generic[T]):

@@ -275,7 +275,7 @@ class _Identify:
 
     def __call__(self, state: FlowState) -> None:
         self.identifier.add(flow_record(state), job_of(state))
-        state.samples = state.late = []
+        state.samples = state.late = bytearray()  # empty; nothing is added to a closed flow
 
 
 def _deliver_into(flows: list[tuple[Flow, FlowFacts]], record: Flow, facts: FlowFacts

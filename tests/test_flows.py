@@ -9,7 +9,14 @@ from scapy.layers.inet import IP, TCP, UDP
 
 import flowscan
 from flowscan.capture.decode import Decoder
-from flowscan.flows import FlowState, FlowTable
+from flowscan.flows import (
+    SAMPLE_HEAD,
+    FlowState,
+    FlowTable,
+    count_samples,
+    pack_samples,
+    unpack_samples,
+)
 
 C, S = "192.0.2.10", "198.51.100.20"
 
@@ -92,8 +99,9 @@ def test_samples_are_bounded_per_direction_and_class() -> None:
             table.add(float(i), len(data), decoder.decode(1, data), data)
     table.close_all()
     (flow,) = closed
-    assert [(d, len(p)) for _ts, d, p in flow.samples] == [(0, 16), (1, 16)] * 3
-    assert flow.samples[-1][2] == b"\x42" * 16
+    samples = unpack_samples(flow.samples)
+    assert [(d, len(p)) for _ts, d, p in samples] == [(0, 16), (1, 16)] * 3
+    assert samples[-1] == (2.0, 1, b"\x42" * 16)
 
 
 def test_ice_checks_do_not_use_up_the_room_for_rtp() -> None:
@@ -106,6 +114,20 @@ def test_ice_checks_do_not_use_up_the_room_for_rtp() -> None:
         data = udp(C, S, 40000, 3478, stun_check if i < 20 else rtp_packet)
         table.add(float(i), len(data), decoder.decode(1, data), data)
     table.close_all()
-    kinds = [p[0] for _ts, _d, p in closed[0].samples]
+    samples = unpack_samples(closed[0].samples)
+    kinds = [p[0] for _ts, _d, p in samples]
     assert kinds.count(0x00) == 4 and kinds.count(0x80) == 8  # STUN 4, RTP 8 (flows.py)
-    assert max(len(p) for _ts, _d, p in closed[0].samples) == 312  # RTP kept whole to 512
+    assert max(len(p) for _ts, _d, p in samples) == 312  # RTP kept whole to 512
+
+
+def test_samples_pack_and_unpack_as_they_were_taken() -> None:
+    """A head of 13 bytes per sample, timestamps to the bit, empty payloads kept, and a
+    payload longer than 64 KiB (a --sample-bytes that large) whole."""
+    samples = [(1700000000.123456, 0, b"\x80" * 12), (1700000000.1234567, 1, b""),
+               (0.1 + 0.2, 1, bytes(range(256)) * 300)]
+    packed = pack_samples(samples)
+    assert len(packed) == 3 * SAMPLE_HEAD.size + 12 + 256 * 300
+    assert unpack_samples(packed) == samples
+    assert unpack_samples(bytes(packed)) == samples
+    assert [count_samples(packed, n) for n in (0, 1, 2, 3, 4)] == [0, 1, 2, 3, 3]
+    assert unpack_samples(b"") == [] and count_samples(bytearray(), 4) == 0

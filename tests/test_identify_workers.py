@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from flowscan import api, identify_workers
+from flowscan.flows import pack_samples
 from flowscan.identify import FlowFacts, IdentifyJob
 from flowscan.identify_workers import Identifier, default_workers
 from flowscan.report.json import dumps_bytes
@@ -55,7 +56,7 @@ def _job(n: int) -> IdentifyJob:
     flow worth a worker's time) for two flows in three, one for the others."""
     requests = [(float(n), 0, b"\x00\x01\x00\x00\x21\x12\xa4\x42" + (n + i).to_bytes(12, "big"))
                 for i in range(4 if n % 3 else 1)]
-    return ((17, bytes(12), requests, (0, 0)), False, [])
+    return ((17, bytes(12), pack_samples(requests), (0, 0)), False, b"")
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])

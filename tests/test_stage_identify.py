@@ -33,7 +33,7 @@ from stagekit import (
     sip_invite,
 )
 
-from flowscan.flows import CLASS_BUDGET, RTP_CLASS, FlowState
+from flowscan.flows import CLASS_BUDGET, RTP_CLASS, FlowState, pack_samples
 from flowscan.identify import facts_to_details, fields_map, identify
 from flowscan.report.sanitize import json_safe_tree
 
@@ -160,7 +160,7 @@ def test_bytes_that_only_resemble_rtp_are_not_rtp() -> None:
 def test_media_unread_when_the_rtp_sample_budget_ran_out() -> None:
     key = raw_key((LOCAL, 50000), MEDIA)
     state = FlowState(1, UDP, key, 1.0, CLASS_BUDGET, None, "first-packet")
-    state.samples = [(1.0 + i * 0.02, 0, p) for i, p in enumerate(pcmu_stream())]
+    state.samples = pack_samples([(1.0 + i * 0.02, 0, p) for i, p in enumerate(pcmu_stream())])
     assert identify(state).media_unread is False
     state.budget[RTP_CLASS] = 0  # the client's RTP budget, direction 0
     facts = identify(state)

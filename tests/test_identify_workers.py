@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ LAB = sorted((Path(__file__).resolve().parent.parent / "captures" / "lab").glob(
     "*/capture.pcapng"))
 
 
-def report_bytes(path: Path, workers: int, **options: object) -> bytes:
+def report_bytes(path: Path, workers: int, **options: Any) -> bytes:
     return dumps_bytes([api.scan(str(path), workers=workers, **options)])
 
 
@@ -62,7 +63,8 @@ def _job(n: int) -> IdentifyJob:
 @pytest.mark.parametrize("workers", [0, 1, 2])
 def test_facts_come_back_in_the_order_flows_went_in(workers: int, tiny_chunks: None) -> None:
     got: list[tuple[int, FlowFacts]] = []
-    identifier = Identifier(lambda item, facts: got.append((item, facts)), workers)
+    identifier: Identifier[int] = Identifier(lambda item, facts: got.append((item, facts)),
+                                             workers)
     for n in range(101):
         identifier.add(n, _job(n))
     identifier.finish()
@@ -80,6 +82,7 @@ def test_a_dead_worker_leaves_the_reader_to_identify(tiny_chunks: None) -> None:
     pool = identifier._pool
     assert pool is not None and pool._processes
     for process in list(pool._processes.values()):
+        assert process.pid is not None
         os.kill(process.pid, 9)
     for n in range(10, 40):
         identifier.add(n, _job(n))

@@ -73,15 +73,6 @@ def unpack_samples(packed: bytes | bytearray) -> list[Sample]:
     return out
 
 
-def count_samples(packed: bytes | bytearray, upto: int) -> int:
-    """How many samples are packed, counting no further than `upto`."""
-    count, at, end, size = 0, 0, len(packed), SAMPLE_HEAD.size
-    while at < end and count < upto:
-        at += size + SAMPLE_HEAD.unpack_from(packed, at)[2]
-        count += 1
-    return count
-
-
 # Distinct RTP SSRCs are counted per direction over the whole flow (fan-in shows an SFU),
 # up to this many.
 MAX_SSRCS = 64

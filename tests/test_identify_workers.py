@@ -12,7 +12,7 @@ import pytest
 from flowscan import api, identify_workers
 from flowscan.flows import pack_samples
 from flowscan.identify import FlowFacts, IdentifyJob
-from flowscan.identify_workers import Identifier, default_workers
+from flowscan.identify_workers import Identifier, default_workers, worth_sending
 from flowscan.report.json import dumps_bytes
 
 LAB = sorted((Path(__file__).resolve().parent.parent / "captures" / "lab").glob(
@@ -53,11 +53,18 @@ def test_workers_equal_serial_on_lab_captures(path: Path, tiny_chunks: None) -> 
 
 
 def _job(n: int) -> IdentifyJob:
-    """A UDP flow of STUN binding requests with transaction IDs from n: four of them (a
-    flow worth a worker's time) for two flows in three, one for the others."""
+    """A UDP flow of STUN binding requests with transaction IDs from n: four of them for
+    two flows in three, one for the others."""
     requests = [(float(n), 0, b"\x00\x01\x00\x00\x21\x12\xa4\x42" + (n + i).to_bytes(12, "big"))
                 for i in range(4 if n % 3 else 1)]
     return ((17, bytes(12), pack_samples(requests), (0, 0)), False, b"")
+
+
+def test_every_flow_with_a_payload_sample_goes_to_a_worker() -> None:
+    """One sample is enough (identifying it costs the reader more than taking its facts
+    back); a flow without payload has nothing to parse and stays with the reader."""
+    assert worth_sending(_job(3)) and worth_sending(_job(1))  # one sample, four
+    assert not worth_sending(((17, bytes(12), b"", (0, 0)), False, b""))
 
 
 @pytest.mark.parametrize("workers", [0, 1, 2])

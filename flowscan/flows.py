@@ -53,7 +53,8 @@ Sample = tuple[float, int, bytes]  # (timestamp, direction, payload)
 
 
 def pack_samples(samples: list[Sample]) -> bytearray:
-    """Samples packed as a flow holds them."""
+    """Samples packed as a flow holds them: the format's reference writer, for flows made
+    by hand (tests); the flow table packs each sample inline, on its hot path."""
     packed = bytearray()
     for ts, d, payload in samples:
         packed += pack_sample_head(ts, d, len(payload))

@@ -1017,7 +1017,6 @@ def _after_zrtp(job: FlowSamples, late: list[Sample],
         facts.add(name)
 
 
-
 def _after_switch(media: list[Sample], late: list[Sample], switch: float) -> list[Sample]:
     """The RTP samples after the switch to SRTP: one run per side (the longer of the
     first samples and the late ones), so the sequence numbers count up as RFC 3550

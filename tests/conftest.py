@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,11 @@ def real_capture(name: str) -> Path:
     return path
 
 
-@pytest.fixture(params=REAL_CAPTURES or [None], ids=lambda p: p.name if p else "absent")
+# The captures, or one None whose test skips.
+_REAL_PARAMS: Sequence[Path | None] = REAL_CAPTURES or [None]
+
+
+@pytest.fixture(params=_REAL_PARAMS, ids=lambda p: p.name if p else "absent")
 def real_path(request: pytest.FixtureRequest) -> Path:
     if request.param is None:
         pytest.skip(f"shared real captures not present ({REAL_DIR}); see its README")

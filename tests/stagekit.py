@@ -60,7 +60,7 @@ def flow(flow_id: int, client: tuple[str, int], server: tuple[str, int], *,
     """A flow record with `packets` packets and `size` bytes each way."""
     return Flow(flow_id, transport, Endpoint(*client), Endpoint(*server), "first-packet",
                 DirectionStats(packets, size, 1.0, 2.0), DirectionStats(packets, size, 1.0, 2.0),
-                protocols=list(protocols or []), app=app, encryption=encryption,
+                protocols=tuple(protocols or []), app=app, encryption=encryption,
                 remote=remote)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from capfiles import ether, pcap
@@ -97,8 +98,8 @@ def test_tcp_handshakes_equal_reference_however_they_fall(tmp_path: Path, batch_
             # SYNs and even steps come from the client, SYN-ACKs and odd steps from the server.
             from_client = flags == "S" or (flags != "SA" and i % 2 == 0) or (n, i) == (5, 2)
             ip = IP(src=a, dst=b) if from_client else IP(src=b, dst=a)
-            ports = dict(sport=sport, dport=443) if from_client else dict(sport=443,
-                                                                          dport=sport)
+            ports: dict[str, Any] = (dict(sport=sport, dport=443) if from_client
+                                     else dict(sport=443, dport=sport))  # TCP's **fields
             frames.append((n * 0.01 + i * 0.1,
                            bytes(ether() / ip / TCP(flags=flags, **ports) / (b"d" * 30))))
     frames.sort(key=lambda f: f[0])
@@ -107,5 +108,5 @@ def test_tcp_handshakes_equal_reference_however_they_fall(tmp_path: Path, batch_
     for timeout in (300.0, 0.35):
         fast = closed_flows(str(path), True, timeout)
         assert fast == closed_flows(str(path), False, timeout)
-    handshakes = [f[9] for f in fast[:-1]]  # type: ignore[index]
+    handshakes = [cast("list[float]", f[9]) for f in fast[:-1]]  # FlowState.handshake
     assert sum(1 for hs in handshakes if all(hs)) >= 3  # SYN, SYN-ACK and ACK all timed

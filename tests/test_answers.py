@@ -116,7 +116,7 @@ def test_zoom_home_eu_lists_every_flow_leaving_as_check_does(tmp_path: Path) -> 
 
 
 def test_answers_in_json_match_the_schema_and_stay_reproducible() -> None:
-    import jsonschema  # type: ignore[import-untyped]
+    import jsonschema
 
     from flowscan.report.json import dumps
 

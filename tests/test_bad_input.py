@@ -167,6 +167,7 @@ def test_mutated_frames_of_a_keyed_call_never_crash_decryption(tmp_path: Path) -
     rng = random.Random(7)
     path = tmp_path / "m.pcap"
     truncated = 0
+    data: bytes | bytearray  # each frame as read, then mutated in a bytearray
     for _ in range(12):
         mutated = []
         for i, data in enumerate(frames):

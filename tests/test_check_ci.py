@@ -27,8 +27,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-import jsonschema  # type: ignore[import-untyped]
-import yaml  # type: ignore[import-untyped]
+import jsonschema
+import yaml
 from conftest import real_capture
 from junitparser import Error, Failure, JUnitXml, Skipped
 

@@ -149,7 +149,7 @@ def _without_sip(tmp_path: Path) -> tuple[Path, list[str]]:
     return out, bodies
 
 
-def _inline_keys(bodies: list[str]) -> list[tuple[str, int, str]]:
+def _inline_keys(bodies: list[str]) -> list[tuple[str | None, int, str]]:
     """(media address, port, 'SUITE:inline:...') for each SDP body."""
     from flowscan.protocols.sip import parse_sdp
 
@@ -186,7 +186,7 @@ def test_srtp_keys_given_by_ssrc_or_by_sender_address(tmp_path: Path) -> None:
 
     capture, bodies = _without_sip(tmp_path)
     keys = _inline_keys(bodies)
-    ssrc_of: dict[tuple[str, int], int] = {}
+    ssrc_of: dict[tuple[str | None, int], int] = {}
     for packet in rdpcap(str(capture)):
         payload = bytes(packet[UDP].payload)
         if len(payload) > 12 and payload[1] & 0x7F < 72:  # RTP, not RTCP
@@ -366,7 +366,7 @@ def _dtls_pair(cipher: bytes, profile: bytes):  # type: ignore[no-untyped-def]
         end = SSL.Connection(ctx, None)
         end.set_accept_state() if server else end.set_connect_state()
         ends.append(end)
-    handshake(*ends)
+    handshake(ends[0], ends[1])
     return ends[0]
 
 
@@ -418,6 +418,7 @@ def test_lab_dtls_calls_decrypt_as_libsrtp_decrypts_them(scenario: str, tmp_path
     report = flowscan.decrypt(str(folder / "capture.pcapng"), str(out),
                               keylog=[str(folder / "keys.log")])
     (flow,) = [f for f in report.flows if f.encryption and f.encryption.decryption]
+    assert flow.encryption is not None and flow.encryption.decryption is not None
     hs = flow.details["dtls"]
     secrets = {line.split()[1]: bytes.fromhex(line.split()[2])
                for line in (folder / "keys.log").read_text().splitlines()}

@@ -38,7 +38,7 @@ def _tls13_pair(suite: bytes):  # type: ignore[no-untyped-def]
         end = SSL.Connection(ctx, None)
         end.set_accept_state() if server else end.set_connect_state()
         ends.append(end)
-    handshake(*ends)
+    handshake(ends[0], ends[1])
     return ends[0], lines
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,7 @@ def udp_payloads(path: Path) -> dict[int, bytes]:
     return out
 
 
-def tshark(path: Path, display_filter: str, fields: list[str], extra: tuple[str, ...] = ()
+def tshark(path: Path, display_filter: str, fields: list[str], extra: Sequence[str] = ()
            ) -> dict[int, list[str]]:
     cmd = ["tshark", "-r", str(path), *extra, "-Y", display_filter, "-T", "fields",
            "-E", "occurrence=a", "-E", "aggregator=|", "-e", "frame.number"]

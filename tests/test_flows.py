@@ -81,7 +81,9 @@ def test_memory_is_bounded_by_active_flows_not_capture_size() -> None:
     base = udp(C, S, 10000, 3478)
     for i in range(n):
         data = base[:34] + (10000 + i).to_bytes(2, "big") + base[36:]
-        table.add(float(i), len(data), decoder.decode(1, data), data)  # one new flow/second
+        decoded = decoder.decode(1, data)
+        assert decoded is not None
+        table.add(float(i), len(data), decoded, data)  # one new flow/second
     assert table.peak_active < 4096 + 100
     table.close_all()
     assert len(closed) == n
@@ -95,7 +97,9 @@ def test_samples_are_bounded_per_direction_and_class() -> None:
     for i in range(10):
         for src, dst, sp, dp in ((C, S, 40000, 3478), (S, C, 3478, 40000)):
             data = udp(src, dst, sp, dp, bytes([0x40 + i]) * 100)  # all of the "other" class
-            table.add(float(i), len(data), decoder.decode(1, data), data)
+            decoded = decoder.decode(1, data)
+            assert decoded is not None
+            table.add(float(i), len(data), decoded, data)
     table.close_all()
     (flow,) = closed
     samples = unpack_samples(flow.samples)
@@ -111,7 +115,9 @@ def test_ice_checks_do_not_use_up_the_room_for_rtp() -> None:
     rtp_packet = bytes([0x80, 111]) + bytes(10) + b"o" * 300
     for i in range(30):
         data = udp(C, S, 40000, 3478, stun_check if i < 20 else rtp_packet)
-        table.add(float(i), len(data), decoder.decode(1, data), data)
+        decoded = decoder.decode(1, data)
+        assert decoded is not None
+        table.add(float(i), len(data), decoded, data)
     table.close_all()
     samples = unpack_samples(closed[0].samples)
     kinds = [p[0] for _ts, _d, p in samples]

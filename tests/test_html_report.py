@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict, Unpack, cast
 
 import pytest
 from capfiles import REAL_DIR, ether, pcap
@@ -110,7 +111,14 @@ def foreign_remotes(report: dict) -> set[str]:
             in located_remotes(report)}
 
 
-def render(capture: Path, out: Path, **options: str) -> tuple[Report, bytes]:
+class PageOptions(TypedDict, total=False):
+    """The ScanOptions the pages are rendered with."""
+
+    home: str
+    vantage: str
+
+
+def render(capture: Path, out: Path, **options: Unpack[PageOptions]) -> tuple[Report, bytes]:
     report = scan(str(capture), ScanOptions(**options))
     data = html_report.dumps_bytes([report])
     out.write_bytes(data)
@@ -118,7 +126,7 @@ def render(capture: Path, out: Path, **options: str) -> tuple[Report, bytes]:
 
 
 def _page(name: str, capture: Path, folder: Path, *, hostile: bool = False,
-          **options: str) -> Page:
+          **options: Unpack[PageOptions]) -> Page:
     report, _ = render(capture, folder / f"{name}.html", **options)
     as_json = json.loads(json_report.dumps_bytes([report]))
     return Page(name, folder / f"{name}.html", as_json, "vantage" in options, hostile)
@@ -236,7 +244,7 @@ def test_format_html_from_the_extension_and_in_a_folder(tmp_path: Path) -> None:
     assert len(pages) == 2
     # The run's summary as a page too, linking to each capture's page by its name.
     summary = parse((folder / "summary.html").read_bytes())
-    links = [a["href"] for t, a in summary.tags if t == "a"]
+    links = [cast(str, a["href"]) for t, a in summary.tags if t == "a"]
     assert sorted(links) == pages and not summary.scripts
     both = run(str(LAB[0]), str(LAB[1]), "-o", str(tmp_path / "both.html"))
     assert both.returncode == 2 and "one page per capture" in both.stderr
@@ -256,7 +264,7 @@ def test_every_marker_is_a_located_remote(pages: list[Page]) -> None:
 
 def test_the_vantage_point_is_in_the_json_report(pages: list[Page]) -> None:
     """The map starts its arcs at the report's vantage, which the JSON carries too."""
-    import jsonschema  # type: ignore[import-untyped]
+    import jsonschema
 
     schema = json.loads((ROOT / "flowscan" / "report" / "schema.json").read_text())
     hostile = next(p for p in pages if p.name == "hostile").report

@@ -627,5 +627,6 @@ def test_sfu_janus_browser_regenerates_end_to_end(tmp_path: Path) -> None:
     report = flowscan.scan(str(out / "capture-sfu.pcapng"), keylog=[str(out / "keys.log")])
     legs = [f for f in report.flows if f.encryption is not None]
     assert len(legs) == len(manifest["flows_at_sfu"]) == 4
-    assert all((f.encryption.verdict, f.encryption.basis, f.encryption.decryption.inner)
+    assert all(f.encryption is not None and f.encryption.decryption is not None
+               and (f.encryption.verdict, f.encryption.basis, f.encryption.decryption.inner)
                == ("hop-by-hop", "decrypted", "codec") for f in legs)

@@ -79,7 +79,7 @@ def check(message_: bytes, key: bytes | None) -> bool:
     return mac_ok and crc_ok
 
 
-def check_response(key: bytes = ICE, address: str = "10.77.0.2") -> bytes:
+def check_response(key: bytes | None = ICE, address: str = "10.77.0.2") -> bytes:
     """Bob's answer to alice's connectivity check: he saw her at the relay's address."""
     return message(BINDING_SUCCESS, 7, xor_address(0x0020, address, 34063), key)
 

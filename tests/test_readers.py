@@ -14,10 +14,10 @@ from capfiles import dsb, epb, ether, idb, nrb, opb, pcap, shb, spb
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import GRE, CookedLinux, Dot1AD, Dot1Q
-from scapy.packet import Raw
+from scapy.packet import Packet, Raw
 
 import flowscan
-from flowscan.report.model import Endpoint
+from flowscan.report.model import Endpoint, Flow
 
 A, B = "198.51.100.7", "203.0.113.9"
 
@@ -33,7 +33,7 @@ def write(tmp_path: Path, data: bytes, name: str = "c.pcap") -> str:
     return str(path)
 
 
-def only_flow(report: flowscan.api.Report) -> flowscan.report.model.Flow:
+def only_flow(report: flowscan.api.Report) -> Flow:
     assert len(report.flows) == 1, report.flows
     return report.flows[0]
 
@@ -163,7 +163,7 @@ def _inner_ip_udp() -> IP:
     ],
     ids=["vlan", "qinq", "sll", "raw", "ipv4", "gre"],
 )
-def test_link_layers_and_tunnels(tmp_path: Path, linktype: int, frame: object,
+def test_link_layers_and_tunnels(tmp_path: Path, linktype: int, frame: Packet,
                                  encap: list[str]) -> None:
     report = flowscan.scan(write(tmp_path, pcap([(1.0, bytes(frame))], linktype=linktype)))
     flow = only_flow(report)

@@ -81,7 +81,7 @@ def rtp(seq: int, ssrc: int) -> bytes:
     return struct.pack(">BBHII", 0x80, 0, seq, 160 * seq, ssrc) + os.urandom(160)
 
 
-def remote(report: Report) -> tuple[str, str]:
+def remote(report: Report) -> tuple[str, str | None]:
     (flow,) = report.flows
     assert flow.remote is not None
     return flow.remote.ip, flow.remote.basis

@@ -34,7 +34,8 @@ def test_split_stream_turn_messages_and_padded_channel_data() -> None:
     data = allocate + channel_data(rtp) + stun_message(0x0101, os.urandom(12), [])
     messages = stun.split_stream(data)
     assert [len(m) for m in messages] == [len(allocate), 4 + 53 + 3, 20]
-    assert stun.parse_channel_data(messages[1], exact=True).payload == rtp
+    channel = stun.parse_channel_data(messages[1], exact=True)
+    assert channel is not None and channel.payload == rtp
     assert stun.split_stream(data[:-5]) == messages[:2]  # a cut frame ends the walk
 
 
@@ -48,7 +49,8 @@ def test_split_stream_rfc4571_framing() -> None:
 
 def _tcp_flow(tmp_path: Path, forward: list[bytes], backward: list[bytes]) -> str:
     a, b = ("192.0.2.10", 40000), ("198.51.100.77", 3478)
-    out, seq = [], {a: 1000, b: 5000}
+    out: list[tuple[float, bytes]] = []
+    seq = {a: 1000, b: 5000}
     for i in range(max(len(forward), len(backward))):
         for src, dst, segments in ((a, b, forward), (b, a, backward)):
             if i < len(segments):

@@ -355,4 +355,5 @@ def test_turn_over_tls_says_the_relayed_payload_is_not_visible(tmp_path: Path) -
     (evidence,) = enc.evidence
     assert evidence.signal == "turn-over-tls" and "not visible" in evidence.detail
     assert "ALPN stun.turn" in evidence.detail
+    assert report.answers is not None
     assert report.answers.encryption.answer != "yes"

@@ -286,6 +286,7 @@ def test_turn_over_tls_opened_with_the_key_log() -> None:
     report = lab_scan(folder, keyed=True)
     (flow,) = [f for f in report.flows if f.encryption is not None]
     enc = flow.encryption
+    assert enc is not None
     manifest = json.loads((folder / "manifest.json").read_text())
     truth = next(f["truth"]["decrypted"] for f in manifest["flows"] if f.get("kind") == "media")
     assert (enc.verdict, enc.termination, enc.basis, enc.confidence) == (
@@ -293,10 +294,12 @@ def test_turn_over_tls_opened_with_the_key_log() -> None:
     assert enc.key_exchange == "dtls-srtp" and enc.evidence[0].signal == "tls-opened"
     assert "TLS 1.3" in enc.evidence[0].detail and "0 did not verify" in enc.evidence[0].detail
     dec = enc.decryption
+    assert dec is not None
     assert dec.inner == truth["inner"] and dec.tag_failures == 0 and dec.packets_decrypted > 800
     assert {"tls", "stun", "turn", "dtls", "rtp"} <= set(flow.protocols)
     assert flow.app is not None and flow.app.name == "webrtc"
     twin = [f for f in lab_scan(LAB / "turn-tcp-chromium", keyed=True).flows if f.encryption]
+    assert twin[0].encryption is not None and twin[0].encryption.decryption is not None
     assert (twin[0].encryption.decryption.inner, twin[0].details["dtls"].srtp_profile) == (
         dec.inner, flow.details["dtls"].srtp_profile)
     assert (twin[0].encryption.verdict, twin[0].encryption.termination) == (
@@ -308,6 +311,7 @@ def test_turn_over_tls_opened_with_the_key_log() -> None:
 def test_turn_over_tls_without_keys_says_the_key_log_would_open_it() -> None:
     report = lab_scan(LAB / "turn-tls-chromium", keyed=False)
     (flow,) = [f for f in report.flows if f.encryption is not None]
+    assert flow.encryption is not None
     assert (flow.encryption.verdict, flow.encryption.termination) == ("unknown", "relay")
     (evidence,) = flow.encryption.evidence
     assert evidence.signal == "turn-over-tls" and "--keylog" in evidence.detail
@@ -325,6 +329,7 @@ def test_tls_secrets_alone_open_tls_but_not_the_media(tmp_path: Path) -> None:
     keys.write_text("\n".join(tls_only) + "\n")
     report = flowscan.scan(str(folder / "capture.pcapng"), keylog=[str(keys)])
     (flow,) = [f for f in report.flows if f.encryption is not None]
+    assert flow.encryption is not None
     assert flow.encryption.basis == "observed" and flow.encryption.decryption is None
     assert flow.encryption.evidence[0].signal == "tls-opened"
     assert flow.encryption.key_exchange == "dtls-srtp"
@@ -356,6 +361,7 @@ def test_decrypted_capture_keeps_tls_as_captured_and_says_so(tmp_path: Path) -> 
     report = flowscan.api.decrypt(str(folder / "capture.pcapng"), str(out),
                                   keylog=[str(folder / "keys.log")])
     (flow,) = [f for f in report.flows if f.encryption is not None]
+    assert flow.encryption is not None and flow.encryption.decryption is not None
     decrypted = flow.encryption.decryption.packets_decrypted
     assert any(w.startswith(f"{decrypted} packets decrypted inside TLS")
                for w in report.capture.warnings)

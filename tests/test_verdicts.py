@@ -187,6 +187,7 @@ def test_srtcp_trailer_is_evidence_in_the_sfu_call() -> None:
     """The lab's SFU call (aiortc, AES-GCM SRTCP): the trailer index counting up is named."""
     capture = Path(__file__).resolve().parent.parent / "captures/lab/sfu-webrtc/capture.pcapng"
     (flow,) = [f for f in flowscan.scan(str(capture)).flows if f.encryption]
+    assert flow.encryption is not None
     kinds = {e.signal: e.detail for e in flow.encryption.evidence}
     assert "aead layout" in kinds["srtcp-trailer"] and "index 1 then 2" in kinds["srtcp-trailer"]
     plain = Path(__file__).resolve().parent.parent / "captures/lab/sip-rtp-plain/capture.pcapng"

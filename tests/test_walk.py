@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -90,7 +91,7 @@ def test_epb_run_of_minimal_blocks_is_walked_whole(mode: str) -> None:
     assert np.array_equal(starts, np.arange(0, len(data), 12))
 
 
-def _scan(path: Path, pure: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+def _scan(path: Path, pure: bool, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     if pure:
         monkeypatch.setenv("FLOWSCAN_PURE_PYTHON", "1")
     else:

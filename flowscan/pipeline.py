@@ -27,13 +27,12 @@ from __future__ import annotations
 import copy
 import gc
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from functools import partial
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from flowscan.accounting import FlowAccounting
 from flowscan.apps import FlowView, app_groups, identify_apps
@@ -51,7 +50,7 @@ from flowscan.geo.names import name_map
 from flowscan.geo.plausibility import Vantage, parse_vantage
 from flowscan.geo.remotes import capture_host, parse_capture_hosts, plausibility_of, remote_of
 from flowscan.identify import FlowFacts, facts_to_details, identify, job_of, reported_protocols
-from flowscan.identify_workers import Identifier
+from flowscan.identify_workers import SHARED_FACTS, Identifier
 from flowscan.options import ScanOptions
 from flowscan.policy import transfers
 from flowscan.policy.jurisdictions import Home, parse_home
@@ -271,16 +270,34 @@ class _Identify:
         # Delivered into the list, not through a method of this object: the identifier
         # holding it would make a reference cycle over every flow's facts, left to the
         # cyclic collector if the reading fails before finish() breaks it.
-        self.identifier = Identifier(partial(_deliver_into, self.flows), workers)
+        self.identifier = Identifier(_Deliver(self.flows), workers)
 
     def __call__(self, state: FlowState) -> None:
         self.identifier.add(flow_record(state), job_of(state))
         state.samples = state.late = bytearray()  # empty; nothing is added to a closed flow
 
 
-def _deliver_into(flows: list[tuple[Flow, FlowFacts]], record: Flow, facts: FlowFacts
-                  ) -> None:
-    flows.append(with_facts(record, facts))
+class _Deliver:
+    """Each identified flow into the list, with its protocols and details. Flows with the
+    same facts share one facts object (identify_workers.SharedFacts), and so one
+    protocols tuple and one details map: those are made once per facts object."""
+
+    __slots__ = ("_made", "flows")
+
+    def __init__(self, flows: list[tuple[Flow, FlowFacts]]) -> None:
+        self.flows = flows
+        # id(facts) -> the facts (held, so the id is not reused), protocols, details
+        self._made: dict[int, tuple[FlowFacts, tuple[str, ...], Mapping[str, Any]]] = {}
+
+    def __call__(self, record: Flow, facts: FlowFacts) -> None:
+        made = self._made.get(id(facts))
+        if made is None:
+            if len(self._made) >= SHARED_FACTS:
+                self._made.clear()
+            made = self._made[id(facts)] = (facts, reported_protocols(facts),
+                                            facts_to_details(facts))
+        record.protocols, record.details = made[1], made[2]
+        self.flows.append((record, facts))
 
 
 def read_account_identify(source: CaptureSource, options: ScanOptions,

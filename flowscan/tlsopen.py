@@ -13,7 +13,7 @@ client does not open with a STUN request (HTTPS, say) is left as it was.
 from __future__ import annotations
 
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from flowscan.capture import CaptureSource, open_reader
 from flowscan.capture.decode import PROTO_TCP, PROTO_UDP
@@ -143,9 +143,14 @@ def _openings(keylog: KeyLog, flows: list[tuple[Flow, FlowFacts]]
               ) -> dict[bytes, tuple[_Opening, int]]:
     """The TCP flows whose TLS secrets the key log holds, by each direction's flow key."""
     by_key: dict[bytes, tuple[_Opening, int]] = {}
-    for flow, facts in flows:
+    for index, (flow, facts) in enumerate(flows):
         keys = flow_tls_keys(facts, keylog) if flow.transport == "tcp" else None
         if keys is not None:
+            # Flows with the same facts share one object (identify_workers.SharedFacts):
+            # what the opening adds (merge) goes to this flow's own copy. Its fields are
+            # replaced there, never changed, except the protocols list.
+            facts = replace(facts, protocols=list(facts.protocols))
+            flows[index] = flow, facts
             opening = _Opening(flow, facts, keys)
             for side, (direction, _sender) in enumerate(directions(flow)):
                 by_key[direction] = (opening, side)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,12 @@ from typing import Any
 import pytest
 
 from flowscan import api, identify_workers
+from flowscan.capture import CaptureSource
 from flowscan.flows import pack_samples
-from flowscan.identify import FlowFacts, IdentifyJob
+from flowscan.identify import Facts, FlowFacts, IdentifyJob, _field_values, identify_job
 from flowscan.identify_workers import Identifier, default_workers, worth_sending
+from flowscan.options import ScanOptions
+from flowscan.pipeline import read_account_identify
 from flowscan.report.json import dumps_bytes
 
 LAB = sorted((Path(__file__).resolve().parent.parent / "captures" / "lab").glob(
@@ -52,12 +56,13 @@ def test_workers_equal_serial_on_lab_captures(path: Path, tiny_chunks: None) -> 
     assert report_bytes(path, 1, **options) == report_bytes(path, 0, **options)
 
 
-def _job(n: int) -> IdentifyJob:
+def _job(n: int, requests: int | None = None) -> IdentifyJob:
     """A UDP flow of STUN binding requests with transaction IDs from n: four of them for
-    two flows in three, one for the others."""
-    requests = [(float(n), 0, b"\x00\x01\x00\x00\x21\x12\xa4\x42" + (n + i).to_bytes(12, "big"))
-                for i in range(4 if n % 3 else 1)]
-    return ((17, bytes(12), pack_samples(requests), (0, 0)), False, b"")
+    two flows in three, one for the others (or as many as `requests` says)."""
+    count = requests if requests is not None else 4 if n % 3 else 1
+    samples = [(float(n), 0, b"\x00\x01\x00\x00\x21\x12\xa4\x42" + (n + i).to_bytes(12, "big"))
+               for i in range(count)]
+    return ((17, bytes(12), pack_samples(samples), (0, 0)), False, b"")
 
 
 def test_every_flow_with_a_payload_sample_goes_to_a_worker() -> None:
@@ -78,6 +83,54 @@ def test_facts_come_back_in_the_order_flows_went_in(workers: int, tiny_chunks: N
     assert [n for n, _ in got] == list(range(101))
     assert [facts.stun.messages for _, facts in got if facts.stun] == [
         4 if n % 3 else 1 for n in range(101)]
+
+
+def _identified(jobs: list[IdentifyJob], workers: int) -> list[FlowFacts]:
+    got: list[FlowFacts] = []
+    identifier: Identifier[int] = Identifier(lambda item, facts: got.append(facts), workers)
+    for n, job in enumerate(jobs):
+        identifier.add(n, job)
+    identifier.finish()
+    assert got == [identify_job(job) for job in jobs]
+    return got
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_flows_with_the_same_facts_share_one_facts_object(workers: int, tiny_chunks: None
+                                                          ) -> None:
+    """Equal facts are one object, whether a worker or the reader identified the flow;
+    unequal ones never are."""
+    # Two kinds in the first 40 (one request or four); the last ten each of their own
+    # kind (5 to 14 requests).
+    got = _identified([_job(n) for n in range(40)]
+                      + [_job(n, requests=n) for n in range(5, 15)], workers)
+    assert len({id(facts) for facts in got[:40]}) == 2
+    assert len({id(facts) for facts in got}) == 12
+
+
+@pytest.mark.parametrize("path", LAB[:6], ids=lambda p: p.parent.name)
+def test_facts_pickle_as_their_fields_by_position(path: Path) -> None:
+    """What a worker sends back: each facts object as its class and its values (no field
+    names), unpickling to equal facts."""
+    for cls in Facts.__subclasses__():
+        _field_values(cls)  # TypeError unless every field is an __init__ argument by position
+    with CaptureSource(str(path)) as source:
+        flows = read_account_identify(source, ScanOptions(workers=0), None).flows
+    for _, facts in flows:
+        data = pickle.dumps(facts, identify_workers.PICKLED)
+        assert pickle.loads(data) == facts
+        assert b"media_unread" not in data and b"sequence_ok" not in data
+
+
+def test_the_facts_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past SHARED_FACTS kinds the memory starts afresh: every flow keeps its own facts."""
+    monkeypatch.setattr(identify_workers, "SHARED_FACTS", 3)
+    shared = identify_workers.SharedFacts()
+    jobs = [_job(0, requests=k) for k in (1, 1, 2, 3, 4, 1)]
+    got = [shared.identified(job) for job in jobs]
+    assert got == [identify_job(job) for job in jobs]
+    assert len(shared._known) <= 3
+    assert got[1] is got[0] and got[5] is not got[0]  # a fourth kind came in between
 
 
 def test_a_dead_worker_leaves_the_reader_to_identify(tiny_chunks: None) -> None:

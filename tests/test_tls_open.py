@@ -6,18 +6,25 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import flowscan
+from flowscan.capture import CaptureSource
 from flowscan.crypto.dtls_srtp import prf
 from flowscan.crypto.keylog import KeyLog
 from flowscan.crypto.tls_records import Epoch, RecordOpener, TlsWalker, tls_keys, traffic_keys
+from flowscan.options import ScanOptions
+from flowscan.pipeline import read_account_identify
 from flowscan.protocols import framing
 from flowscan.report.json import dumps, report_to_dict
+from flowscan.report.model import Endpoint
+from flowscan.tlsopen import open_tls_flows
 
 LAB = Path(__file__).resolve().parent.parent / "captures" / "lab"
 
@@ -434,3 +441,28 @@ def test_opens_with_stun() -> None:
     assert framing.opens_with_stun(b"\x00\x14" + stun_binding(bytes(12)))  # RFC 4571
     assert not framing.opens_with_stun(b"GET / HTTP/1.1\r\n")
     assert not framing.opens_with_stun(channel_data(rtp_packet(1)))
+
+
+def test_what_the_key_log_opens_stays_with_its_own_flow() -> None:
+    """Flows with equal facts share one facts object (identify_workers.SharedFacts): the
+    TURN found inside one flow's TLS joins that flow's facts alone, never the facts of a
+    flow that shares them."""
+    folder = LAB / "turn-tls-chromium"
+    path = str(folder / "capture.pcapng")
+    with CaptureSource(path) as source:
+        flows = read_account_identify(source, ScanOptions(workers=0), None).flows
+    tls = [i for i, (flow, facts) in enumerate(flows)
+           if facts.tls is not None and flow.transport == "tcp"]
+    # Each TLS flow gets a twin: another flow (another client port) sharing its facts.
+    twins = [(replace(flow, client=Endpoint(flow.client.ip, flow.client.port + 1)), facts)
+             for flow, facts in (flows[i] for i in tls)]
+    before = [pickle.dumps(facts) for _, facts in twins]
+    flows += twins
+    keylog = KeyLog()
+    keylog.add_file(str(folder / "keys.log"))
+    open_tls_flows(path, keylog, flows)
+    opened = [flows[i][1] for i in tls if flows[i][1].tls_opened]
+    assert opened and all("turn" in facts.protocols for facts in opened)
+    assert not {id(facts) for facts in opened} & {id(facts) for _, facts in twins}
+    assert [pickle.dumps(facts) for _, facts in twins] == before
+    assert not any("turn" in twin.protocols for twin, _ in twins)

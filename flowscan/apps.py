@@ -13,13 +13,13 @@ import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from operator import attrgetter
 
 from flowscan.geo.networks import SERVICE_ASNS
 from flowscan.identify import FlowFacts
 from flowscan.protocols.sdp import offers
-from flowscan.report.model import AppGroup, Flow, RemoteInfo
+from flowscan.report.model import AppGroup, Endpoint, Flow, RemoteInfo
 from flowscan.report.model import AppInfo as AppLabel
 from flowscan.report.model import EvidenceItem as Evidence
 
@@ -132,10 +132,12 @@ class FlowView:
 
     flow_id: int
     transport: str
-    client: tuple[str, int]
-    server: tuple[str, int]
+    client: Endpoint  # the records' own (frozen, hashable): no tuple made per flow
+    server: Endpoint
     facts: FlowFacts
-    extra: list[tuple[str, Evidence]] = field(default_factory=list)
+    # Evidence from other flows (SDP naming this flow's endpoint): a tuple, the empty one
+    # shared, as a view is made for every flow and few get any.
+    extra: tuple[tuple[str, Evidence], ...] = ()
     remote: RemoteInfo | None = None
 
 
@@ -208,7 +210,7 @@ def _dns_names(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidat
     """The flow's own queries, then the names of its remote (a capture that starts
     mid-flow may have the service as the client side), else of its server."""
     out = [c for query in view.facts.dns_queries for c in _named("dns-query", query, MEDIUM)]
-    far = view.remote.ip if view.remote is not None else view.server[0]
+    far = view.remote.ip if view.remote is not None else view.server.ip
     for name in names_for.get(far, ()):
         out += _named("dns-answer", name, STRONG, f"{name} resolved to {far}")
     return out
@@ -296,7 +298,7 @@ def _operator(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate
 
 
 def _service_port(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
-    port = view.server[1]
+    port = view.server.port
     if port not in PORT_APPS:
         return []
     return [(app, Evidence("service-port", f"{view.transport}/{port}", WEAK))
@@ -388,20 +390,21 @@ def identify_apps(views: list[FlowView], names_for: dict[str, list[str]]
     signalled = sdp_endpoints(views)
     for view in views if signalled else ():
         for endpoint in (view.server, view.client):
-            if endpoint in signalled and view.transport == "udp":
-                view.extra.append(("sip", Evidence("sdp-media", signalled[endpoint], STRONG)))
+            offered = signalled.get((endpoint.ip, endpoint.port))
+            if offered is not None and view.transport == "udp":
+                view.extra += (("sip", Evidence("sdp-media", offered, STRONG)),)
                 break
     for view in views:
         label = _decide(_candidates(view, names_for))
         if label is not None:
             labels[view.flow_id] = label
     _inherit(views, labels, lambda v: (v.transport, v.server), "same-server",
-             lambda v, d: f"another connection to {v.server[0]}:{v.server[1]} was identified "
+             lambda v, d: f"another connection to {v.server.ip}:{v.server.port} was identified "
                           f"as {d.name} by {d.evidence[0].signal} ({d.evidence[0].detail})")
     # A socket that talks to a server identified strongly belongs to that app too (ICE
     # checks to the service's other addresses, its STUN servers).
     _inherit(views, labels, lambda v: (v.transport, v.client), "same-local-socket",
-             lambda v, d: f"{v.client[0]}:{v.client[1]} also carries {d.name} traffic "
+             lambda v, d: f"{v.client.ip}:{v.client.port} also carries {d.name} traffic "
                           f"identified by {d.evidence[0].signal}",
              also=frozenset(("same-server",)))
     return labels

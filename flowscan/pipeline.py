@@ -60,7 +60,15 @@ from flowscan.report.build import (
     malformed_sip_warnings,
     reading_warnings,
 )
-from flowscan.report.model import AppGroup, Finding, Flow, MediaSession, RemoteInfo, Report
+from flowscan.report.model import (
+    AppGroup,
+    Encryption,
+    Finding,
+    Flow,
+    MediaSession,
+    RemoteInfo,
+    Report,
+)
 from flowscan.report.records import flow_record
 from flowscan.sessions import build_sessions, findings
 from flowscan.tlsopen import open_tls_flows
@@ -373,8 +381,7 @@ def geolocate(flows: list[tuple[Flow, FlowFacts]], locator: Locator, vantage: Va
 
 def label_apps(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
                ) -> list[AppGroup]:
-    views = [FlowView(f.id, f.transport, (f.client.ip, f.client.port),
-                      (f.server.ip, f.server.port), facts, remote=f.remote)
+    views = [FlowView(f.id, f.transport, f.client, f.server, facts, remote=f.remote)
              for f, facts in flows]
     labels = identify_apps(views, names)
     for flow, _ in flows:
@@ -389,11 +396,19 @@ def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
     context = build_context(flows)
     context.names, context.locate = names, locator.lookup
     context.capture_host = host
+    # Verdicts alike in every field are one object (Encryption.likeness): most flows are
+    # judged with the same words and the same evidence, and each verdict object is 96
+    # bytes a flow until the sessions stage numbers them.
+    alike: dict[tuple[object, ...], Encryption] = {}
     for flow, facts in flows:
-        flow.encryption = judge(flow, facts, context)
+        encryption = judge(flow, facts, context)
+        if encryption is None:
+            flow.encryption = None
+            continue
         opened = tls_opened(flow, facts)
-        if flow.encryption is not None and opened is not None:
-            flow.encryption.evidence = (opened, *flow.encryption.evidence)
+        if opened is not None:
+            encryption.evidence = (opened, *encryption.evidence)
+        flow.encryption = alike.setdefault(encryption.likeness(), encryption)
 
 
 def with_secrets_blocks(keylog: KeyLog, reader: ReaderFacts) -> KeyLog:
@@ -410,9 +425,11 @@ def decrypt(flows: list[tuple[Flow, FlowFacts]], keys: KeySources) -> None:
     results = decrypt_flows(keys, flows)
     by_id = {flow.id: flow for flow, _ in flows} if results else {}
     for flow_id, result in results.items():
-        encryption = by_id[flow_id].encryption
-        if encryption is not None:
-            apply_decryption(encryption, result)
+        flow = by_id[flow_id]
+        if flow.encryption is not None:
+            # Its own copy: flows judged alike share one verdict object (judge_flows).
+            flow.encryption = replace(flow.encryption)
+            apply_decryption(flow.encryption, result)
 
 
 def group_sessions(flows: list[tuple[Flow, FlowFacts]]

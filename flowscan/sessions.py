@@ -5,10 +5,11 @@ one session (ICE checks, a TURN allocation and the media all share it)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from flowscan.identify import FlowFacts
 from flowscan.protocols.sdp import offers
-from flowscan.report.model import Decryption, Finding, Flow, MediaSession
+from flowscan.report.model import Decryption, Encryption, Finding, Flow, MediaSession
 
 
 def _sip_calls(flows: list[tuple[Flow, FlowFacts]]) -> dict[tuple[str, int], str]:
@@ -40,11 +41,26 @@ def build_sessions(flows: list[tuple[Flow, FlowFacts]]) -> list[MediaSession]:
             group.append(flow)
     sessions = []
     for number, members in enumerate(sorted(groups.values(), key=lambda m: m[0].id), 1):
-        for flow in members:
-            assert flow.encryption is not None
-            flow.encryption.session = number
+        _number(members, number)
         sessions.append(_session(number, members))
     return sessions
+
+
+def _number(members: list[Flow], number: int) -> None:
+    """Each member's verdict with the session's number, the last thing any stage sets on
+    it: a new Encryption for each kind of verdict among the members (Encryption.likeness),
+    as a verdict object may be shared with flows of other sessions. The members alike
+    share it: a socket used again and again after the idle timeout is a session of
+    thousands of flows judged alike."""
+    numbered: dict[tuple[object, ...], Encryption] = {}
+    for flow in members:
+        enc = flow.encryption
+        assert enc is not None
+        key = enc.likeness()
+        found = numbered.get(key)
+        if found is None:
+            found = numbered[key] = replace(enc, session=number)
+        flow.encryption = found
 
 
 # Each distinct list of verdicts once: sessions (one per media socket) share a handful.

@@ -1,5 +1,6 @@
 """A closed flow's record (report/records.py): timestamps rounded to the microsecond as
-round(value, 6) does, and the Endpoint of a server shared by its flows."""
+round(value, 6) does, and the Endpoint of a server (or of a client socket) shared by its
+flows."""
 
 from __future__ import annotations
 
@@ -67,3 +68,25 @@ def test_the_flows_to_one_server_share_its_endpoint() -> None:
     assert records[3].server is records[4].server
     assert [r.client.port for r in records] == [50000, 50001, 50002, 50000, 50001]
     assert records[1].to_server.first_timestamp == 1_700_000_000.250001
+
+
+def test_a_client_socket_used_again_after_the_idle_timeout_is_one_endpoint() -> None:
+    """A socket's flows one idle timeout apart (keep-alives, a long call) share its
+    Endpoint, as a server's flows share the server's; another port is another."""
+    records: list[Flow] = []
+    table = FlowTable(on_close=lambda state: records.append(flow_record(state)),
+                      idle_timeout=120.0)
+    decoder = Decoder()
+    for n, sport in enumerate((50000, 50000, 50000, 50001)):
+        frame = bytes(IP(src="192.0.2.10", dst="198.51.100.20") / UDP(sport=sport, dport=3478)
+                      / b"x")
+        decoded = decoder.decode(101, frame)
+        assert decoded is not None
+        table.add(1_700_000_000.0 + n * 400, len(frame), decoded, frame)
+    table.close_all()
+    records.sort(key=lambda record: record.id)
+    assert [(r.id, r.client.ip, r.client.port) for r in records] == [
+        (1, "192.0.2.10", 50000), (2, "192.0.2.10", 50000), (3, "192.0.2.10", 50000),
+        (4, "192.0.2.10", 50001)]
+    assert records[0].client is records[1].client is records[2].client
+    assert records[3].client is not records[0].client

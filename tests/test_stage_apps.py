@@ -8,7 +8,7 @@ from stagekit import LOCAL, app_label, flow
 
 from flowscan.apps import PROTOCOL_PORTS, REGISTRY, FlowView, app_groups, identify_apps
 from flowscan.identify import FlowFacts, HandshakeFacts, StunFacts, ZoomFacts
-from flowscan.report.model import AppInfo
+from flowscan.report.model import AppInfo, Endpoint
 
 ZOOM_MMR = ("203.0.113.80", 8801)
 OTHER = ("198.51.100.9", 3478)
@@ -16,7 +16,7 @@ OTHER = ("198.51.100.9", 3478)
 
 def view(flow_id: int, facts: FlowFacts, *, client: tuple[str, int] = (LOCAL, 50000),
          server: tuple[str, int] = ("203.0.113.5", 443), transport: str = "udp") -> FlowView:
-    return FlowView(flow_id, transport, client, server, facts)
+    return FlowView(flow_id, transport, Endpoint(*client), Endpoint(*server), facts)
 
 
 def tls_facts(sni: str) -> FlowFacts:

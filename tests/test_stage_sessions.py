@@ -6,7 +6,7 @@ from __future__ import annotations
 from stagekit import LOCAL, app_label, encryption, flow, sip_facts
 
 from flowscan.identify import FlowFacts
-from flowscan.report.model import EvidenceItem, Flow, MediaSession
+from flowscan.report.model import Encryption, EvidenceItem, Flow, MediaSession
 from flowscan.sessions import build_sessions, findings
 
 ALICE = ("192.0.2.10", 49170)  # the media addresses the SDP offer and answer name
@@ -127,3 +127,26 @@ def test_rtcp_sent_unprotected_beside_srtp_is_a_finding() -> None:
     flows = [flow(1, (LOCAL, 50000), SFU, encryption=enc)]
     found = findings(flows, sessions_of(flows))
     assert [(f.kind, f.severity, f.flows) for f in found] == [("rtcp-in-clear", "medium", [1])]
+
+
+def test_a_sessions_flows_judged_alike_share_one_verdict() -> None:
+    """A socket used again and again after the idle timeout: once numbered, its flows'
+    verdicts alike in every field (the same words and evidence objects) are one
+    Encryption; a flow judged otherwise keeps its own, and another session's flow never
+    shares one (its number differs)."""
+    first = encryption("unknown", signal="insufficient")
+
+    def alike() -> Encryption:
+        return Encryption(first.verdict, first.termination, first.key_exchange, first.basis,
+                          first.confidence, first.evidence)
+
+    flows = [flow(1, (LOCAL, 50000), SFU, encryption=first),
+             flow(2, (LOCAL, 50000), SFU, encryption=alike()),
+             flow(3, (LOCAL, 50000), SFU, encryption=encryption("unknown", signal="other")),
+             flow(4, (LOCAL, 50001), SFU, encryption=alike())]
+    sessions = sessions_of(flows)
+    assert [s.flows for s in sessions] == [(1, 2, 3), (4,)]
+    verdicts = [f.encryption for f in flows]
+    assert verdicts[0] is verdicts[1] and verdicts[2] is not verdicts[0]
+    assert verdicts[3] is not verdicts[0]
+    assert [v.session for v in verdicts if v is not None] == [1, 1, 1, 2]

@@ -236,6 +236,15 @@ class Encryption(Serialised):
         put(self, "session", session)
         put(self, "decryption", decryption)
 
+    def likeness(self) -> tuple[object, ...]:
+        """Equal for two verdicts alike in every field: the same words and session, the
+        very same evidence and decryption objects (by id: whoever compares must hold both
+        verdicts, so that no id is reused meanwhile). Flows judged alike share one
+        Encryption (pipeline.judge_flows, sessions.py); a stage that changes a verdict
+        afterwards changes its flow's own copy."""
+        return (self.verdict, self.termination, self.key_exchange, self.basis,
+                self.confidence, id(self.evidence), self.session, id(self.decryption))
+
     def __setattr__(self, name: str, value: Any) -> None:
         """Each word checked against its vocabulary (report/vocab.py), when made and when
         a later stage (decryption) changes it: ValueError for a word nobody defined."""

@@ -44,20 +44,25 @@ def timestamp(value: float) -> float:
 NO_PACKETS = DirectionStats(0, 0, None, None)
 
 
-# Each server endpoint once, up to a bound: a server's port is the same in all its flows
-# (where a client's changes per flow), so flows to one server share its Endpoint, found by
-# its packed address and port before any text is made.
+# Each endpoint once, found by its packed address and port before any text is made: a
+# server's port is the same in all its flows, so flows to one server share its Endpoint
+# (frozen); a client's port usually changes per flow, but a socket used again after the
+# idle timeout (keep-alives, a long call's flows) is one Endpoint for all its flows. Each
+# table starts afresh when it reaches ENDPOINTS_MAX, so many endpoints cannot grow it
+# without end.
 _SERVERS: dict[bytes, Endpoint] = {}
-SERVERS_MAX = 16384
+_CLIENTS: dict[bytes, Endpoint] = {}
+ENDPOINTS_MAX = 16384
 
 
-def _server(packed: bytes) -> Endpoint:
+def _endpoint(packed: bytes, known: dict[bytes, Endpoint]) -> Endpoint:
     """The Endpoint of a packed address followed by its port (two bytes, network order)."""
-    found = _SERVERS.get(packed)
+    found = known.get(packed)
     if found is None:
-        found = Endpoint(_address(packed[:-2]), int.from_bytes(packed[-2:], "big"))
-        if len(_SERVERS) < SERVERS_MAX:
-            _SERVERS[packed] = found
+        if len(known) >= ENDPOINTS_MAX:
+            known.clear()
+        found = known[packed] = Endpoint(_address(packed[:-2]),
+                                         int.from_bytes(packed[-2:], "big"))
     return found
 
 
@@ -100,8 +105,8 @@ def flow_record(state: FlowState) -> Flow:
     return Flow(
         id=state.flow_id,
         transport=transport_name(proto),
-        client=Endpoint(_address(raw[:alen]), int.from_bytes(raw[2 * alen:2 * alen + 2], "big")),
-        server=_server(raw[alen:2 * alen] + raw[2 * alen + 2:2 * alen + 4]),
+        client=_endpoint(raw[:alen] + raw[2 * alen:2 * alen + 2], _CLIENTS),
+        server=_endpoint(raw[alen:2 * alen] + raw[2 * alen + 2:2 * alen + 4], _SERVERS),
         client_basis=state.client_basis,
         to_server=_direction(state, 0),
         to_client=_direction(state, 1),

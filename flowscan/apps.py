@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -135,10 +135,13 @@ class FlowView:
     client: Endpoint  # the records' own (frozen, hashable): no tuple made per flow
     server: Endpoint
     facts: FlowFacts
-    # Evidence from other flows (SDP naming this flow's endpoint): a tuple, the empty one
-    # shared, as a view is made for every flow and few get any.
-    extra: tuple[tuple[str, Evidence], ...] = ()
     remote: RemoteInfo | None = None
+
+
+# The views identify_apps reads, several times over (once a pass): a list, or a collection
+# that makes each view as it is read (pipeline.label_apps), so that a view is not held per
+# flow for the whole stage.
+Views = Iterable[FlowView]
 
 
 @functools.lru_cache(maxsize=1 << 14)
@@ -158,11 +161,12 @@ def domain_app(name: str) -> str | None:
 Candidate = tuple[str, Evidence]  # an app, and the evidence that names it
 
 
-def _candidates(view: FlowView, names_for: dict[str, list[str]]) -> list[Candidate]:
-    """Every app the flow's evidence names, reader by reader (EVIDENCE_READERS, in order);
-    a reader whose facts the flow lacks is not called (most flows have few: this runs once
-    per flow)."""
-    out: list[Candidate] = list(view.extra)
+def _candidates(view: FlowView, names_for: dict[str, list[str]],
+                extra: tuple[Candidate, ...] = ()) -> list[Candidate]:
+    """Every app the flow's evidence names: `extra`, from other flows (SDP naming its
+    endpoint), then reader by reader (EVIDENCE_READERS, in order); a reader whose facts the
+    flow lacks is not called (most flows have few: this runs once per flow)."""
+    out: list[Candidate] = list(extra)
     facts = view.facts
     for needs, read in EVIDENCE_READERS:
         if needs is None or getattr(facts, needs) is not None:
@@ -340,7 +344,7 @@ def _decide(cands: list[tuple[str, Evidence]]) -> AppLabel | None:
     return AppLabel(best, confidence, evidence)
 
 
-def _inherit(views: list[FlowView], labels: dict[int, AppLabel], key_of: object,
+def _inherit(views: Views, labels: dict[int, AppLabel], key_of: object,
              signal: str, describe: object, also: frozenset[str] = frozenset()) -> None:
     """Flows sharing a key (a local socket, a server address) with a flow labelled by
     strong evidence (or by a signal in `also`) take that label, unless their own evidence
@@ -365,7 +369,7 @@ def _inherit(views: list[FlowView], labels: dict[int, AppLabel], key_of: object,
         labels[view.flow_id] = AppLabel(donor.name, "medium", [ev, *keep])
 
 
-def sdp_endpoints(views: list[FlowView]) -> dict[tuple[str, int], str]:
+def sdp_endpoints(views: Views) -> dict[tuple[str, int], str]:
     """Media endpoints offered in SDP bodies of SIP calls: (address, port) -> description."""
     out: dict[tuple[str, int], str] = {}
     for view in views:
@@ -382,20 +386,21 @@ def sdp_endpoints(views: list[FlowView]) -> dict[tuple[str, int], str]:
     return out
 
 
-def identify_apps(views: list[FlowView], names_for: dict[str, list[str]]
+def identify_apps(views: Views, names_for: dict[str, list[str]]
                   ) -> dict[int, AppLabel]:
     """Label every flow that has evidence; then let flows on the same local socket as a
     strongly identified flow inherit its label (ICE and TURN reuse the socket)."""
     labels: dict[int, AppLabel] = {}
     signalled = sdp_endpoints(views)
+    extra: dict[int, tuple[Candidate, ...]] = {}  # flow id -> evidence of the SDP
     for view in views if signalled else ():
         for endpoint in (view.server, view.client):
             offered = signalled.get((endpoint.ip, endpoint.port))
             if offered is not None and view.transport == "udp":
-                view.extra += (("sip", Evidence("sdp-media", offered, STRONG)),)
+                extra[view.flow_id] = (("sip", Evidence("sdp-media", offered, STRONG)),)
                 break
     for view in views:
-        label = _decide(_candidates(view, names_for))
+        label = _decide(_candidates(view, names_for, extra.get(view.flow_id, ())))
         if label is not None:
             labels[view.flow_id] = label
     _inherit(views, labels, lambda v: (v.transport, v.server), "same-server",

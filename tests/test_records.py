@@ -90,3 +90,7 @@ def test_a_client_socket_used_again_after_the_idle_timeout_is_one_endpoint() -> 
         (4, "192.0.2.10", 50001)]
     assert records[0].client is records[1].client is records[2].client
     assert records[3].client is not records[0].client
+    # A direction of one packet: one timestamp object for its first and last.
+    stats = records[1].to_server
+    assert stats.first_timestamp == 1_700_000_400.0
+    assert stats.last_timestamp is stats.first_timestamp

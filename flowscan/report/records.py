@@ -70,8 +70,13 @@ def _direction(state: FlowState, d: int) -> DirectionStats:
     if not state.pkts[d]:
         return NO_PACKETS if not state.octets[d] else DirectionStats(
             0, state.octets[d], None, None)
-    return DirectionStats(state.pkts[d], state.octets[d], timestamp(state.first[d]),
-                          timestamp(state.last[d]))
+    first = timestamp(state.first[d])
+    # One float object for both where they are equal (a direction of one packet: most
+    # flows of a scan, or of a socket used again after the idle timeout); zero aside,
+    # whose sign equality does not see.
+    same = state.last[d] == state.first[d] and state.first[d] != 0.0
+    return DirectionStats(state.pkts[d], state.octets[d], first,
+                          first if same else timestamp(state.last[d]))
 
 
 # Packed address -> its text, interned: the capture host's address is in nearly every

@@ -61,6 +61,7 @@ from flowscan.report.build import (
     reading_warnings,
 )
 from flowscan.report.model import (
+    ALIKE_KEPT,
     AppGroup,
     Encryption,
     Finding,
@@ -421,6 +422,8 @@ def judge_flows(flows: list[tuple[Flow, FlowFacts]], names: dict[str, list[str]]
         opened = tls_opened(flow, facts)
         if opened is not None:
             encryption.evidence = (opened, *encryption.evidence)
+        if len(alike) >= ALIKE_KEPT:
+            alike.clear()
         flow.encryption = alike.setdefault(encryption.likeness(), encryption)
 
 

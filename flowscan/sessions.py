@@ -9,7 +9,14 @@ from dataclasses import replace
 
 from flowscan.identify import FlowFacts
 from flowscan.protocols.sdp import offers
-from flowscan.report.model import Decryption, Encryption, Finding, Flow, MediaSession
+from flowscan.report.model import (
+    ALIKE_KEPT,
+    Decryption,
+    Encryption,
+    Finding,
+    Flow,
+    MediaSession,
+)
 
 
 def _sip_calls(flows: list[tuple[Flow, FlowFacts]]) -> dict[tuple[str, int], str]:
@@ -59,6 +66,8 @@ def _number(members: list[Flow], number: int) -> None:
         key = enc.likeness()
         found = numbered.get(key)
         if found is None:
+            if len(numbered) >= ALIKE_KEPT:
+                numbered.clear()
             found = numbered[key] = replace(enc, session=number)
         flow.encryption = found
 

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import pytest
 from stagekit import LOCAL, app_label, encryption, flow, sip_facts
 
+from flowscan import sessions
 from flowscan.identify import FlowFacts
 from flowscan.report.model import Encryption, EvidenceItem, Flow, MediaSession
 from flowscan.sessions import build_sessions, findings
@@ -150,3 +152,15 @@ def test_a_sessions_flows_judged_alike_share_one_verdict() -> None:
     assert verdicts[0] is verdicts[1] and verdicts[2] is not verdicts[0]
     assert verdicts[3] is not verdicts[0]
     assert [v.session for v in verdicts if v is not None] == [1, 1, 1, 2]
+
+
+def test_the_kinds_of_verdict_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ALIKE_KEPT kinds of verdict in a session the memory starts afresh: every
+    flow still gets its own verdict's words with the session's number."""
+    monkeypatch.setattr(sessions, "ALIKE_KEPT", 2)
+    kinds = [encryption(verdict) for verdict in ("plaintext", "hop-by-hop", "unknown")]
+    flows = [flow(n, (LOCAL, 50000), SFU, encryption=kinds[n % 3]) for n in range(1, 10)]
+    assert [s.flows for s in sessions_of(flows)] == [tuple(range(1, 10))]
+    assert [(f.encryption.verdict, f.encryption.session) for f in flows  # type: ignore[union-attr]
+            ] == [(kinds[n % 3].verdict, 1) for n in range(1, 10)]
+    assert flows[0].encryption is not flows[3].encryption  # forgotten in between

@@ -200,6 +200,11 @@ class Decryption(Serialised):
     stream_gap_bytes: int = 0
 
 
+# Kinds of verdict remembered to share (Encryption.likeness): past that many, as where
+# every flow's evidence is its own, the memory starts afresh rather than grow per flow.
+ALIKE_KEPT = 4096
+
+
 @dataclass(slots=True, init=False)
 class Encryption(Serialised):
     """How a media flow is protected and who can read it, with the evidence (issue #5).
@@ -240,8 +245,9 @@ class Encryption(Serialised):
         """Equal for two verdicts alike in every field: the same words and session, the
         very same evidence and decryption objects (by id: whoever compares must hold both
         verdicts, so that no id is reused meanwhile). Flows judged alike share one
-        Encryption (pipeline.judge_flows, sessions.py); a stage that changes a verdict
-        afterwards changes its flow's own copy."""
+        Encryption (pipeline.judge_flows, sessions.py: each remembers up to ALIKE_KEPT
+        kinds, then starts afresh); a stage that changes a verdict afterwards changes its
+        flow's own copy."""
         return (self.verdict, self.termination, self.key_exchange, self.basis,
                 self.confidence, id(self.evidence), self.session, id(self.decryption))
 

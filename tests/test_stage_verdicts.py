@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from stagekit import LOCAL, TableLocator, app_label, flow, rtp_facts, sip_facts
 
+from flowscan import pipeline
 from flowscan.identify import FlowFacts, HandshakeFacts, RtpFacts, StunFacts
 from flowscan.report.model import Decryption, Encryption, Flow
 from flowscan.verdict.rules import VerdictContext, apply_decryption, build_context, judge
@@ -281,3 +282,23 @@ def test_flows_with_nothing_to_judge_share_one_evidence_not_one_encryption() -> 
     assert one.evidence is two.evidence and isinstance(one.evidence, tuple)
     one.session = 1
     assert two.session is None
+
+
+def test_flows_judged_alike_share_a_verdict_and_decryption_changes_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pipeline.judge_flows keeps one Encryption for verdicts alike in every field (here:
+    two flows of one RTP packet, too few to judge); what keys reveal for one of them
+    (pipeline.decrypt) changes that flow's own copy, never the other's verdict."""
+    facts = FlowFacts(protocols=["rtp"], rtp=RtpFacts(packets={"client": 1}))
+    flows = [(flow(n, (LOCAL, 50000 + n), SFU), facts) for n in (1, 2)]
+    pipeline.judge_flows(flows, {}, LOCATOR, LOCAL)
+    first, second = (f.encryption for f, _ in flows)
+    assert first is second and first is not None and first.verdict == "unknown"
+    opened = Decryption(80, 0, "crafted key log", "0" * 16, "codec", "crafted codec frames")
+    monkeypatch.setattr(pipeline, "decrypt_flows", lambda keys, flows: {1: opened})
+    pipeline.decrypt(flows, None)  # type: ignore[arg-type]  # decrypt_flows is replaced
+    decrypted, other = (f.encryption for f, _ in flows)
+    assert decrypted is not None and decrypted.basis == "decrypted"
+    assert decrypted.decryption is opened
+    assert other is second and other is not None
+    assert other.basis == "observed" and other.decryption is None

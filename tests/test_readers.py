@@ -263,14 +263,16 @@ def test_a_gzip_bomb_is_inflated_only_as_far_as_it_is_read() -> None:
 
 
 def test_flows_to_one_server_share_its_endpoint(tmp_path: Path) -> None:
-    """Clients' ports change per flow, a server's does not: flows to one server hold one
-    Endpoint (frozen, so sharing it is safe), and each client its own."""
+    """Flows to one server hold one Endpoint (frozen, so sharing it is safe), and so do
+    the flows of one client socket (its port 40000, to two servers); each other client
+    port is its own."""
     packets = [(1.0 + n, udp_packet(sport=40000 + n, dport=3478)) for n in range(3)]
     packets.append((9.0, udp_packet(sport=40000, dport=3479)))
     flows = flowscan.scan(write(tmp_path, pcap(packets))).flows
     servers = [f.server for f in flows if f.server.port == 3478]
     assert len(servers) == 3 and servers[0] is servers[1] is servers[2]
-    assert len({id(f.client) for f in flows}) == 4
+    assert len({id(f.client) for f in flows}) == 3
+    assert flows[0].client is flows[3].client and flows[0].client.port == 40000
     other = next(f.server for f in flows if f.server.port == 3479)
     assert other == Endpoint(B, 3479) and other is not servers[0]
     with pytest.raises(AttributeError):

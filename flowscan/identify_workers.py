@@ -59,9 +59,10 @@ def default_workers() -> int:
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    """Workers forked from a small server process that has imported identification
-    only: forked from the reader, a worker would keep a private copy of every page of
-    the reader's heap that the reader writes to after the fork."""
+    """Workers forked from a server process that holds none of the reader's flows (it
+    imports this module, and with it the package, ~45 MB, most of it numpy, which
+    identification needs): forked from the reader, a worker would keep a private copy of
+    every page of the reader's heap that the reader writes to after the fork."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
     return context

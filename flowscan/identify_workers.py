@@ -13,18 +13,32 @@ inside a daemonic process (a Dask worker), which may not have children. They sta
 thread of their own: starting the fork server (a fresh interpreter importing
 identification) takes about half a second, in which the reader identifies chunks itself
 rather than wait. When the workers fall behind, the reader identifies chunks itself
-rather than let samples pile up; at the end it takes the chunks no worker has started,
-from the newest back. However identified, flows with the same facts share one facts
-object (SharedFacts): most of a capture's flows repeat the facts of others.
+rather than let samples pile up; at the end the workers take the chunks left from the
+oldest on, a few at a time, and the reader from the newest back. However identified, flows
+with the same facts share one facts object (SharedFacts): most of a capture's flows repeat
+the facts of others.
+
+A chunk's jobs travel to its worker, and its facts back, in files (ChunkFiles); through
+the pool's pipes goes only their names. A pipe holds 64 KB, a chunk's jobs are hundreds
+(~740 KB on the replayed corpus) and its facts tens. The pool's threads in the reader move
+what crosses a pipe, a piece at a time, each piece waiting for the reader's busy thread to
+let go of the interpreter lock (every 5 ms), and a worker whose facts did not fit into
+the pipe waited for them: workers sat idle for a quarter to two fifths of the end of a
+capture, 5-35 ms between chunks (0.1-0.2 ms with the files). Each distinct facts of a
+chunk is sent once: the flows of a chunk mostly repeat a few.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import multiprocessing
 import os
 import pickle
+import shutil
+import tempfile
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
@@ -41,6 +55,10 @@ ENV_WORKERS = "FLOWSCAN_WORKERS"
 EXPECTED_CHUNKS = 4  # open flows, in chunks, that start the workers before any flow closes
 PICKLED = pickle.HIGHEST_PROTOCOL
 SHARED_FACTS = 4096  # distinct facts remembered; past that, the memory starts afresh
+SHARED_MEMORY = "/dev/shm"  # where chunk files go, where there is one: memory, not a disk
+# What a worker sends back for a chunk: each distinct facts pickled once, and for each
+# flow in order, the index of its facts among those.
+ChunkFacts = tuple[list[bytes], list[int]]
 
 
 def default_workers() -> int:
@@ -68,18 +86,77 @@ def _context() -> multiprocessing.context.BaseContext:
     return context
 
 
-def identify_chunk(jobs: list[IdentifyJob]) -> list[bytes]:
-    """In a worker: each flow's facts, pickled one by one, so that the reader can tell
-    the facts it already holds by their bytes (SharedFacts) without unpickling them. The
-    cyclic collector waits until the chunk is done (a fifth of the time otherwise, over
-    objects that reference counting frees), then collects once if it is due."""
+def identify_chunk(jobs: list[IdentifyJob]) -> ChunkFacts:
+    """In a worker: the facts of each flow of a chunk, pickled one by one, so that the
+    reader can tell the facts it already holds by their bytes (SharedFacts) without
+    unpickling them; equal pickles are sent once. The cyclic collector waits until the
+    chunk is done (a fifth of the time otherwise, over objects that reference counting
+    frees), then collects once if it is due."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return [pickle.dumps(identify_job(job), PICKLED) for job in jobs]
+        distinct: dict[bytes, int] = {}
+        order = [distinct.setdefault(pickle.dumps(identify_job(job), PICKLED), len(distinct))
+                 for job in jobs]
+        return list(distinct), order
     finally:
         if was_enabled:
             gc.enable()
+
+
+def identify_chunk_file(path: str) -> str:
+    """In a worker: identify_chunk on the jobs in the file at `path` (ChunkFiles); the
+    facts go into a file beside it, whose path is what the worker sends back."""
+    jobs = ChunkFiles.take(path)
+    assert isinstance(jobs, list)
+    return ChunkFiles.put(f"{path}.facts", identify_chunk(jobs))
+
+
+class ChunkFiles:
+    """The files that carry chunks' jobs to the workers and their facts back, rather than
+    the pool's pipes (see above). In a folder of the reader's own (mode 0700, in shared
+    memory where the system has it), each file removed by the process that reads it,
+    the folder when the reader is done (or its Identifier is collected, or the process
+    exits). A job holds payload samples: nothing is left behind."""
+
+    def __init__(self) -> None:
+        self._folder: str | None = None
+        self._written = 0
+        self._remove: weakref.finalize[..., ChunkFiles] | None = None
+
+    def write(self, jobs: list[IdentifyJob]) -> str:
+        """The file holding `jobs`; OSError where it cannot be written."""
+        if self._folder is None:
+            shared = SHARED_MEMORY if os.path.isdir(SHARED_MEMORY) else None
+            self._folder = tempfile.mkdtemp(prefix="flowscan-chunks-", dir=shared)
+            self._remove = weakref.finalize(self, shutil.rmtree, self._folder, True)
+        self._written += 1
+        return self.put(os.path.join(self._folder, str(self._written)), jobs)
+
+    @staticmethod
+    def put(path: str, value: object) -> str:
+        """`value` pickled into a new file at `path`; OSError where it cannot be written
+        (a full file system), and then no file."""
+        try:
+            with open(path, "xb") as out:
+                out.write(pickle.dumps(value, PICKLED))
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            raise
+        return path
+
+    @staticmethod
+    def take(path: str) -> object:
+        """What the file at `path` holds; the file is gone once read."""
+        with open(path, "rb") as given:
+            data = given.read()
+        os.unlink(path)
+        return pickle.loads(data)
+
+    def remove(self) -> None:
+        if self._remove is not None:
+            self._remove()
 
 
 class SharedFacts:
@@ -166,7 +243,7 @@ class _Chunk(Generic[T]):
         self.items: list[T] = []
         self.facts: list[FlowFacts | None] = []  # None: not identified yet
         self.jobs: list[IdentifyJob] = []  # of the flows not identified yet, in order
-        self.future: Future[list[bytes]] | None = None
+        self.future: Future[ChunkFacts | str] | None = None
         self.shared = shared
 
     def add(self, item: T, job: IdentifyJob) -> None:
@@ -185,9 +262,15 @@ class _Chunk(Generic[T]):
         self.facts = [f if f is not None else next(found) for f in self.facts]
         self.jobs = []
 
-    def fill_pickled(self, pickled: list[bytes]) -> None:
-        """The facts a worker sent back."""
-        self.fill([self.shared.of(data) for data in pickled])
+    def fill_pickled(self, sent: ChunkFacts | str) -> None:
+        """The facts a worker sent back (or the file it wrote them to)."""
+        if isinstance(sent, str):
+            taken = ChunkFiles.take(sent)
+            assert isinstance(taken, tuple)
+            sent = taken
+        distinct, order = sent
+        known = [self.shared.of(data) for data in distinct]
+        self.fill([known[index] for index in order])
 
     def identify_here(self) -> None:
         self.fill([self.shared.identified(job) for job in self.jobs])
@@ -208,6 +291,10 @@ class Identifier(Generic[T]):
         self._pool: ProcessPoolExecutor | None = None
         self._starting: _Starting | None = None
         self._last_flows = False
+        self._sent: deque[_Chunk[T]] = deque()  # sent to a worker, from the oldest not done
+        # At the end of a capture: the chunks not sent yet, oldest first (last_flows).
+        self._unsent: deque[_Chunk[T]] = deque()
+        self._files = ChunkFiles()  # where the workers' chunks go
 
     def add(self, item: T, job: IdentifyJob) -> None:
         filling = self._filling
@@ -216,6 +303,7 @@ class Identifier(Generic[T]):
             self._filling = _Chunk(self._shared)
             self._chunks.append(filling)
             self._dispatch(filling)
+            self._send_unsent()
             self._deliver_done()
 
     def expect(self, flows: int) -> None:
@@ -228,32 +316,58 @@ class Identifier(Generic[T]):
 
     def last_flows(self) -> None:
         """Every flow still open is handed in now, at the end of the capture: the reader has
-        nothing else to do, so from here the chunks all go to the workers, however far
-        behind, and finish() takes back the ones they have not started, newest first. The
-        reader's own work on each flow (its record) is then done while the workers
-        identify, not before; the samples queued were held by the open flows anyway."""
+        nothing else to do, so from here the chunks go to the workers, oldest first, as
+        fast as they take them, and wait for them rather than be identified as they
+        fill; finish() takes the ones still waiting, newest first. The reader's own work
+        on each flow (its record) is then done while the workers identify, not before;
+        the samples queued were held by the open flows anyway."""
         self._last_flows = True
 
     def _dispatch(self, chunk: _Chunk[T]) -> None:
-        """To a worker, unless there is none or they are behind (while reading): then here."""
+        """To a worker, unless there is none or they are behind: then here while reading,
+        and at the end into the queue of chunks waiting for a worker."""
         if chunk.done():
             return
         if not self._workers:
             chunk.identify_here()
-            return
-        waiting = sum(1 for c in self._chunks if not c.done())
-        if waiting > QUEUED_PER_WORKER * self._workers and not self._last_flows:
+        elif not self._room():
+            if self._last_flows:
+                self._unsent.append(chunk)
+            else:
+                chunk.identify_here()
+        elif self._pool is None and not self._pool_started():
             chunk.identify_here()
-            return
-        if self._pool is None and not self._pool_started():
-            chunk.identify_here()
-            return
+        else:
+            self._submit(chunk)
+
+    def _room(self) -> bool:
+        """Whether the workers can take another chunk: a few waiting for each (at the end,
+        at least one, so that chunks wait for the workers rather than for nothing)."""
+        sent = self._sent
+        while sent and sent[0].done():
+            sent.popleft()
+        queued = max(1, QUEUED_PER_WORKER) if self._last_flows else QUEUED_PER_WORKER
+        return sum(1 for chunk in sent if not chunk.done()) < queued * self._workers
+
+    def _submit(self, chunk: _Chunk[T]) -> None:
         assert self._pool is not None
         try:
-            chunk.future = self._pool.submit(identify_chunk, chunk.jobs)
+            path = self._files.write(chunk.jobs)
+        except OSError:  # no room for the file: the jobs go through the pool's pipe
+            path = None
+        try:
+            chunk.future = (self._pool.submit(identify_chunk, chunk.jobs) if path is None
+                            else self._pool.submit(identify_chunk_file, path))
         except (BrokenProcessPool, RuntimeError):
             self._give_up()
             chunk.identify_here()
+            return
+        self._sent.append(chunk)
+
+    def _send_unsent(self) -> None:
+        """The chunks waiting for a worker, oldest first, as far as the workers have room."""
+        while self._unsent and self._pool is not None and self._room():
+            self._submit(self._unsent.popleft())
 
     def _pool_started(self) -> bool:
         """Whether the workers are up; while they start, the reader does not wait for
@@ -274,6 +388,8 @@ class Identifier(Generic[T]):
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+        while self._unsent:
+            self._unsent.popleft().identify_here()
 
     def _complete(self, chunk: _Chunk[T]) -> None:
         if not chunk.jobs:
@@ -283,6 +399,8 @@ class Identifier(Generic[T]):
             chunk.fill_pickled(chunk.future.result())
         except (BrokenProcessPool, CancelledError):
             self._give_up()
+            chunk.identify_here()
+        except OSError:  # its file could not be read: this chunk alone is done here
             chunk.identify_here()
 
     def _deliver_done(self, wait: bool = False) -> None:
@@ -300,8 +418,14 @@ class Identifier(Generic[T]):
             chunk, self._filling = self._filling, _Chunk(self._shared)
             chunk.identify_here()
             self._chunks.append(chunk)
-        # The chunks no worker has taken yet, newest first, are identified here while the
-        # workers finish theirs.
+        # The chunks waiting for a worker: the workers take them from the oldest on, the
+        # reader from the newest back, until none is left.
+        while self._unsent:
+            self._send_unsent()
+            if self._unsent:
+                self._unsent.pop().identify_here()
+        # The chunks sent that no worker has taken yet, newest first, are identified here
+        # while the workers finish theirs.
         for chunk in reversed(self._chunks):
             if chunk.future is not None and chunk.future.cancel():
                 chunk.future = None
@@ -314,6 +438,7 @@ class Identifier(Generic[T]):
             if self._pool is not None:
                 self._pool.shutdown()
                 self._pool = None
+            self._files.remove()
             # The callback is often a bound method of the identifier's owner: dropped, the
             # two make no reference cycle, which would keep every flow's facts alive until
             # a full collection (7 s over 200k flows).

@@ -263,3 +263,81 @@ def test_the_last_flows_all_go_to_the_workers_first(tiny_chunks: None,
     assert [n for n, _ in got] == list(range(90))
     assert [facts.stun.messages for _, facts in got if facts.stun] == [
         4 if n % 3 else 1 for n in range(90)]
+
+
+def test_a_chunk_sends_each_distinct_facts_once() -> None:
+    """What a worker sends back for a chunk: the distinct facts pickled once each, and each
+    flow's index among them, in order."""
+    jobs = [_job(n) for n in range(12)]  # two kinds: one request (n % 3 == 0) or four
+    distinct, order = identify_workers.identify_chunk(jobs)
+    assert len(distinct) == 2
+    assert [pickle.loads(distinct[i]) for i in order] == [identify_job(j) for j in jobs]
+
+
+def _sent_to_a_worker(got: list[FlowFacts]
+                      ) -> tuple[Identifier[int], identify_workers.ChunkFacts | str]:
+    """An identifier of four flows whose first chunk a worker has identified, and what the
+    worker sent back for it (so that finish() cannot take the chunk back)."""
+    identifier: Identifier[int] = Identifier(lambda item, facts: got.append(facts), 1)
+    for n in range(4):
+        identifier.add(n, _job(n))
+    sent = [chunk.future for chunk in identifier._chunks if chunk.future is not None]
+    assert sent
+    return identifier, sent[0].result(timeout=60)
+
+
+def test_chunks_travel_in_files_that_are_gone_after_the_scan(tiny_chunks: None) -> None:
+    """Jobs go to the worker in a file of a folder of the reader's own (mode 0700), and the
+    facts come back in one; each is removed once read, and the folder once finished."""
+    got: list[FlowFacts] = []
+    identifier, answer = _sent_to_a_worker(got)
+    assert isinstance(answer, str)  # the worker's answer: the name of its facts' file
+    facts_file = Path(answer)
+    folder = facts_file.parent
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert facts_file.exists() and not Path(str(facts_file).removesuffix(".facts")).exists()
+    identifier.finish()
+    assert got == [identify_job(_job(n)) for n in range(4)]
+    assert not folder.exists()
+
+
+def test_without_room_for_files_the_jobs_go_through_the_pipe(
+        tiny_chunks: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full file system (or no writable temporary folder) costs only speed: the jobs go
+    to the worker through the pool's pipe, and the facts are the same."""
+    came_back: list[type] = []
+    fill_pickled = identify_workers._Chunk.fill_pickled
+
+    def full(files: identify_workers.ChunkFiles, jobs: list[IdentifyJob]) -> str:
+        raise OSError(28, "No space left on device")
+
+    def recorded(chunk: identify_workers._Chunk[int],
+                 sent: identify_workers.ChunkFacts | str) -> None:
+        came_back.append(type(sent))
+        fill_pickled(chunk, sent)
+
+    monkeypatch.setattr(identify_workers.ChunkFiles, "write", full)
+    monkeypatch.setattr(identify_workers._Chunk, "fill_pickled", recorded)
+    got: list[FlowFacts] = []
+    identifier, _ = _sent_to_a_worker(got)
+    identifier.finish()
+    assert got == [identify_job(_job(n)) for n in range(4)]
+    assert came_back and set(came_back) == {tuple}  # facts themselves, not a file's name
+
+
+def test_a_chunk_whose_file_is_lost_is_identified_here() -> None:
+    """A worker that cannot read its chunk's file (removed under it) fails that chunk
+    alone: the reader identifies it, and the workers stay."""
+    from concurrent.futures import Future
+
+    got: list[tuple[int, FlowFacts]] = []
+    identifier: Identifier[int] = Identifier(lambda item, facts: got.append((item, facts)), 1)
+    chunk: identify_workers._Chunk[int] = identify_workers._Chunk(identify_workers.SharedFacts())
+    for n in range(3):
+        chunk.add(n, _job(n))
+    lost: Future[identify_workers.ChunkFacts | str] = Future()
+    lost.set_exception(FileNotFoundError(2, "No such file or directory"))
+    chunk.future = lost
+    identifier._complete(chunk)
+    assert chunk.facts == [identify_job(_job(n)) for n in range(3)]
+    assert identifier._workers == 1

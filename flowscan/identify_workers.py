@@ -112,6 +112,15 @@ def identify_chunk_file(path: str) -> str:
     return ChunkFiles.put(f"{path}.facts", identify_chunk(jobs))
 
 
+def _private_folder() -> str:
+    """A new folder only this user may enter (mode 0700): in shared memory where the system
+    has one that takes it, else in the temporary folder (OSError where neither does)."""
+    if os.path.isdir(SHARED_MEMORY):
+        with contextlib.suppress(OSError):
+            return tempfile.mkdtemp(prefix="flowscan-chunks-", dir=SHARED_MEMORY)
+    return tempfile.mkdtemp(prefix="flowscan-chunks-")
+
+
 class ChunkFiles:
     """The files that carry chunks' jobs to the workers and their facts back, rather than
     the pool's pipes (see above). In a folder of the reader's own (mode 0700, in shared
@@ -127,8 +136,7 @@ class ChunkFiles:
     def write(self, jobs: list[IdentifyJob]) -> str:
         """The file holding `jobs`; OSError where it cannot be written."""
         if self._folder is None:
-            shared = SHARED_MEMORY if os.path.isdir(SHARED_MEMORY) else None
-            self._folder = tempfile.mkdtemp(prefix="flowscan-chunks-", dir=shared)
+            self._folder = _private_folder()
             self._remove = weakref.finalize(self, shutil.rmtree, self._folder, True)
         self._written += 1
         return self.put(os.path.join(self._folder, str(self._written)), jobs)

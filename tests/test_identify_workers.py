@@ -341,3 +341,17 @@ def test_a_chunk_whose_file_is_lost_is_identified_here() -> None:
     identifier._complete(chunk)
     assert chunk.facts == [identify_job(_job(n)) for n in range(3)]
     assert identifier._workers == 1
+
+
+def test_chunk_files_go_to_the_temporary_folder_without_shared_memory(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Where /dev/shm is missing or refuses a folder, the chunks' folder is made in the
+    temporary folder instead, still only the user's."""
+    monkeypatch.setattr(identify_workers, "SHARED_MEMORY", str(tmp_path / "missing"))
+    monkeypatch.setattr(identify_workers.tempfile, "tempdir", str(tmp_path))
+    files = identify_workers.ChunkFiles()
+    path = Path(files.write([_job(1)]))
+    assert path.parent.parent == tmp_path and path.parent.stat().st_mode & 0o777 == 0o700
+    assert identify_workers.ChunkFiles.take(str(path)) == [_job(1)] and not path.exists()
+    files.remove()
+    assert not path.parent.exists()

@@ -5,7 +5,6 @@ one session (ICE checks, a TURN allocation and the media all share it)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from flowscan.identify import FlowFacts
 from flowscan.protocols.sdp import offers
@@ -68,7 +67,7 @@ def _number(members: list[Flow], number: int) -> None:
         if found is None:
             if len(numbered) >= ALIKE_KEPT:
                 numbered.clear()
-            found = numbered[key] = replace(enc, session=number)
+            found = numbered[key] = enc.in_session(number)
         flow.encryption = found
 
 

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from stagekit import LOCAL, app_label, encryption, flow, sip_facts
 
 from flowscan import sessions
 from flowscan.identify import FlowFacts
-from flowscan.report.model import Encryption, EvidenceItem, Flow, MediaSession
+from flowscan.report.model import Decryption, Encryption, EvidenceItem, Flow, MediaSession
 from flowscan.sessions import build_sessions, findings
 
 ALICE = ("192.0.2.10", 49170)  # the media addresses the SDP offer and answer name
@@ -164,3 +166,20 @@ def test_the_kinds_of_verdict_remembered_are_bounded(monkeypatch: pytest.MonkeyP
     assert [(f.encryption.verdict, f.encryption.session) for f in flows  # type: ignore[union-attr]
             ] == [(kinds[n % 3].verdict, 1) for n in range(1, 10)]
     assert flows[0].encryption is not flows[3].encryption  # forgotten in between
+
+
+def test_numbering_copies_the_verdict_whole() -> None:
+    """A session's number goes on a copy of the verdict (Encryption.in_session): equal to
+    the judged one in every other field, with the very same evidence and decryption
+    objects; the judged verdict, which flows of other sessions may share, keeps none."""
+    judged = encryption("hop-by-hop", "server", "dtls-srtp")
+    judged.basis = "decrypted"
+    judged.decryption = Decryption(12, 0, "key log", "ab12", "codec", "VP8 frames")
+    shared = [flow(1, (LOCAL, 50000), SFU, encryption=judged),
+              flow(2, (LOCAL, 50001), SFU, encryption=judged)]
+    assert [s.flows for s in sessions_of(shared)] == [(1,), (2,)]
+    first, second = (f.encryption for f in shared)
+    assert first is not None and second is not None and judged.session is None
+    assert (first.session, second.session) == (1, 2)
+    assert first == dataclasses.replace(judged, session=1)
+    assert first.evidence is judged.evidence and first.decryption is judged.decryption

@@ -1,10 +1,9 @@
-"""Temporary files that keep a large capture's per-flow data out of memory.
+"""Temporary files that keep a large capture's rendered report out of memory.
 
-A capture of a million flows would otherwise hold every closed flow's record and facts, and
-then its whole report as one string, until the end: memory would grow with every flow ever
-seen. Here, rendered reports go to a spool file (memory while small, an unnamed temporary
-file beyond), and closed flows, past a threshold, to a FlowStore: length-prefixed pickles in
-a temporary file that is removed when the scan ends, whether it ends well or not.
+A report of a million flows would otherwise be one string of a gigabyte or more until it
+is written. Here, rendered reports go to a spool file: memory while small, an unnamed
+temporary file beyond. (Closed flows' records and facts are still held in memory until
+the report is built; the README's Benchmark section says what would spill them.)
 """
 
 from __future__ import annotations

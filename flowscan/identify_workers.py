@@ -104,21 +104,53 @@ def identify_chunk(jobs: list[IdentifyJob]) -> ChunkFacts:
             gc.enable()
 
 
-def identify_chunk_file(path: str) -> str:
+def identify_chunk_file(path: str) -> ChunkFacts | str:
     """In a worker: identify_chunk on the jobs in the file at `path` (ChunkFiles); the
-    facts go into a file beside it, whose path is what the worker sends back."""
+    facts go into a file beside it, whose path is what the worker sends back (the facts
+    themselves where that file cannot be written)."""
     jobs = ChunkFiles.take(path)
     assert isinstance(jobs, list)
-    return ChunkFiles.put(f"{path}.facts", identify_chunk(jobs))
+    facts = identify_chunk(jobs)
+    try:
+        return ChunkFiles.put(f"{path}.facts", facts)
+    except OSError:  # a full file system: the facts go through the pipe
+        return facts
+
+
+FOLDER_PREFIX = "flowscan-chunks-"
 
 
 def _private_folder() -> str:
-    """A new folder only this user may enter (mode 0700): in shared memory where the system
-    has one that takes it, else in the temporary folder (OSError where neither does)."""
+    """A new folder only this user may enter (mode 0700), named after this process: in
+    shared memory where the system has one that takes it, else in the temporary folder
+    (OSError where neither does). The folders left there by processes of this user that
+    were killed outright go first."""
+    prefix = f"{FOLDER_PREFIX}{os.getpid()}-"
     if os.path.isdir(SHARED_MEMORY):
         with contextlib.suppress(OSError):
-            return tempfile.mkdtemp(prefix="flowscan-chunks-", dir=SHARED_MEMORY)
-    return tempfile.mkdtemp(prefix="flowscan-chunks-")
+            _remove_orphans(SHARED_MEMORY)
+            return tempfile.mkdtemp(prefix=prefix, dir=SHARED_MEMORY)
+    with contextlib.suppress(OSError):
+        _remove_orphans(tempfile.gettempdir())
+    return tempfile.mkdtemp(prefix=prefix)
+
+
+def _remove_orphans(parent: str) -> None:
+    """The chunk folders in `parent` that are this user's and whose process is gone: a
+    process killed outright (SIGKILL, the out-of-memory killer, SIGTERM's default) runs
+    no clean-up, and a job holds payload samples. A process that is alive (or a new one
+    with the same number) keeps its folder."""
+    for entry in os.scandir(parent):
+        owner = entry.name.removeprefix(FOLDER_PREFIX).partition("-")[0]
+        if not entry.name.startswith(FOLDER_PREFIX) or not owner.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            try:
+                os.kill(int(owner), 0)
+            except ProcessLookupError:
+                shutil.rmtree(entry.path, ignore_errors=True)
 
 
 class ChunkFiles:
@@ -126,7 +158,8 @@ class ChunkFiles:
     the pool's pipes (see above). In a folder of the reader's own (mode 0700, in shared
     memory where the system has it), each file removed by the process that reads it,
     the folder when the reader is done (or its Identifier is collected, or the process
-    exits). A job holds payload samples: nothing is left behind."""
+    exits). A job holds payload samples: a folder left by a process killed outright is
+    removed by the next scan that makes one (_remove_orphans)."""
 
     def __init__(self) -> None:
         self._folder: str | None = None
@@ -303,6 +336,7 @@ class Identifier(Generic[T]):
         # At the end of a capture: the chunks not sent yet, oldest first (last_flows).
         self._unsent: deque[_Chunk[T]] = deque()
         self._files = ChunkFiles()  # where the workers' chunks go
+        self._broken: ProcessPoolExecutor | None = None  # given up (_give_up)
 
     def add(self, item: T, job: IdentifyJob) -> None:
         filling = self._filling
@@ -332,21 +366,19 @@ class Identifier(Generic[T]):
         self._last_flows = True
 
     def _dispatch(self, chunk: _Chunk[T]) -> None:
-        """To a worker, unless there is none or they are behind: then here while reading,
-        and at the end into the queue of chunks waiting for a worker."""
+        """To a worker, unless there is none or they are behind: then here while reading;
+        at the end, into the queue of chunks waiting for a worker (_send_unsent sends
+        them, oldest first)."""
         if chunk.done():
             return
-        if not self._workers:
+        if not self._workers or (self._pool is None and not self._pool_started()):
             chunk.identify_here()
-        elif not self._room():
-            if self._last_flows:
-                self._unsent.append(chunk)
-            else:
-                chunk.identify_here()
-        elif self._pool is None and not self._pool_started():
-            chunk.identify_here()
-        else:
+        elif self._last_flows:
+            self._unsent.append(chunk)
+        elif self._room():
             self._submit(chunk)
+        else:
+            chunk.identify_here()
 
     def _room(self) -> bool:
         """Whether the workers can take another chunk: a few waiting for each (at the end,
@@ -391,11 +423,12 @@ class Identifier(Generic[T]):
         return True
 
     def _give_up(self) -> None:
-        """Workers gone (killed, out of memory): everything from here on is done here."""
+        """Workers gone (killed, out of memory): everything from here on is done here.
+        The pool is kept until finish(), which waits for it before removing the files."""
         self._workers = 0
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+            self._broken, self._pool = self._pool, None
         while self._unsent:
             self._unsent.popleft().identify_here()
 
@@ -422,35 +455,45 @@ class Identifier(Generic[T]):
 
     def finish(self) -> None:
         """Identify what is left and deliver everything; the workers stop."""
-        if self._filling.items:
-            chunk, self._filling = self._filling, _Chunk(self._shared)
-            chunk.identify_here()
-            self._chunks.append(chunk)
-        # The chunks waiting for a worker: the workers take them from the oldest on, the
-        # reader from the newest back, until none is left.
+        try:
+            if self._filling.items:
+                chunk, self._filling = self._filling, _Chunk(self._shared)
+                chunk.identify_here()
+                self._chunks.append(chunk)
+            self._share_out()
+            self._deliver_done(wait=True)
+        finally:
+            self._stop()
+
+    def _share_out(self) -> None:
+        """The chunks waiting for a worker: the workers take them from the oldest on, the
+        reader from the newest back, until none is left; then the reader takes back,
+        newest first, those sent that no worker has started, while the workers finish."""
         while self._unsent:
             self._send_unsent()
             if self._unsent:
                 self._unsent.pop().identify_here()
-        # The chunks sent that no worker has taken yet, newest first, are identified here
-        # while the workers finish theirs.
         for chunk in reversed(self._chunks):
             if chunk.future is not None and chunk.future.cancel():
                 chunk.future = None
                 chunk.identify_here()
-        try:
-            self._deliver_done(wait=True)
-        finally:
-            if self._starting is not None and self._pool is None and self._workers:
-                self._pool = self._starting.wait()  # started too late to be used
-            if self._pool is not None:
-                self._pool.shutdown()
-                self._pool = None
-            self._files.remove()
-            # The callback is often a bound method of the identifier's owner: dropped, the
-            # two make no reference cycle, which would keep every flow's facts alive until
-            # a full collection (7 s over 200k flows).
-            self._deliver = _finished
+
+    def _stop(self) -> None:
+        """The workers stopped and waited for (a broken pool's too, so that none writes
+        into the folder as it goes), then the chunks' files removed."""
+        if self._starting is not None and self._pool is None and self._workers:
+            self._pool = self._starting.wait()  # started too late to be used
+        for pool in (self._pool, self._broken):
+            if pool is not None:
+                pool.shutdown()
+        self._pool = self._broken = None
+        self._files.remove()
+        self._sent.clear()
+        self._unsent.clear()
+        # The callback is often a bound method of the identifier's owner: dropped, the
+        # two make no reference cycle, which would keep every flow's facts alive until
+        # a full collection (7 s over 200k flows).
+        self._deliver = _finished
 
 
 def _finished(item: object, facts: FlowFacts) -> None:

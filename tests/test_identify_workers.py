@@ -133,17 +133,22 @@ def test_the_facts_remembered_are_bounded(monkeypatch: pytest.MonkeyPatch) -> No
     assert got[1] is got[0] and got[5] is not got[0]  # a fourth kind came in between
 
 
+def _kill_workers(identifier: Identifier[int]) -> None:
+    """Every worker process of the identifier's pool killed outright."""
+    pool = identifier._pool
+    assert pool is not None and pool._processes
+    for process in list(pool._processes.values()):
+        assert process.pid is not None
+        os.kill(process.pid, 9)
+
+
 def test_a_dead_worker_leaves_the_reader_to_identify(tiny_chunks: None) -> None:
     """Workers killed mid-capture: every flow is still identified, here."""
     got: list[int] = []
     identifier: Identifier[int] = Identifier(lambda item, facts: got.append(item), 1)
     for n in range(10):
         identifier.add(n, _job(n))
-    pool = identifier._pool
-    assert pool is not None and pool._processes
-    for process in list(pool._processes.values()):
-        assert process.pid is not None
-        os.kill(process.pid, 9)
+    _kill_workers(identifier)
     for n in range(10, 40):
         identifier.add(n, _job(n))
     identifier.finish()
@@ -233,33 +238,44 @@ def test_no_reference_cycle_keeps_the_facts_alive(workers: int) -> None:
 
 
 
-def test_the_last_flows_all_go_to_the_workers_first(tiny_chunks: None,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_last_flows_go_to_the_workers_oldest_first(tiny_chunks: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """While reading, a reader with more chunks waiting than the workers can take
     identifies the next one itself (here: any chunk waiting is too many). Once the
-    capture has ended (last_flows), every chunk goes to the workers as it fills, the
-    reader makes the remaining records meanwhile, and finish() takes back, newest first,
-    what no worker has started: the facts and their order are unchanged."""
+    capture has ended (last_flows), no chunk is identified as it fills: the workers take
+    them from the oldest on, as they have room, and finish() has the reader take the
+    rest from the newest back. The facts and their order are unchanged."""
     monkeypatch.setattr(identify_workers, "QUEUED_PER_WORKER", 0)
     here: list[int] = []
+    sent: list[int] = []
     identify_here = identify_workers._Chunk.identify_here
+    submit = Identifier._submit
 
     def counted(chunk: identify_workers._Chunk[int]) -> None:
-        here.append(len(chunk.items))
+        here.append(chunk.items[0])
         identify_here(chunk)
 
+    def recorded(identifier: Identifier[int], chunk: identify_workers._Chunk[int]) -> None:
+        sent.append(chunk.items[0])
+        submit(identifier, chunk)
+
     monkeypatch.setattr(identify_workers._Chunk, "identify_here", counted)
+    monkeypatch.setattr(Identifier, "_submit", recorded)
     got: list[tuple[int, FlowFacts]] = []
     identifier: Identifier[int] = Identifier(lambda item, facts: got.append((item, facts)), 1)
     for n in range(30):
         identifier.add(n, _job(n))
     assert here  # reading: the worker counts as behind, the reader takes the chunks
     here.clear()
+    sent.clear()
     identifier.last_flows()
     for n in range(30, 90):
         identifier.add(n, _job(n))
-    assert here == []  # the last flows: every chunk sent, none identified as it filled
+    assert here == []  # the last flows: none identified as it filled
     identifier.finish()
+    assert sent == sorted(sent) and sent[0] == 30  # to the workers from the oldest on
+    assert here[0] == 88  # here, from the newest back (and any sent but not started)
+    assert set(sent) | set(here) == set(range(30, 90, 2))
     assert [n for n, _ in got] == list(range(90))
     assert [facts.stun.messages for _, facts in got if facts.stun] == [
         4 if n % 3 else 1 for n in range(90)]
@@ -355,3 +371,63 @@ def test_chunk_files_go_to_the_temporary_folder_without_shared_memory(
     assert identify_workers.ChunkFiles.take(str(path)) == [_job(1)] and not path.exists()
     files.remove()
     assert not path.parent.exists()
+
+
+def test_a_dead_worker_at_the_end_leaves_the_reader_every_chunk(tiny_chunks: None) -> None:
+    """Workers killed while the last flows' chunks wait for them: the reader identifies
+    those and the ones sent, in order, and the chunks' folder is gone after."""
+    got: list[int] = []
+    identifier: Identifier[int] = Identifier(lambda item, facts: got.append(item), 1)
+    identifier.last_flows()
+    for n in range(20):
+        identifier.add(n, _job(n))
+    assert identifier._unsent
+    folder = identifier._files._folder
+    _kill_workers(identifier)
+    for n in range(20, 40):
+        identifier.add(n, _job(n))
+    identifier.finish()
+    assert got == list(range(40))
+    assert folder is not None and not Path(folder).exists()
+
+
+def test_folders_of_killed_scans_are_removed(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    """A scan killed outright leaves its chunks' folder (payload samples) behind: the next
+    one to make a folder removes those whose process is gone, and only those."""
+    import subprocess
+    import sys
+
+    monkeypatch.setattr(identify_workers, "SHARED_MEMORY", str(tmp_path))
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    prefix = identify_workers.FOLDER_PREFIX
+    left = tmp_path / f"{prefix}{gone}-abc"
+    alive = tmp_path / f"{prefix}{os.getppid()}-def"
+    other = tmp_path / "flowscan-chunks-notapid"
+    for folder in (left, alive, other):
+        folder.mkdir()
+        (folder / "1").write_bytes(b"samples")
+    files = identify_workers.ChunkFiles()
+    path = Path(files.write([_job(1)]))
+    assert not left.exists() and alive.exists() and other.exists()
+    assert path.parent.name.startswith(f"{prefix}{os.getpid()}-")
+    files.remove()
+
+
+def test_facts_come_back_through_the_pipe_where_their_file_cannot_be_written(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A worker that cannot write its facts' file sends the facts themselves: its work is
+    not lost, and the chunk's file is gone all the same."""
+    jobs = [_job(n) for n in range(6)]
+    path = identify_workers.ChunkFiles.put(str(tmp_path / "1"), jobs)
+    put = identify_workers.ChunkFiles.put
+
+    def full(where: str, value: object) -> str:
+        if where.endswith(".facts"):
+            raise OSError(28, "No space left on device")
+        return put(where, value)
+
+    monkeypatch.setattr(identify_workers.ChunkFiles, "put", staticmethod(full))
+    assert identify_workers.identify_chunk_file(path) == identify_workers.identify_chunk(jobs)
+    assert list(tmp_path.iterdir()) == []

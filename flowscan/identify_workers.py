@@ -118,6 +118,7 @@ def identify_chunk_file(path: str) -> ChunkFacts | str:
 
 
 FOLDER_PREFIX = "flowscan-chunks-"
+PID_MAX = 1 << 22  # the largest process number Linux gives (kernel.pid_max at most)
 
 
 def _private_folder() -> str:
@@ -127,11 +128,10 @@ def _private_folder() -> str:
     were killed outright go first."""
     prefix = f"{FOLDER_PREFIX}{os.getpid()}-"
     if os.path.isdir(SHARED_MEMORY):
+        _remove_orphans(SHARED_MEMORY)
         with contextlib.suppress(OSError):
-            _remove_orphans(SHARED_MEMORY)
             return tempfile.mkdtemp(prefix=prefix, dir=SHARED_MEMORY)
-    with contextlib.suppress(OSError):
-        _remove_orphans(tempfile.gettempdir())
+    _remove_orphans(tempfile.gettempdir())
     return tempfile.mkdtemp(prefix=prefix)
 
 
@@ -139,18 +139,20 @@ def _remove_orphans(parent: str) -> None:
     """The chunk folders in `parent` that are this user's and whose process is gone: a
     process killed outright (SIGKILL, the out-of-memory killer, SIGTERM's default) runs
     no clean-up, and a job holds payload samples. A process that is alive (or a new one
-    with the same number) keeps its folder."""
-    for entry in os.scandir(parent):
-        owner = entry.name.removeprefix(FOLDER_PREFIX).partition("-")[0]
-        if not entry.name.startswith(FOLDER_PREFIX) or not owner.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+    with the same number) keeps its folder; so does anything else."""
+    with contextlib.suppress(OSError), os.scandir(parent) as entries:
+        for entry in entries:
+            owner = entry.name.removeprefix(FOLDER_PREFIX).partition("-")[0]
+            if (not entry.name.startswith(FOLDER_PREFIX) or not owner.isascii()
+                    or not owner.isdigit() or not 0 < int(owner) <= PID_MAX):
                 continue
-            try:
-                os.kill(int(owner), 0)
-            except ProcessLookupError:
-                shutil.rmtree(entry.path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                    continue
+                try:
+                    os.kill(int(owner), 0)
+                except ProcessLookupError:
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
 
 class ChunkFiles:

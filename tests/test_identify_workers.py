@@ -404,13 +404,13 @@ def test_folders_of_killed_scans_are_removed(monkeypatch: pytest.MonkeyPatch,
     prefix = identify_workers.FOLDER_PREFIX
     left = tmp_path / f"{prefix}{gone}-abc"
     alive = tmp_path / f"{prefix}{os.getppid()}-def"
-    other = tmp_path / "flowscan-chunks-notapid"
-    for folder in (left, alive, other):
+    others = [tmp_path / f"{prefix}{name}-x" for name in ("notapid", "99999999999", "²")]
+    for folder in (left, alive, *others):
         folder.mkdir()
         (folder / "1").write_bytes(b"samples")
     files = identify_workers.ChunkFiles()
     path = Path(files.write([_job(1)]))
-    assert not left.exists() and alive.exists() and other.exists()
+    assert not left.exists() and alive.exists() and all(f.exists() for f in others)
     assert path.parent.name.startswith(f"{prefix}{os.getpid()}-")
     files.remove()
 

@@ -349,6 +349,8 @@ def _inherit(views: Views, labels: dict[int, AppLabel], key_of: object,
     """Flows sharing a key (a local socket, a server address) with a flow labelled by
     strong evidence (or by a signal in `also`) take that label, unless their own evidence
     is as strong."""
+    if not labels:
+        return  # no donor: a pass over every flow for nothing (a capture of no known app)
     donors: dict[object, AppLabel] = {}
     for view in views:
         label = labels.get(view.flow_id)

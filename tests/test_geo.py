@@ -87,6 +87,26 @@ def test_non_routable_addresses_are_labelled_not_located(ip: str, scope: str) ->
     assert (info.country is None) == (scope != "public")
 
 
+def test_addresses_of_one_scope_share_one_answer_and_no_database_is_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A capture of a million private addresses makes one answer for them, not one each;
+    the databases are asked only of public addresses."""
+    locator = Locator()
+    asked: list[str] = []
+    get = Locator._get
+
+    def recorded(self: Locator, kind: str, ip: str) -> object:
+        asked.append(ip)
+        return get(self, kind, ip)
+
+    monkeypatch.setattr(Locator, "_get", recorded)
+    first, second = locator._located("10.0.0.1"), locator._located("10.9.8.7")
+    assert first is second and first.scope == "private" and asked == []
+    assert locator._located("192.168.1.1") is first
+    assert locator._located("fd12::1") is not first
+    assert locator._located("8.8.8.8").scope == "public" and asked
+
+
 def test_user_database_is_used_first_and_bad_ones_are_a_clear_error(tmp_path: Path) -> None:
     path = str(BUNDLED / "iptoasn-country.mmdb")
     report = flowscan.scan(str(real_capture("zoom.pcap")), geoip_db=[path])

@@ -113,6 +113,12 @@ class _Located:
     sources: tuple[str, ...] = ()
 
 
+@functools.cache  # one entry per scope word (scope_of)
+def _unlocated(scope: str) -> _Located:
+    """An address of a non-public scope, as every one of its kind is."""
+    return _Located(scope)
+
+
 # The database types geoip2.database.Reader accepts for each of its models: it checks that
 # the name is in the metadata's database_type (geoip2/database.py, Reader._get). DB-IP's files
 # name the MaxMind layout they copy, e.g. "DBIP-ASN-Lite (compat=GeoLite2-ASN)".
@@ -308,14 +314,15 @@ class Locator:
         if known is None:
             if len(self._cache) >= MAX_CACHED:
                 self._cache.clear()
-            found = self._lookup(ip)
-            known = self._cache[ip] = self._answers.setdefault(found, found)
+            known = self._cache[ip] = self._lookup(ip)
         return known
 
     def _lookup(self, ip: str) -> _Located:
+        """One object per distinct answer: the databases' for a public address, one per
+        scope for the others (which no database is asked of)."""
         scope = scope_of(ip)
         if scope != "public":
-            return _Located(scope)
+            return _unlocated(scope)
         place = _Answer()
         sources: list[str] = []
         for kind in LOCATING:
@@ -336,4 +343,5 @@ class Locator:
         if found:
             registered = found[1].country
             sources.append(found[0].name)
-        return _Located(scope, place, registered, tuple(sources))
+        located = _Located(scope, place, registered, tuple(sources))
+        return self._answers.setdefault(located, located)

@@ -279,6 +279,7 @@ class FlowAccounting:
         t_last = np.where(lasts >= 0, ts[lasts], 0.0).tolist()
         had, seen = before[todo].tolist(), (lasts >= 0).tolist()
         flows = known
+        touched = self.table.touched
         for j, g in enumerate(todo.tolist()):
             flow, d_lower = known.get(g) or self._resolve(batch, cols, g)
             flows[g] = flow, d_lower
@@ -301,7 +302,10 @@ class FlowAccounting:
                 flow, d_lower = flows[g]
                 seen = flow.ssrcs[d_lower if c == 0 else 1 - d_lower]
                 if len(seen) < MAX_SSRCS:
+                    before_ssrcs = len(seen)
                     seen.add(value.to_bytes(4, "big"))
+                    if touched is not None and len(seen) > before_ssrcs:
+                        touched.add(flow)
         buf = memoryview(batch.buf)
         # A sample stops at the payload's end, its class's size, or the captured length.
         rows = cols.idx[sampled]
@@ -319,6 +323,8 @@ class FlowAccounting:
             end = max(start, end)
             flow.samples += pack_sample_head(when, fd, end - start)
             flow.samples += buf[start:end]
+            if touched is not None:
+                touched.add(flow)
         rows = cols.idx[late]
         stop = np.minimum(np.minimum(cols.pe[late], cols.ps[late] + self.table.class_bytes[
             RTP_CLASS]), batch.data_off[rows] + batch.caplen[rows])
@@ -329,6 +335,8 @@ class FlowAccounting:
             end = max(start, end)
             flow.late += pack_sample_head(when, d_lower if c == 0 else 1 - d_lower, end - start)
             flow.late += buf[start:end]
+            if touched is not None:
+                touched.add(flow)
 
     def _resolve(self, batch: Batch, cols: FastColumns, g: int) -> tuple[FlowState, int]:
         """A group's flow, and its direction for packets sent by the lower endpoint."""

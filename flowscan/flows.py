@@ -155,8 +155,8 @@ class FlowState:
     """A flow while it is open; the hot path touches only its lists."""
 
     __slots__ = (
-        "budget", "client_basis", "encap", "first", "flow_id", "handshake", "key", "last",
-        "late", "octets", "pkts", "proto", "samples", "ssrcs", "tracking",
+        "ahead", "budget", "client_basis", "encap", "first", "flow_id", "handshake", "key",
+        "last", "late", "octets", "pkts", "proto", "samples", "ssrcs", "tracking",
     )
 
     def __init__(
@@ -180,6 +180,9 @@ class FlowState:
         # TCP handshake times [SYN, SYN-ACK, ACK], zero where not seen.
         self.handshake = [0.0, 0.0, 0.0]
         self.tracking = proto == PROTO_TCP
+        # Facts identified before the flow closed, with what their samples were
+        # (identify_workers.LookAhead): None until then.
+        self.ahead: tuple[object, object] | None = None
 
     def copy(self) -> FlowState:
         """A copy that the table's later packets leave as it is (a live view reads it
@@ -244,6 +247,9 @@ class FlowTable:
         self.active = 0
         self.peak_active = 0
         self.evicted = 0
+        # The open flows whose samples or SSRCs grew since the set was last taken, for
+        # whoever identifies flows before they close (None: nobody does; not kept).
+        self.touched: set[FlowState] | None = None
 
     def add(self, ts: float, wirelen: int, decoded: Decoded, data: bytes) -> None:
         proto, key, ps, pe, flags, encap = decoded
@@ -269,20 +275,26 @@ class FlowTable:
             else:
                 c = TCP_MEDIA_CLASS if tcp_media_frame(data, ps, pe) else OTHER_CLASS
             i = d * SAMPLE_CLASSES + c
+            grew = False
             if flow.budget[i]:
                 flow.budget[i] -= 1
                 payload = data[ps:min(pe, ps + self.class_bytes[c])]
                 flow.samples += pack_sample_head(ts, d, len(payload))
                 flow.samples += payload
+                grew = True
             if c == RTP_CLASS and flow.pkts[d] in LATE_RTP:
                 payload = data[ps:min(pe, ps + self.class_bytes[c])]
                 flow.late += pack_sample_head(ts, d, len(payload))
                 flow.late += payload
+                grew = True
             if c == RTP_CLASS and pe - ps >= 12 and ps + 12 <= len(data) and not (
                     192 <= data[ps + 1] <= 223):  # RTP, not RTCP (RFC 5761 section 4)
-                seen = flow.ssrcs[d]
-                if len(seen) < MAX_SSRCS:
-                    seen.add(data[ps + 8:ps + 12])
+                seen, ssrc = flow.ssrcs[d], data[ps + 8:ps + 12]
+                if len(seen) < MAX_SSRCS and ssrc not in seen:
+                    seen.add(ssrc)
+                    grew = True
+            if grew and self.touched is not None:
+                self.touched.add(flow)
         if flow.tracking:
             self._handshake(flow, d, flags, ts)
         if ts > self._now:

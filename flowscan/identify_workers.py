@@ -14,9 +14,11 @@ thread of their own: starting the fork server (a fresh interpreter importing
 identification) takes about half a second, in which the reader identifies chunks itself
 rather than wait. When the workers fall behind, the reader identifies chunks itself
 rather than let samples pile up; at the end the workers take the chunks left from the
-oldest on, a few at a time, and the reader from the newest back. However identified, flows
-with the same facts share one facts object (SharedFacts): most of a capture's flows repeat
-the facts of others.
+oldest on, a few at a time, and the reader from the newest back. While the workers would
+otherwise wait (no closed flow to identify), they identify open flows whose samples stood
+still through a batch (LookAhead): a flow that closes as it stood then needs no more work.
+However identified, flows with the same facts share one facts object (SharedFacts): most
+of a capture's flows repeat the facts of others.
 
 A chunk's jobs travel to its worker, and its facts back, in files (ChunkFiles); through
 the pool's pipes goes only their names. A pipe holds 64 KB, a chunk's jobs are hundreds
@@ -43,9 +45,10 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from flowscan.identify import FlowFacts, IdentifyJob, identify_job
+from flowscan.flows import FlowState, FlowTable
+from flowscan.identify import FlowFacts, IdentifyJob, identify_job, job_of
 
 T = TypeVar("T")
 CHUNK = 256  # flows handed to a worker at once: small enough to keep it busy early
@@ -226,6 +229,17 @@ class SharedFacts:
             known = self._known[data] = pickle.loads(data) if facts is None else facts
         return known
 
+    def sent(self, sent: ChunkFacts | str) -> list[FlowFacts]:
+        """The facts of a chunk's flows, in order, as a worker sent them back (or the file
+        it wrote them to)."""
+        if isinstance(sent, str):
+            taken = ChunkFiles.take(sent)
+            assert isinstance(taken, tuple)
+            sent = taken
+        distinct, order = sent
+        known = [self.of(data) for data in distinct]
+        return [known[index] for index in order]
+
     def identified(self, job: IdentifyJob) -> FlowFacts:
         """identify_job here, its facts shared."""
         facts = identify_job(job)
@@ -289,9 +303,11 @@ class _Chunk(Generic[T]):
         self.future: Future[ChunkFacts | str] | None = None
         self.shared = shared
 
-    def add(self, item: T, job: IdentifyJob) -> None:
+    def add(self, item: T, job: IdentifyJob, facts: FlowFacts | None = None) -> None:
         self.items.append(item)
-        if worth_sending(job):
+        if facts is not None:
+            self.facts.append(facts)
+        elif worth_sending(job):
             self.facts.append(None)
             self.jobs.append(job)
         else:
@@ -307,13 +323,7 @@ class _Chunk(Generic[T]):
 
     def fill_pickled(self, sent: ChunkFacts | str) -> None:
         """The facts a worker sent back (or the file it wrote them to)."""
-        if isinstance(sent, str):
-            taken = ChunkFiles.take(sent)
-            assert isinstance(taken, tuple)
-            sent = taken
-        distinct, order = sent
-        known = [self.shared.of(data) for data in distinct]
-        self.fill([known[index] for index in order])
+        self.fill(self.shared.sent(sent))
 
     def identify_here(self) -> None:
         self.fill([self.shared.identified(job) for job in self.jobs])
@@ -340,9 +350,16 @@ class Identifier(Generic[T]):
         self._files = ChunkFiles()  # where the workers' chunks go
         self._broken: ProcessPoolExecutor | None = None  # given up (_give_up)
 
-    def add(self, item: T, job: IdentifyJob) -> None:
+    @property
+    def workers(self) -> int:
+        """The worker processes it may use (0: none, or none left)."""
+        return self._workers
+
+    def add(self, item: T, job: IdentifyJob, facts: FlowFacts | None = None) -> None:
+        """A flow to identify, in the order flows are delivered: its job, or its facts
+        where they are known already (LookAhead)."""
         filling = self._filling
-        filling.add(item, job)
+        filling.add(item, job, facts)
         if len(filling.jobs) >= self._chunk_size or len(filling.items) >= 8 * self._chunk_size:
             self._filling = _Chunk(self._shared)
             self._chunks.append(filling)
@@ -390,6 +407,40 @@ class Identifier(Generic[T]):
             sent.popleft()
         queued = max(1, QUEUED_PER_WORKER) if self._last_flows else QUEUED_PER_WORKER
         return sum(1 for chunk in sent if not chunk.done()) < queued * self._workers
+
+    def can_guess(self, guessing: int) -> bool:
+        """Whether the workers are up and would otherwise wait, while reading: no closed
+        flow's chunk in flight, and fewer guesses (LookAhead) than QUEUED_PER_WORKER for
+        each worker. It never starts them: expect() does, once enough flows are open."""
+        if self._last_flows or (self._pool is None and (
+                self._starting is None or not self._pool_started())):
+            return False
+        sent = self._sent
+        while sent and sent[0].done():
+            sent.popleft()
+        return not sent and guessing < QUEUED_PER_WORKER * self._workers
+
+    def guess(self, jobs: list[IdentifyJob]) -> Future[ChunkFacts | str] | None:
+        """The facts of open flows' jobs, identified by a worker as the flows stand (None
+        where they cannot be sent). Only through a file: the jobs hold the open flows'
+        own sample buffers, which the pool's feeding thread would pickle while the
+        reader adds to them."""
+        if self._pool is None:
+            return None
+        try:
+            path = self._files.write(jobs)
+        except OSError:
+            return None
+        try:
+            return self._pool.submit(identify_chunk_file, path)
+        except (BrokenProcessPool, RuntimeError):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            return None
+
+    def guessed(self, sent: ChunkFacts | str) -> list[FlowFacts]:
+        """The facts a guess's worker sent back, shared as every flow's are."""
+        return self._shared.sent(sent)
 
     def _submit(self, chunk: _Chunk[T]) -> None:
         assert self._pool is not None
@@ -496,6 +547,103 @@ class Identifier(Generic[T]):
         # two make no reference cycle, which would keep every flow's facts alive until
         # a full collection (7 s over 200k flows).
         self._deliver = _finished
+
+
+# What a flow's facts rest on: its samples' and late samples' lengths, its SSRC counts and
+# whether its media samples ran out. Samples are only ever appended and SSRC sets only
+# grow, so the same signature means the same job, and identify_job gives the same facts.
+Signature = tuple[int, int, tuple[int, int], bool]
+
+
+def signature(job: IdentifyJob) -> Signature:
+    (_proto, _key, samples, counts), media_unread, late = job
+    return len(samples), len(late), counts, media_unread
+
+
+class LookAhead:
+    """Open flows identified before they close, by workers that would otherwise wait.
+
+    A capture whose flows stay open to its end (a long call, the flows of a busy host)
+    closes them all at once, and identifying them all then takes the workers and the
+    reader a second or more, while the worker cores sat idle during the reading. So,
+    after each batch, the open flows whose samples did not grow through it (the flow
+    table notes those that grew: FlowTable.touched) go to idle workers as they
+    stand; the facts come back onto the flow (FlowState.ahead) with the signature of the
+    job they were made from. A flow that closes with the same signature takes those facts
+    (closed()); one whose samples grew since is identified at its close as any other. The
+    report is the same either way: the facts are identify_job's of the same job."""
+
+    def __init__(self, identifier: Identifier[Any], table: FlowTable) -> None:
+        """The table is not kept: the owner of this object is often the table's closing
+        callback, and the two would make a reference cycle over every flow's facts."""
+        self._identifier = identifier
+        table.touched = set()
+        # The open flows with samples not identified as they stand, each with the look
+        # that last saw them grow; the longest still first.
+        self._pending: dict[FlowState, int] = {}
+        self._guesses: deque[tuple[Future[ChunkFacts | str], list[FlowState],
+                                   list[Signature]]] = deque()
+        self._looks = 0
+
+    def closed(self, state: FlowState, job: IdentifyJob) -> FlowFacts | None:
+        """The facts identified ahead for a flow the table closes, where its job is still
+        the one they were made from."""
+        self._pending.pop(state, None)
+        ahead = state.ahead
+        if ahead is None or ahead[0] != signature(job):
+            return None
+        facts = ahead[1]
+        assert isinstance(facts, FlowFacts)
+        return facts
+
+    def look(self, table: FlowTable) -> None:
+        """After each batch: the guesses done taken back, and the flows that stood still
+        through the batch sent to the workers, the longest still first, while the workers
+        would otherwise wait."""
+        self._collect()
+        touched = table.touched
+        if touched is None:
+            return
+        table.touched = set()
+        self._looks += 1
+        pending, now = self._pending, self._looks
+        for state in touched:
+            pending.pop(state, None)  # to the end: it grew last
+            if state.samples:  # else closed since (pipeline._Identify empties them)
+                pending[state] = now
+        identifier = self._identifier
+        while identifier.can_guess(len(self._guesses)):
+            states: list[FlowState] = []
+            for state, grew in pending.items():
+                if grew == now or len(states) == CHUNK:
+                    break
+                states.append(state)
+            if not states:
+                return
+            for state in states:
+                del pending[state]
+            jobs = [job_of(state) for state in states]
+            future = identifier.guess(jobs)
+            if future is None:
+                return
+            self._guesses.append((future, states, [signature(job) for job in jobs]))
+
+    def settle(self, table: FlowTable) -> None:
+        """At the end of the reading: the guesses in flight waited for, and no more made."""
+        self._collect(wait=True)
+        table.touched = None
+        self._pending = {}
+
+    def _collect(self, wait: bool = False) -> None:
+        guesses = self._guesses
+        while guesses and (wait or guesses[0][0].done()):
+            future, states, signatures = guesses.popleft()
+            try:
+                facts = self._identifier.guessed(future.result())
+            except (BrokenProcessPool, CancelledError, OSError):
+                continue  # these flows are identified as they close
+            for state, sign, found in zip(states, signatures, facts, strict=True):
+                state.ahead = (sign, found)
 
 
 def _finished(item: object, facts: FlowFacts) -> None:

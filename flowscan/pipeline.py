@@ -50,7 +50,7 @@ from flowscan.geo.names import name_map
 from flowscan.geo.plausibility import Vantage, parse_vantage
 from flowscan.geo.remotes import capture_host, parse_capture_hosts, plausibility_of, remote_of
 from flowscan.identify import FlowFacts, facts_to_details, identify, job_of, reported_protocols
-from flowscan.identify_workers import SHARED_FACTS, Identifier
+from flowscan.identify_workers import SHARED_FACTS, Identifier, LookAhead
 from flowscan.options import ScanOptions
 from flowscan.policy import transfers
 from flowscan.policy.jurisdictions import Home, parse_home
@@ -280,9 +280,12 @@ class _Identify:
         # holding it would make a reference cycle over every flow's facts, left to the
         # cyclic collector if the reading fails before finish() breaks it.
         self.identifier = Identifier(_Deliver(self.flows), workers)
+        self.ahead: LookAhead | None = None  # identifies open flows on idle workers
 
     def __call__(self, state: FlowState) -> None:
-        self.identifier.add(flow_record(state), job_of(state))
+        job = job_of(state)
+        ahead = self.ahead.closed(state, job) if self.ahead is not None else None
+        self.identifier.add(flow_record(state), job, ahead)
         state.samples = state.late = bytearray()  # empty; nothing is added to a closed flow
 
 
@@ -320,6 +323,9 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
                       sample_bytes=options.sample_bytes)
     accounting = FlowAccounting(table, decoder, columnar=options.columnar)
     read = ReadFlows(closed.flows, reader.facts, accounting, decoder)
+    if closed.identifier.workers:
+        closed.ahead = LookAhead(closed.identifier, table)
+    ahead = closed.ahead
     folding: AbstractContextManager[object] = nullcontext()
     if live is not None:
         with live.lock:
@@ -331,10 +337,14 @@ def read_account_identify(source: CaptureSource, options: ScanOptions,
             if live is not None:
                 live.batches += 1
         closed.identifier.expect(table.active)
+        if ahead is not None:
+            ahead.look(table)
         if progress is not None:
             progress(source.consumed, source.size)
     if live is not None and live.on_read_end is not None:
         live.on_read_end()
+    if ahead is not None:
+        ahead.settle(table)
     with folding:
         closed.identifier.last_flows()
         table.close_all()

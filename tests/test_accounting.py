@@ -110,3 +110,34 @@ def test_tcp_handshakes_equal_reference_however_they_fall(tmp_path: Path, batch_
         assert fast == closed_flows(str(path), False, timeout)
     handshakes = [cast("list[float]", f[9]) for f in fast[:-1]]  # FlowState.handshake
     assert sum(1 for hs in handshakes if all(hs)) >= 3  # SYN, SYN-ACK and ACK all timed
+
+
+def _grown(state: FlowState) -> tuple[int, int, int, int]:
+    """What identification reads of a flow, by size: its samples, late samples, SSRCs."""
+    return len(state.samples), len(state.late), len(state.ssrcs[0]), len(state.ssrcs[1])
+
+
+@pytest.mark.parametrize("columnar", [True, False], ids=["columnar", "per-packet"])
+def test_the_table_notes_exactly_the_flows_whose_samples_grew(real_path: Path, columnar: bool,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """FlowTable.touched, batch by batch, is the set of flows whose samples, late samples
+    or SSRCs grew in it (identify_workers.LookAhead sends the others to the workers): no
+    flow that grew is missing, and no flow whose packets added nothing is there."""
+    monkeypatch.setattr("flowscan.capture.records.BATCH_BYTES", 4096)
+    seen: dict[FlowState, tuple[int, int, int, int]] = {}
+    table = FlowTable(on_close=lambda state: None, idle_timeout=2.0)
+    table.touched = set()
+    accounting = FlowAccounting(table, Decoder(), columnar=columnar)
+    grew_somewhere = 0
+    with CaptureSource(str(real_path)) as source:
+        for batch in open_reader(source).batches():
+            touched: set[FlowState] = set()
+            table.touched = touched
+            accounting.add_batch(batch)
+            now = set(table.open_flows()) | touched
+            grown = {state for state in now if _grown(state) != seen.get(state, (0, 0, 0, 0))}
+            assert touched == grown
+            seen.update((state, _grown(state)) for state in now)
+            grew_somewhere += len(grown)
+    assert grew_somewhere

@@ -9,11 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from capfiles import ether
+from scapy.layers.inet import IP, UDP
 
 from flowscan import api, identify_workers
 from flowscan.capture import CaptureSource
-from flowscan.flows import pack_samples
-from flowscan.identify import Facts, FlowFacts, IdentifyJob, _field_values, identify_job
+from flowscan.capture.decode import Decoder
+from flowscan.flows import FlowState, FlowTable, pack_samples
+from flowscan.identify import (
+    Facts,
+    FlowFacts,
+    IdentifyJob,
+    _field_values,
+    identify_job,
+    job_of,
+)
 from flowscan.identify_workers import Identifier, default_workers, worth_sending
 from flowscan.options import ScanOptions
 from flowscan.pipeline import read_account_identify
@@ -42,7 +52,12 @@ def _started_at_once(starting: identify_workers._Starting) -> bool:
     return True
 
 
-def test_workers_equal_serial_on_real_captures(real_path: Path, tiny_chunks: None) -> None:
+def test_workers_equal_serial_on_real_captures(real_path: Path, tiny_chunks: None,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """In small batches, with the worker up from the start: flows are also identified
+    ahead, before they close (LookAhead)."""
+    monkeypatch.setattr("flowscan.capture.records.BATCH_BYTES", 8192)
+    monkeypatch.setattr(identify_workers, "EXPECTED_CHUNKS", 0)
     serial = report_bytes(real_path, 0)
     assert report_bytes(real_path, 1) == serial
     assert report_bytes(real_path, 2, home="EU", vantage="DE") == report_bytes(
@@ -431,3 +446,76 @@ def test_facts_come_back_through_the_pipe_where_their_file_cannot_be_written(
     monkeypatch.setattr(identify_workers.ChunkFiles, "put", staticmethod(full))
     assert identify_workers.identify_chunk_file(path) == identify_workers.identify_chunk(jobs)
     assert list(tmp_path.iterdir()) == []
+
+
+def _ahead_counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How flows closed: with the facts identified ahead (hit), after their samples grew
+    since (stale), or never identified ahead."""
+    counts = {"hit": 0, "stale": 0, "never": 0}
+    closed = identify_workers.LookAhead.closed
+
+    def counted(look: identify_workers.LookAhead, state: FlowState, job: IdentifyJob
+                ) -> FlowFacts | None:
+        facts = closed(look, state, job)
+        counts["hit" if facts is not None else "stale" if state.ahead else "never"] += 1
+        return facts
+
+    monkeypatch.setattr(identify_workers.LookAhead, "closed", counted)
+    return counts
+
+
+def test_flows_identified_ahead_give_the_serial_report(tiny_chunks: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read in small batches, flows that stand still while the capture goes on are
+    identified by the worker before they close (LookAhead); a flow whose samples grew
+    afterwards is identified again as it closes. Every lab capture's report is the serial
+    one, and both cases occur."""
+    monkeypatch.setattr("flowscan.capture.records.BATCH_BYTES", 4096)
+    monkeypatch.setattr(identify_workers, "EXPECTED_CHUNKS", 0)  # the worker from the start
+    counts = _ahead_counted(monkeypatch)
+    for path in LAB:
+        keylog = path.parent / "keys.log"
+        options = {"keylog": [str(keylog)]} if keylog.exists() else {}
+        serial = report_bytes(path, 0, **options)
+        assert report_bytes(path, 1, **options) == serial, path.parent.name
+    assert counts["hit"] > 0 and counts["stale"] > 0, counts
+
+
+def _udp_state(table: FlowTable, decoder: Decoder, sport: int, payload: bytes,
+               ts: float) -> None:
+    data = bytes(ether() / IP(src="192.0.2.1", dst="198.51.100.2") / UDP(
+        sport=sport, dport=3478) / payload)
+    decoded = decoder.decode(1, data)
+    assert decoded is not None
+    table.add(ts, len(data), decoded, data)
+
+
+def still_pending(look: identify_workers.LookAhead) -> int:
+    return len(look._pending)
+
+
+def test_a_flow_that_grew_after_its_guess_is_identified_as_it_closes() -> None:
+    """Guessed as they stood, a flow whose samples did not grow since closes with the
+    worker's facts (the same object); one that grew gets none, and is identified anew."""
+    table = FlowTable(on_close=lambda state: None)
+    decoder = Decoder()
+    request = bytes.fromhex("000100002112a442")
+    identifier: Identifier[int] = Identifier(lambda item, facts: None, 1, chunk=1)
+    identifier.expect(identify_workers.EXPECTED_CHUNKS)  # the worker starts
+    look = identify_workers.LookAhead(identifier, table)
+    for sport in (40000, 40001):
+        _udp_state(table, decoder, sport, request + bytes(12), 1.0)
+    assert identifier._starting is not None
+    identifier._starting.wait()
+    look.look(table)  # both grew in this batch: none sent
+    assert still_pending(look) == 2
+    look.look(table)  # both stood still through a batch: to the worker
+    look.settle(table)
+    assert still_pending(look) == 0
+    still, grown = table.open_flows()
+    assert still.ahead is not None and grown.ahead is not None
+    _udp_state(table, decoder, 40001, request + b"\x01" * 12, 2.0)
+    assert look.closed(still, job_of(still)) is still.ahead[1]
+    assert look.closed(grown, job_of(grown)) is None
+    assert still.ahead[1] == identify_job(job_of(still))
+    identifier.finish()

@@ -66,12 +66,11 @@ from flowscan.report.model import (
     Encryption,
     Finding,
     Flow,
-    MediaSession,
     RemoteInfo,
     Report,
 )
 from flowscan.report.records import flow_record
-from flowscan.sessions import build_sessions, findings
+from flowscan.sessions import Sessions, build_sessions, findings
 from flowscan.tlsopen import open_tls_flows
 from flowscan.verdict.rules import apply_decryption, build_context, judge, tls_opened
 from flowscan.version import __version__
@@ -237,7 +236,7 @@ def observed_verdicts(flows: list[tuple[Flow, FlowFacts]], checked: Checked,
 
 
 def sessions_and_policy(flows: list[tuple[Flow, FlowFacts]], checked: Checked
-                        ) -> tuple[list[Flow], list[MediaSession], list[Finding]]:
+                        ) -> tuple[list[Flow], Sessions, list[Finding]]:
     """The judged flows' records, grouped into sessions, with the findings over them."""
     records = [flow for flow, _ in flows]
     sessions, found = group_sessions(flows)
@@ -458,8 +457,7 @@ def decrypt(flows: list[tuple[Flow, FlowFacts]], keys: KeySources) -> None:
             apply_decryption(flow.encryption, result)
 
 
-def group_sessions(flows: list[tuple[Flow, FlowFacts]]
-                   ) -> tuple[list[MediaSession], list[Finding]]:
+def group_sessions(flows: list[tuple[Flow, FlowFacts]]) -> tuple[Sessions, list[Finding]]:
     sessions = build_sessions(flows)
     return sessions, findings([flow for flow, _ in flows], sessions)
 

@@ -4,7 +4,8 @@ one session (ICE checks, a TURN allocation and the media all share it)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from typing import overload
 
 from flowscan.identify import FlowFacts
 from flowscan.protocols.sdp import offers
@@ -30,26 +31,37 @@ def _sip_calls(flows: list[tuple[Flow, FlowFacts]]) -> dict[tuple[str, int], str
     return calls
 
 
-def build_sessions(flows: list[tuple[Flow, FlowFacts]]) -> list[MediaSession]:
+def build_sessions(flows: list[tuple[Flow, FlowFacts]]) -> Sessions:
     calls = _sip_calls(flows)
-    groups: dict[tuple[object, ...], list[Flow]] = {}
+    # A group's members: the one flow where it has one (most sessions are one media
+    # socket used once), a list from its second. Keyed by the call, or by the local
+    # socket: its Endpoint (the record's own: no key made per flow), with the transport
+    # where it is not UDP.
+    groups: dict[object, Flow | list[Flow]] = {}
     for flow, _facts in flows:
         if flow.encryption is None:
             continue
         call = (calls.get((flow.client.ip, flow.client.port)) or calls.get(
             (flow.server.ip, flow.server.port))) if calls else None
-        key: tuple[object, ...] = ("sip", call) if call else (
-            "socket", flow.transport, flow.client.ip, flow.client.port)
+        key: object = ("sip", call) if call else (
+            flow.client if flow.transport == "udp" else (flow.transport, flow.client))
         group = groups.get(key)
         if group is None:
-            groups[key] = [flow]
-        else:
+            groups[key] = flow
+        elif isinstance(group, list):
             group.append(flow)
-    sessions = []
-    for number, members in enumerate(sorted(groups.values(), key=lambda m: m[0].id), 1):
+        else:
+            groups[key] = [group, flow]
+    sessions = Sessions()
+    for number, group in enumerate(sorted(groups.values(), key=_first_id), 1):
+        members = group if isinstance(group, list) else [group]
         _number(members, number)
-        sessions.append(_session(number, members))
+        sessions.add(members)
     return sessions
+
+
+def _first_id(group: Flow | list[Flow]) -> int:
+    return group[0].id if isinstance(group, list) else group.id
 
 
 def _number(members: list[Flow], number: int) -> None:
@@ -75,27 +87,104 @@ def _number(members: list[Flow], number: int) -> None:
 _VERDICT_LISTS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
-def _session(number: int, members: list[Flow]) -> MediaSession:
-    app = _main_app(members)
-    found = tuple(dict.fromkeys([f.encryption.verdict for f in members if f.encryption]))
-    verdicts = _VERDICT_LISTS.setdefault(found, found)
-    ids = tuple([f.id for f in members])
-    # Many sessions are one flow (a media socket used once): no ranking to do.
-    main = members[0] if len(members) == 1 else max(members, key=lambda f: (f.bytes, -f.id))
+class Sessions(Sequence[MediaSession]):
+    """A capture's media sessions, numbered from 1 in the order of their first flow, each
+    MediaSession made as it is read. What is kept per session is what makes it: its
+    members' ids (the one id of a one-flow session), its app, its list of verdicts (one
+    tuple for all sessions with the same), its main flow (the largest), and whether it was
+    all handshakes. Its summary line is written from the main flow when the session is
+    read: made here for every session, the lines were over half of what a million
+    one-flow sessions held (a line names the remote, so no two are alike). The flows'
+    records must be final (the sessions stage runs after every stage that sets a verdict,
+    a remote or an app). A session read is a new object: changing it changes nothing
+    here. Pickled, it is a list."""
+
+    __slots__ = ("_apps", "_handshakes", "_mains", "_members", "_verdicts")
+
+    def __init__(self) -> None:
+        self._members: list[int | tuple[int, ...]] = []
+        self._apps: list[str | None] = []
+        self._verdicts: list[tuple[str, ...]] = []
+        self._mains: list[Flow] = []
+        self._handshakes = bytearray()
+
+    def add(self, members: list[Flow]) -> None:
+        """The next session: its members, judged and numbered, in the order of their ids."""
+        found = tuple(dict.fromkeys([f.encryption.verdict for f in members if f.encryption]))
+        self._verdicts.append(_VERDICT_LISTS.setdefault(found, found))
+        self._apps.append(_main_app(members))
+        if len(members) == 1:  # no ranking to do
+            self._members.append(members[0].id)
+            self._mains.append(members[0])
+        else:
+            self._members.append(tuple([f.id for f in members]))
+            self._mains.append(max(members, key=lambda f: (f.bytes, -f.id)))
+        self._handshakes.append(all(map(_handshake_only, members)))
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    @overload
+    def __getitem__(self, index: int) -> MediaSession: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[MediaSession]: ...
+
+    def __getitem__(self, index: int | slice) -> MediaSession | list[MediaSession]:
+        if isinstance(index, slice):
+            return [self._session(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("session index out of range")
+        return self._session(index)
+
+    def __iter__(self) -> Iterator[MediaSession]:
+        return map(self._session, range(len(self)))
+
+    def heads(self) -> Iterator[tuple[int, str | None, tuple[int, ...], tuple[str, ...]]]:
+        """Each session's number, app, flows and verdicts: what reading it gives but the
+        summary, which is not written."""
+        for i, members in enumerate(self._members):
+            yield i + 1, self._apps[i], _ids(members), self._verdicts[i]
+
+    def _session(self, i: int) -> MediaSession:
+        ids = _ids(self._members[i])
+        app = self._apps[i]
+        return MediaSession(i + 1, app, ids, self._verdicts[i],
+                            _summary(self._mains[i], len(ids), app, bool(self._handshakes[i])))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Sessions({list(self)!r})"
+
+    def __reduce__(self) -> tuple[type[list[MediaSession]], tuple[list[MediaSession]]]:
+        return list, (list(self),)
+
+
+def _ids(members: int | tuple[int, ...]) -> tuple[int, ...]:
+    return members if isinstance(members, tuple) else (members,)
+
+
+def _summary(main: Flow, count: int, app: str | None, handshakes: bool) -> str:
+    """The session's line a person reads: app, remote, verdict, why (issue 17)."""
     enc = main.encryption
     assert enc is not None
     why = _keys_said(enc.decryption) or (enc.evidence[0].detail if enc.evidence else "")
-    others = f" (+{len(members) - 1} more flows)" if len(members) > 1 else ""
-    if all(map(_handshake_only, members)):
+    others = f" (+{count - 1} more flows)" if count > 1 else ""
+    if handshakes:
         # No media to speak of: say what there was (issue 17).
-        return MediaSession(number, app, ids, verdicts,
-                            f"{app or 'unidentified app'}: a handshake "
-                            f"{_towards(main).replace('to ', 'with ', 1)}{others} and no "
-                            f"media: {why}")
-    summary = (f"{app or 'unidentified app'}: media {_towards(main)}"
-               f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
-               f"{encryption_path(enc.verdict, enc.termination)}): {why}")
-    return MediaSession(number, app, ids, verdicts, summary)
+        return (f"{app or 'unidentified app'}: a handshake "
+                f"{_towards(main).replace('to ', 'with ', 1)}{others} and no media: {why}")
+    return (f"{app or 'unidentified app'}: media {_towards(main)}"
+            f"{others} is {enc.verdict} ({enc.key_exchange}, {enc.confidence} confidence; "
+            f"{encryption_path(enc.verdict, enc.termination)}): {why}")
 
 
 def _main_app(members: list[Flow]) -> str | None:
@@ -164,7 +253,7 @@ def encryption_path(verdict: str, termination: str) -> str:
     return _ENDS_AT.get(termination, "where encryption ends is unknown")
 
 
-def findings(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
+def findings(flows: list[Flow], sessions: Sessions) -> list[Finding]:
     """What a person must know, flow by flow (FLOW_FINDINGS, in order), then session by
     session."""
     out = [finding for find in FLOW_FINDINGS for finding in find(flows)]
@@ -227,20 +316,20 @@ FLOW_FINDINGS: tuple[Callable[[list[Flow]], list[Finding]], ...] = (
     _rtcp_in_clear, _zrtp_clear_start)
 
 
-def _mixed_protection(flows: list[Flow], sessions: list[MediaSession]) -> list[Finding]:
+def _mixed_protection(flows: list[Flow], sessions: Sessions) -> list[Finding]:
     by_id: dict[int, Flow] = {}  # made when the first mixed session needs it
     out = []
-    for session in sessions:
-        if "end-to-end" not in session.verdicts:
+    for number, app, ids, verdicts in sessions.heads():
+        if "end-to-end" not in verdicts:
             continue
         # An unknown leg (a handshake without media, too little to judge) protects nothing
         # less: it is not a mix of protections.
-        others = [v for v in session.verdicts if v not in ("end-to-end", "unknown")]
+        others = [v for v in verdicts if v not in ("end-to-end", "unknown")]
         if others:
             by_id = by_id or {f.id: f for f in flows}
             out.append(Finding(
                 "medium", "mixed-protection",
-                f"session {session.id} ({session.app}): some legs are end-to-end and others "
+                f"session {number} ({app}): some legs are end-to-end and others "
                 f"are {', '.join(others)}",
-                [i for i in session.flows if by_id[i].encryption]))
+                [i for i in ids if by_id[i].encryption]))
     return out

@@ -46,7 +46,8 @@ def spools(monkeypatch: pytest.MonkeyPatch) -> list[IO[bytes]]:
 
 def whole(value: object) -> bytes:
     """The report serialised at once, as the JSON renderer did before it wrote in pieces."""
-    return json_inert(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE))
+    return json_inert(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE,
+                                   default=json_report.as_list))
 
 
 def test_json_in_pieces_equals_json_at_once(reports: list[Report]) -> None:

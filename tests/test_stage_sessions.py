@@ -4,29 +4,31 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
+import sys
+import tracemalloc
 
 import pytest
 from stagekit import LOCAL, app_label, encryption, flow, sip_facts
 
 from flowscan import sessions
 from flowscan.identify import FlowFacts
-from flowscan.report.model import Decryption, Encryption, EvidenceItem, Flow, MediaSession
-from flowscan.sessions import build_sessions, findings
+from flowscan.report.model import Decryption, Encryption, EvidenceItem, Flow
+from flowscan.sessions import Sessions, build_sessions, findings
 
 ALICE = ("192.0.2.10", 49170)  # the media addresses the SDP offer and answer name
 BOB = ("192.0.2.20", 30000)
 SFU = ("203.0.113.30", 3478)
 
 
-def sessions_of(flows: list[Flow], sip: list[FlowFacts] | None = None
-                ) -> list[MediaSession]:
+def sessions_of(flows: list[Flow], sip: list[FlowFacts] | None = None) -> Sessions:
     """The stage's input: every flow with its facts (media flows carry none needed here)."""
     signalling = [(flow(100 + i, (LOCAL, 5060 + i), ("198.51.100.7", 5060)), facts)
                   for i, facts in enumerate(sip or [])]
     return build_sessions(signalling + [(f, FlowFacts()) for f in flows])
 
 
-def kinds(flows: list[Flow], sessions: list[MediaSession]) -> dict[str, list[int]]:
+def kinds(flows: list[Flow], sessions: Sessions) -> dict[str, list[int]]:
     return {f.kind: f.flows for f in findings(flows, sessions)}
 
 
@@ -183,3 +185,48 @@ def test_numbering_copies_the_verdict_whole() -> None:
     assert (first.session, second.session) == (1, 2)
     assert first == dataclasses.replace(judged, session=1)
     assert first.evidence is judged.evidence and first.decryption is judged.decryption
+
+
+def test_sessions_are_made_as_they_are_read() -> None:
+    """sessions.Sessions keeps what makes each session and writes its summary when it is
+    read: read in any way (by index from either end, by slice, in turn, pickled), it
+    gives the same sessions, and a session read is the reader's own."""
+    flows = [flow(1, (LOCAL, 50000), SFU, encryption=encryption("hop-by-hop", "server")),
+             flow(2, (LOCAL, 50000), ("203.0.113.31", 3478),
+                  encryption=encryption("unknown", signal="handshake-only")),
+             flow(3, (LOCAL, 50001), SFU, encryption=encryption("plaintext", "server"))]
+    made = sessions_of(flows)
+    listed = list(made)
+    assert [(s.id, s.flows, s.verdicts) for s in listed] == [
+        (1, (1, 2), ("hop-by-hop", "unknown")), (2, (3,), ("plaintext",))]
+    assert "(+1 more flows)" in listed[0].summary and "not encrypted" in listed[1].summary
+    assert len(made) == 2 and made[-1] == listed[1] and made[0:5] == listed
+    assert made == listed and listed == made and made != listed[:1]
+    assert pickle.loads(pickle.dumps(made)) == listed
+    made[0].summary = "changed"
+    assert made[0].summary == listed[0].summary
+    with pytest.raises(IndexError):
+        made[2]
+
+
+def test_a_one_flow_session_holds_no_line_of_its_own() -> None:
+    """A million media sockets used once are a million sessions: what each holds is a
+    few references, not its summary line (which names the remote, so is its own)."""
+    count = 20000
+    flows = [flow(n, (LOCAL, 10000 + n), SFU, encryption=encryption("hop-by-hop", "server"))
+             for n in range(1, count + 1)]
+    pairs = [(f, FlowFacts()) for f in flows]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        made = build_sessions(pairs)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(made) == count
+    # The numbered verdict (Encryption.in_session) and its number are each session's;
+    # besides them, a few references: under 64 bytes a session (its line alone is over
+    # 100, and a MediaSession with its tuple of ids 120).
+    numbered = sys.getsizeof(flows[0].encryption) + sys.getsizeof(count)
+    assert held / count < numbered + 64, held / count
+    assert len(made[count - 1].summary) > 100

@@ -6,6 +6,7 @@ gathered here, in one place, from every stage that skipped or could not do somet
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from flowscan.capture.decode import LINK_NAMES
@@ -106,7 +107,7 @@ def capture_info(totals: CaptureTotals, warnings: list[str]) -> CaptureInfo:
 
 def build_report(totals: CaptureTotals, warnings: list[str], flows: list[Flow],
                  apps: list[AppGroup], names: dict[str, list[str]],
-                 sessions: list[MediaSession], findings: list[Finding],
+                 sessions: Sequence[MediaSession], findings: list[Finding],
                  geodata: list[GeoDatabase], home: Home | None,
                  vantage: Vantage | None = None) -> Report:
     report = Report(tool=ToolInfo("flowscan", __version__),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 import orjson
@@ -133,4 +133,13 @@ def dumps(reports: list[Report]) -> str:
 
 
 def report_to_dict(report: Report) -> dict[str, Any]:
-    return orjson.loads(orjson.dumps(report))
+    return orjson.loads(orjson.dumps(report, default=as_list))
+
+
+def as_list(value: object) -> list[object]:
+    """orjson's `default` for a report: a sequence it does not know (sessions.Sessions,
+    whose sessions are made as read) as the list it reads as:
+    orjson.dumps(report, default=as_list)."""
+    if isinstance(value, Sequence):
+        return list(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")

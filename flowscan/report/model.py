@@ -332,7 +332,8 @@ class Report(Serialised):
     capture: CaptureInfo
     flows: list[Flow] = field(default_factory=list)
     apps: list[AppGroup] = field(default_factory=list)
-    sessions: list[MediaSession] = field(default_factory=list)
+    # A list, or sessions.Sessions: each made as it is read (a million one-flow sessions).
+    sessions: Sequence[MediaSession] = field(default_factory=list)
     # Address -> names, from DNS answers and pcapng name resolution blocks in the capture.
     names: dict[str, list[str]] = field(default_factory=dict)
     # Every geolocation database used, with its build date (DB-IP Lite needs this credit).

@@ -10,7 +10,7 @@ is not taken for a style tag, and no escape sequence or line break reaches the t
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -139,7 +139,7 @@ def _destinations(report: Report) -> list[tuple[Text | str, Text]]:
     return rows
 
 
-def _sessions(sessions: list[MediaSession]) -> list[tuple[Text | str, Text]]:
+def _sessions(sessions: Sequence[MediaSession]) -> list[tuple[Text | str, Text]]:
     """The calls, identical summaries said once: '3 calls like this: ...'."""
     groups: dict[str, list[int]] = {}
     for session in sessions:

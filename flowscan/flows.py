@@ -247,8 +247,9 @@ class FlowTable:
         self.active = 0
         self.peak_active = 0
         self.evicted = 0
-        # The open flows whose samples or SSRCs grew since the set was last taken, for
-        # whoever identifies flows before they close (None: nobody does; not kept).
+        # The flows whose samples, late samples or SSRCs grew since the set was last
+        # taken (some may have closed since), for whoever identifies flows before they
+        # close (None: nobody does; not kept).
         self.touched: set[FlowState] | None = None
 
     def add(self, ts: float, wirelen: int, decoded: Decoded, data: bytes) -> None:

@@ -43,7 +43,7 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Generic, TypeVar
 
@@ -411,8 +411,9 @@ class Identifier(Generic[T]):
     def can_guess(self, guessing: int) -> bool:
         """Whether the workers are up and would otherwise wait, while reading: no closed
         flow's chunk in flight, and fewer guesses (LookAhead) than QUEUED_PER_WORKER for
-        each worker. It never starts them: expect() does, once enough flows are open."""
-        if self._last_flows or (self._pool is None and (
+        each worker. It never starts them (expect() does, once enough flows are open), and
+        once they are given up, there is no guess."""
+        if self._last_flows or not self._workers or (self._pool is None and (
                 self._starting is None or not self._pool_started())):
             return False
         sent = self._sent
@@ -488,14 +489,32 @@ class Identifier(Generic[T]):
     def _complete(self, chunk: _Chunk[T]) -> None:
         if not chunk.jobs:
             return
-        try:
-            assert chunk.future is not None
-            chunk.fill_pickled(chunk.future.result())
-        except (BrokenProcessPool, CancelledError):
-            self._give_up()
+        assert chunk.future is not None
+        sent = self.sent_back(chunk.future)
+        if sent is None:
             chunk.identify_here()
+            return
+        try:
+            chunk.fill_pickled(sent)
         except OSError:  # its file could not be read: this chunk alone is done here
             chunk.identify_here()
+
+    def sent_back(self, future: Future[ChunkFacts | str]) -> ChunkFacts | str | None:
+        """What a worker sent back, waited for; None where the pool broke (the workers
+        are given up), the task was cancelled or the worker could not read its chunk's
+        file (that chunk alone). The exception is looked at, not raised: raised, its
+        traceback would hold this frame and the flows it reaches, in a cycle that the
+        collector, paused during a scan, would never free."""
+        if future.cancelled():
+            return None
+        failed = future.exception()
+        if failed is None:
+            return future.result()
+        if isinstance(failed, BrokenProcessPool):
+            self._give_up()
+        elif not isinstance(failed, OSError):
+            raise failed
+        return None
 
     def _deliver_done(self, wait: bool = False) -> None:
         chunks = self._chunks
@@ -609,7 +628,10 @@ class LookAhead:
         pending, now = self._pending, self._looks
         for state in touched:
             pending.pop(state, None)  # to the end: it grew last
-            if state.samples:  # else closed since (pipeline._Identify empties them)
+            # Without samples, nothing to identify: a flow closed since it grew
+            # (pipeline._Identify empties them), or one whose late samples or SSRCs grew
+            # with no sample kept (a sample budget of 0).
+            if state.samples:
                 pending[state] = now
         identifier = self._identifier
         while identifier.can_guess(len(self._guesses)):
@@ -638,10 +660,13 @@ class LookAhead:
         guesses = self._guesses
         while guesses and (wait or guesses[0][0].done()):
             future, states, signatures = guesses.popleft()
-            try:
-                facts = self._identifier.guessed(future.result())
-            except (BrokenProcessPool, CancelledError, OSError):
+            sent = self._identifier.sent_back(future)
+            if sent is None:
                 continue  # these flows are identified as they close
+            try:
+                facts = self._identifier.guessed(sent)
+            except OSError:  # the facts' file could not be read
+                continue
             for state, sign, found in zip(states, signatures, facts, strict=True):
                 state.ahead = (sign, found)
 

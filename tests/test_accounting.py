@@ -118,15 +118,18 @@ def _grown(state: FlowState) -> tuple[int, int, int, int]:
 
 
 @pytest.mark.parametrize("columnar", [True, False], ids=["columnar", "per-packet"])
-def test_the_table_notes_exactly_the_flows_whose_samples_grew(real_path: Path, columnar: bool,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+@pytest.mark.parametrize("sample_packets", [None, 1], ids=["budgets", "one-sample"])
+def test_the_table_notes_exactly_the_flows_whose_samples_grew(
+        real_path: Path, columnar: bool, sample_packets: int | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """FlowTable.touched, batch by batch, is the set of flows whose samples, late samples
     or SSRCs grew in it (identify_workers.LookAhead sends the others to the workers): no
-    flow that grew is missing, and no flow whose packets added nothing is there."""
+    flow that grew is missing, and no flow whose packets added nothing is there. With one
+    sample a class, RTP flows go on growing by their SSRCs and late samples alone."""
     monkeypatch.setattr("flowscan.capture.records.BATCH_BYTES", 4096)
     seen: dict[FlowState, tuple[int, int, int, int]] = {}
-    table = FlowTable(on_close=lambda state: None, idle_timeout=2.0)
+    table = FlowTable(on_close=lambda state: None, idle_timeout=2.0,
+                      sample_packets=sample_packets)
     table.touched = set()
     accounting = FlowAccounting(table, Decoder(), columnar=columnar)
     grew_somewhere = 0

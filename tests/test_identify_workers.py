@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import pickle
 import threading
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 import pytest
 from capfiles import ether
+from conftest import real_capture
 from scapy.layers.inet import IP, UDP
 
 from flowscan import api, identify_workers
@@ -226,30 +229,44 @@ def test_no_workers_inside_a_daemonic_process(monkeypatch: pytest.MonkeyPatch) -
 
 CYCLE_CHECK = """
 import gc, sys
-from flowscan import api
+from flowscan import api, identify_workers
+from flowscan.capture import records
 from flowscan.identify import FlowFacts
+if sys.argv[3] == "ahead":  # small batches, the worker up from the start: guesses
+    identify_workers.CHUNK, identify_workers.EXPECTED_CHUNKS = 2, 0
+    identify_workers._Starting.ready = lambda starting: starting.wait() or True
+    records.BATCH_BYTES = 4096
+guessed = identify_workers.Identifier.guess
+guesses = []
+def counted(identifier, jobs):
+    guesses.append(len(jobs))
+    return guessed(identifier, jobs)
+identify_workers.Identifier.guess = counted
 gc.collect()
 gc.set_debug(gc.DEBUG_SAVEALL)
 api.scan(sys.argv[1], workers=int(sys.argv[2]))
 gc.unfreeze()
 gc.collect()
-print(sum(type(o) is FlowFacts for o in gc.garbage))
+print(sum(type(o) is FlowFacts for o in gc.garbage), bool(guesses))
 """
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_no_reference_cycle_keeps_the_facts_alive(workers: int) -> None:
+@pytest.mark.parametrize(("workers", "ahead"), [(0, False), (1, False), (1, True)])
+def test_no_reference_cycle_keeps_the_facts_alive(workers: int, ahead: bool) -> None:
     """A scan leaves no cycle holding flows' facts: with the collector paused during the
     scan and the survivors frozen after it, such a cycle would never be freed. In a fresh
-    interpreter: the suite's other tests leave garbage of their own."""
+    interpreter: the suite's other tests leave garbage of their own. With guesses too
+    (LookAhead), on a capture of many flows."""
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", CYCLE_CHECK, str(LAB[0]), str(workers)],
+    capture = str(LAB[0]) if not ahead else real_capture("teams.pcap")
+    done = subprocess.run([sys.executable, "-c", CYCLE_CHECK, str(capture), str(workers),
+                           "ahead" if ahead else "-"],
                           capture_output=True, text=True, timeout=120,
                           cwd=Path(api.__file__).resolve().parent.parent)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["0"]
+    assert done.stdout.split() == ["0", str(ahead)]
 
 
 
@@ -515,7 +532,30 @@ def test_a_flow_that_grew_after_its_guess_is_identified_as_it_closes() -> None:
     still, grown = table.open_flows()
     assert still.ahead is not None and grown.ahead is not None
     _udp_state(table, decoder, 40001, request + b"\x01" * 12, 2.0)
-    assert look.closed(still, job_of(still)) is still.ahead[1]
-    assert look.closed(grown, job_of(grown)) is None
-    assert still.ahead[1] == identify_job(job_of(still))
+    try:
+        assert look.closed(still, job_of(still)) is still.ahead[1]
+        assert look.closed(grown, job_of(grown)) is None
+        assert still.ahead[1] == identify_job(job_of(still))
+    finally:
+        identifier.finish()
+
+
+def test_a_broken_pool_ends_the_guesses_and_keeps_no_flow_alive() -> None:
+    """A guess whose pool broke (a worker killed) gives no facts, gives the workers up (no
+    guess is written after it), and is never raised: a raised exception's traceback would
+    hold the flows in a cycle that the collector, paused during a scan, never frees."""
+    table = FlowTable(on_close=lambda state: None)
+    decoder = Decoder()
+    identifier: Identifier[int] = Identifier(lambda item, facts: None, 1)
+    look = identify_workers.LookAhead(identifier, table)
+    _udp_state(table, decoder, 40000, bytes.fromhex("000100002112a442") + bytes(12), 1.0)
+    (state,) = table.open_flows()
+    broken: Future[identify_workers.ChunkFacts | str] = Future()
+    broken.set_exception(BrokenProcessPool("a worker died"))
+    look._guesses.append((broken, [state], [identify_workers.signature(job_of(state))]))
+    look.settle(table)
+    assert state.ahead is None and identifier.workers == 0
+    assert not identifier.can_guess(0)
+    failed = broken.exception()
+    assert failed is not None and failed.__traceback__ is None
     identifier.finish()

@@ -247,9 +247,9 @@ class FlowTable:
         self.active = 0
         self.peak_active = 0
         self.evicted = 0
-        # The flows whose samples, late samples or SSRCs grew since the set was last
-        # taken (some may have closed since), for whoever identifies flows before they
-        # close (None: nobody does; not kept).
+        # The open flows whose samples, late samples or SSRCs grew since the set was last
+        # taken, for whoever identifies flows before they close (None: nobody does; not
+        # kept).
         self.touched: set[FlowState] | None = None
 
     def add(self, ts: float, wirelen: int, decoded: Decoded, data: bytes) -> None:
@@ -363,6 +363,10 @@ class FlowTable:
                 del table[key]
         self.active -= 1
         self.evicted += 1
+        if self.touched is not None:
+            # Not kept past its close: a batch of flows that each open and close (idle
+            # timeout churn) held ~1 KB a flow here until the next look.
+            self.touched.discard(flow)
         self._on_close(flow)
 
     def sweep(self, cutoff: float) -> None:

@@ -628,9 +628,9 @@ class LookAhead:
         pending, now = self._pending, self._looks
         for state in touched:
             pending.pop(state, None)  # to the end: it grew last
-            # Without samples, nothing to identify: a flow closed since it grew
-            # (pipeline._Identify empties them), or one whose late samples or SSRCs grew
-            # with no sample kept (a sample budget of 0).
+            # Without samples, nothing to identify: one whose late samples or SSRCs grew
+            # with no sample kept (a sample budget of 0). (A flow that closes leaves the
+            # table's notes, and the pending ones: closed().)
             if state.samples:
                 pending[state] = now
         identifier = self._identifier
